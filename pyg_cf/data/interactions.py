@@ -1,0 +1,220 @@
+"""Interaction tables: id encoding, de-duplication, k-core filtering and splits.
+
+All functions take and return :class:`pandas.DataFrame` objects with at least the columns
+``user`` and ``item``. They are pure (the input frame is never modified).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pyg_cf.errors import ConfigError, DataFormatError
+
+__all__ = [
+    "IdMap",
+    "drop_duplicates",
+    "encode_ids",
+    "k_core",
+    "random_split",
+    "validate_frame",
+]
+
+log = logging.getLogger(__name__)
+
+
+def validate_frame(df: pd.DataFrame, name: str = "frame") -> None:
+    """Check that ``df`` has ``user`` and ``item`` columns without missing values.
+
+    Raises:
+        DataFormatError: naming the missing column, or the first row with a missing id.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataFormatError(f"{name}: expected a pandas DataFrame, got {type(df).__name__}")
+    for col in ("user", "item"):
+        if col not in df.columns:
+            raise DataFormatError(
+                f"{name}: missing column '{col}' (columns are {list(df.columns)}); "
+                "rename your columns or pass user_col/item_col"
+            )
+        na = df[col].isna().to_numpy()
+        if na.any():
+            row = df.index[int(np.argmax(na))]
+            raise DataFormatError(f"{name}: column '{col}' has a missing value at row {row!r}")
+    if "rating" in df.columns:
+        r = pd.to_numeric(df["rating"], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(r)
+        if bad.any():
+            row = df.index[int(np.argmax(bad))]
+            raise DataFormatError(f"{name}: column 'rating' is not a finite number at row {row!r}")
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """Dense 0-based ids for raw user and item ids.
+
+    Attributes:
+        users: ``users[k]`` is the raw id of dense user ``k``.
+        items: ``items[k]`` is the raw id of dense item ``k``.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    def user_index(self, raw: Sequence[object] | np.ndarray) -> np.ndarray:
+        """Dense ids of raw user ids; raises :class:`KeyError` for unknown ids."""
+        return _lookup(self.users, raw, "user")
+
+    def item_index(self, raw: Sequence[object] | np.ndarray) -> np.ndarray:
+        """Dense ids of raw item ids; raises :class:`KeyError` for unknown ids."""
+        return _lookup(self.items, raw, "item")
+
+
+def _lookup(table: np.ndarray, raw: Sequence[object] | np.ndarray, kind: str) -> np.ndarray:
+    idx = pd.Index(table).get_indexer(pd.Index(np.asarray(raw)))
+    if (idx < 0).any():
+        bad = np.asarray(raw)[idx < 0][:5]
+        raise KeyError(f"unknown raw {kind} id(s): {list(bad)}")
+    return idx.astype(np.int64)
+
+
+def encode_ids(
+    *frames: pd.DataFrame,
+    keep_dense: bool = False,
+) -> tuple[list[pd.DataFrame], IdMap]:
+    """Remap raw user and item ids of one or more frames to dense 0-based ids.
+
+    The id space is the union over all frames; the first frame (normally the training set)
+    decides nothing special. Ids of any hashable type are accepted.
+
+    Args:
+        *frames: Frames with ``user`` and ``item`` columns.
+        keep_dense: If ``True`` and the raw ids are already integers ``0..n-1`` (as in the
+            LightGCN releases), keep them unchanged so ``n`` counts every id up to the
+            largest one, including ids without interactions.
+
+    Returns:
+        The re-encoded frames (same order) and the :class:`IdMap`.
+    """
+    if not frames:
+        raise ConfigError("encode_ids needs at least one frame")
+    for k, df in enumerate(frames):
+        validate_frame(df, name=f"frame #{k}")
+    maps = {}
+    for col in ("user", "item"):
+        values = pd.concat([df[col] for df in frames], ignore_index=True)
+        if keep_dense and pd.api.types.is_integer_dtype(values) and len(values) > 0:
+            n = int(values.max()) + 1
+            maps[col] = np.arange(n, dtype=np.int64)
+        else:
+            maps[col] = np.asarray(pd.unique(values))
+            if pd.api.types.is_integer_dtype(values):
+                maps[col] = np.sort(maps[col])
+    out = []
+    for df in frames:
+        new = df.copy()
+        for col in ("user", "item"):
+            new[col] = pd.Index(maps[col]).get_indexer(df[col]).astype(np.int64)
+        out.append(new)
+    return out, IdMap(users=maps["user"], items=maps["item"])
+
+
+def drop_duplicates(df: pd.DataFrame, name: str = "interactions") -> pd.DataFrame:
+    """Drop repeated (user, item) pairs, keeping the first, and log how many were dropped."""
+    validate_frame(df, name)
+    dup = df.duplicated(subset=["user", "item"], keep="first").to_numpy()
+    n = int(dup.sum())
+    if n:
+        log.info("%s: dropped %d duplicate interaction(s) of %d", name, n, len(df))
+        return df.loc[~dup].reset_index(drop=True)
+    return df
+
+
+def k_core(df: pd.DataFrame, user_k: int = 10, item_k: int = 10) -> pd.DataFrame:
+    """Keep the largest sub-table in which every user has at least ``user_k`` and every item
+    at least ``item_k`` interactions; filtering is iterated until it is stable.
+
+    Args:
+        df: Interactions (duplicates should be dropped first).
+        user_k: Minimum interactions per user.
+        item_k: Minimum interactions per item.
+    """
+    validate_frame(df, "k_core input")
+    if user_k < 0 or item_k < 0:
+        raise ConfigError(f"k_core: user_k and item_k must be >= 0, got {user_k}, {item_k}")
+    cur = df
+    while True:
+        ucount = cur.groupby("user")["user"].transform("size")
+        icount = cur.groupby("item")["item"].transform("size")
+        keep = ((ucount >= user_k) & (icount >= item_k)).to_numpy()
+        if keep.all():
+            return cur.reset_index(drop=True)
+        cur = cur.loc[keep]
+        if len(cur) == 0:
+            log.warning("k_core(%d, %d) removed every interaction", user_k, item_k)
+            return cur.reset_index(drop=True)
+
+
+def random_split(
+    df: pd.DataFrame,
+    ratios: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    per_user: bool = True,
+) -> list[pd.DataFrame]:
+    """Split interactions at random into parts with the given ratios.
+
+    With ``per_user=True`` (default, as in the sampled-softmax paper) each user's
+    interactions are shuffled and cut by the ratios, so each user appears in training
+    whenever it has at least one interaction: a user with ``n`` interactions gives
+    ``round(n * r_k)`` rows to the later parts, the rest to the first part. With
+    ``per_user=False`` the whole table is shuffled and cut.
+
+    Args:
+        df: Interactions.
+        ratios: Fractions of each part (normalized to sum to 1), e.g. ``(0.8, 0.2)`` or
+            ``(0.7, 0.1, 0.2)``.
+        seed: Seed of the shuffle; the same seed gives the same split.
+        per_user: Split each user's interactions separately.
+
+    Returns:
+        One frame per ratio, in order. The parts are disjoint and their union is ``df``.
+    """
+    validate_frame(df, "random_split input")
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.ndim != 1 or len(r) < 2 or (r < 0).any() or r.sum() <= 0:
+        raise ConfigError(f"ratios must be >= 2 non-negative numbers, got {list(ratios)}")
+    r = r / r.sum()
+    rng = np.random.default_rng(seed)
+    n = len(df)
+    perm = rng.permutation(n)
+    part = np.zeros(n, dtype=np.int64)
+    if per_user:
+        users = df["user"].to_numpy()[perm]
+        order = np.argsort(users, kind="stable")
+        perm = perm[order]
+        users = users[order]
+        _, start, counts = np.unique(users, return_index=True, return_counts=True)
+        rank = np.arange(n) - np.repeat(start, counts)
+        # Part k of a user with n_u rows holds ranks [round(n_u*c_{k-1}), round(n_u*c_k)),
+        # c the cumulative ratios; a single-row user keeps its row in the first part.
+        cum = np.cumsum(r)[:-1]
+        bounds = np.maximum(np.floor(counts[:, None] * cum[None, :] + 0.5), 1)
+        rank_b = np.repeat(bounds, counts, axis=0)
+        part[perm] = (rank[:, None] >= rank_b).sum(1)
+    else:
+        cuts = np.floor(np.cumsum(r)[:-1] * n + 0.5).astype(np.int64)
+        for k, c in enumerate(cuts):
+            part[perm[c:]] = k + 1
+    return [df.loc[part == k].reset_index(drop=True) for k in range(len(r))]

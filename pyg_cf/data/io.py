@@ -1,0 +1,249 @@
+"""Readers for the usual interaction file formats.
+
+Both readers return a :class:`pandas.DataFrame` with columns ``user`` and ``item`` (raw ids)
+and, for edge lists, optional ``rating`` and ``timestamp`` columns. Ids are not remapped
+here; see :func:`pyg_cf.data.interactions.encode_ids`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pyg_cf.errors import DataFormatError
+
+__all__ = ["read_adjacency_list", "read_edge_list"]
+
+_WS = re.compile(r"\s+")
+
+
+def _open_lines(path: str | os.PathLike[str]) -> list[str]:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataFormatError("file does not exist", path=path)
+    if os.path.isdir(path):
+        raise DataFormatError("expected a file but found a directory", path=path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"file is not UTF-8 text ({e.reason})", path=path) from e
+    if not any(line.strip() for line in lines):
+        raise DataFormatError("file is empty", path=path)
+    return lines
+
+
+def _parse_int(token: str, path: str, lineno: int, field: str) -> int:
+    try:
+        value = int(token)
+    except ValueError:
+        raise DataFormatError(
+            f"field '{field}' must be a non-negative integer id, got {token!r}", path, lineno
+        ) from None
+    if value < 0:
+        raise DataFormatError(f"field '{field}' is a negative id ({value})", path, lineno)
+    return value
+
+
+def read_adjacency_list(
+    path: str | os.PathLike[str],
+    allow_empty: bool = False,
+) -> pd.DataFrame:
+    r"""Read a LightGCN-style adjacency list (``train.txt`` / ``test.txt``).
+
+    Each non-blank line is ``user item item ...`` with non-negative integer ids separated by
+    white space.
+
+    Args:
+        path: The file to read.
+        allow_empty: If ``False`` (default), a line holding a user but no items is an error;
+            if ``True`` such a line is skipped (the user then has no interaction in this file).
+
+    Returns:
+        A frame with ``int64`` columns ``user`` and ``item``, one row per listed pair, in file
+        order.
+
+    Raises:
+        DataFormatError: naming the file and line, for a missing or empty file, a
+            non-integer or negative id, or a user without items.
+    """
+    spath = os.fspath(path)
+    lines = _open_lines(spath)
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if "," in line or ";" in line or "\t" in raw.strip(" "):
+            if "," in line or ";" in line:
+                raise DataFormatError(
+                    "adjacency lists are separated by spaces; found ',' or ';' "
+                    "(is this an edge list? use read_edge_list)",
+                    spath,
+                    lineno,
+                )
+        tokens = _WS.split(line)
+        try:
+            ids = np.array(tokens, dtype=np.int64)
+        except (ValueError, OverflowError):
+            for k, tok in enumerate(tokens):
+                _parse_int(tok, spath, lineno, "user" if k == 0 else f"item #{k}")
+            raise DataFormatError("could not parse line", spath, lineno) from None
+        if (ids < 0).any():
+            k = int(np.nonzero(ids < 0)[0][0])
+            raise DataFormatError(
+                f"field '{'user' if k == 0 else f'item #{k}'}' is a negative id ({ids[k]})",
+                spath,
+                lineno,
+            )
+        if ids.size < 2:
+            if allow_empty:
+                continue
+            raise DataFormatError(
+                f"user {ids[0]} has no items (pass allow_empty=True to skip such lines)",
+                spath,
+                lineno,
+            )
+        users.append(np.full(ids.size - 1, ids[0], dtype=np.int64))
+        items.append(ids[1:])
+    if not users:
+        raise DataFormatError("file holds no interactions", path=spath)
+    return pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
+
+
+def read_edge_list(
+    path: str | os.PathLike[str],
+    sep: str | None = None,
+    columns: Sequence[str] = ("user", "item", "rating", "timestamp"),
+    header: bool = False,
+    numeric_ids: bool = True,
+) -> pd.DataFrame:
+    r"""Read an edge list: one interaction per line, ``user item [rating] [timestamp]``.
+
+    Args:
+        path: The file to read.
+        sep: Field separator; ``None`` (default) splits on any run of white space.
+        columns: Names of the fields in order; ``user`` and ``item`` are required, the
+            optional trailing fields may be absent from the file.
+        header: Whether the first non-blank line is a header to skip.
+        numeric_ids: If ``True`` (default) ids must be non-negative integers; if ``False`` ids
+            are kept as strings (remapped later by :func:`encode_ids`).
+
+    Returns:
+        A frame with ``user``, ``item`` and the optional columns present in the file
+        (``rating`` as ``float64``, ``timestamp`` as ``int64``).
+
+    Raises:
+        DataFormatError: naming the file and line for a missing or empty file, a wrong number
+            of fields, a non-integer or negative id, a header line found when ``header`` is
+            ``False``, mixed separators, or a non-finite rating.
+    """
+    spath = os.fspath(path)
+    cols = list(columns)
+    if cols[:2] != ["user", "item"]:
+        raise DataFormatError(f"columns must start with 'user', 'item', got {cols}")
+    lines = _open_lines(spath)
+    rows: list[list[str]] = []
+    linenos: list[int] = []
+    width: int | None = None
+    skipped_header = not header
+    other_seps = [s for s in ("\t", ",", ";", " ") if s != sep]
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not skipped_header:
+            skipped_header = True
+            continue
+        if sep is None:
+            fields = _WS.split(line)
+            if len(fields) == 1 and ("," in line or ";" in line):
+                raise DataFormatError(
+                    "no white space between fields; pass sep=',' (or ';') for this file",
+                    spath,
+                    lineno,
+                )
+        else:
+            fields = [f.strip() for f in line.split(sep)]
+            if len(fields) == 1 and any(s in line for s in other_seps):
+                raise DataFormatError(
+                    f"separator {sep!r} not found but another separator is present "
+                    "(mixed separators?)",
+                    spath,
+                    lineno,
+                )
+        if width is None:
+            width = len(fields)
+            if width < 2 or width > len(cols):
+                raise DataFormatError(
+                    f"expected 2 to {len(cols)} fields ({', '.join(cols)}), found {width}",
+                    spath,
+                    lineno,
+                )
+        elif len(fields) != width:
+            raise DataFormatError(
+                f"expected {width} fields like the first line, found {len(fields)} "
+                "(mixed separators?)",
+                spath,
+                lineno,
+            )
+        rows.append(fields)
+        linenos.append(lineno)
+    if not rows:
+        raise DataFormatError("file holds no interactions", path=spath)
+    assert width is not None
+    arr = np.array(rows, dtype=object)
+    out: dict[str, np.ndarray] = {}
+    for k, name in enumerate(cols[:width]):
+        column = arr[:, k]
+        if name in ("user", "item"):
+            if numeric_ids:
+                try:
+                    out[name] = column.astype(np.int64)
+                except (ValueError, OverflowError):
+                    for j, tok in enumerate(column):
+                        _parse_int(tok, spath, linenos[j], name)
+                    raise DataFormatError(f"could not parse field '{name}'", spath) from None
+                neg = np.nonzero(out[name] < 0)[0]
+                if neg.size:
+                    j = int(neg[0])
+                    raise DataFormatError(
+                        f"field '{name}' is a negative id ({out[name][j]})", spath, linenos[j]
+                    )
+            else:
+                out[name] = column.astype(str)
+        elif name == "rating":
+            try:
+                vals = column.astype(np.float64)
+            except ValueError:
+                for j, tok in enumerate(column):
+                    try:
+                        float(tok)
+                    except ValueError:
+                        raise DataFormatError(
+                            f"field 'rating' must be a number, got {tok!r}", spath, linenos[j]
+                        ) from None
+                raise
+            bad = np.nonzero(~np.isfinite(vals))[0]
+            if bad.size:
+                j = int(bad[0])
+                raise DataFormatError(
+                    f"field 'rating' is not finite ({column[j]})", spath, linenos[j]
+                )
+            out[name] = vals
+        else:
+            vals_i = np.empty(len(column), dtype=np.int64)
+            for j, tok in enumerate(column):
+                try:
+                    vals_i[j] = int(float(tok))
+                except (ValueError, OverflowError):
+                    raise DataFormatError(
+                        f"field '{name}' must be a number, got {tok!r}", spath, linenos[j]
+                    ) from None
+            out[name] = vals_i
+    return pd.DataFrame(out)

@@ -1,0 +1,235 @@
+"""From files or frames to a pyg-cf :class:`HeteroData`.
+
+Three entry points share one pipeline (encode ids → drop duplicates → optional k-core →
+split or given split → :func:`build_graph`):
+
+* :func:`from_dataframe` – one interaction table, split here at random (7:1:2 by default).
+* :func:`from_lightgcn_files` – LightGCN ``train.txt`` / ``test.txt`` adjacency lists with the
+  given split (a validation part can be carved from training with a seed).
+* :func:`from_edge_list_files` – ``user item [rating] [timestamp]`` edge lists, one file per
+  split.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+from torch_geometric.data import HeteroData
+
+from pyg_cf.data.graph import build_graph
+from pyg_cf.data.interactions import (
+    drop_duplicates,
+    encode_ids,
+    k_core,
+    random_split,
+    validate_frame,
+)
+from pyg_cf.data.io import read_adjacency_list, read_edge_list
+from pyg_cf.errors import ConfigError
+
+__all__ = ["from_dataframe", "from_edge_list_files", "from_lightgcn_files", "from_splits"]
+
+log = logging.getLogger(__name__)
+
+
+def _cold_start(
+    train: pd.DataFrame, held: pd.DataFrame | None, name: str, policy: str
+) -> pd.DataFrame | None:
+    if held is None or len(held) == 0:
+        return held
+    cold = ~held["user"].isin(train["user"]) | ~held["item"].isin(train["item"])
+    n = int(cold.sum())
+    if n:
+        if policy == "drop":
+            log.warning("%s: dropped %d cold-start pair(s) (user or item not in train)", name, n)
+            return held.loc[~cold].reset_index(drop=True)
+        if policy == "error":
+            row = held.loc[cold].iloc[0]
+            raise ConfigError(
+                f"{name}: {n} pair(s) have a user or item that never appears in training "
+                f"(first: user {row['user']!r}, item {row['item']!r}); "
+                "pass cold_start='keep' or 'drop'"
+            )
+        log.warning("%s: kept %d cold-start pair(s) (user or item not in train)", name, n)
+    return held
+
+
+def _remove_train_overlap(
+    train: pd.DataFrame, held: pd.DataFrame | None, name: str
+) -> pd.DataFrame | None:
+    if held is None or len(held) == 0:
+        return held
+    key = pd.MultiIndex.from_frame(train[["user", "item"]])
+    dup = pd.MultiIndex.from_frame(held[["user", "item"]]).isin(key)
+    n = int(dup.sum())
+    if n:
+        log.warning("%s: dropped %d pair(s) that are also training pairs", name, n)
+        return held.loc[~dup].reset_index(drop=True)
+    return held
+
+
+def from_splits(
+    train: pd.DataFrame,
+    val: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    name: str | None = None,
+    keep_dense: bool = False,
+    cold_start: str = "keep",
+) -> HeteroData:
+    """Build the data object from already split raw-id frames.
+
+    Args:
+        train: Training interactions (``user``, ``item`` columns, raw ids).
+        val: Validation interactions or ``None``.
+        test: Test interactions or ``None``.
+        name: Data set name.
+        keep_dense: Keep integer ids ``0..n-1`` as they are (LightGCN releases).
+        cold_start: What to do with held-out pairs whose user or item never occurs in
+            training: ``'keep'`` (default; reported in a log line), ``'drop'`` or ``'error'``.
+    """
+    if cold_start not in ("keep", "drop", "error"):
+        raise ConfigError(f"cold_start must be 'keep', 'drop' or 'error', got {cold_start!r}")
+    train = drop_duplicates(train, "train")
+    val = drop_duplicates(val, "val") if val is not None else None
+    test = drop_duplicates(test, "test") if test is not None else None
+    val = _remove_train_overlap(train, _cold_start(train, val, "val", cold_start), "val")
+    test = _remove_train_overlap(train, _cold_start(train, test, "test", cold_start), "test")
+    if val is not None and test is not None:
+        test = _remove_train_overlap(val, test, "test (vs val)")
+    frames = [f for f in (train, val, test) if f is not None]
+    enc, id_map = encode_ids(*frames, keep_dense=keep_dense)
+    it = iter(enc)
+    tr = next(it)
+    va = next(it) if val is not None else None
+    te = next(it) if test is not None else None
+    return build_graph(tr, id_map, val=va, test=te, name=name)
+
+
+def from_dataframe(
+    df: pd.DataFrame,
+    user_col: str = "user",
+    item_col: str = "item",
+    ratios: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    per_user: bool = True,
+    user_k: int = 0,
+    item_k: int = 0,
+    min_rating: float | None = None,
+    name: str | None = None,
+) -> HeteroData:
+    """Build a data object from one interaction table, split at random.
+
+    Args:
+        df: The interactions; any id types.
+        user_col: Column of user ids.
+        item_col: Column of item ids.
+        ratios: Split ratios ``(train, val, test)`` or ``(train, test)``.
+        seed: Split seed.
+        per_user: Split each user's interactions (default) or the whole table.
+        user_k: k-core threshold for users (0 = no filtering).
+        item_k: k-core threshold for items.
+        min_rating: Keep only rows whose ``rating`` column is at least this value.
+        name: Data set name.
+    """
+    if user_col not in df.columns or item_col not in df.columns:
+        raise ConfigError(
+            f"columns {user_col!r} and {item_col!r} are required; the frame has {list(df.columns)}"
+        )
+    frame = df.rename(columns={user_col: "user", item_col: "item"})
+    validate_frame(frame, "dataframe")
+    if min_rating is not None:
+        if "rating" not in frame.columns:
+            raise ConfigError("min_rating needs a 'rating' column")
+        frame = frame.loc[frame["rating"] >= min_rating]
+    frame = drop_duplicates(frame, "dataframe")
+    if user_k or item_k:
+        frame = k_core(frame, user_k, item_k)
+    if len(frame) == 0:
+        raise ConfigError("no interactions left after filtering")
+    parts = random_split(frame, ratios, seed=seed, per_user=per_user)
+    if len(parts) == 2:
+        return from_splits(parts[0], test=parts[1], name=name)
+    if len(parts) == 3:
+        return from_splits(parts[0], parts[1], parts[2], name=name)
+    raise ConfigError(f"ratios must have 2 or 3 parts, got {len(parts)}")
+
+
+def _carve(train: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not 0 < val_ratio < 1:
+        raise ConfigError(f"val_ratio must be in (0, 1), got {val_ratio}")
+    tr, va = random_split(train, (1 - val_ratio, val_ratio), seed=seed, per_user=True)
+    return tr, va
+
+
+def from_lightgcn_files(
+    root: str | os.PathLike[str],
+    val_ratio: float = 0.0,
+    seed: int = 0,
+    name: str | None = None,
+    train_file: str = "train.txt",
+    test_file: str = "test.txt",
+) -> HeteroData:
+    """Load a LightGCN-style directory (``train.txt``, ``test.txt`` adjacency lists).
+
+    Ids in these releases are already dense and 0-based and are kept as they are.
+
+    Args:
+        root: The directory.
+        val_ratio: If positive, carve this fraction of each user's training interactions
+            into a validation split (seeded); the given test split is never touched.
+        seed: Seed of the validation carve.
+        name: Data set name (defaults to the directory name).
+        train_file: Training file name.
+        test_file: Test file name.
+    """
+    root = os.fspath(root)
+    train = read_adjacency_list(os.path.join(root, train_file))
+    test = read_adjacency_list(os.path.join(root, test_file), allow_empty=True)
+    val = None
+    if val_ratio > 0:
+        train, val = _carve(train, val_ratio, seed)
+    return from_splits(
+        train, val, test, name=name or os.path.basename(os.path.normpath(root)), keep_dense=True
+    )
+
+
+def from_edge_list_files(
+    train_path: str | os.PathLike[str],
+    test_path: str | os.PathLike[str] | None = None,
+    val_path: str | os.PathLike[str] | None = None,
+    sep: str | None = None,
+    header: bool = False,
+    val_ratio: float = 0.0,
+    seed: int = 0,
+    name: str | None = None,
+    cold_start: str = "keep",
+) -> HeteroData:
+    """Load ``user item [rating] [timestamp]`` edge lists, one file per split.
+
+    Args:
+        train_path: Training edge list.
+        test_path: Test edge list, or ``None``.
+        val_path: Validation edge list, or ``None`` (then ``val_ratio`` may carve one).
+        sep: Field separator (``None``: white space).
+        header: Skip a header line in each file.
+        val_ratio: Carve a validation split from training when ``val_path`` is ``None``.
+        seed: Seed of the carve.
+        name: Data set name.
+        cold_start: Policy for held-out pairs with unseen users/items
+            (``'keep'``, ``'drop'``, ``'error'``).
+    """
+
+    def read(p: str | os.PathLike[str] | None) -> pd.DataFrame | None:
+        if p is None:
+            return None
+        return read_edge_list(p, sep=sep, header=header)[["user", "item"]]
+
+    train = read(train_path)
+    assert train is not None
+    val, test = read(val_path), read(test_path)
+    if val is None and val_ratio > 0:
+        train, val = _carve(train, val_ratio, seed)
+    return from_splits(train, val, test, name=name, cold_start=cold_start)

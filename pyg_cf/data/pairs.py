@@ -1,0 +1,78 @@
+"""A CSR index of (user, item) pairs: per-user lookups, membership, in-batch collisions."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["UserItemIndex"]
+
+
+class UserItemIndex:
+    """(user, item) pairs in CSR form, for vectorised lookups on any device.
+
+    Args:
+        edge_index: ``[2, E]`` pairs (users in row 0); duplicates are kept as given.
+        num_users: Number of users.
+        num_items: Number of items (the stride of the pair keys).
+    """
+
+    def __init__(self, edge_index: Tensor, num_users: int, num_items: int) -> None:
+        users, items = edge_index[0], edge_index[1]
+        self.num_users, self.num_items = int(num_users), int(num_items)
+        keys, perm = torch.sort(users * self.num_items + items)
+        self.keys = keys
+        self.col = items[perm]
+        self.counts = torch.bincount(users, minlength=self.num_users)
+        self.rowptr = torch.zeros(self.num_users + 1, dtype=torch.long, device=users.device)
+        torch.cumsum(self.counts, 0, out=self.rowptr[1:])
+
+    def to(self, device: torch.device | str) -> UserItemIndex:
+        out = object.__new__(UserItemIndex)
+        out.num_users, out.num_items = self.num_users, self.num_items
+        out.keys, out.col, out.counts, out.rowptr = (
+            t.to(device) for t in (self.keys, self.col, self.counts, self.rowptr)
+        )
+        return out
+
+    def gather(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """``(row, item)`` for every listed item of ``users``; ``row`` is the position in
+        ``users``."""
+        start = self.rowptr[users]
+        cnt = self.counts[users]
+        total = int(cnt.sum())
+        row = torch.repeat_interleave(
+            torch.arange(users.numel(), device=users.device), cnt, output_size=total
+        )
+        offs = torch.arange(total, device=users.device) - torch.repeat_interleave(
+            torch.cumsum(cnt, 0) - cnt, cnt, output_size=total
+        )
+        return row, self.col[start[row] + offs]
+
+    def contains(self, users: Tensor, items: Tensor) -> Tensor:
+        """Boolean membership of the broadcast pairs ``(users, items)``."""
+        q = users * self.num_items + items
+        if self.keys.numel() == 0:
+            return torch.zeros_like(q, dtype=torch.bool)
+        flat = q.reshape(-1)
+        pos = torch.searchsorted(self.keys, flat).clamp_(max=self.keys.numel() - 1)
+        return (self.keys[pos] == flat).view(q.shape)
+
+    def in_batch_collisions(self, users: Tensor, items: Tensor) -> Tensor:
+        """``[B, B]`` mask, ``True`` at ``(r, c)``, ``r != c``, when ``items[c]`` is a listed
+        item of ``users[r]`` (an in-batch negative that is really a positive).
+
+        Costs one look-up per listed item of the batch users, not ``B^2`` searches.
+        """
+        uniq_u, inv_u = torch.unique(users, return_inverse=True)
+        uniq, inverse = torch.unique(items, return_inverse=True)
+        slot = torch.full((self.num_items,), -1, dtype=torch.long, device=items.device)
+        slot[uniq] = torch.arange(uniq.numel(), device=items.device)
+        row, it = self.gather(uniq_u)
+        col = slot[it]
+        keep = col >= 0
+        per_pair = torch.zeros(uniq_u.numel(), uniq.numel(), dtype=torch.bool, device=users.device)
+        per_pair[row[keep], col[keep]] = True
+        mask = per_pair[inv_u][:, inverse]
+        mask.fill_diagonal_(False)
+        return mask

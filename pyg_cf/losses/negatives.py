@@ -1,0 +1,87 @@
+"""Negative sampling shared by all losses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.errors import ConfigError
+
+__all__ = ["NegativeSampler"]
+
+
+class NegativeSampler:
+    r"""Draws negative items, uniformly or proportionally to popularity:math:`^\beta`.
+
+    Args:
+        num_items: Catalogue size.
+        item_degree: ``[I]`` training degrees (needed for ``'popularity'``).
+        kind: ``'uniform'`` or ``'popularity'``.
+        beta: Popularity exponent :math:`\beta` (``p_j \propto |P_j|^\beta``).
+        positives: Training pairs to reject (a user's own positives are re-drawn, up to
+            ``max_rounds`` times), or ``None`` for no rejection.
+        max_rounds: Rejection rounds; collisions left after them are kept (and counted).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        item_degree: Tensor | None = None,
+        kind: str = "uniform",
+        beta: float = 1.0,
+        positives: UserItemIndex | None = None,
+        max_rounds: int = 5,
+    ) -> None:
+        if kind not in ("uniform", "popularity"):
+            raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {kind!r}")
+        self.num_items, self.kind, self.beta = num_items, kind, beta
+        self.positives, self.max_rounds = positives, max_rounds
+        self.probs: Tensor | None = None
+        self.log_probs: Tensor | None = None
+        if kind == "popularity":
+            if item_degree is None:
+                raise ConfigError("popularity sampling needs item_degree")
+            w = item_degree.double().clamp(min=0).pow(beta)
+            w = torch.where(item_degree > 0, w, torch.zeros_like(w))
+            self.probs = (w / w.sum()).float()
+            self.log_probs = torch.log(self.probs.clamp_min(1e-30))
+        self.last_collisions = 0
+
+    def to(self, device: torch.device | str) -> NegativeSampler:
+        if self.probs is not None:
+            self.probs = self.probs.to(device)
+            self.log_probs = self.log_probs.to(device)  # type: ignore[union-attr]
+        if self.positives is not None:
+            self.positives = self.positives.to(device)
+        return self
+
+    def _draw(
+        self, shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None
+    ) -> Tensor:
+        if self.probs is None:
+            return torch.randint(self.num_items, shape, device=device, generator=generator)
+        n = math.prod(shape)
+        return torch.multinomial(self.probs, n, replacement=True, generator=generator).view(shape)
+
+    def sample(
+        self, users: Tensor, num: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(items [B, num], log_prob [B, num])`` of negatives for ``users`` ``[B]``."""
+        shape = (users.numel(), num)
+        items = self._draw(shape, users.device, generator)
+        if self.positives is not None:
+            for _ in range(self.max_rounds):
+                bad = self.positives.contains(users.unsqueeze(1), items)
+                nbad = int(bad.sum())
+                if nbad == 0:
+                    break
+                items[bad] = self._draw((nbad,), users.device, generator)
+            self.last_collisions = int(self.positives.contains(users.unsqueeze(1), items).sum())
+        if self.log_probs is None:
+            logp = torch.full(shape, -math.log(self.num_items), device=users.device)
+        else:
+            logp = self.log_probs[items]
+        return items, logp

@@ -1,0 +1,188 @@
+r"""All-ranking top-K metrics with seen items masked.
+
+For a user :math:`u` with held-out positives :math:`T_u` and top-:math:`K` list
+:math:`R_u` (items seen in training, and at test time in validation, are excluded):
+
+.. math::
+    \mathrm{Recall@K} = \frac{|R_u \cap T_u|}{|T_u|},\quad
+    \mathrm{Precision@K} = \frac{|R_u \cap T_u|}{K},\quad
+    \mathrm{HitRate@K} = [\,|R_u \cap T_u| > 0\,],
+
+.. math::
+    \mathrm{NDCG@K} = \frac{\sum_{r=1}^{K} [R_u(r) \in T_u] / \log_2(r+1)}
+                           {\sum_{r=1}^{\min(K, |T_u|)} 1/\log_2(r+1)},
+
+averaged over users with :math:`|T_u| > 0`. Users are scored in chunks sized to a memory
+budget; masking and top-K stay on the scores' device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.errors import ConfigError
+
+__all__ = [
+    "evaluate",
+    "evaluate_scores",
+    "mask_seen",
+    "ranking_metrics_from_hits",
+]
+
+
+def mask_seen(
+    scores: Tensor, users: Tensor, seen: Tensor | UserItemIndex, value: float = float("-inf")
+) -> Tensor:
+    """Set ``scores[r, i] = value`` in place for every item ``i`` seen by ``users[r]``."""
+    if isinstance(seen, Tensor):
+        n = max(int(seen[0].max()) + 1 if seen.numel() else 0, int(users.max()) + 1)
+        seen = UserItemIndex(seen, n, scores.size(1))
+    row, col = seen.gather(users)
+    scores[row, col] = value
+    return scores
+
+
+def ranking_metrics_from_hits(
+    hits: Tensor, num_pos: Tensor, ks: Sequence[int]
+) -> dict[str, Tensor]:
+    """Per-user metrics from a ``[U, K_max]`` 0/1 hit matrix and ``[U]`` positive counts."""
+    hits = hits.float()
+    kmax = hits.size(1)
+    disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, device=hits.device, dtype=torch.float))
+    out: dict[str, Tensor] = {}
+    for k in ks:
+        h = hits[:, :k]
+        nh = h.sum(1)
+        out[f"recall@{k}"] = nh / num_pos.clamp(min=1)
+        out[f"precision@{k}"] = nh / k
+        out[f"hitrate@{k}"] = (nh > 0).float()
+        dcg = (h * disc[:k]).sum(1)
+        idcg = torch.cumsum(disc[:k], 0)[(num_pos.clamp(min=1, max=k) - 1).long()]
+        out[f"ndcg@{k}"] = dcg / idcg
+    return out
+
+
+def evaluate_scores(
+    score_fn: Callable[[Tensor], Tensor],
+    num_users: int,
+    num_items: int,
+    positives: Tensor,
+    seen: Sequence[Tensor] = (),
+    ks: Sequence[int] = (20,),
+    chunk_size: int | None = None,
+    memory_budget_mb: float = 256.0,
+    device: torch.device | str | None = None,
+    per_user: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], dict[str, Tensor]]:
+    """All-ranking metrics for any scoring function.
+
+    Args:
+        score_fn: Maps a ``[C]`` tensor of user ids to ``[C, num_items]`` scores.
+        num_users: Number of users.
+        num_items: Number of items.
+        positives: ``[2, E]`` held-out (user, item) pairs to find.
+        seen: ``[2, E]`` pair sets to mask (training, and validation at test time).
+        ks: Cut-offs.
+        chunk_size: Users per chunk; derived from ``memory_budget_mb`` when ``None``.
+        memory_budget_mb: Memory for one chunk's score and hit matrices.
+        device: Where to run; the device of ``positives`` when ``None``.
+        per_user: Also return the per-user metric tensors and the evaluated user ids.
+
+    Returns:
+        Mean of each metric over users with at least one positive (keys like
+        ``'recall@20'``), and with ``per_user`` a dict of ``[U]`` tensors plus ``'users'``.
+    """
+    if not ks or min(ks) <= 0 or max(ks) > num_items:
+        raise ConfigError(f"ks must be positive and at most num_items={num_items}, got {ks}")
+    dev = torch.device(device) if device is not None else positives.device
+    pos = UserItemIndex(positives.to(dev), num_users, num_items)
+    masks = [UserItemIndex(s.to(dev), num_users, num_items) for s in seen if s.numel()]
+    users_all = torch.nonzero(pos.counts > 0).view(-1)
+    if chunk_size is None:
+        chunk_size = max(1, int(memory_budget_mb * 2**20 / (num_items * 5)))
+    kmax = max(ks)
+    per: dict[str, list[Tensor]] = {}
+    for start in range(0, users_all.numel(), chunk_size):
+        users = users_all[start : start + chunk_size]
+        scores = score_fn(users).to(dev)
+        if scores.shape != (users.numel(), num_items):
+            raise ConfigError(
+                f"score_fn returned shape {tuple(scores.shape)}, expected "
+                f"({users.numel()}, {num_items})"
+            )
+        scores = scores.float()
+        for m in masks:
+            mask_seen(scores, users, m)
+        top = scores.topk(kmax, dim=1).indices
+        row, col = pos.gather(users)
+        target = torch.zeros(users.numel(), num_items, dtype=torch.bool, device=dev)
+        target[row, col] = True
+        hits = target.gather(1, top)
+        for key, val in ranking_metrics_from_hits(hits, pos.counts[users], ks).items():
+            per.setdefault(key, []).append(val)
+    cat = {k: torch.cat(v) for k, v in per.items()}
+    means = {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat.items()}
+    if per_user:
+        cat["users"] = users_all
+        return means, cat
+    return means
+
+
+def evaluate(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    data: HeteroData,
+    split: str = "test",
+    ks: Sequence[int] = (20,),
+    similarity: str = "ip",
+    mask_val_at_test: bool = True,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """All-ranking metrics of final embeddings on ``data``'s ``split``.
+
+    Training pairs are always masked; at test time validation pairs too (by default).
+
+    Args:
+        user_emb: ``[num_users, d]`` user embeddings.
+        item_emb: ``[num_items, d]`` item embeddings.
+        data: A pyg-cf data object.
+        split: ``'val'`` or ``'test'``.
+        ks: Cut-offs.
+        similarity: ``'ip'`` (inner product) or ``'cos'`` (cosine) at prediction time.
+        mask_val_at_test: Mask validation positives when ``split='test'``.
+        **kwargs: Passed to :func:`evaluate_scores` (``chunk_size``, ``memory_budget_mb``).
+    """
+    from pyg_cf.data.graph import held_out_edges, train_edges
+
+    if similarity not in ("ip", "cos"):
+        raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
+    nu, ni = data["user"].num_nodes, data["item"].num_nodes
+    if user_emb.size(0) != nu or item_emb.size(0) != ni:
+        raise ConfigError(
+            f"embeddings are for {user_emb.size(0)} users / {item_emb.size(0)} "
+            f"items but the data has {nu} / {ni}"
+        )
+    if user_emb.device != item_emb.device:
+        raise ConfigError("user and item embeddings are on different devices")
+    u, i = user_emb.detach(), item_emb.detach()
+    if similarity == "cos":
+        u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
+    it = i.t().contiguous()
+    seen = [train_edges(data)]
+    if split == "test" and mask_val_at_test:
+        seen.append(held_out_edges(data, "val"))
+    positives = held_out_edges(data, split)
+    if positives.numel() == 0:
+        raise ConfigError(f"data has no {split} positives")
+    res = evaluate_scores(
+        lambda users: u[users] @ it, nu, ni, positives, seen, ks, device=u.device, **kwargs
+    )  # type: ignore[arg-type]
+    assert isinstance(res, dict)
+    return res

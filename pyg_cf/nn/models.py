@@ -1,0 +1,354 @@
+r"""One graph-CF model with named constructors: MF, user/item-side SVD++ and LightGCN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from pyg_cf.errors import ConfigError, PygCFError
+from pyg_cf.nn.conv import BipartiteNormConv
+
+__all__ = ["MODELS", "GraphCF"]
+
+MODELS = ("mf", "svdpp-user", "svdpp-item", "lightgcn")
+
+
+class GraphCF(nn.Module):
+    r"""Embedding tables plus ``K`` :class:`BipartiteNormConv` hops on the user–item graph.
+
+    With layer-0 embeddings :math:`\mathbf{p}^{(0)}_u, \mathbf{q}^{(0)}_i` and
+    :math:`A(\cdot)` one :class:`BipartiteNormConv` hop,
+
+    .. math::
+        \mathbf{p}^{(k+1)}_u = \sum_{i \in \mathcal{P}_u}
+            \frac{\mathbf{q}^{(k)}_i}{|\mathcal{P}_u|^{\alpha_0} |\mathcal{P}_i|^{\alpha_1}},
+        \qquad
+        \mathbf{q}^{(k+1)}_i = \sum_{u \in \mathcal{P}_i}
+            \frac{\mathbf{p}^{(k)}_u}{|\mathcal{P}_i|^{\alpha_0} |\mathcal{P}_u|^{\alpha_1}},
+
+    and the final embedding of a propagated side is :math:`\sum_k w_k \mathbf{p}^{(k)}`
+    (an unpropagated side keeps :math:`\mathbf{p}^{(0)}`). The named constructors:
+
+    * :meth:`mf` – no propagation.
+    * :meth:`svdpp_user` – :math:`\mathbf{p}_u = \mathbf{p}^{(0)}_u + \sum_{i\in\mathcal{P}_u}
+      \mathbf{q}^{(0)}_i / (|\mathcal{P}_u|^{\alpha_0}|\mathcal{P}_i|^{\alpha_1})`,
+      :math:`\mathbf{q}_i = \mathbf{q}^{(0)}_i` (Wu et al., TOIS 2024, eq. 23).
+    * :meth:`svdpp_item` – the mirror image on the item side.
+    * :meth:`lightgcn` – :math:`K` hops on both sides, :math:`\alpha_0=\alpha_1=0.5`,
+      :math:`w_k = 1/(K+1)` (He et al., SIGIR 2020).
+
+    Args:
+        num_users: Number of users.
+        num_items: Number of items.
+        embedding_dim: Embedding size (default 64).
+        num_layers: Number of propagation hops :math:`K`.
+        alpha0: Target-degree exponent of every hop.
+        alpha1: Source-degree exponent of every hop.
+        propagate_users: Whether users take propagated embeddings.
+        propagate_items: Whether items take propagated embeddings.
+        layer_weights: ``'mean'`` (:math:`1/(K+1)`), ``'sum'`` (all 1) or ``K+1`` weights.
+        edge_index: Optional training edges ``[2, E]`` (users in row 0, items in row 1)
+            kept as the default graph of :meth:`forward`, :meth:`embeddings` and
+            :meth:`recommend` (not saved in ``state_dict``).
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        alpha0: float = 0.5,
+        alpha1: float = 0.5,
+        propagate_users: bool = True,
+        propagate_items: bool = True,
+        layer_weights: str | Sequence[float] = "mean",
+        edge_index: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        for name, v in (
+            ("num_users", num_users),
+            ("num_items", num_items),
+            ("embedding_dim", embedding_dim),
+        ):
+            if not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(num_layers, int) or num_layers < 0:
+            raise ConfigError(f"num_layers must be a non-negative integer, got {num_layers!r}")
+        self.num_users, self.num_items = num_users, num_items
+        self.embedding_dim, self.num_layers = embedding_dim, num_layers
+        self.propagate_users = propagate_users and num_layers > 0
+        self.propagate_items = propagate_items and num_layers > 0
+        if isinstance(layer_weights, str):
+            if layer_weights == "mean":
+                w = [1.0 / (num_layers + 1)] * (num_layers + 1)
+            elif layer_weights == "sum":
+                w = [1.0] * (num_layers + 1)
+            else:
+                raise ConfigError(
+                    f"layer_weights must be 'mean', 'sum' or a list, got {layer_weights!r}"
+                )
+        else:
+            w = [float(v) for v in layer_weights]
+            if len(w) != num_layers + 1:
+                raise ConfigError(f"layer_weights needs {num_layers + 1} values, got {len(w)}")
+        self.register_buffer("layer_weights", torch.tensor(w), persistent=False)
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        # Two directions of the same layer; cached, so the full-graph adjacency is built once.
+        self.user_conv = BipartiteNormConv(alpha0, alpha1, cached=True)  # items -> users
+        self.item_conv = BipartiteNormConv(alpha0, alpha1, cached=True)  # users -> items
+        self.alpha0, self.alpha1 = self.user_conv.alpha0, self.user_conv.alpha1
+        self.graph: Tensor | None = None
+        self._rev: tuple[Tensor, Tensor] | None = None
+        if edge_index is not None:
+            self.set_graph(edge_index)
+        self.reset_parameters()
+
+    # -- constructors ----------------------------------------------------------------------
+    @classmethod
+    def mf(
+        cls,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        edge_index: Tensor | None = None,
+    ) -> GraphCF:
+        """Matrix factorization: no propagation."""
+        return cls(num_users, num_items, embedding_dim, num_layers=0, edge_index=edge_index)
+
+    @classmethod
+    def svdpp_user(
+        cls,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        alpha0: float = 0.5,
+        alpha1: float = 0.0,
+        edge_index: Tensor | None = None,
+    ) -> GraphCF:
+        """User-side SVD++ (vanilla SVD++ is ``alpha1=0``, ``alpha0`` in {0, 0.5, 1})."""
+        return cls(
+            num_users,
+            num_items,
+            embedding_dim,
+            1,
+            alpha0,
+            alpha1,
+            propagate_users=True,
+            propagate_items=False,
+            layer_weights="sum",
+            edge_index=edge_index,
+        )
+
+    @classmethod
+    def svdpp_item(
+        cls,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        alpha0: float = 0.5,
+        alpha1: float = 0.0,
+        edge_index: Tensor | None = None,
+    ) -> GraphCF:
+        """Item-side SVD++: items take the normalized sum of their users' embeddings."""
+        return cls(
+            num_users,
+            num_items,
+            embedding_dim,
+            1,
+            alpha0,
+            alpha1,
+            propagate_users=False,
+            propagate_items=True,
+            layer_weights="sum",
+            edge_index=edge_index,
+        )
+
+    @classmethod
+    def lightgcn(
+        cls,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        edge_index: Tensor | None = None,
+    ) -> GraphCF:
+        """LightGCN: ``num_layers`` symmetric hops, layer mean."""
+        return cls(num_users, num_items, embedding_dim, num_layers, 0.5, 0.5, edge_index=edge_index)
+
+    @classmethod
+    def from_data(cls, data: HeteroData, model: str = "lightgcn", **kwargs: object) -> GraphCF:
+        """Build a named model (``'mf'``, ``'svdpp-user'``, ``'svdpp-item'``,
+        ``'lightgcn'``) sized for ``data`` with its training graph attached."""
+        from pyg_cf.data.graph import train_edges
+
+        builders: dict[str, Callable[..., GraphCF]] = {
+            "mf": cls.mf,
+            "svdpp-user": cls.svdpp_user,
+            "svdpp-item": cls.svdpp_item,
+            "lightgcn": cls.lightgcn,
+        }
+        if model not in builders:
+            raise ConfigError(f"unknown model {model!r}; choose one of {list(builders)}")
+        return builders[model](
+            data["user"].num_nodes, data["item"].num_nodes, edge_index=train_edges(data), **kwargs
+        )
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+        self.user_conv.reset_parameters()
+        self.item_conv.reset_parameters()
+
+    # -- graph -----------------------------------------------------------------------------
+    def set_graph(self, edge_index: Tensor) -> GraphCF:
+        """Attach the training graph (users in row 0, items in row 1)."""
+        self._check_edges(edge_index, self.num_users, self.num_items)
+        self.graph = edge_index
+        self._rev = None
+        return self
+
+    @staticmethod
+    def _check_edges(edge_index: Tensor, nu: int, ni: int) -> None:
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise PygCFError("edge_index must be a [2, E] tensor of (user, item) pairs")
+        if edge_index.numel():
+            if (
+                int(edge_index.min()) < 0
+                or int(edge_index[0].max()) >= nu
+                or int(edge_index[1].max()) >= ni
+            ):
+                raise PygCFError(
+                    f"edge_index has ids outside {nu} users / {ni} items: was the model built "
+                    "for other data?"
+                )
+
+    def _graph_on(self, device: torch.device) -> Tensor:
+        if self.graph is None:
+            raise PygCFError("no training graph: pass edge_index or call set_graph(...) first")
+        if self.graph.device != device:
+            self.graph = self.graph.to(device)
+            self._rev = None
+        return self.graph
+
+    def _reverse(self, edge_index: Tensor) -> Tensor:
+        if self._rev is None or self._rev[0] is not edge_index:
+            self._rev = (edge_index, edge_index.flip(0))
+        return self._rev[1]
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(
+        self,
+        edge_index: Tensor | None = None,
+        user_nodes: Tensor | None = None,
+        item_nodes: Tensor | None = None,
+        edge_weight: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        r"""Final embeddings of users and items.
+
+        Args:
+            edge_index: ``[2, E]`` (user, item) edges to propagate over, in the local ids of
+                ``user_nodes`` / ``item_nodes`` when those are given. ``None``: the
+                attached training graph.
+            user_nodes: Global ids of the subgraph's users (``None``: all users).
+            item_nodes: Global ids of the subgraph's items (``None``: all items).
+            edge_weight: Optional pair ``(w_user_to_item, w_item_to_user)`` of ``[E]``
+                normalizations (e.g. computed with full-graph degrees for a sampled
+                subgraph); computed from ``edge_index`` when ``None``.
+
+        Returns:
+            ``(user_emb, item_emb)`` of shapes ``[num_users_or_len(user_nodes), d]`` and
+            ``[num_items_or_len(item_nodes), d]``.
+        """
+        x_u = self.user_embedding.weight if user_nodes is None else self.user_embedding(user_nodes)
+        x_i = self.item_embedding.weight if item_nodes is None else self.item_embedding(item_nodes)
+        if not (self.propagate_users or self.propagate_items):
+            return x_u, x_i
+        if edge_index is None:
+            edge_index = self._graph_on(x_u.device)
+        rev = self._reverse(edge_index)
+        w_ui, w_iu = edge_weight if edge_weight is not None else (None, None)
+        size = (x_u.size(0), x_i.size(0))
+        w: Tensor = self.layer_weights  # type: ignore[assignment]
+        out_u = x_u * w[0] if self.propagate_users else x_u
+        out_i = x_i * w[0] if self.propagate_items else x_i
+        h_u, h_i = x_u, x_i
+        for k in range(1, self.num_layers + 1):
+            new_u = (
+                self.user_conv((h_i, h_u), rev, w_iu, size=(size[1], size[0]))
+                if self.propagate_users
+                else h_u
+            )
+            new_i = (
+                self.item_conv((h_u, h_i), edge_index, w_ui, size=size)
+                if self.propagate_items
+                else h_i
+            )
+            h_u, h_i = new_u, new_i
+            if self.propagate_users:
+                out_u = out_u + w[k] * h_u
+            if self.propagate_items:
+                out_i = out_i + w[k] * h_i
+        return out_u, out_i
+
+    def layer0(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer-0 embeddings of the given users and items (for L2 regularisation)."""
+        return self.user_embedding(users), self.item_embedding(items)
+
+    # -- inference helpers -----------------------------------------------------------------
+    @torch.no_grad()
+    def embeddings(self) -> tuple[Tensor, Tensor]:
+        """Final embeddings of all users and items over the attached graph, without grad."""
+        return self.forward()
+
+    def _check_ids(self, ids: Tensor, n: int, kind: str) -> Tensor:
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.user_embedding.weight.device)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise PygCFError(
+                f"{kind} ids must lie in [0, {n}); got min {int(ids.min())}, max {int(ids.max())}"
+            )
+        return ids
+
+    @torch.no_grad()
+    def score(self, users: Tensor, items: Tensor | None = None, similarity: str = "ip") -> Tensor:
+        """Scores ``[len(users), len(items)]`` (all items when ``items`` is ``None``), by
+        inner product (``'ip'``) or cosine (``'cos'``)."""
+        if similarity not in ("ip", "cos"):
+            raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
+        users = self._check_ids(users, self.num_users, "user")
+        u, i = self.embeddings()
+        u = u[users]
+        if items is not None:
+            i = i[self._check_ids(items, self.num_items, "item")]
+        if similarity == "cos":
+            u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
+        return u @ i.t()
+
+    @torch.no_grad()
+    def recommend(
+        self, users: Tensor, k: int = 20, similarity: str = "ip", exclude_train: bool = True
+    ) -> Tensor:
+        """Top-``k`` item ids ``[len(users), k]`` per user, training items excluded."""
+        if k <= 0 or k > self.num_items:
+            raise ConfigError(f"k must lie in [1, {self.num_items}], got {k}")
+        users = self._check_ids(users, self.num_users, "user")
+        scores = self.score(users, similarity=similarity)
+        if exclude_train:
+            from pyg_cf.metrics.ranking import mask_seen
+
+            g = self._graph_on(scores.device)
+            mask_seen(scores, users, g)
+        return scores.topk(k, dim=1).indices
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_users={self.num_users}, num_items={self.num_items}, "
+            f"dim={self.embedding_dim}, layers={self.num_layers}, alpha0={self.alpha0}, "
+            f"alpha1={self.alpha1}, propagate=(users={self.propagate_users}, "
+            f"items={self.propagate_items})"
+        )

@@ -1,0 +1,15 @@
+"""Training: the :class:`Trainer`, its settings, callbacks and checkpoints."""
+
+from pyg_cf.train.checkpoint import load_checkpoint, save_checkpoint
+from pyg_cf.train.config import TrainConfig
+from pyg_cf.train.trainer import Callback, NonFiniteLossError, Trainer, seed_everything
+
+__all__ = [
+    "Callback",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "Trainer",
+    "load_checkpoint",
+    "save_checkpoint",
+    "seed_everything",
+]

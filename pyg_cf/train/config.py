@@ -1,0 +1,78 @@
+"""Training settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyg_cf.errors import ConfigError
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :class:`~pyg_cf.train.Trainer`.
+
+    Attributes:
+        epochs: Maximum number of epochs.
+        batch_size: Training interactions per batch.
+        lr: Adam learning rate.
+        l2_reg: Weight of the L2 penalty on the batch's layer-0 embeddings,
+            :math:`\\lambda (\\|p_u\\|^2 + \\|q_i\\|^2 + \\|q_j\\|^2) / (2B)`.
+        eval_every: Evaluate every this many epochs (0: only at the end).
+        ks: Cut-offs of the metrics.
+        monitor: Validation metric for early stopping and best-weight selection.
+        patience: Evaluations without improvement before stopping (``None``: never stop).
+        test_similarity: ``'ip'`` or ``'cos'`` at prediction time.
+        eval_test: Also report test metrics at each evaluation (never used for selection).
+        seed: Seed of parameters, shuffling and sampling.
+        device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        progress: Show a tqdm bar (``None``: only on a terminal).
+        max_steps_per_epoch: Cap on batches per epoch (short smoke runs).
+        checkpoint_dir: Save a checkpoint after every evaluation into this directory.
+        time_budget_s: Stop after the epoch during which this many seconds have passed.
+    """
+
+    epochs: int = 100
+    batch_size: int = 2048
+    lr: float = 1e-3
+    l2_reg: float = 0.0
+    eval_every: int = 1
+    ks: tuple[int, ...] = (20,)
+    monitor: str = "ndcg@20"
+    patience: int | None = 10
+    test_similarity: str = "ip"
+    eval_test: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool | None = None
+    max_steps_per_epoch: int | None = None
+    checkpoint_dir: str | None = None
+    time_budget_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ks = tuple(int(k) for k in self.ks)
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.l2_reg < 0:
+            raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
+        if self.test_similarity not in ("ip", "cos"):
+            raise ConfigError(
+                f"test_similarity must be 'ip' or 'cos', got {self.test_similarity!r}"
+            )
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+        name, _, k = self.monitor.partition("@")
+        if name not in ("recall", "ndcg", "precision", "hitrate") or not k.isdigit():
+            raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
+        if int(k) not in self.ks:
+            self.ks = (*self.ks, int(k))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

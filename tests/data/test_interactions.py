@@ -1,0 +1,99 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyg_cf.data import (
+    REV_EDGE,
+    USER_ITEM,
+    drop_duplicates,
+    encode_ids,
+    from_dataframe,
+    from_splits,
+    held_out_edges,
+    k_core,
+    random_split,
+    train_edges,
+)
+from pyg_cf.errors import ConfigError, DataFormatError
+
+
+def test_encode_ids_any_type_and_map_back():
+    df = pd.DataFrame({"user": ["b", "a", "b"], "item": [10.5, 3.0, 3.0]})
+    (enc,), m = encode_ids(df)
+    assert m.num_users == 2 and m.num_items == 2
+    assert list(m.users[enc["user"]]) == ["b", "a", "b"]
+    assert list(m.items[enc["item"]]) == [10.5, 3.0, 3.0]
+    assert m.user_index(["a"]).tolist() == [enc["user"][1]]
+    with pytest.raises(KeyError):
+        m.user_index(["zzz"])
+
+
+def test_drop_duplicates_logs(caplog):
+    df = pd.DataFrame({"user": [0, 0, 1], "item": [1, 1, 1]})
+    with caplog.at_level(logging.INFO):
+        out = drop_duplicates(df)
+    assert len(out) == 2
+    assert "dropped 1 duplicate" in caplog.text
+
+
+def test_k_core_iterates_until_stable():
+    # user 2 has 1 interaction -> removed, which leaves item 2 with 1 -> removed, etc.
+    df = pd.DataFrame({"user": [0, 0, 1, 1, 2, 3, 3], "item": [0, 1, 0, 1, 2, 2, 0]})
+    out = k_core(df, 2, 2)
+    assert sorted(zip(out["user"], out["item"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert (out.groupby("user").size() >= 2).all() and (out.groupby("item").size() >= 2).all()
+
+
+def test_random_split_per_user_ratios_and_seed():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user": np.repeat(np.arange(100), 20), "item": rng.permutation(2000)})
+    a = random_split(df, (0.7, 0.1, 0.2), seed=3)
+    b = random_split(df, (0.7, 0.1, 0.2), seed=3)
+    c = random_split(df, (0.7, 0.1, 0.2), seed=4)
+    assert [len(p) for p in a] == [1400, 200, 400]
+    assert all(x.equals(y) for x, y in zip(a, b))
+    assert not a[0].equals(c[0])
+    keys = [set(zip(p["user"], p["item"])) for p in a]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    assert (a[0].groupby("user").size() == 14).all()
+
+
+def test_random_split_global():
+    df = pd.DataFrame({"user": np.arange(100) % 7, "item": np.arange(100)})
+    parts = random_split(df, (0.8, 0.2), per_user=False)
+    assert [len(p) for p in parts] == [80, 20]
+
+
+def test_from_dataframe_builds_hetero_data():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"uid": rng.integers(0, 30, 600), "iid": rng.integers(0, 40, 600)})
+    data = from_dataframe(df, user_col="uid", item_col="iid", seed=1)
+    tr = train_edges(data)
+    assert torch.equal(data[REV_EDGE].edge_index, tr.flip(0))
+    keys = [
+        set(map(tuple, e.t().tolist()))
+        for e in (tr, held_out_edges(data, "val"), held_out_edges(data, "test"))
+    ]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    assert data[USER_ITEM].edge_index.size(1) == len(keys[0])
+
+
+def test_from_dataframe_bad_columns():
+    with pytest.raises(ConfigError, match="uid"):
+        from_dataframe(pd.DataFrame({"user": [1], "item": [2]}), user_col="uid")
+    with pytest.raises(DataFormatError, match="missing value"):
+        from_dataframe(pd.DataFrame({"user": [1, None], "item": [2, 3]}))
+
+
+def test_cold_start_policies(tiny_frames, caplog):
+    train, val, test = tiny_frames
+    with caplog.at_level(logging.WARNING):
+        kept = from_splits(train, val, test)
+    assert "cold-start" in caplog.text
+    dropped = from_splits(train, val, test, cold_start="drop")
+    assert held_out_edges(dropped, "test").size(1) == held_out_edges(kept, "test").size(1) - 1
+    with pytest.raises(ConfigError, match="never appears in training"):
+        from_splits(train, val, test, cold_start="error")

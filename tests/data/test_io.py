@@ -1,0 +1,79 @@
+import pandas as pd
+import pytest
+
+from pyg_cf.data import read_adjacency_list, read_edge_list
+from pyg_cf.errors import DataFormatError
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_adjacency_list(tmp_path):
+    df = read_adjacency_list(write(tmp_path, "train.txt", "0 1 2\n1 0\n\n2 5 6 7\n"))
+    assert df["user"].tolist() == [0, 0, 1, 2, 2, 2]
+    assert df["item"].tolist() == [1, 2, 0, 5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("0 1 x\n", "line 1.*item #2.*'x'"),
+        ("0 1\n3\n", "line 2.*no items"),
+        ("0 -1\n", "negative"),
+        ("", "empty"),
+        ("0,1,2\n", r"line 1.*','"),
+    ],
+)
+def test_adjacency_list_errors(tmp_path, text, match):
+    with pytest.raises(DataFormatError, match=match):
+        read_adjacency_list(write(tmp_path, "t.txt", text))
+
+
+def test_adjacency_list_missing_file(tmp_path):
+    with pytest.raises(DataFormatError, match="does not exist"):
+        read_adjacency_list(tmp_path / "nope.txt")
+
+
+def test_adjacency_allow_empty(tmp_path):
+    df = read_adjacency_list(write(tmp_path, "t.txt", "0 1\n3\n"), allow_empty=True)
+    assert len(df) == 1
+
+
+def test_edge_list(tmp_path):
+    df = read_edge_list(write(tmp_path, "e.txt", "0 0 1\n0 1 1\n2 1 0.5\n"))
+    assert list(df.columns) == ["user", "item", "rating"]
+    assert df["rating"].tolist() == [1.0, 1.0, 0.5]
+    df = read_edge_list(
+        write(tmp_path, "c.csv", "user,item\na,b\n"), sep=",", header=True, numeric_ids=False
+    )
+    assert df.iloc[0].tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "text,kw,match",
+    [
+        ("0 0 1\n0 x 1\n", {}, "line 2.*'item'"),
+        ("0 0 1\n0 1\n", {}, "line 2.*expected 3 fields"),
+        ("0 0 nan\n", {}, "line 1.*not finite"),
+        ("0 0 inf\n", {}, "not finite"),
+        ("user item\n0 1\n", {}, "line 1.*'user'"),
+        ("0\t1\n0,2\n", {"sep": "\t"}, "line 2.*mixed"),
+        ("0 0 1 5 9\n", {}, "expected 2 to 4 fields"),
+    ],
+)
+def test_edge_list_errors(tmp_path, text, kw, match):
+    with pytest.raises(DataFormatError, match=match):
+        read_edge_list(write(tmp_path, "e.txt", text), **kw)
+
+
+def test_error_names_the_file(tmp_path):
+    p = write(tmp_path, "bad.txt", "0 q\n")
+    with pytest.raises(DataFormatError, match=r"bad\.txt"):
+        read_edge_list(p)
+
+
+def test_returns_dataframe(tmp_path):
+    assert isinstance(read_edge_list(write(tmp_path, "e.txt", "1 2\n")), pd.DataFrame)

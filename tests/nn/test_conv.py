@@ -1,0 +1,105 @@
+import pytest
+import torch
+from torch_geometric import EdgeIndex
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.nn import BipartiteNormConv, bipartite_norm
+from pyg_cf.nn.conv import SparseTensor
+
+EI = torch.tensor([[0, 0, 1, 1, 1, 2, 3, 3], [0, 1, 1, 2, 3, 0, 2, 3]])  # users -> items
+NU, NI = 5, 6  # user 4 and items 4, 5 have degree 0
+
+
+def dense_reference(x_src, ei, n_src, n_dst, a0, a1):
+    adj = torch.zeros(n_dst, n_src, dtype=torch.float64)
+    adj[ei[1], ei[0]] = 1.0
+    d_dst, d_src = adj.sum(1), adj.sum(0)
+    out = torch.zeros(n_dst, x_src.size(1), dtype=torch.float64)
+    for t in range(n_dst):
+        for s in range(n_src):
+            if adj[t, s]:
+                out[t] += x_src[s].double() / (d_dst[t] ** a0 * d_src[s] ** a1)
+    return out.float()
+
+
+@pytest.mark.parametrize(
+    "a0,a1", [(0.5, 0.5), (1.0, 0.0), (0.0, 0.0), (0.5, 0.0), (0.0, 1.0), (1.0, 1.0)]
+)
+@pytest.mark.parametrize("kind", ["edge_index", "cached", "csr", "edge_index_cls", "sparse"])
+def test_matches_dense_reference(a0, a1, kind):
+    x_u, x_i = torch.randn(NU, 8), torch.randn(NI, 8)
+    ref = dense_reference(x_u, EI, NU, NI, a0, a1)
+    conv = BipartiteNormConv(a0, a1, cached=(kind == "cached"))
+    if kind in ("edge_index", "cached"):
+        adj = EI
+    elif kind == "edge_index_cls":
+        adj = EdgeIndex(EI, sparse_size=(NU, NI))
+    elif kind == "csr":
+        adj = torch.sparse_coo_tensor(EI.flip(0), torch.ones(EI.size(1)), (NI, NU)).to_sparse_csr()
+    else:
+        if SparseTensor is None or not hasattr(SparseTensor, "from_edge_index"):
+            pytest.skip("torch-sparse not installed")
+        try:
+            adj = SparseTensor(row=EI[1], col=EI[0], sparse_sizes=(NI, NU))
+        except ImportError:
+            pytest.skip("torch-sparse not installed")
+    out = conv((x_u, x_i), adj)
+    assert out.shape == (NI, 8)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[4:], torch.zeros(2, 8))  # degree-0 targets receive nothing
+
+
+def test_gradients_of_cached_path_match_edge_index_path():
+    x = torch.randn(NU, 4, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    a = BipartiteNormConv(0.5, 1.0, cached=True)((x, torch.zeros(NI, 4)), EI)
+    b = BipartiteNormConv(0.5, 1.0)((x2, torch.zeros(NI, 4)), EI)
+    w = torch.randn(NI, 4)
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-6)
+
+
+def test_homogeneous_graph_equals_bipartite_blocks():
+    # users 0..4, items 5..10 in one node set, edges in both directions.
+    ei_h = torch.cat([torch.stack([EI[0], EI[1] + NU]), torch.stack([EI[1] + NU, EI[0]])], 1)
+    x = torch.randn(NU + NI, 3)
+    out = BipartiteNormConv(0.5, 0.5)(x, ei_h)
+    ref_items = dense_reference(x[:NU], EI, NU, NI, 0.5, 0.5)
+    ref_users = dense_reference(x[NU:], EI.flip(0), NI, NU, 0.5, 0.5)
+    assert torch.allclose(out[NU:], ref_items, atol=1e-5)
+    assert torch.allclose(out[:NU], ref_users, atol=1e-5)
+
+
+def test_zero_degree_gives_zero_weight_not_nan():
+    w = bipartite_norm(EI, (NU, NI), 0.5, 0.5, deg_src=torch.zeros(NU, dtype=torch.long))
+    assert torch.isfinite(w).all() and (w == 0).all()
+
+
+def test_cache_is_rebuilt_for_another_graph():
+    conv = BipartiteNormConv(0.5, 0.5, cached=True)
+    x_u, x_i = torch.randn(NU, 2), torch.randn(NI, 2)
+    first = conv((x_u, x_i), EI)
+    other = EI[:, :3].clone()
+    second = conv((x_u, x_i), other)
+    assert torch.allclose(second, dense_reference(x_u, other, NU, NI, 0.5, 0.5), atol=1e-6)
+    assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 5.0, -3.0])
+def test_alpha_out_of_range(bad):
+    with pytest.raises(ConfigError, match="alpha0"):
+        BipartiteNormConv(alpha0=bad)
+
+
+def test_bad_edge_index_is_reported():
+    conv = BipartiteNormConv()
+    with pytest.raises(ValueError, match="outside"):
+        conv((torch.randn(2, 3), torch.randn(2, 3)), torch.tensor([[0, 5], [0, 1]]))
+    with pytest.raises(ValueError, match="shape"):
+        conv((torch.randn(2, 3), torch.randn(2, 3)), torch.tensor([0, 1]))
+
+
+def test_repr_names_exponents():
+    assert repr(BipartiteNormConv(1.0, 0.0)) == "BipartiteNormConv(alpha0=1.0, alpha1=0.0)"

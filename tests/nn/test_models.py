@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from pyg_cf.errors import ConfigError, PygCFError
+from pyg_cf.nn import GraphCF
+
+EI = torch.tensor([[0, 0, 1, 1, 1, 2, 3, 3], [0, 1, 1, 2, 3, 0, 2, 3]])
+NU, NI = 5, 6
+
+
+def norm_adj(a0, a1):
+    """Dense R with R[u, i] = 1 / (|P_u|^a0 |P_i|^a1) (users as targets) and its mirror."""
+    r = torch.zeros(NU, NI, dtype=torch.float64)
+    r[EI[0], EI[1]] = 1.0
+    du, di = r.sum(1, keepdim=True), r.sum(0, keepdim=True)
+    with torch.no_grad():
+        to_users = torch.where(r > 0, r / (du.clamp(min=1) ** a0 * di.clamp(min=1) ** a1), 0.0)
+        to_items = torch.where(r > 0, r / (di.clamp(min=1) ** a0 * du.clamp(min=1) ** a1), 0.0).t()
+    return to_users, to_items
+
+
+def test_mf_is_identity():
+    m = GraphCF.mf(NU, NI, 8, edge_index=EI)
+    u, i = m()
+    assert torch.equal(u, m.user_embedding.weight) and torch.equal(i, m.item_embedding.weight)
+
+
+@pytest.mark.parametrize("a0,a1", [(0.5, 0.0), (1.0, 0.0), (0.5, 0.5), (0.0, 0.0)])
+def test_svdpp_user_side_equation(a0, a1):
+    m = GraphCF.svdpp_user(NU, NI, 8, alpha0=a0, alpha1=a1, edge_index=EI)
+    p0, q0 = m.user_embedding.weight.double(), m.item_embedding.weight.double()
+    to_users, _ = norm_adj(a0, a1)
+    u, i = m()
+    assert torch.allclose(u.double(), p0 + to_users @ q0, atol=1e-5)
+    assert torch.allclose(i.double(), q0)
+
+
+@pytest.mark.parametrize("a0,a1", [(0.5, 0.5), (1.0, 0.0)])
+def test_svdpp_item_side_equation(a0, a1):
+    m = GraphCF.svdpp_item(NU, NI, 8, alpha0=a0, alpha1=a1, edge_index=EI)
+    p0, q0 = m.user_embedding.weight.double(), m.item_embedding.weight.double()
+    _, to_items = norm_adj(a0, a1)
+    u, i = m()
+    assert torch.allclose(i.double(), q0 + to_items @ p0, atol=1e-5)
+    assert torch.allclose(u.double(), p0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_lightgcn_equation(k):
+    m = GraphCF.lightgcn(NU, NI, 8, num_layers=k, edge_index=EI)
+    p, q = m.user_embedding.weight.double(), m.item_embedding.weight.double()
+    to_users, to_items = norm_adj(0.5, 0.5)
+    su, si = p.clone(), q.clone()
+    for _ in range(k):
+        p, q = to_users @ q, to_items @ p
+        su, si = su + p, si + q
+    u, i = m()
+    assert torch.allclose(u.double(), su / (k + 1), atol=1e-5)
+    assert torch.allclose(i.double(), si / (k + 1), atol=1e-5)
+    assert torch.allclose(u[4], m.user_embedding.weight[4] / (k + 1))  # isolated user
+
+
+def test_subgraph_forward_with_node_ids_equals_full_graph():
+    m = GraphCF.lightgcn(NU, NI, 4, num_layers=2, edge_index=EI)
+    full_u, full_i = m()
+    users, items = torch.arange(NU), torch.arange(NI)
+    u, i = m(EI.clone(), users, items)
+    assert torch.allclose(u, full_u, atol=1e-6) and torch.allclose(i, full_i, atol=1e-6)
+
+
+def test_score_and_recommend_exclude_training_items():
+    m = GraphCF.lightgcn(NU, NI, 8, edge_index=EI)
+    s = m.score(torch.tensor([0, 1]))
+    assert s.shape == (2, NI)
+    rec = m.recommend(torch.tensor([0, 1, 3]), k=2)
+    seen = {(int(u), int(i)) for u, i in EI.t()}
+    for row, u in zip(rec.tolist(), [0, 1, 3]):
+        assert all((u, it) not in seen for it in row)
+    cos = m.score(torch.tensor([0]), similarity="cos")
+    assert cos.abs().max() <= 1 + 1e-5
+
+
+def test_api_misuse_is_reported():
+    m = GraphCF.mf(NU, NI, 4, edge_index=EI)
+    with pytest.raises(PygCFError, match="item ids"):
+        m.score(torch.tensor([0]), torch.tensor([NI]))
+    with pytest.raises(PygCFError, match="user ids"):
+        m.recommend(torch.tensor([-1]), k=2)
+    with pytest.raises(ConfigError, match="embedding_dim"):
+        GraphCF(3, 3, embedding_dim=0)
+    with pytest.raises(PygCFError, match="other data"):
+        GraphCF.lightgcn(2, 2, edge_index=EI)
+
+
+def test_xavier_initialisation():
+    m = GraphCF.mf(1000, 500, 64)
+    bound = (6 / (1000 + 64)) ** 0.5
+    assert m.user_embedding.weight.abs().max() <= bound + 1e-6
