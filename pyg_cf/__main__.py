@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra loss argument (JSON value), repeatable",
     )
+    t.add_argument(
+        "--temperature",
+        default="fixed",
+        choices=["fixed", "adap-tau0", "adap-tau"],
+        help="temperature schedule of softmax-family losses (Adap-tau, WWW 2023)",
+    )
+    t.add_argument(
+        "--temperature-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="schedule argument (JSON value), e.g. divisor=0.25, base=0.9; repeatable",
+    )
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2048)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -66,20 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            kw[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kw[key] = value
+    return kw
+
+
 def _loss_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if args.tau is not None:
         kw["tau"] = args.tau
     if args.train_sim is not None:
         kw["similarity"] = args.train_sim
-    for item in args.loss_arg:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--loss-arg expects KEY=VALUE, got {item!r}")
-        try:
-            kw[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kw[key] = value
+    kw.update(_key_values(args.loss_arg, "--loss-arg"))
     return kw
 
 
@@ -88,9 +107,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from pyg_cf import datasets
     from pyg_cf.data.graph import summarize
     from pyg_cf.losses import get_loss
+    from pyg_cf.losses.temperature import get_temperature_schedule
     from pyg_cf.metrics import popularity_baseline
     from pyg_cf.nn import GraphCF
-    from pyg_cf.train import TrainConfig, Trainer, seed_everything
+    from pyg_cf.train import Callback, TrainConfig, Trainer, seed_everything
 
     data = datasets.load(args.dataset, root=args.root, val_ratio=args.val_ratio, seed=args.seed)
     print(summarize(data))
@@ -124,6 +144,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
     def report(row: dict[str, Any]) -> None:
         parts = [f"epoch {row['epoch']:3d}", f"loss {row['loss']:.4f}", f"{row['train_s']:.1f}s"]
+        if "tau0" in row:
+            parts.append(f"tau0 {row['tau0']:.4f}")
         for split in ("val", "test"):
             if f"{split}_recall@20" in row:
                 parts.append(
@@ -132,7 +154,11 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
                 )
         print("  ".join(parts), flush=True)
 
-    trainer = Trainer(model, data, loss, cfg)
+    callbacks: list[Callback] = []
+    if args.temperature != "fixed" or args.temperature_arg:
+        tkw = _key_values(args.temperature_arg, "--temperature-arg")
+        callbacks.append(get_temperature_schedule(args.temperature, **tkw))
+    trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
     t0 = time.perf_counter()
     hist = trainer.fit(on_epoch=report)
     final = trainer.evaluate("test")

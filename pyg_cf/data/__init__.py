@@ -1,4 +1,10 @@
-"""Reading interaction data and turning it into a PyG :class:`HeteroData`."""
+"""Reading interaction data and turning it into a PyG :class:`HeteroData`.
+
+The data object has node types ``'user'`` and ``'item'`` and two edge types, named by
+the constants ``USER_ITEM`` (``('user', 'rates', 'item')``: training edges, plus the
+held-out ``val_edge_index`` / ``test_edge_index``) and ``REV_EDGE``
+(``('item', 'rated_by', 'user')``: the training edges reversed).
+"""
 
 from pyg_cf.data.graph import (
     REV_EDGE,

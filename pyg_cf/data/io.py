@@ -7,6 +7,7 @@ here; see :func:`pyg_cf.data.interactions.encode_ids`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -16,7 +17,14 @@ import pandas as pd
 
 from pyg_cf.errors import DataFormatError
 
-__all__ = ["read_adjacency_list", "read_edge_list"]
+__all__ = [
+    "read_adjacency_list",
+    "read_adjacency_list_with_lines",
+    "read_edge_list",
+    "read_edge_list_with_lines",
+]
+
+log = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
 
@@ -49,6 +57,23 @@ def _parse_int(token: str, path: str, lineno: int, field: str) -> int:
     return value
 
 
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _header_error(tokens: Sequence[str], path: str, lineno: int, hint: str) -> DataFormatError:
+    return DataFormatError(
+        f"the first line ({', '.join(repr(t) for t in tokens)}) looks like a header, "
+        f"not ids; {hint}",
+        path,
+        lineno,
+    )
+
+
 def read_adjacency_list(
     path: str | os.PathLike[str],
     allow_empty: bool = False,
@@ -71,10 +96,26 @@ def read_adjacency_list(
         DataFormatError: naming the file and line, for a missing or empty file, a
             non-integer or negative id, or a user without items.
     """
+    return read_adjacency_list_with_lines(path, allow_empty)[0]
+
+
+def read_adjacency_list_with_lines(
+    path: str | os.PathLike[str], allow_empty: bool = False
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`read_adjacency_list` plus the 1-based line number of every row (so that
+    later checks can name the line)."""
     spath = os.fspath(path)
     lines = _open_lines(spath)
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
+    rows_lines: list[np.ndarray] = []
+    data_lines = [(k, ln.strip()) for k, ln in enumerate(lines, start=1) if ln.strip()]
+    if len(data_lines) >= 2:
+        # a non-numeric first line followed by numeric ones is a header
+        (k0, first), (_, second) = data_lines[0], data_lines[1]
+        head = _WS.split(first)
+        if not any(_is_number(t) for t in head[:2]) and _is_number(_WS.split(second)[0]):
+            raise _header_error(head, spath, k0, "remove the header line")
     for lineno, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
@@ -111,9 +152,11 @@ def read_adjacency_list(
             )
         users.append(np.full(ids.size - 1, ids[0], dtype=np.int64))
         items.append(ids[1:])
+        rows_lines.append(np.full(ids.size - 1, lineno, dtype=np.int64))
     if not users:
         raise DataFormatError("file holds no interactions", path=spath)
-    return pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
+    df = pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
+    return df, np.concatenate(rows_lines)
 
 
 def read_edge_list(
@@ -143,6 +186,17 @@ def read_edge_list(
             of fields, a non-integer or negative id, a header line found when ``header`` is
             ``False``, mixed separators, or a non-finite rating.
     """
+    return read_edge_list_with_lines(path, sep, columns, header, numeric_ids)[0]
+
+
+def read_edge_list_with_lines(
+    path: str | os.PathLike[str],
+    sep: str | None = None,
+    columns: Sequence[str] = ("user", "item", "rating", "timestamp"),
+    header: bool = False,
+    numeric_ids: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`read_edge_list` plus the 1-based line number of every row."""
     spath = os.fspath(path)
     cols = list(columns)
     if cols[:2] != ["user", "item"]:
@@ -197,6 +251,21 @@ def read_edge_list(
     if not rows:
         raise DataFormatError("file holds no interactions", path=spath)
     assert width is not None
+    if (
+        not header
+        and not any(_is_number(t) for t in rows[0][:2])
+        and (len(rows) == 1 or _is_number(rows[1][0]) or not numeric_ids)
+    ):
+        if numeric_ids:
+            raise _header_error(rows[0], spath, linenos[0], "pass header=True")
+        if {t.lower() for t in rows[0][:2]} & {"user", "item", "user_id", "item_id", "userid"}:
+            log.warning(
+                "%s, line %d: %r looks like a header but header=False; it is read as an "
+                "interaction",
+                spath,
+                linenos[0],
+                rows[0],
+            )
     arr = np.array(rows, dtype=object)
     out: dict[str, np.ndarray] = {}
     for k, name in enumerate(cols[:width]):
@@ -246,4 +315,5 @@ def read_edge_list(
                         f"field '{name}' must be a number, got {tok!r}", spath, linenos[j]
                     ) from None
             out[name] = vals_i
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    return df, np.asarray(linenos, dtype=np.int64)

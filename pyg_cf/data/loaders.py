@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from torch_geometric.data import HeteroData
 
@@ -27,8 +28,8 @@ from pyg_cf.data.interactions import (
     random_split,
     validate_frame,
 )
-from pyg_cf.data.io import read_adjacency_list, read_edge_list
-from pyg_cf.errors import ConfigError
+from pyg_cf.data.io import read_adjacency_list_with_lines, read_edge_list_with_lines
+from pyg_cf.errors import ConfigError, DataFormatError
 
 __all__ = ["from_dataframe", "from_edge_list_files", "from_lightgcn_files", "from_splits"]
 
@@ -55,6 +56,26 @@ def _cold_start(
             )
         log.warning("%s: kept %d cold-start pair(s) (user or item not in train)", name, n)
     return held
+
+
+def _check_cold_lines(
+    train: pd.DataFrame, held: pd.DataFrame | None, lines: np.ndarray | None, path: str | None
+) -> None:
+    """For ``cold_start='error'``: raise naming the file and line of the first held-out
+    pair whose user or item never occurs in the training file."""
+    if held is None or len(held) == 0:
+        return
+    cold = (~held["user"].isin(train["user"]) | ~held["item"].isin(train["item"])).to_numpy()
+    if cold.any():
+        j = int(np.argmax(cold))
+        user, item = held[["user", "item"]].iloc[j].tolist()
+        raise DataFormatError(
+            f"{int(cold.sum())} pair(s) have a user or item that never appears in training "
+            f"(first: user {user!r}, item {item!r}); "
+            "pass cold_start='keep' or 'drop'",
+            path,
+            int(lines[j]) if lines is not None else None,
+        )
 
 
 def _remove_train_overlap(
@@ -171,6 +192,7 @@ def from_lightgcn_files(
     name: str | None = None,
     train_file: str = "train.txt",
     test_file: str = "test.txt",
+    cold_start: str = "keep",
 ) -> HeteroData:
     """Load a LightGCN-style directory (``train.txt``, ``test.txt`` adjacency lists).
 
@@ -184,15 +206,26 @@ def from_lightgcn_files(
         name: Data set name (defaults to the directory name).
         train_file: Training file name.
         test_file: Test file name.
+        cold_start: Test pairs whose user or item never occurs in training: ``'keep'``
+            (default, reported in a log line), ``'drop'`` or ``'error'`` (naming the file
+            and line).
     """
     root = os.fspath(root)
-    train = read_adjacency_list(os.path.join(root, train_file))
-    test = read_adjacency_list(os.path.join(root, test_file), allow_empty=True)
+    train, _ = read_adjacency_list_with_lines(os.path.join(root, train_file))
+    test_path = os.path.join(root, test_file)
+    test, test_lines = read_adjacency_list_with_lines(test_path, allow_empty=True)
+    if cold_start == "error":
+        _check_cold_lines(train, test, test_lines, test_path)
     val = None
     if val_ratio > 0:
         train, val = _carve(train, val_ratio, seed)
     return from_splits(
-        train, val, test, name=name or os.path.basename(os.path.normpath(root)), keep_dense=True
+        train,
+        val,
+        test,
+        name=name or os.path.basename(os.path.normpath(root)),
+        keep_dense=True,
+        cold_start=cold_start,
     )
 
 
@@ -222,14 +255,21 @@ def from_edge_list_files(
             (``'keep'``, ``'drop'``, ``'error'``).
     """
 
-    def read(p: str | os.PathLike[str] | None) -> pd.DataFrame | None:
-        if p is None:
-            return None
-        return read_edge_list(p, sep=sep, header=header)[["user", "item"]]
+    if cold_start not in ("keep", "drop", "error"):
+        raise ConfigError(f"cold_start must be 'keep', 'drop' or 'error', got {cold_start!r}")
 
-    train = read(train_path)
+    def read(p: str | os.PathLike[str] | None) -> tuple[pd.DataFrame | None, np.ndarray | None]:
+        if p is None:
+            return None, None
+        df, lines = read_edge_list_with_lines(p, sep=sep, header=header)
+        return df[["user", "item"]], lines
+
+    train, _ = read(train_path)
     assert train is not None
-    val, test = read(val_path), read(test_path)
+    (val, val_lines), (test, test_lines) = read(val_path), read(test_path)
+    if cold_start == "error":
+        _check_cold_lines(train, val, val_lines, os.fspath(val_path) if val_path else None)
+        _check_cold_lines(train, test, test_lines, os.fspath(test_path) if test_path else None)
     if val is None and val_ratio > 0:
         train, val = _carve(train, val_ratio, seed)
     return from_splits(train, val, test, name=name, cold_start=cold_start)

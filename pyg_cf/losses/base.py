@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyg_cf.errors import ConfigError
 
-__all__ = ["CFLoss", "LossBatch", "similarity"]
+if TYPE_CHECKING:
+    from pyg_cf.data.pairs import UserItemIndex
+
+__all__ = ["CFLoss", "LossBatch", "masked_logsumexp", "reduce_loss", "similarity"]
+
+_SIMILARITIES = ("ip", "cos")
+_SAMPLERS = ("uniform", "popularity")
+
+
+def check_similarity(kind: str, name: str = "similarity") -> str:
+    """``kind`` if it is ``'ip'`` or ``'cos'``, else a :class:`ConfigError` naming ``name``."""
+    if kind not in _SIMILARITIES:
+        raise ConfigError(f"{name} must be 'ip' or 'cos', got {kind!r}")
+    return kind
 
 
 def similarity(a: Tensor, b: Tensor, kind: str = "ip") -> Tensor:
@@ -30,6 +45,38 @@ def normalize_if(x: Tensor, kind: str) -> Tensor:
     return x
 
 
+def reduce_loss(loss: Tensor, reduction: str = "mean") -> Tensor:
+    """Apply ``reduction`` (``'mean'``, ``'sum'`` or ``'none'``) to per-row losses."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def masked_logsumexp(x: Tensor, mask: Tensor | None, dim: int = -1) -> tuple[Tensor, Tensor]:
+    r"""Log-sum-exp of ``x`` along ``dim`` ignoring entries where ``mask`` is ``True``.
+
+    Rows whose entries are all masked get the value ``0`` and ``False`` in the returned
+    ``valid`` tensor, with finite (zero) gradients, so that callers can drop them without
+    producing ``NaN`` gradients (``torch.logsumexp`` of an all ``-inf`` row back-propagates
+    ``NaN``).
+
+    Returns:
+        ``(lse, valid)``, both with ``dim`` reduced.
+    """
+    if mask is None:
+        lse = torch.logsumexp(x, dim=dim)
+        return lse, torch.ones_like(lse, dtype=torch.bool)
+    valid = ~mask.all(dim=dim)
+    x = x.masked_fill(mask, float("-inf"))
+    x = x.masked_fill(~valid.unsqueeze(dim), 0.0)
+    lse = torch.logsumexp(x, dim=dim)
+    return torch.where(valid, lse, torch.zeros_like(lse)), valid
+
+
 @dataclass
 class LossBatch:
     """One training batch as a loss sees it.
@@ -47,7 +94,10 @@ class LossBatch:
         in_batch_collision: ``[B, B]`` boolean, ``True`` at ``(r, c)`` when
             ``pos_items[c]`` is a training positive of ``users[r]`` and ``c != r``
             (in-batch losses may mask these false negatives).
-        user_tau: ``[B]`` per-row temperature from an adaptive schedule, or ``None``.
+        user_tau: ``[B]`` per-row temperature from an adaptive schedule, or ``None``
+            (takes precedence over the loss's ``user_tau_table``).
+        positives: The training pairs, for losses that mask a user's other positives
+            (``SoftmaxLoss(mask_positives=True)``), or ``None``.
     """
 
     users: Tensor
@@ -60,6 +110,7 @@ class LossBatch:
     all_item_emb: Tensor | None = None
     in_batch_collision: Tensor | None = None
     user_tau: Tensor | None = None
+    positives: UserItemIndex | None = None
 
 
 class CFLoss(nn.Module):
@@ -70,21 +121,91 @@ class CFLoss(nn.Module):
     * ``negatives``: ``'in-batch'`` (other rows' positives), ``'sampled'`` (``num_negatives``
       per row from ``sampler``), ``'all'`` (full catalogue) or ``'none'``;
     * ``num_negatives``: ``M`` for sampled negatives;
-    * ``sampler``: ``'uniform'`` or ``'popularity'``;
+    * ``sampler``: ``'uniform'`` or ``'popularity'`` (with exponent ``pop_beta``);
+    * ``reject_positives``: re-draw sampled negatives that are training positives of the
+      row's user;
 
     and implement :meth:`forward` on a :class:`LossBatch`, returning a scalar. Losses with a
-    temperature expose ``tau`` so that temperature schedules can set it.
+    temperature expose ``tau`` so that temperature schedules
+    (:mod:`pyg_cf.losses.temperature`) can set it; they also honour a per-user temperature,
+    given either per batch (``batch.user_tau``) or as a ``[num_users]`` table
+    ``user_tau_table`` indexed with ``batch.users``. ``user_tau_scope`` says whether the
+    per-user temperature divides the negatives only (``'negatives'``, the positive keeps
+    ``tau``) or every logit (``'both'``).
     """
 
     negatives: str = "sampled"
     num_negatives: int = 1
     sampler: str = "uniform"
     pop_beta: float = 1.0
+    reject_positives: bool = False
     paper: str = ""
+    user_tau_table: Tensor | None = None
+    user_tau_scope: str = "both"
+    record_unit_loss: bool = False
+    last_unit_loss: Tensor | None = None
 
     def forward(self, batch: LossBatch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def per_row(self, batch: LossBatch) -> Tensor:
-        """Per-row loss ``[B]`` (used by adaptive temperatures); defaults to the mean."""
+        """Per-row loss ``[B]`` (used by adaptive temperatures)."""
         raise NotImplementedError(f"{type(self).__name__} has no per-row form")
+
+    def unit_temperature_loss(self, batch: LossBatch) -> Tensor:
+        r"""Detached per-row loss ``[B]`` at temperature 1 (the per-user difficulty
+        :math:`\mathcal{L}(u)` of Adap-τ).
+
+        Softmax-family losses record it during :meth:`forward` when ``record_unit_loss`` is
+        set (``last_unit_loss``), which this returns when it matches ``batch``; otherwise
+        it is recomputed with ``per_row(batch, tau=1.0)``.
+        """
+        last = self.last_unit_loss
+        if last is not None and getattr(self, "_unit_users", None) is batch.users:
+            return last
+        with torch.no_grad():
+            return self.per_row(batch, tau=1.0).detach()  # type: ignore[call-arg]
+
+    def _record_unit(self, batch: LossBatch, value: Tensor) -> None:
+        """Keep ``value`` (detached) as the unit-temperature loss of ``batch``."""
+        self.last_unit_loss = value.detach()
+        self._unit_users = batch.users
+
+    def _set_sampling(
+        self,
+        num_negatives: int,
+        sampler: str = "uniform",
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
+    ) -> None:
+        """Validate and store the settings of sampled negatives."""
+        if int(num_negatives) < 1:
+            raise ConfigError(f"num_negatives must be >= 1, got {num_negatives}")
+        if sampler not in _SAMPLERS:
+            raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+        self.negatives = "sampled"
+        self.num_negatives = int(num_negatives)
+        self.sampler = sampler
+        self.pop_beta = float(pop_beta)
+        self.reject_positives = bool(reject_positives)
+
+    def temperatures(
+        self, batch: LossBatch, tau: float | Tensor | None = None
+    ) -> tuple[float | Tensor, float | Tensor]:
+        """``(tau_pos, tau_neg)``: the temperatures of the positive and negative logits,
+        each a float or a ``[B]`` tensor.
+
+        ``tau`` overrides everything (both sides). Otherwise the per-row temperature is
+        ``batch.user_tau`` or ``user_tau_table[batch.users]``; without one, ``self.tau``.
+        """
+        if tau is not None:
+            return tau, tau
+        base: float = float(getattr(self, "tau", 1.0))
+        row = batch.user_tau
+        if row is None and self.user_tau_table is not None:
+            row = self.user_tau_table[batch.users]
+        if row is None:
+            return base, base
+        if self.user_tau_scope == "negatives":
+            return base, row
+        return row, row

@@ -67,12 +67,28 @@ class NegativeSampler:
         return torch.multinomial(self.probs, n, replacement=True, generator=generator).view(shape)
 
     def sample(
-        self, users: Tensor, num: int, generator: torch.Generator | None = None
+        self,
+        users: Tensor,
+        num: int,
+        generator: torch.Generator | None = None,
+        shared: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        """``(items [B, num], log_prob [B, num])`` of negatives for ``users`` ``[B]``."""
+        """``(items [B, num], log_prob [B, num])`` of negatives for ``users`` ``[B]``.
+
+        Args:
+            users: ``[B]`` user ids of the rows.
+            num: Negatives per row (``M``).
+            generator: Random generator.
+            shared: Draw one set of ``num`` items and give it to every row (an expanded
+                view; the rows share the same negatives, which saves memory). Rejection of
+                positives is per row and so is skipped for shared negatives.
+        """
         shape = (users.numel(), num)
-        items = self._draw(shape, users.device, generator)
-        if self.positives is not None:
+        if shared:
+            items = self._draw((num,), users.device, generator).unsqueeze(0).expand(shape)
+        else:
+            items = self._draw(shape, users.device, generator)
+        if self.positives is not None and not shared:
             for _ in range(self.max_rounds):
                 bad = self.positives.contains(users.unsqueeze(1), items)
                 nbad = int(bad.sum())

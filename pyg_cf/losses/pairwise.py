@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import CFLoss, LossBatch, similarity
+from pyg_cf.losses.base import CFLoss, LossBatch, check_similarity, similarity
 from pyg_cf.losses.registry import register_loss
 
 __all__ = ["BPRLoss", "bpr_loss"]
@@ -37,22 +36,32 @@ class BPRLoss(CFLoss):
     Args:
         num_negatives: Negatives per positive (default 1).
         similarity: ``'ip'`` (default) or ``'cos'``.
+        sampler: ``'uniform'`` (default) or ``'popularity'``.
+        pop_beta: Popularity exponent of the ``'popularity'`` sampler.
+        reject_positives: Re-draw negatives that are positives of the user.
     """
 
     negatives = "sampled"
     paper = "Rendle et al., BPR: Bayesian Personalized Ranking from Implicit Feedback, UAI 2009"
 
-    def __init__(self, num_negatives: int = 1, similarity: str = "ip") -> None:
+    def __init__(
+        self,
+        num_negatives: int = 1,
+        similarity: str = "ip",
+        sampler: str = "uniform",
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
+    ) -> None:
         super().__init__()
-        if num_negatives < 1:
-            raise ConfigError(f"num_negatives must be >= 1, got {num_negatives}")
-        if similarity not in ("ip", "cos"):
-            raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
-        self.num_negatives = num_negatives
-        self.similarity = similarity
+        self.similarity = check_similarity(similarity)
+        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
 
-    def forward(self, batch: LossBatch) -> Tensor:
+    def per_row(self, batch: LossBatch) -> Tensor:
+        """Loss of each row ``[B]`` (averaged over its negatives)."""
         assert batch.neg_emb is not None, "BPR needs sampled negatives"
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
         neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
-        return bpr_loss(pos, neg)
+        return F.softplus(neg - pos.unsqueeze(-1)).mean(-1)
+
+    def forward(self, batch: LossBatch) -> Tensor:
+        return self.per_row(batch).mean()

@@ -1,58 +1,215 @@
-"""Softmax-family losses."""
+"""Softmax-family losses: full softmax, sampled softmax and bilateral softmax (BSL).
+
+Every logit goes through ``torch.logsumexp``: the reference implementations compute
+``exp`` and divide, which overflows with inner-product scores.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import CFLoss, LossBatch, normalize_if
+from pyg_cf.losses.base import (
+    CFLoss,
+    LossBatch,
+    check_similarity,
+    masked_logsumexp,
+    normalize_if,
+    reduce_loss,
+)
 from pyg_cf.losses.registry import register_loss
 
-__all__ = ["SampledSoftmaxLoss", "sampled_softmax_loss"]
+__all__ = [
+    "BSLLoss",
+    "SampledSoftmaxLoss",
+    "SoftmaxLoss",
+    "bsl_loss",
+    "sampled_softmax_loss",
+    "softmax_loss",
+]
+
+Temperature = float | Tensor
+
+
+def _col(t: Temperature) -> Temperature:
+    """A ``[B]`` temperature as ``[B, 1]`` (to divide ``[B, M]`` logits); floats unchanged."""
+    return t.unsqueeze(-1) if isinstance(t, Tensor) and t.dim() == 1 else t
 
 
 def sampled_softmax_loss(
     pos_score: Tensor,
     neg_score: Tensor,
-    tau: float | Tensor = 1.0,
+    tau: Temperature = 1.0,
     include_positive: bool = True,
     neg_mask: Tensor | None = None,
     log_q: Tensor | None = None,
     reduction: str = "mean",
+    tau_neg: Temperature | None = None,
 ) -> Tensor:
     r"""Sampled softmax (Wu et al., TOIS 2024, eq. 3), computed with log-sum-exp.
 
     .. math::
         \mathcal{L} = -\frac{s_{ui}}{\tau} +
-        \log\Big(e^{s_{ui}/\tau} + \sum_{j \in N_u} e^{s_{uj}/\tau - \log Q_j}\Big)
+        \log\Big(e^{s_{ui}/\tau} + \sum_{j \in N_u} e^{s_{uj}/\tau' - \log Q_j}\Big)
+
+    with :math:`\tau' = \tau` unless ``tau_neg`` is given (Adap-τ divides the negatives by
+    a per-user temperature).
 
     Args:
         pos_score: ``[B]`` positive scores :math:`s_{ui}`.
         neg_score: ``[B, M]`` negative scores :math:`s_{uj}`.
-        tau: Temperature, a float or a ``[B]`` tensor (per row).
+        tau: Temperature of the positive, a float or a ``[B]`` tensor (per row).
         include_positive: Keep :math:`e^{s_{ui}/\tau}` in the denominator.
         neg_mask: ``[B, M]`` boolean, ``True`` for negatives to ignore (false negatives).
+            Rows left without any term contribute ``0``.
         log_q: ``[B, M]`` log sampling probabilities for logQ correction, or ``None``.
         reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+        tau_neg: Temperature of the negatives (float or ``[B]``); default ``tau``.
+
+    Returns:
+        The reduced loss (``[B]`` for ``reduction='none'``).
     """
-    if isinstance(tau, Tensor) and tau.dim() == 1:
-        tau_p, tau_n = tau, tau.unsqueeze(-1)
-    else:
-        tau_p = tau_n = tau  # type: ignore[assignment]
-    pos = pos_score / tau_p
-    neg = neg_score / tau_n
+    tau_n = tau if tau_neg is None else tau_neg
+    pos = pos_score / tau
+    neg = neg_score / _col(tau_n)
     if log_q is not None:
         neg = neg - log_q
-    if neg_mask is not None:
-        neg = neg.masked_fill(neg_mask, float("-inf"))
-    logits = torch.cat([pos.unsqueeze(-1), neg], dim=-1) if include_positive else neg
-    loss = torch.logsumexp(logits, dim=-1) - pos
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    if include_positive:
+        logits = torch.cat([pos.unsqueeze(-1), neg], dim=-1)
+        if neg_mask is not None:
+            keep_pos = torch.zeros_like(neg_mask[..., :1])
+            neg_mask = torch.cat([keep_pos, neg_mask], dim=-1)
+    else:
+        logits = neg
+    lse, valid = masked_logsumexp(logits, neg_mask)
+    loss = torch.where(valid, lse - pos, torch.zeros_like(lse))
+    return reduce_loss(loss, reduction)
+
+
+def softmax_loss(
+    pos_score: Tensor,
+    all_score: Tensor,
+    tau: Temperature = 1.0,
+    mask: Tensor | None = None,
+    reduction: str = "mean",
+    tau_neg: Temperature | None = None,
+) -> Tensor:
+    r"""Full softmax over the catalogue, computed with log-sum-exp.
+
+    .. math::
+        \mathcal{L} = -\frac{s_{ui}}{\tau} + \log\sum_{j \in \mathcal{I}} e^{s_{uj}/\tau}
+
+    Args:
+        pos_score: ``[B]`` positive scores.
+        all_score: ``[B, I]`` scores of every item (the positive included).
+        tau: Temperature of the positive, float or ``[B]``.
+        mask: ``[B, I]`` boolean, ``True`` for items left out of the sum (e.g. the user's
+            other training positives); never mask a row's own positive.
+        reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+        tau_neg: Temperature inside the sum (float or ``[B]``); default ``tau``.
+    """
+    tau_n = tau if tau_neg is None else tau_neg
+    lse, _ = masked_logsumexp(all_score / _col(tau_n), mask)
+    return reduce_loss(lse - pos_score / tau, reduction)
+
+
+def bsl_loss(
+    pos_score: Tensor,
+    neg_score: Tensor,
+    tau1: Temperature = 0.1,
+    tau2: float = 1.0,
+    pos_mask: Tensor | None = None,
+    neg_mask: Tensor | None = None,
+    include_positive: bool = False,
+    reduction: str = "mean",
+    tau_neg: Temperature | None = None,
+) -> Tensor:
+    r"""Bilateral softmax loss (Wu et al., BSL, ICDE 2024), with log-sum-exp.
+
+    ``reweight`` form (``pos_score`` of shape ``[B]``):
+
+    .. math::
+        \mathcal{L} = -\frac{s_{ui}}{\tau_1} +
+        \tau_2 \log\sum_{j \in N_u} e^{s_{uj}/\tau_1}
+
+    ``multi`` form (``pos_score`` of shape ``[B, P]`` with ``pos_mask``): the positive term
+    is the log-mean-exp over the user's positives :math:`P_u` in the batch,
+
+    .. math::
+        \mathcal{L} = -\log\frac{1}{|P_u|}\sum_{i' \in P_u} e^{s_{ui'}/\tau_1} +
+        \tau_2 \log\sum_{j \in N_u} e^{s_{uj}/\tau_1}.
+
+    :math:`\tau_2 = 1` gives the sampled softmax without the positive in the denominator.
+
+    Args:
+        pos_score: ``[B]`` positive scores, or ``[B, P]`` candidate positives.
+        neg_score: ``[B, M]`` negative scores.
+        tau1: Temperature (float or ``[B]``) of the positive term.
+        tau2: Weight of the negative log-sum-exp (a number near 1).
+        pos_mask: ``[B, P]`` boolean, ``True`` for entries of ``pos_score`` that are not
+            positives of the row (``multi`` form). Each row must keep one entry.
+        neg_mask: ``[B, M]`` boolean, ``True`` for negatives to ignore.
+        include_positive: Add the (first) positive to the negative sum.
+        reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+        tau_neg: Temperature of the negatives; default ``tau1``.
+    """
+    tau_n = tau1 if tau_neg is None else tau_neg
+    if pos_score.dim() == 1:
+        own = pos_score
+        pos_term = pos_score / tau1
+    else:
+        own = pos_score[:, 0]
+        logits = pos_score / _col(tau1)
+        lse, _ = masked_logsumexp(logits, pos_mask)
+        count = (
+            (~pos_mask).sum(-1).clamp(min=1)
+            if pos_mask is not None
+            else torch.full_like(lse, pos_score.size(-1))
+        )
+        pos_term = lse - count.to(lse.dtype).log()
+    neg = neg_score / _col(tau_n)
+    if include_positive:
+        neg = torch.cat([(own / tau_n).unsqueeze(-1), neg], dim=-1)
+        if neg_mask is not None:
+            neg_mask = torch.cat([torch.zeros_like(neg_mask[..., :1]), neg_mask], dim=-1)
+    lse, valid = masked_logsumexp(neg, neg_mask)
+    loss = torch.where(valid, tau2 * lse - pos_term, torch.zeros_like(lse))
+    return reduce_loss(loss, reduction)
+
+
+def _scores(
+    batch: LossBatch, similarity: str, negatives: str, mask_collisions: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``(pos [B], neg [B, M], neg_mask [B, M] | None, pair [B, B] | None)``.
+
+    In-batch: ``neg`` is the ``[B, B]`` score matrix of every user against every positive
+    of the batch, with the diagonal (the row's own positive) and, optionally, collisions
+    masked; ``pair`` is that same matrix (used by BSL's ``multi`` form).
+    """
+    u = normalize_if(batch.user_emb, similarity)
+    p = normalize_if(batch.pos_emb, similarity)
+    if negatives == "in-batch":
+        pair = u @ p.t()
+        pos = pair.diagonal()
+        mask = torch.eye(pair.size(0), dtype=torch.bool, device=pair.device)
+        if mask_collisions and batch.in_batch_collision is not None:
+            mask = mask | batch.in_batch_collision
+        return pos, pair, mask, pair
+    if batch.neg_emb is None:
+        raise ConfigError("sampled negatives are missing from the batch (neg_emb is None)")
+    n = normalize_if(batch.neg_emb, similarity)
+    pos = (u * p).sum(-1)
+    neg = torch.einsum("bd,bmd->bm", u, n)
+    return pos, neg, None, None
+
+
+def _check_common(tau: float, negatives: str, allowed: tuple[str, ...]) -> None:
+    if not tau > 0:
+        raise ConfigError(f"tau must be > 0, got {tau}")
+    if negatives not in allowed:
+        raise ConfigError(f"negatives must be one of {allowed}, got {negatives!r}")
 
 
 @register_loss("ssm")
@@ -65,18 +222,24 @@ class SampledSoftmaxLoss(CFLoss):
         \log\Big(e^{s_{ui}/\tau} + \sum_{j \in N_u} e^{s_{uj}/\tau}\Big)
 
     With ``negatives='in-batch'`` (default) the negatives of row :math:`r` are the other rows'
-    positive items; with ``negatives='sampled'`` ``num_negatives`` items are drawn per row.
+    positive items; with ``negatives='sampled'`` ``num_negatives`` items are drawn per row,
+    uniformly or :math:`\propto` popularity:math:`^\beta`. With all items as negatives and
+    ``include_positive=False`` it is :class:`SoftmaxLoss`.
 
     Args:
-        tau: Temperature (default 0.1).
+        tau: Temperature (default 0.1; published: Gowalla 0.12, Yelp2018 0.14,
+            Amazon-Book 0.10).
         similarity: ``'cos'`` (default, as in the paper) or ``'ip'``.
         negatives: ``'in-batch'`` or ``'sampled'``.
         num_negatives: Negatives per row when sampled.
         sampler: ``'uniform'`` or ``'popularity'`` when sampled.
-        include_positive: Keep the positive in the denominator (default ``True``).
+        include_positive: Keep the positive in the denominator (default ``True``, the
+            official in-batch code; the Adap-τ and BSL codes exclude it).
         mask_collisions: With in-batch negatives, ignore other rows' items that are in fact
             training positives of the row's user (default ``True``).
         logq_correction: Subtract the log sampling probability of sampled negatives.
+        pop_beta: Popularity exponent :math:`\beta` of the ``'popularity'`` sampler.
+        reject_positives: Re-draw sampled negatives that are positives of the user.
     """
 
     paper = (
@@ -93,60 +256,39 @@ class SampledSoftmaxLoss(CFLoss):
         include_positive: bool = True,
         mask_collisions: bool = True,
         logq_correction: bool = False,
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
     ) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ConfigError(f"tau must be > 0, got {tau}")
-        if negatives not in ("in-batch", "sampled"):
-            raise ConfigError(f"negatives must be 'in-batch' or 'sampled', got {negatives!r}")
-        if similarity not in ("ip", "cos"):
-            raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
-        if sampler not in ("uniform", "popularity"):
-            raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+        _check_common(tau, negatives, ("in-batch", "sampled"))
+        self.similarity = check_similarity(similarity)
+        if negatives == "sampled":
+            self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+        else:
+            if sampler not in ("uniform", "popularity"):
+                raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+            self.negatives, self.num_negatives, self.sampler = "in-batch", 0, sampler
         self.tau = float(tau)
-        self.similarity = similarity
-        self.negatives = negatives
-        self.num_negatives = int(num_negatives) if negatives == "sampled" else 0
-        self.sampler = sampler
         self.include_positive = include_positive
         self.mask_collisions = mask_collisions
         self.logq_correction = logq_correction
 
-    def _tau(self, batch: LossBatch, tau: float | Tensor | None) -> float | Tensor:
-        if tau is not None:
-            return tau
-        return batch.user_tau if batch.user_tau is not None else self.tau
-
-    def per_row(self, batch: LossBatch, tau: float | Tensor | None = None) -> Tensor:
-        """Loss of each row ``[B]`` at temperature ``tau`` (default: the batch's per-user
-        temperature if any, else ``self.tau``)."""
-        t = self._tau(batch, tau)
-        u = normalize_if(batch.user_emb, self.similarity)
-        p = normalize_if(batch.pos_emb, self.similarity)
-        if self.negatives == "in-batch":
-            # Row r's candidates are all positives of the batch; the diagonal is its own
-            # positive, so one [B, B] matrix holds numerator and denominator (no concat).
-            scale = 1.0 / t.unsqueeze(-1) if isinstance(t, Tensor) else 1.0 / t
-            logits = (u * scale) @ p.t()
-            pos = logits.diagonal()
-            mask = None
-            if self.mask_collisions and batch.in_batch_collision is not None:
-                mask = batch.in_batch_collision
-            if not self.include_positive:
-                eye = torch.eye(logits.size(0), dtype=torch.bool, device=logits.device)
-                mask = eye if mask is None else mask | eye
-            if mask is not None:
-                logits = logits.masked_fill(mask, float("-inf"))
-            return torch.logsumexp(logits, dim=-1) - pos
-        if batch.neg_emb is None:
-            raise ConfigError("ssm with negatives='sampled' needs neg_emb in the batch")
-        n = normalize_if(batch.neg_emb, self.similarity)
-        pos_s = (u * p).sum(-1)
-        neg_s = torch.einsum("bd,bmd->bm", u, n)
-        log_q = batch.neg_log_prob if self.logq_correction else None
-        return sampled_softmax_loss(
-            pos_s, neg_s, t, self.include_positive, None, log_q, reduction="none"
+    def per_row(self, batch: LossBatch, tau: Temperature | None = None) -> Tensor:
+        """Loss of each row ``[B]`` at temperature ``tau`` (default: the per-user
+        temperature of the batch or of ``user_tau_table`` if any, else ``self.tau``)."""
+        tau_p, tau_n = self.temperatures(batch, tau)
+        pos, neg, mask, _ = _scores(batch, self.similarity, self.negatives, self.mask_collisions)
+        log_q = batch.neg_log_prob if self.logq_correction and self.negatives == "sampled" else None
+        rows = sampled_softmax_loss(
+            pos, neg, tau_p, self.include_positive, mask, log_q, "none", tau_neg=tau_n
         )
+        if self.record_unit_loss and tau is None:
+            with torch.no_grad():
+                unit = sampled_softmax_loss(
+                    pos, neg, 1.0, self.include_positive, mask, log_q, "none"
+                )
+            self._record_unit(batch, unit)
+        return rows
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()
@@ -155,4 +297,198 @@ class SampledSoftmaxLoss(CFLoss):
         return (
             f"tau={self.tau}, similarity={self.similarity!r}, negatives={self.negatives!r}"
             f", num_negatives={self.num_negatives}"
+        )
+
+
+@register_loss("softmax")
+class SoftmaxLoss(CFLoss):
+    r"""Full softmax over the whole catalogue (the "SM" of the sampled-softmax paper,
+    Wu et al., TOIS 2024, eq. 2).
+
+    .. math::
+        \mathcal{L} = -\frac{s_{ui}}{\tau} + \log\sum_{j \in \mathcal{I}} e^{s_{uj}/\tau}
+
+    The trainer provides ``batch.all_item_emb`` (``negatives = 'all'``). With
+    ``mask_positives=True`` the user's *other* training positives are left out of the sum;
+    the training pairs come from ``positives`` (a
+    :class:`~pyg_cf.data.pairs.UserItemIndex`) or else ``batch.positives``.
+
+    Args:
+        tau: Temperature (default 0.1).
+        similarity: ``'cos'`` (default) or ``'ip'``.
+        mask_positives: Leave the user's other training positives out of the sum.
+        positives: Training pairs used by ``mask_positives``.
+    """
+
+    negatives = "all"
+    num_negatives = 0
+    paper = (
+        "Wu et al., On the Effectiveness of Sampled Softmax Loss for Item Recommendation, "
+        "TOIS 2024 (full softmax, eq. 2)"
+    )
+
+    def __init__(
+        self,
+        tau: float = 0.1,
+        similarity: str = "cos",
+        mask_positives: bool = False,
+        positives: UserItemIndex | None = None,
+    ) -> None:
+        super().__init__()
+        _check_common(tau, "all", ("all",))
+        self.tau = float(tau)
+        self.similarity = check_similarity(similarity)
+        self.mask_positives = mask_positives
+        self.positives = positives
+
+    def _mask(self, batch: LossBatch, num_items: int, device: torch.device) -> Tensor | None:
+        if not self.mask_positives:
+            return None
+        index = self.positives if self.positives is not None else batch.positives
+        if index is None:
+            raise ConfigError(
+                "softmax with mask_positives=True needs the training pairs: pass "
+                "positives=UserItemIndex(...) or set batch.positives"
+            )
+        index = index.to(device) if index.keys.device != device else index
+        row, item = index.gather(batch.users)
+        mask = torch.zeros(batch.users.numel(), num_items, dtype=torch.bool, device=device)
+        mask[row, item] = True
+        mask[torch.arange(batch.users.numel(), device=device), batch.pos_items] = False
+        return mask
+
+    def per_row(self, batch: LossBatch, tau: Temperature | None = None) -> Tensor:
+        """Loss of each row ``[B]`` (temperature as in :meth:`CFLoss.temperatures`)."""
+        if batch.all_item_emb is None:
+            raise ConfigError("softmax needs batch.all_item_emb (the loss's negatives='all')")
+        tau_p, tau_n = self.temperatures(batch, tau)
+        u = normalize_if(batch.user_emb, self.similarity)
+        items = normalize_if(batch.all_item_emb, self.similarity)
+        scores = u @ items.t()
+        pos = scores.gather(1, batch.pos_items.view(-1, 1)).squeeze(1)
+        mask = self._mask(batch, items.size(0), scores.device)
+        rows = softmax_loss(pos, scores, tau_p, mask, "none", tau_neg=tau_n)
+        if self.record_unit_loss and tau is None:
+            with torch.no_grad():
+                self._record_unit(batch, softmax_loss(pos, scores, 1.0, mask, "none"))
+        return rows
+
+    def forward(self, batch: LossBatch) -> Tensor:
+        return self.per_row(batch).mean()
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau={self.tau}, similarity={self.similarity!r}, mask_positives={self.mask_positives}"
+        )
+
+
+@register_loss("bsl")
+class BSLLoss(CFLoss):
+    r"""Bilateral softmax loss (Wu et al., "BSL: Understanding and Improving Softmax Loss for
+    Recommendation", ICDE 2024).
+
+    ``form='reweight'``:
+
+    .. math::
+        \mathcal{L} = -\frac{s_{ui}}{\tau_1} + \tau_2 \log\sum_{j \in N_u} e^{s_{uj}/\tau_1}
+
+    ``form='multi'``: the positive term becomes the log-mean-exp over the same user's
+    positives inside the batch,
+    :math:`-\log \frac{1}{|P_u|}\sum_{i' \in P_u} e^{s_{ui'}/\tau_1}`.
+    With :math:`\tau_2 = 1` (and ``'reweight'``) it is :class:`SampledSoftmaxLoss` with
+    ``include_positive=False``. ``tau`` is :math:`\tau_1` (what temperature schedules set).
+
+    Published settings: MF Gowalla ``multi``, :math:`\tau_1 = 0.08`, :math:`\tau_2 = 1.22`,
+    800 uniform negatives; LightGCN Gowalla ``reweight``, :math:`\tau_1 = 0.12`,
+    :math:`\tau_2 = 0.84`, in-batch.
+
+    Args:
+        tau1: Temperature :math:`\tau_1` (default 0.1); ``tau`` is accepted as an alias.
+        tau2: Weight :math:`\tau_2` of the negative term (default 1.0).
+        form: ``'reweight'`` (default) or ``'multi'``.
+        similarity: ``'cos'`` (default) or ``'ip'``.
+        negatives: ``'in-batch'`` (default) or ``'sampled'``.
+        num_negatives: Negatives per row when sampled.
+        sampler: ``'uniform'`` or ``'popularity'``.
+        include_positive: Add the positive to the negative sum (default ``False``).
+        mask_collisions: Mask in-batch false negatives (default ``True``).
+        pop_beta: Popularity exponent of the ``'popularity'`` sampler.
+        reject_positives: Re-draw sampled negatives that are positives of the user.
+    """
+
+    paper = "Wu et al., BSL: Understanding and Improving Softmax Loss for Recommendation, ICDE 2024"
+
+    def __init__(
+        self,
+        tau1: float = 0.1,
+        tau2: float = 1.0,
+        form: str = "reweight",
+        similarity: str = "cos",
+        negatives: str = "in-batch",
+        num_negatives: int = 800,
+        sampler: str = "uniform",
+        include_positive: bool = False,
+        mask_collisions: bool = True,
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
+        tau: float | None = None,
+    ) -> None:
+        super().__init__()
+        tau1 = float(tau) if tau is not None else float(tau1)
+        _check_common(tau1, negatives, ("in-batch", "sampled"))
+        if form not in ("reweight", "multi"):
+            raise ConfigError(f"form must be 'reweight' or 'multi', got {form!r}")
+        if not tau2 > 0:
+            raise ConfigError(f"tau2 must be > 0, got {tau2}")
+        self.similarity = check_similarity(similarity)
+        if negatives == "sampled":
+            self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+        else:
+            self.negatives, self.num_negatives = "in-batch", 0
+        self.tau = tau1
+        self.tau2 = float(tau2)
+        self.form = form
+        self.include_positive = include_positive
+        self.mask_collisions = mask_collisions
+
+    @property
+    def tau1(self) -> float:
+        """:math:`\\tau_1` (the same as ``tau``)."""
+        return self.tau
+
+    def per_row(self, batch: LossBatch, tau: Temperature | None = None) -> Tensor:
+        """Loss of each row ``[B]`` (temperature as in :meth:`CFLoss.temperatures`)."""
+        tau_p, tau_n = self.temperatures(batch, tau)
+        pos, neg, mask, pair = _scores(batch, self.similarity, self.negatives, self.mask_collisions)
+        pos_in: Tensor = pos
+        pos_mask = None
+        if self.form == "multi":
+            if pair is None:
+                u = normalize_if(batch.user_emb, self.similarity)
+                pair = u @ normalize_if(batch.pos_emb, self.similarity).t()
+            # Column 0 is the row's own positive; then every batch positive, masked unless
+            # it belongs to the same user (the row's own column is masked to avoid a double).
+            same = batch.users.view(-1, 1) == batch.users.view(1, -1)
+            same.fill_diagonal_(False)
+            pos_in = torch.cat([pos.unsqueeze(1), pair], dim=1)
+            pos_mask = torch.cat([torch.zeros_like(same[:, :1]), ~same], dim=1)
+        rows = bsl_loss(
+            pos_in, neg, tau_p, self.tau2, pos_mask, mask, self.include_positive, "none", tau_n
+        )
+        if self.record_unit_loss and tau is None:
+            with torch.no_grad():
+                unit = bsl_loss(
+                    pos_in, neg, 1.0, self.tau2, pos_mask, mask, self.include_positive, "none"
+                )
+            self._record_unit(batch, unit)
+        return rows
+
+    def forward(self, batch: LossBatch) -> Tensor:
+        return self.per_row(batch).mean()
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau1={self.tau}, tau2={self.tau2}, form={self.form!r}, "
+            f"similarity={self.similarity!r}, negatives={self.negatives!r}, "
+            f"num_negatives={self.num_negatives}"
         )

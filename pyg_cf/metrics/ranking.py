@@ -14,6 +14,12 @@ For a user :math:`u` with held-out positives :math:`T_u` and top-:math:`K` list
 
 averaged over users with :math:`|T_u| > 0`. Users are scored in chunks sized to a memory
 budget; masking and top-K stay on the scores' device.
+
+Speed: the top-K of a score row is found blockwise (:func:`topk_indices`) — the row's
+block maxima select the only blocks that can hold its top K entries, and the exact top-K is
+taken among those — so that ranking costs one extra read of the scores instead of a full
+selection; hits are looked up in the sorted pair index of the held-out positives
+(:class:`~pyg_cf.data.pairs.UserItemIndex`), not in a dense target matrix.
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ __all__ = [
     "evaluate_scores",
     "mask_seen",
     "ranking_metrics_from_hits",
+    "topk_indices",
 ]
+
+TOPK_BLOCK = 64
 
 
 def mask_seen(
@@ -47,6 +56,46 @@ def mask_seen(
     row, col = seen.gather(users)
     scores[row, col] = value
     return scores
+
+
+def topk_indices(scores: Tensor, k: int, block: int = TOPK_BLOCK) -> Tensor:
+    r"""Column indices of the ``k`` largest entries of each row of ``scores``, sorted by
+    decreasing score (the same set as :func:`torch.topk`, up to the order of ties).
+
+    Each row is cut into blocks of ``block`` columns. If an entry of the row's top ``k``
+    lies in a block ranked :math:`r`-th by block maximum, the :math:`r-1` larger block
+    maxima and that entry are :math:`r` distinct entries at least as large as the
+    :math:`k`-th largest value, so :math:`r \le k`: the top ``k`` lie in the ``k`` blocks
+    with the largest maxima (plus the ragged tail, always kept). Costs one pass over
+    ``scores`` for the block maxima and a top-``k`` over ``k * block`` candidates per row.
+
+    Args:
+        scores: ``[C, N]`` scores.
+        k: Number of entries per row (at most ``N``).
+        block: Block width.
+
+    Returns:
+        ``[C, k]`` column indices.
+    """
+    c, n = scores.shape
+    nb = n // block
+    if nb <= k or c == 0:
+        return scores.topk(k, dim=1).indices
+    m = nb * block
+    main = scores[:, :m].unflatten(1, (nb, block))  # a view, no copy
+    top_blocks = main.amax(dim=2).topk(k, dim=1).indices  # [C, k]
+    if scores.is_contiguous() and m == n:
+        rows = torch.arange(c, device=scores.device).unsqueeze(1) * nb
+        cand = scores.view(c * nb, block).index_select(0, (rows + top_blocks).view(-1))
+    else:
+        cand = main.gather(1, top_blocks.unsqueeze(2).expand(c, k, block))
+    cand = cand.view(c, k * block)
+    if m < n:
+        cand = torch.cat([cand, scores[:, m:]], dim=1)
+    pos = cand.topk(k, dim=1).indices
+    in_main = pos < k * block
+    col_main = top_blocks.gather(1, (pos // block).clamp(max=k - 1)) * block + pos % block
+    return torch.where(in_main, col_main, pos - k * block + m)
 
 
 def ranking_metrics_from_hits(
@@ -67,6 +116,12 @@ def ranking_metrics_from_hits(
         idcg = torch.cumsum(disc[:k], 0)[(num_pos.clamp(min=1, max=k) - 1).long()]
         out[f"ndcg@{k}"] = dcg / idcg
     return out
+
+
+def _chunk_size(memory_budget_mb: float, num_items: int) -> int:
+    """Users per chunk: one float32 score row per user (plus slack for the top-K
+    candidates) within ``memory_budget_mb``, capped where larger chunks stop paying off."""
+    return max(1, min(1024, int(memory_budget_mb * 2**20 / (num_items * 5))))
 
 
 def evaluate_scores(
@@ -106,13 +161,15 @@ def evaluate_scores(
     masks = [UserItemIndex(s.to(dev), num_users, num_items) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     if chunk_size is None:
-        chunk_size = max(1, int(memory_budget_mb * 2**20 / (num_items * 5)))
+        chunk_size = _chunk_size(memory_budget_mb, num_items)
     kmax = max(ks)
+    # pyg-cf's own GEMM scorer returns rows padded with -inf columns (see _GemmScores).
+    width = int(getattr(score_fn, "padded_width", num_items))
     per: dict[str, list[Tensor]] = {}
     for start in range(0, users_all.numel(), chunk_size):
         users = users_all[start : start + chunk_size]
         scores = score_fn(users).to(dev)
-        if scores.shape != (users.numel(), num_items):
+        if scores.shape != (users.numel(), width):
             raise ConfigError(
                 f"score_fn returned shape {tuple(scores.shape)}, expected "
                 f"({users.numel()}, {num_items})"
@@ -120,11 +177,10 @@ def evaluate_scores(
         scores = scores.float()
         for m in masks:
             mask_seen(scores, users, m)
-        top = scores.topk(kmax, dim=1).indices
-        row, col = pos.gather(users)
-        target = torch.zeros(users.numel(), num_items, dtype=torch.bool, device=dev)
-        target[row, col] = True
-        hits = target.gather(1, top)
+        top = topk_indices(scores, kmax)
+        hits = pos.contains(users.unsqueeze(1), top)
+        if width > num_items:  # padding columns (score -inf) are never hits
+            hits &= top < num_items
         for key, val in ranking_metrics_from_hits(hits, pos.counts[users], ks).items():
             per.setdefault(key, []).append(val)
     cat = {k: torch.cat(v) for k, v in per.items()}
@@ -174,7 +230,6 @@ def evaluate(
     u, i = user_emb.detach(), item_emb.detach()
     if similarity == "cos":
         u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
-    it = i.t().contiguous()
     seen = [train_edges(data)]
     if split == "test" and mask_val_at_test:
         seen.append(held_out_edges(data, "val"))
@@ -182,7 +237,30 @@ def evaluate(
     if positives.numel() == 0:
         raise ConfigError(f"data has no {split} positives")
     res = evaluate_scores(
-        lambda users: u[users] @ it, nu, ni, positives, seen, ks, device=u.device, **kwargs
-    )  # type: ignore[arg-type]
+        _GemmScores(u, i, kwargs.get("chunk_size") or _chunk_size(
+            kwargs.get("memory_budget_mb", 256.0), ni)),
+        nu, ni, positives, seen, ks, device=u.device, **kwargs,
+    )  # fmt: skip
     assert isinstance(res, dict)
     return res
+
+
+class _GemmScores:
+    """``users -> user_emb[users] @ item_emb.T`` written into one reused buffer whose rows
+    are padded to a multiple of the top-K block with ``-inf`` columns (``padded_width``
+    wide), so that no chunk allocates and the blockwise top-K reads the buffer in place."""
+
+    def __init__(self, u: Tensor, i: Tensor, chunk_size: int) -> None:
+        n = i.size(0)
+        width = -(-n // TOPK_BLOCK) * TOPK_BLOCK
+        pad = i.new_zeros(width - n, i.size(1))
+        self.it = torch.cat([i, pad]).t().contiguous()
+        self.u, self.n, self.padded_width = u, n, width
+        self.buf = u.new_empty(min(chunk_size, u.size(0)), width)
+
+    def __call__(self, users: Tensor) -> Tensor:
+        out = self.buf[: users.numel()]
+        torch.mm(self.u[users], self.it, out=out)
+        if self.padded_width > self.n:
+            out[:, self.n :] = float("-inf")
+        return out

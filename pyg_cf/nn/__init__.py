@@ -1,4 +1,8 @@
-"""Layers and models: the (alpha0, alpha1) propagation layer and the GraphCF family."""
+"""Layers and models: the (alpha0, alpha1) propagation layer and the GraphCF family.
+
+``MODELS`` lists the names accepted by :meth:`GraphCF.from_data`: ``'mf'``,
+``'svdpp-user'``, ``'svdpp-item'`` and ``'lightgcn'``.
+"""
 
 from pyg_cf.nn.conv import BipartiteNormConv, bipartite_norm
 from pyg_cf.nn.models import MODELS, GraphCF

@@ -6,21 +6,97 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, PairTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.nn.spmm import CachedAdjacency, spmm_cached
+from pyg_cf.nn.spmm import CachedAdjacency, spmm_cached, spmm_edge_index
 
-__all__ = ["BipartiteNormConv", "bipartite_norm"]
+__all__ = ["BipartiteNormConv", "bipartite_norm", "check_edge_index"]
 
 
 def _check_alpha(name: str, value: float) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number in [-1, 2], got {value!r}") from None
     if not -1.0 <= value <= 2.0 or value != value:
         raise ConfigError(f"{name} must lie in [-1, 2] (papers use 0, 0.5 or 1), got {value}")
     return value
+
+
+def _check_size(size: Any, name: str = "size") -> tuple[int, int]:
+    if torch.jit.is_tracing():  # sizes are traced values, not Python ints
+        return size  # type: ignore[no-any-return]
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)
+    ):
+        raise ConfigError(f"{name} must be a pair of non-negative integers, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Tensor:
+    """Check that ``edge_index`` is an integer ``[2, E]`` tensor whose sources lie in
+    ``[0, size[0])`` and targets in ``[0, size[1])``; returns it.
+
+    The value check reads the tensor (a device synchronisation, a graph break under
+    :func:`torch.compile`); compiled code skips it, so validate the graph before compiling.
+
+    Raises:
+        TypeError: if ``edge_index`` is not an integer tensor.
+        ConfigError: if its shape or values are wrong.
+    """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(
+            f"edge_index must be a [2, E] integer tensor, got {type(edge_index).__name__}"
+        )
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"edge_index must hold torch.long indices, got dtype {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ConfigError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+    if size is not None and edge_index.numel() and not torch.compiler.is_compiling():
+        if (
+            int(edge_index[0].max()) >= size[0]
+            or int(edge_index[1].max()) >= size[1]
+            or int(edge_index.min()) < 0
+        ):
+            raise ConfigError(
+                f"edge_index refers to nodes outside size {tuple(size)} (source, target): "
+                f"ids range over [{int(edge_index.min())}, {int(edge_index.max())}]"
+            )
+    return edge_index
+
+
+def _check_features(x: Any) -> tuple[Tensor, Tensor | None]:
+    if isinstance(x, Tensor):
+        x = (x, x)
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise TypeError(
+            f"x must be a [N, F] tensor or a pair (x_src, x_dst), got {type(x).__name__}"
+        )
+    x_src, x_dst = x
+    for name, v in (("x_src", x_src), ("x_dst", x_dst)):
+        if v is None and name == "x_dst":
+            continue
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name} must be a [N, F] tensor, got {type(v).__name__}")
+        if v.dim() != 2:
+            raise ConfigError(f"{name} must have shape [N, F], got {tuple(v.shape)}")
+    if not x_src.is_floating_point():
+        raise TypeError(f"node features must be floating point, got {x_src.dtype}")
+    return x_src, x_dst
+
+
+def _check_degrees(deg: Any, n: int, name: str) -> None:
+    if deg is None:
+        return
+    if not isinstance(deg, Tensor) or deg.dim() != 1 or deg.numel() < n:
+        shape = tuple(deg.shape) if isinstance(deg, Tensor) else type(deg).__name__
+        raise ConfigError(f"{name} must be a 1-D tensor of at least {n} degrees, got {shape}")
 
 
 def bipartite_norm(
@@ -31,6 +107,7 @@ def bipartite_norm(
     deg_src: OptTensor = None,
     deg_dst: OptTensor = None,
     dtype: torch.dtype = torch.float32,
+    check: bool = True,
 ) -> Tensor:
     r"""Edge weights :math:`1 / (|P_t|^{\alpha_0} |P_s|^{\alpha_1})` of edges ``s -> t``.
 
@@ -43,10 +120,17 @@ def bipartite_norm(
             counted from ``edge_index`` when ``None``.
         deg_dst: Target degrees to use; counted from ``edge_index`` when ``None``.
         dtype: Floating type of the result.
+        check: Validate the arguments (:func:`check_edge_index`; callers that already
+            did may pass ``False``).
 
     Returns:
         ``[E]`` weights; a zero degree contributes weight 0, never ``inf``/``NaN``.
     """
+    if check:
+        size = _check_size(size)
+        check_edge_index(edge_index, size)
+        _check_degrees(deg_src, size[0], "deg_src")
+        _check_degrees(deg_dst, size[1], "deg_dst")
     src, dst = edge_index[0], edge_index[1]
     if deg_src is None:
         deg_src = torch.bincount(src, minlength=size[0])
@@ -123,7 +207,7 @@ class BipartiteNormConv(MessagePassing):
     def _norm_from_edge_index(
         self, edge_index: Tensor, size: tuple[int, int], dtype: torch.dtype
     ) -> CachedAdjacency:
-        w = bipartite_norm(edge_index, size, self.alpha0, self.alpha1, dtype=dtype)
+        w = bipartite_norm(edge_index, size, self.alpha0, self.alpha1, dtype=dtype, check=False)
         return CachedAdjacency(edge_index[1], edge_index[0], w, size[1], size[0])
 
     def _norm_from_sparse(self, adj_t: Any, dtype: torch.dtype) -> Any:
@@ -131,14 +215,24 @@ class BipartiteNormConv(MessagePassing):
             row, col, _ = adj_t.coo()
             n_dst, n_src = adj_t.sparse_sizes()
             w = bipartite_norm(
-                torch.stack([col, row]), (n_src, n_dst), self.alpha0, self.alpha1, dtype=dtype
+                torch.stack([col, row]),
+                (n_src, n_dst),
+                self.alpha0,
+                self.alpha1,
+                dtype=dtype,
+                check=False,
             )
             return adj_t.set_value(w, layout="coo")
         coo = adj_t.to_sparse_coo().coalesce()
         row, col = coo.indices()
         n_dst, n_src = adj_t.shape
         w = bipartite_norm(
-            torch.stack([col, row]), (n_src, n_dst), self.alpha0, self.alpha1, dtype=dtype
+            torch.stack([col, row]),
+            (n_src, n_dst),
+            self.alpha0,
+            self.alpha1,
+            dtype=dtype,
+            check=False,
         )
         return CachedAdjacency(row, col, w, n_dst, n_src)
 
@@ -174,46 +268,75 @@ class BipartiteNormConv(MessagePassing):
         edge_weight: OptTensor = None,
         size: tuple[int, int] | None = None,
     ) -> Tensor:
-        if isinstance(x, Tensor):
-            x = (x, x)
-        x_src = x[0]
-        x_dst = x[1]
+        x_src, x_dst = _check_features(x)
+        is_sparse = isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index)
         if size is None:
             size = (x_src.size(0), x_dst.size(0) if x_dst is not None else x_src.size(0))
-        is_sparse = isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index)
+        else:
+            size = _check_size(size)
+            if x_src.size(0) != size[0] or (x_dst is not None and x_dst.size(0) != size[1]):
+                raise ConfigError(
+                    f"size {size} does not match the features: x_src has {x_src.size(0)} "
+                    f"rows, x_dst {x_dst.size(0) if x_dst is not None else None}"
+                )
         cache_hit = (
             self.cached
             and self._cache_key is not None
             and self._cache_key[0] is edge_index
             and edge_weight is None
         )
-        if not is_sparse and not cache_hit:
-            if edge_index.dim() != 2 or edge_index.size(0) != 2:
-                raise ValueError(
-                    f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}"
-                )
-            if edge_index.numel() and (
-                int(edge_index[0].max()) >= size[0]
-                or int(edge_index[1].max()) >= size[1]
-                or int(edge_index.min()) < 0
-            ):
-                raise ValueError(f"edge_index refers to nodes outside size {size} (source, target)")
-        if x_src.device != (
+        if not (is_sparse or isinstance(edge_index, Tensor)):
+            raise TypeError(
+                f"edge_index must be a [2, E] tensor, an EdgeIndex, a torch sparse adj_t or a "
+                f"SparseTensor, got {type(edge_index).__name__}"
+            )
+        ei_device = (
             edge_index.device() if isinstance(edge_index, SparseTensor) else edge_index.device
-        ):
-            raise ValueError("x and edge_index are on different devices")
+        )
+        if x_src.device != ei_device:
+            raise ConfigError(
+                f"x and edge_index are on different devices ({x_src.device} and {ei_device})"
+            )
+        if not is_sparse and not cache_hit:
+            check_edge_index(edge_index, size)
+        if edge_weight is not None and not is_sparse:
+            if (
+                not isinstance(edge_weight, Tensor)
+                or not edge_weight.is_floating_point()
+                or edge_weight.dim() != 1
+                or edge_weight.numel() != edge_index.size(1)
+            ):
+                got = (
+                    f"shape {tuple(edge_weight.shape)}, dtype {edge_weight.dtype}"
+                    if isinstance(edge_weight, Tensor)
+                    else type(edge_weight).__name__
+                )
+                raise ConfigError(
+                    f"edge_weight must be a floating [E] tensor with E={edge_index.size(1)} "
+                    f"(one weight per edge), got {got}"
+                )
         if edge_weight is not None:
             if is_sparse:
-                raise ValueError("edge_weight is only accepted with an [2, E] edge_index")
+                raise ConfigError("edge_weight is only accepted with an [2, E] edge_index")
+            if (
+                isinstance(edge_index, EdgeIndex)
+                and self.aggr == "add"
+                and tuple(edge_index.sparse_size()) == tuple(size)
+            ):
+                # A subgraph index of known size (neighbor-sampled batches): one CSR product
+                # whose backward uses the index's cached transpose ordering.
+                return spmm_edge_index(edge_index, edge_weight, x_src)
             return self.propagate(edge_index, x=(x_src, x_dst), edge_weight=edge_weight, size=size)
         if is_sparse or self.cached:
             adj = self.normalized_adjacency(edge_index, size, x_src.dtype)
             if isinstance(adj, CachedAdjacency):
                 if adj.shape != (size[1], size[0]):
-                    raise ValueError(f"adjacency shape {adj.shape} does not match sizes {size}")
+                    raise ConfigError(f"adjacency shape {adj.shape} does not match sizes {size}")
                 return spmm_cached(adj, x_src)
             return self.propagate(adj, x=(x_src, x_dst), edge_weight=None, size=None)
-        w = bipartite_norm(edge_index, size, self.alpha0, self.alpha1, dtype=x_src.dtype)
+        w = bipartite_norm(
+            edge_index, size, self.alpha0, self.alpha1, dtype=x_src.dtype, check=False
+        )
         return self.propagate(edge_index, x=(x_src, x_dst), edge_weight=w, size=size)
 
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:

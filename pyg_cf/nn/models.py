@@ -345,6 +345,15 @@ class GraphCF(nn.Module):
             mask_seen(scores, users, g)
         return scores.topk(k, dim=1).indices
 
+    def export(self, path, data=None, user_ids=None, item_ids=None) -> str:
+        """Write the final embeddings and raw-id maps to the folder ``path`` (npz + csv +
+        json, loadable without this class by :func:`pyg_cf.nn.export.load_embeddings` or
+        ``numpy.load``). Raw ids come from ``data`` (``['user'].raw_id``) or
+        ``user_ids``/``item_ids``; see :func:`pyg_cf.nn.export.export_embeddings`."""
+        from pyg_cf.nn.export import export_embeddings
+
+        return export_embeddings(self, path, data=data, user_ids=user_ids, item_ids=item_ids)
+
     def extra_repr(self) -> str:
         return (
             f"num_users={self.num_users}, num_items={self.num_items}, "

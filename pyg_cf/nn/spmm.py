@@ -1,9 +1,24 @@
-"""Sparse-dense products with a cached transpose for the backward pass.
+r"""Sparse-dense products with a cached transpose for the backward pass.
 
 ``torch.sparse.mm`` on a CSR matrix differentiates with respect to the dense operand by
 transposing the sparse matrix at every backward call. Graph CF propagates over a fixed
 training graph, so both the matrix and its transpose are built once and the backward pass
-is another CSR product. :class:`CachedAdjacency` holds the pair.
+is another CSR product:
+
+.. math::
+    \mathbf{Y} = \mathbf{A}\mathbf{X}, \qquad
+    \frac{\partial \mathcal{L}}{\partial \mathbf{X}} = \mathbf{A}^{\top}
+    \frac{\partial \mathcal{L}}{\partial \mathbf{Y}}.
+
+:class:`CachedAdjacency` holds the pair (full-graph training). :func:`spmm_edge_index` does
+the same for a per-batch subgraph given as a sorted :class:`~torch_geometric.EdgeIndex`
+whose CSR and CSC orderings are cached on the index (neighbor-sampled training).
+
+Backend: on CPU the products run through MKL's CSR kernel with ``int32`` indices (kept in
+that dtype so that no index copy happens per call) and write into a fresh output without
+zero-filling it (``addmm(..., beta=0)``). ``torch-sparse``'s ``SparseTensor`` SpMM was
+measured slower for this workload on CPU (``benchmarks/bench_train_step.py`` reports both),
+so it is not used for the cached path even when it is installed.
 """
 
 from __future__ import annotations
@@ -14,7 +29,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["CachedAdjacency", "csr_from_edges", "spmm_cached"]
+__all__ = ["CachedAdjacency", "csr_from_edges", "csr_matrix", "spmm_cached", "spmm_edge_index"]
+
+_INT32_MAX = 2**31 - 1
+
+
+def _index_dtype(num_rows: int, num_cols: int, nnz: int) -> torch.dtype:
+    return torch.int32 if max(num_rows, num_cols, nnz) < _INT32_MAX else torch.long
+
+
+def csr_matrix(crow: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) -> Tensor:
+    """A torch CSR tensor from already sorted CSR arrays (no checks, no copies beyond the
+    index dtype: ``int32`` when every size fits)."""
+    dt = _index_dtype(size[0], size[1], col.numel())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return torch.sparse_csr_tensor(crow.to(dt), col.to(dt), value, size, check_invariants=False)
 
 
 def csr_from_edges(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_cols: int) -> Tensor:
@@ -24,11 +54,17 @@ def csr_from_edges(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_c
     counts = torch.bincount(row, minlength=num_rows)
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=row.device)
     torch.cumsum(counts, 0, out=crow[1:])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-        return torch.sparse_csr_tensor(
-            crow, col[perm], value[perm], (num_rows, num_cols), check_invariants=False
-        )
+    return csr_matrix(crow, col[perm], value[perm], (num_rows, num_cols))
+
+
+def _mm(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix @ x`` for a CSR ``matrix`` and a dense ``x``."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        # MKL writes every output entry when beta == 0, so the output needs no zero fill
+        # and no temporary (torch.sparse.mm fills and copies one per call).
+        out = x.new_empty(matrix.size(0), x.size(1))
+        return torch.addmm(out, matrix, x, beta=0.0, out=out)
+    return torch.sparse.mm(matrix, x)
 
 
 class CachedAdjacency:
@@ -64,22 +100,99 @@ class CachedAdjacency:
 
 class _SpMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, adj: CachedAdjacency) -> Tensor:  # type: ignore[override]
-        ctx.adj = adj
-        return torch.sparse.mm(adj.matrix, x)
+    def forward(ctx: Any, x: Tensor, matrix: Tensor, matrix_t: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.matrix_t = matrix_t
+        return _mm(matrix, x)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
-        gx = (
-            torch.sparse.mm(ctx.adj.matrix_t, grad.contiguous())
-            if ctx.needs_input_grad[0]
-            else None
-        )
-        return gx, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        gx = _mm(ctx.matrix_t, grad.contiguous()) if ctx.needs_input_grad[0] else None
+        return gx, None, None
 
 
 def spmm_cached(adj: CachedAdjacency, x: Tensor) -> Tensor:
     """``adj.matrix @ x`` whose gradient uses the cached transpose."""
     if x.dtype != adj.matrix.dtype:
         raise TypeError(f"spmm: adjacency is {adj.matrix.dtype} but features are {x.dtype}")
-    return _SpMM.apply(x, adj)
+    return _SpMM.apply(x, adj.matrix, adj.matrix_t)
+
+
+def _ptr(sorted_index: Tensor, size: int) -> Tensor:
+    ptr = sorted_index.new_zeros(size + 1, dtype=torch.long)
+    torch.cumsum(torch.bincount(sorted_index, minlength=size), 0, out=ptr[1:])
+    return ptr
+
+
+def _sorted_view(edge_index: Any, by: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(sorted_key, other, perm)`` of ``edge_index`` sorted by row ``by`` (0 or 1), from
+    the index's cached sort permutation. Its cached pointer arrays are not used: PyG 2.8's
+    ``EdgeIndex.flip`` swaps them wrongly for non-square sizes."""
+    (_, other), perm = edge_index.get_csr() if by == 0 else edge_index.get_csc()
+    data = edge_index.as_subclass(Tensor)
+    key = data[by] if perm is None else data[by][perm]
+    return key, other.as_subclass(Tensor), perm
+
+
+class _EdgeIndexCSR:
+    """The forward CSR matrix of an ``EdgeIndex`` with given weights, and (built on first
+    use, in the backward pass) its transpose; kept on the index while the same weight
+    tensor is used, so the ``K`` layers of a forward/backward pass share one build."""
+
+    def __init__(self, edge_index: Any, w: Tensor, n_src: int, n_dst: int) -> None:
+        self.edge_index, self.w, self.n_src, self.n_dst = edge_index, w, n_src, n_dst
+        dst, src, perm = _sorted_view(edge_index, 1)
+        self.a = csr_matrix(_ptr(dst, n_dst), src, w if perm is None else w[perm], (n_dst, n_src))
+        self._a_t: Tensor | None = None
+
+    @property
+    def a_t(self) -> Tensor:
+        if self._a_t is None:
+            src, dst, perm = _sorted_view(self.edge_index, 0)
+            w = self.w
+            self._a_t = csr_matrix(
+                _ptr(src, self.n_src), dst, w if perm is None else w[perm], (self.n_src, self.n_dst)
+            )
+        return self._a_t
+
+
+class _EdgeIndexSpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, mats: _EdgeIndexCSR) -> Tensor:  # type: ignore[override]
+        ctx.mats = mats
+        return _mm(mats.a, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        return _mm(ctx.mats.a_t, grad.contiguous()), None
+
+
+def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tensor:
+    r"""Weighted aggregation :math:`\mathbf{y}_t = \sum_{(s, t)} w_{st}\, \mathbf{x}_s` over a
+    sorted :class:`~torch_geometric.EdgeIndex` (row 0 sources, row 1 targets) as one CSR
+    product.
+
+    The target-sorted (CSC) ordering of ``edge_index`` gives the forward matrix and its
+    source-sorted (CSR) ordering the transpose for the backward pass; both permutations are
+    cached on the index by :class:`~torch_geometric.EdgeIndex` (filled once per subgraph,
+    kept by ``flip(0)``), so no call sorts. The gradient flows to ``x_src`` only: edge
+    weights are treated as constants.
+
+    Args:
+        edge_index: A sorted ``EdgeIndex`` with ``sparse_size`` ``(num_src, num_dst)``.
+        edge_weight: ``[E]`` weights aligned with the columns of ``edge_index``.
+        x_src: ``[num_src, F]`` source features.
+
+    Returns:
+        ``[num_dst, F]`` aggregated features.
+    """
+    n_src, n_dst = (int(v) for v in edge_index.get_sparse_size())
+    if x_src.size(0) != n_src:
+        raise ValueError(f"x_src has {x_src.size(0)} rows but edge_index has {n_src} sources")
+    cache = getattr(edge_index, "_pyg_cf_csr", None)
+    if cache is None or cache[0] is not edge_weight or cache[1].w.dtype != x_src.dtype:
+        w = edge_weight.detach().to(x_src.dtype)
+        cache = (edge_weight, _EdgeIndexCSR(edge_index, w, n_src, n_dst))
+        edge_index._pyg_cf_csr = cache
+    return _EdgeIndexSpMM.apply(x_src, cache[1])

@@ -1,7 +1,31 @@
-"""Atomic checkpoints that resume a seeded run exactly, loaded without unpickling code."""
+r"""Atomic checkpoints that resume a seeded run exactly, loaded without unpickling code.
+
+A checkpoint holds everything a :class:`~pyg_cf.train.Trainer` needs to continue as if it
+had never stopped:
+
+* the model and optimizer ``state_dict``, the epoch, the history, the early-stopping
+  state (best score, best weights, evaluations without improvement);
+* every random state the run draws from: Python's :mod:`random`, NumPy's global state,
+  torch's CPU (and, when present, CUDA) generators and the trainer's own generator
+  (shuffling, negatives, neighbor sampling);
+* the loss's state (``state_dict`` and plain attributes such as a scheduled ``tau``) and
+  the state of the callbacks (e.g. the per-user losses of an adaptive temperature);
+* the data fingerprint (:func:`~pyg_cf.data.data_fingerprint`) and the configuration.
+
+The file is written to a temporary name in the target directory and renamed over the
+target (:func:`os.replace`), so a crash leaves either the previous checkpoint or the new
+one, never half a file. It contains only tensors and plain Python containers, and is read
+with ``torch.load(weights_only=True)``: loading never unpickles arbitrary objects.
+
+Resuming a seeded CPU run from the checkpoint of epoch :math:`e` gives bit-identical
+embeddings and metrics to the uninterrupted run (``tests/train/test_checkpoint.py``).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
 import random
 import tempfile
@@ -9,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from pyg_cf.data.graph import data_fingerprint
 from pyg_cf.errors import PygCFError
@@ -16,101 +41,309 @@ from pyg_cf.errors import PygCFError
 if TYPE_CHECKING:
     from pyg_cf.train.trainer import Trainer
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+#: Format tag written into every checkpoint.
+FORMAT = "pyg-cf-checkpoint-2"
+
+# Settings that may change between the interrupted and the resumed run without changing
+# what is computed (a longer run, another output folder, ...).
+_FREE_SETTINGS = {"epochs", "checkpoint_dir", "progress", "time_budget_s", "device", "extra"}
 
 
-def _np_state() -> dict[str, Any]:
-    # The legacy global state is what third-party code seeded with np.random.seed uses.
-    st: Any = np.random.get_state(legacy=True)  # noqa: NPY002
-    name, keys, pos, has_gauss, gauss = st
+# -- plain-data conversion -------------------------------------------------------------------
+def _plain(value: Any, depth: int = 0) -> tuple[bool, Any]:
+    """``(ok, value)`` with ``value`` made of types that ``weights_only`` loading accepts
+    (tensors, numbers, strings, ``None`` and lists/tuples/dicts of them)."""
+    if depth > 8:
+        return False, None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True, value
+    if isinstance(value, Tensor):
+        return True, value.detach().clone()
+    if isinstance(value, np.generic):
+        return True, value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return True, torch.from_numpy(value.copy())
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            ok, pv = _plain(v, depth + 1)
+            if not ok:
+                return False, None
+            out.append(pv)
+        return True, out if isinstance(value, list) else tuple(out)
+    if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
+        res = {}
+        for k, v in value.items():
+            ok, pv = _plain(v, depth + 1)
+            if not ok:
+                return False, None
+            res[k] = pv
+        return True, res
+    return False, None
+
+
+def _attributes(obj: Any, private: bool) -> dict[str, Any]:
+    """The plain-data attributes of ``obj`` (those :func:`_plain` accepts)."""
+    out: dict[str, Any] = {}
+    skip = {"training"} if isinstance(obj, torch.nn.Module) else set()
+    for k, v in vars(obj).items():
+        if k in skip or (k.startswith("_") and (not private or k.startswith("__"))):
+            continue
+        if isinstance(obj, torch.nn.Module) and k in ("_parameters", "_buffers", "_modules"):
+            continue
+        if isinstance(obj, torch.nn.Module) and k.startswith("_") and k.endswith("hooks"):
+            continue
+        ok, pv = _plain(v)
+        if ok:
+            out[k] = pv
+    return out
+
+
+def _callback_state(cb: Any) -> dict[str, Any]:
+    if hasattr(cb, "state_dict") and callable(cb.state_dict):
+        ok, st = _plain(cb.state_dict())
+        if not ok:
+            raise PygCFError(
+                f"{type(cb).__name__}.state_dict() returned objects that cannot be saved "
+                "safely (use tensors, numbers, strings and lists/dicts of them)"
+            )
+        return {"kind": "state_dict", "state": st}
+    return {"kind": "attributes", "state": _attributes(cb, private=True)}
+
+
+def _set_callback_state(cb: Any, saved: dict[str, Any]) -> None:
+    if saved["kind"] == "state_dict" and hasattr(cb, "load_state_dict"):
+        cb.load_state_dict(saved["state"])
+        return
+    for k, v in saved["state"].items():
+        setattr(cb, k, v)
+
+
+# -- random states ---------------------------------------------------------------------------
+def _rng_state(trainer: Trainer) -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    np_state: Any = np.random.get_state(legacy=True)  # noqa: NPY002 - the global state
+    name, keys, pos, has_gauss, np_gauss = np_state
     return {
-        "name": name,
-        "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
-        "pos": pos,
-        "has_gauss": has_gauss,
-        "gauss": gauss,
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+        "generator": trainer.generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
-def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
-    """Write model, optimizer, epoch, history, RNG states, data fingerprint and config to
-    ``path`` atomically (a temporary file renamed over the target)."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    state = {
-        "format": "pyg-cf-checkpoint-1",
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "epoch": trainer.epoch,
-        "history": trainer.history,
-        "best_score": trainer.best_score,
-        "best_state": trainer.best_state,
-        "bad_evals": trainer.bad_evals,
-        "fingerprint": data_fingerprint(trainer.data),
-        "config": {k: v for k, v in trainer.config.to_dict().items() if k != "extra"},
-        "rng": {
-            "python": repr(random.getstate()),
-            "numpy": _np_state(),
-            "torch": torch.get_rng_state(),
-            "generator": trainer.generator.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "loss_state": {
-            k: v
-            for k, v in vars(trainer.loss).items()
-            if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
-        },
-    }
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
-    """Restore ``trainer`` from ``path`` so that :meth:`Trainer.fit` continues the run.
-
-    Raises:
-        PygCFError: if the file is missing, not a pyg-cf checkpoint, or was written for
-            other data (fingerprint mismatch).
-    """
-    import ast
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise PygCFError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=trainer.device, weights_only=True)
-    except Exception as e:
-        raise PygCFError(f"checkpoint {path} could not be read safely: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != "pyg-cf-checkpoint-1":
-        raise PygCFError(f"{path} is not a pyg-cf checkpoint")
-    fp = data_fingerprint(trainer.data)
-    if state["fingerprint"] != fp:
-        raise PygCFError(
-            f"checkpoint {path} was written for other data (fingerprint "
-            f"{state['fingerprint']}, this data {fp})"
-        )
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.epoch = int(state["epoch"])
-    trainer.history = list(state["history"])
-    trainer.best_score = float(state["best_score"])
-    trainer.best_state = state["best_state"]
-    trainer.bad_evals = int(state["bad_evals"])
-    for k, v in state.get("loss_state", {}).items():
-        setattr(trainer.loss, k, v)
-    rng = state["rng"]
-    random.setstate(ast.literal_eval(rng["python"]))
+def _set_rng_state(trainer: Trainer, rng: dict[str, Any]) -> None:
+    py = rng["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     n = rng["numpy"]
     np.random.set_state(  # noqa: NPY002
-        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+        (n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
     )
     torch.set_rng_state(rng["torch"].cpu())
     trainer.generator.set_state(rng["generator"].cpu())
     if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        if len(rng["cuda"]) != torch.cuda.device_count():
+            log.warning(
+                "checkpoint has CUDA random states of %d devices, this machine has %d: "
+                "CUDA randomness is not restored",
+                len(rng["cuda"]),
+                torch.cuda.device_count(),
+            )
+        else:
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+
+
+def _is_writer() -> bool:
+    """Only rank 0 writes when running under :mod:`torch.distributed`."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+# -- public API ------------------------------------------------------------------------------
+def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
+    """Write the trainer's complete state to ``path`` atomically.
+
+    The file is first written to a temporary file in the same directory, flushed to disk,
+    then renamed over ``path``; an interrupted save leaves the previous checkpoint intact.
+    Under :mod:`torch.distributed` only rank 0 writes (all ranks hold the same state).
+
+    Args:
+        trainer: The trainer to save.
+        path: The checkpoint file (its directory is created if needed).
+    """
+    if not _is_writer():
+        return
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    model = trainer.model
+    ok, history = _plain(trainer.history)
+    if not ok:
+        history = [{k: v for k, v in row.items() if _plain(v)[0]} for row in trainer.history]
+    state: dict[str, Any] = {
+        "format": FORMAT,
+        "torch_version": str(torch.__version__),
+        "model": model.state_dict(),
+        "model_sizes": [
+            int(getattr(model, "num_users", -1)),
+            int(getattr(model, "num_items", -1)),
+        ],
+        "optimizer": trainer.optimizer.state_dict(),
+        "epoch": int(trainer.epoch),
+        "history": history,
+        "best_score": float(trainer.best_score),
+        "best_state": trainer.best_state,
+        "bad_evals": int(trainer.bad_evals),
+        "collisions": int(getattr(trainer, "collisions", 0)),
+        "fingerprint": data_fingerprint(trainer.data),
+        "config": json.dumps(trainer.config.to_dict(), default=repr, sort_keys=True),
+        "rng": _rng_state(trainer),
+        "loss": {
+            "state_dict": trainer.loss.state_dict(),
+            "attributes": _attributes(trainer.loss, private=False),
+        },
+        "callbacks": [
+            {"type": type(cb).__name__, **_callback_state(cb)} for cb in trainer.callbacks
+        ],
+    }
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".last-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    try:  # make the rename itself durable (POSIX); harmless where unsupported
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    log.debug("checkpoint of epoch %d written to %s", trainer.epoch, path)
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with
+    ``torch.load(weights_only=True)`` (no arbitrary unpickling) and check its format.
+
+    Raises:
+        PygCFError: if the file is missing, cannot be read safely or is not a pyg-cf
+            checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise PygCFError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # any failure is reported as ours
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
+        first = (why or lines or [type(e).__name__])[0]
+        raise PygCFError(
+            f"checkpoint {path} could not be read safely (weights_only=True refuses "
+            f"anything but tensors and plain containers): {first}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise PygCFError(f"{path} is not a pyg-cf checkpoint (format {fmt!r}, expected {FORMAT})")
+    return state
+
+
+def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
+    """Restore ``trainer`` from ``path`` so that :meth:`Trainer.fit` continues the run.
+
+    Build the trainer exactly as for the original run (same model, loss, callbacks and
+    settings; ``epochs`` may be larger), call this, then ``fit()``.
+
+    Args:
+        trainer: A freshly built trainer for the same data.
+        path: The checkpoint file.
+
+    Returns:
+        The epoch the checkpoint was written after.
+
+    Raises:
+        PygCFError: if the file is missing, not a pyg-cf checkpoint, unsafe to load,
+            written for other data (fingerprint mismatch) or for a model of other sizes.
+    """
+    path = os.fspath(path)
+    state = read_checkpoint(path, map_location=trainer.device)
+    fp = data_fingerprint(trainer.data)
+    if state["fingerprint"] != fp:
+        raise PygCFError(
+            f"checkpoint {path} was written for other data (fingerprint "
+            f"{state['fingerprint']}, this data {fp}); refusing to resume on it"
+        )
+    sizes = [
+        int(getattr(trainer.model, "num_users", -1)),
+        int(getattr(trainer.model, "num_items", -1)),
+    ]
+    if list(state["model_sizes"]) != sizes:
+        raise PygCFError(
+            f"checkpoint {path} holds a model for {state['model_sizes'][0]} users / "
+            f"{state['model_sizes'][1]} items, this model has {sizes[0]} / {sizes[1]}"
+        )
+    try:
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise PygCFError(
+            f"checkpoint {path} does not fit this model/optimizer (was it built with other "
+            f"settings?): {first}"
+        ) from None
+    saved_cfg = json.loads(state["config"])
+    now = json.loads(json.dumps(trainer.config.to_dict(), default=repr, sort_keys=True))
+    changed = sorted(k for k in saved_cfg if k not in _FREE_SETTINGS and saved_cfg[k] != now.get(k))
+    if changed:
+        log.warning(
+            "resuming %s with changed settings %s: the run will not equal an uninterrupted one",
+            path,
+            {k: (saved_cfg[k], now.get(k)) for k in changed},
+        )
+    trainer.epoch = int(state["epoch"])
+    trainer.history = [dict(r) for r in state["history"]]
+    trainer.best_score = (
+        float(state["best_score"]) if state["best_score"] is not None else -math.inf
+    )
+    trainer.best_state = state["best_state"]
+    trainer.bad_evals = int(state["bad_evals"])
+    trainer.collisions = int(state.get("collisions", 0))
+    loss_state = state["loss"]
+    trainer.loss.load_state_dict(loss_state["state_dict"])
+    for k, v in loss_state["attributes"].items():
+        setattr(trainer.loss, k, v)
+    saved_cbs = state["callbacks"]
+    names = [type(cb).__name__ for cb in trainer.callbacks]
+    if [c["type"] for c in saved_cbs] != names:
+        raise PygCFError(
+            f"checkpoint {path} was written with callbacks {[c['type'] for c in saved_cbs]}, "
+            f"this trainer has {names}"
+        )
+    for cb, saved in zip(trainer.callbacks, saved_cbs):
+        _set_callback_state(cb, saved)
+    _set_rng_state(trainer, state["rng"])
+    log.info("resumed from %s after epoch %d", path, trainer.epoch)
+    return trainer.epoch

@@ -32,6 +32,21 @@ class TrainConfig:
         max_steps_per_epoch: Cap on batches per epoch (short smoke runs).
         checkpoint_dir: Save a checkpoint after every evaluation into this directory.
         time_budget_s: Stop after the epoch during which this many seconds have passed.
+        mode: ``'full'`` (every step propagates over the whole training graph with a
+            cached, pre-normalized adjacency; exact) or ``'sampled'`` (every step
+            propagates over the batch's sampled K-hop neighborhood, see
+            :class:`~pyg_cf.loader.InteractionLoader`). The model is the same in both.
+        num_neighbors: Fan-out per hop in ``'sampled'`` mode (``-1`` = all neighbors, which
+            gives the exact full-graph embeddings of the batch); ``None``: 10 per
+            propagation hop of the model.
+        sampler_backend: ``'torch'`` (vectorised sampler of pyg-cf) or ``'pyg'`` (PyG's
+            ``NeighborSampler``; needs pyg-lib or torch-sparse).
+        degree_correction: In ``'sampled'`` mode, rescale sampled neighborhoods so that each
+            aggregate estimates the full-graph one without bias.
+        sparse_grad: In ``'sampled'`` mode, use sparse embedding gradients and
+            :class:`torch.optim.SparseAdam` (lazy Adam: only the rows in the batch's
+            subgraph are updated), so that a step costs O(subgraph) instead of
+            O(all embeddings) — for very large graphs.
     """
 
     epochs: int = 100
@@ -50,6 +65,11 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     checkpoint_dir: str | None = None
     time_budget_s: float | None = None
+    mode: str = "full"
+    num_neighbors: tuple[int, ...] | None = None
+    sampler_backend: str = "torch"
+    degree_correction: bool = True
+    sparse_grad: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +93,20 @@ class TrainConfig:
             raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
         if int(k) not in self.ks:
             self.ks = (*self.ks, int(k))
+        if self.mode not in ("full", "sampled"):
+            raise ConfigError(f"mode must be 'full' or 'sampled', got {self.mode!r}")
+        if self.num_neighbors is not None:
+            self.num_neighbors = tuple(int(v) for v in self.num_neighbors)
+            if any(v < -1 for v in self.num_neighbors):
+                raise ConfigError(
+                    f"num_neighbors entries must be >= -1 (-1 = all), got {self.num_neighbors}"
+                )
+        if self.sampler_backend not in ("torch", "pyg"):
+            raise ConfigError(
+                f"sampler_backend must be 'torch' or 'pyg', got {self.sampler_backend!r}"
+            )
+        if self.sparse_grad and self.mode != "sampled":
+            raise ConfigError("sparse_grad=True needs mode='sampled'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

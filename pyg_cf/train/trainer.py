@@ -1,4 +1,5 @@
-"""The training loop: full-graph propagation, any registered loss, all-ranking evaluation."""
+"""The training loop: full-graph or neighbor-sampled propagation, any registered loss,
+all-ranking evaluation."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from pyg_cf.data.graph import degrees, held_out_edges, train_edges
 from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError, PygCFError
+from pyg_cf.loader.interaction_loader import CFBatch, InteractionLoader
 from pyg_cf.losses.base import CFLoss, LossBatch
 from pyg_cf.losses.negatives import NegativeSampler
 from pyg_cf.metrics.ranking import evaluate
@@ -59,6 +61,12 @@ class Callback:
 class Trainer:
     """Trains a :class:`~pyg_cf.nn.GraphCF` (or any module with the same ``forward``
     contract) with a registered loss and evaluates it all-ranking.
+
+    ``config.mode`` picks how a step propagates: over the whole training graph
+    (``'full'``, exact, the adjacency normalized and cached once) or over the batch's
+    sampled K-hop neighborhood (``'sampled'``, :class:`~pyg_cf.loader.InteractionLoader`
+    with ``config.num_neighbors``); the model and loss are the same in both. Evaluation
+    always propagates over the full graph.
 
     Selection is on the validation split when ``data`` has one (early stopping on
     ``config.monitor``, best weights restored at the end). Without a validation split the
@@ -110,14 +118,69 @@ class Trainer:
             beta=getattr(loss, "pop_beta", 1.0),
             positives=self.seen if getattr(loss, "reject_positives", False) else None,
         )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device=self.device)
+        self.loader = self._make_loader()
+        self.optimizer = self._make_optimizer()
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.best_score = -math.inf
         self.best_state: dict[str, Tensor] | None = None
         self.bad_evals = 0
         self.collisions = 0
+        self.last_batch: CFBatch | None = None
+
+    def _make_loader(self) -> InteractionLoader:
+        cfg, model = self.config, self.model
+        fanout: tuple[int, ...] | None = None
+        if cfg.mode == "sampled":
+            if self.loss.negatives == "all":
+                raise ConfigError(
+                    f"loss {type(self.loss).__name__} scores every item (negatives='all'), "
+                    "which needs mode='full'"
+                )
+            hops = int(getattr(model, "num_layers", 0))
+            if not (
+                getattr(model, "propagate_users", True) or getattr(model, "propagate_items", True)
+            ):
+                hops = 0
+            fanout = cfg.num_neighbors if cfg.num_neighbors is not None else (10,) * hops
+            if len(fanout) < hops:
+                log.warning(
+                    "num_neighbors has %d hops but the model propagates %d: the outer "
+                    "layers see partial neighborhoods",
+                    len(fanout),
+                    hops,
+                )
+        return InteractionLoader(
+            self.train_ei,
+            self.num_users,
+            self.num_items,
+            batch_size=cfg.batch_size,
+            num_neighbors=fanout,
+            negative_sampler=self.sampler,
+            positives=self.seen,
+            mask_in_batch=self.loss.negatives == "in-batch"
+            and bool(getattr(self.loss, "mask_collisions", False)),
+            alpha0=float(getattr(model, "alpha0", 0.5)),
+            alpha1=float(getattr(model, "alpha1", 0.5)),
+            degree_correction=cfg.degree_correction,
+            backend=cfg.sampler_backend,
+            generator=self.generator,
+        )
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = list(self.model.parameters())
+        if not self.config.sparse_grad:
+            try:  # one fused kernel per step instead of ~6 passes over the embeddings
+                return torch.optim.Adam(params, lr=self.config.lr, fused=True)
+            except (RuntimeError, TypeError, ValueError):  # pragma: no cover - old torch
+                return torch.optim.Adam(params, lr=self.config.lr)
+        embeddings = [m for m in self.model.modules() if isinstance(m, torch.nn.Embedding)]
+        if {id(p) for p in params} != {id(m.weight) for m in embeddings}:
+            raise ConfigError("sparse_grad=True needs a model whose parameters are all embeddings")
+        for m in embeddings:
+            m.sparse = True
+        return torch.optim.SparseAdam(params, lr=self.config.lr)
 
     # -- batches ---------------------------------------------------------------------------
     def batches(self) -> Iterator[Tensor]:
@@ -131,27 +194,43 @@ class Trainer:
             yield perm[s * self.config.batch_size : (s + 1) * self.config.batch_size]
 
     def make_batch(self, idx: Tensor) -> tuple[LossBatch, Tensor]:
-        """Embeddings and negatives of one batch, and the L2 penalty."""
-        users, pos = self.train_ei[0, idx], self.train_ei[1, idx]
-        u_all, i_all = self.model()
-        neg = neg_logp = neg_emb = None
-        if self.loss.negatives == "sampled":
-            neg, neg_logp = self.sampler.sample(users, self.loss.num_negatives, self.generator)
-            neg_emb = i_all[neg]
-        coll = None
-        if self.loss.negatives == "in-batch" and getattr(self.loss, "mask_collisions", False):
-            coll = self.seen.in_batch_collisions(users, pos)
-            self.collisions += int(coll.sum())
+        """Embeddings and negatives of one batch, and the L2 penalty.
+
+        In ``'full'`` mode the model propagates over the whole training graph; in
+        ``'sampled'`` mode over the batch's K-hop neighborhood (same model, same call).
+        """
+        num_neg = self.loss.num_negatives if self.loss.negatives == "sampled" else 0
+        cb = self.loader.collate(idx, num_negatives=num_neg)
+        self.last_batch = cb
+        users, pos, neg = cb.users, cb.pos_items, cb.neg_items
+        neg_emb = all_item_emb = None
+        if cb.subgraph is None:
+            u_all, i_all = self.model()
+            user_emb, pos_emb = u_all[users], i_all[pos]
+            if neg is not None:
+                neg_emb = i_all[neg]
+            if self.loss.negatives == "all":
+                all_item_emb = i_all
+        else:
+            u_sub, i_sub = self.model(**cb.model_inputs())
+            user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
+            if cb.neg_index is not None:
+                neg_emb = i_sub[cb.neg_index]
+        self.collisions += cb.num_collisions
+        extra: dict[str, Any] = {}
+        if "positives" in getattr(LossBatch, "__dataclass_fields__", {}):
+            extra["positives"] = self.seen
         batch = LossBatch(
             users=users,
             pos_items=pos,
-            user_emb=u_all[users],
-            pos_emb=i_all[pos],
+            user_emb=user_emb,
+            pos_emb=pos_emb,
             neg_items=neg,
             neg_emb=neg_emb,
-            neg_log_prob=neg_logp,
-            all_item_emb=i_all if self.loss.negatives == "all" else None,
-            in_batch_collision=coll,
+            neg_log_prob=cb.neg_log_prob,
+            all_item_emb=all_item_emb,
+            in_batch_collision=cb.in_batch_collision,
+            **extra,
         )
         reg = torch.zeros((), device=self.device)
         if self.config.l2_reg > 0:
@@ -220,12 +299,15 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_start(self, self.epoch)
             t0 = time.perf_counter()
+            collisions = self.collisions
             loss = self.train_epoch()
             row: dict[str, Any] = {
                 "epoch": self.epoch,
                 "loss": loss,
                 "train_s": time.perf_counter() - t0,
             }
+            if self.loader.mask_in_batch:  # in-batch negatives that were own positives
+                row["in_batch_collisions"] = self.collisions - collisions
             tau = getattr(self.loss, "tau", None)
             if isinstance(tau, float):
                 row["tau"] = tau

@@ -1,0 +1,231 @@
+"""Training-step time: pyg-cf (full-graph cached CSR; neighbor-sampled) vs PyG's LightGCN.
+
+Same run, same graph, K=3, d=64, batch 2048, BPR with one uniform negative, Adam:
+
+* ours, ``TrainConfig(mode='full')``: cached pre-normalized CSR adjacency + cached transpose;
+* ours, ``TrainConfig(mode='sampled')`` with two fan-out settings;
+* ``torch_geometric.nn.models.LightGCN`` as in PyG's ``examples/lightgcn.py`` (BPR through
+  ``recommendation_loss``), fed a plain ``edge_index``, a torch CSR adjacency and (when
+  torch-sparse is installed) a ``SparseTensor``;
+* the propagation kernel alone (forward + backward of one hop): our cached torch CSR SpMM vs
+  torch-sparse's SpMM, which is how the cached path's backend was chosen.
+
+Each variant runs ``--steps`` timed steps after a warm-up step, in ``--rounds`` interleaved
+rounds; the table reports the median ms/step and ratios to PyG.
+
+    python benchmarks/bench_train_step.py            # Gowalla
+    python benchmarks/bench_train_step.py --quick    # small synthetic graph
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import base_parser, median, setup, synthetic_data, table, write_results
+
+from pyg_cf.data.graph import train_edges
+from pyg_cf.losses import get_loss
+from pyg_cf.nn import GraphCF
+from pyg_cf.train import TrainConfig, Trainer
+
+K, DIM, BATCH, LR, L2 = 3, 64, 2048, 1e-3, 1e-4
+
+
+def ours(data: Any, mode: str, fanout: tuple[int, ...] | None, seed: int) -> Callable[[], None]:
+    torch.manual_seed(seed)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=DIM, num_layers=K)
+    cfg = TrainConfig(
+        batch_size=BATCH, lr=LR, l2_reg=L2, mode=mode, num_neighbors=fanout, progress=False
+    )
+    tr = Trainer(model, data, get_loss("bpr"), cfg)
+    tr.generator.manual_seed(seed)
+    batches = iter(())
+
+    def step() -> None:
+        nonlocal batches
+        idx = next(batches, None)
+        if idx is None:
+            batches = tr.batches()
+            idx = next(batches)
+        batch, reg = tr.make_batch(idx)
+        loss = tr.loss(batch)
+        tr.optimizer.zero_grad(set_to_none=True)
+        (loss + reg).backward()
+        tr.optimizer.step()
+        float(loss.detach())
+
+    return step
+
+
+def pyg_lightgcn(data: Any, kind: str, seed: int) -> Callable[[], None] | None:
+    from torch_geometric.nn.models import LightGCN
+
+    ei = train_edges(data)
+    nu, ni = data["user"].num_nodes, data["item"].num_nodes
+    n = nu + ni
+    full = torch.cat([torch.stack([ei[0], ei[1] + nu]), torch.stack([ei[1] + nu, ei[0]])], 1)
+    if kind == "edge_index":
+        adj: Any = full
+    elif kind == "csr":
+        from torch_geometric.utils import to_torch_csr_tensor
+
+        adj = to_torch_csr_tensor(full.flip(0), size=(n, n))  # adj_t
+    else:
+        try:
+            from torch_sparse import SparseTensor
+        except ImportError:
+            return None
+        adj = SparseTensor(row=full[1], col=full[0], sparse_sizes=(n, n))  # adj_t
+    torch.manual_seed(seed)
+    model = LightGCN(n, embedding_dim=DIM, num_layers=K)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    g = torch.Generator().manual_seed(seed)
+
+    def step() -> None:
+        idx = torch.randint(ei.size(1), (BATCH,), generator=g)
+        u, pos = ei[0, idx], ei[1, idx] + nu
+        neg = torch.randint(ni, (BATCH,), generator=g) + nu
+        eli = torch.stack([torch.cat([u, u]), torch.cat([pos, neg])])
+        pos_rank, neg_rank = model(adj, eli).chunk(2)
+        loss = model.recommendation_loss(pos_rank, neg_rank, node_id=eli.unique(), lambda_reg=L2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        float(loss.detach())
+
+    return step
+
+
+def kernels(data: Any, repeat: int) -> list[list[Any]]:
+    """One hop, forward + backward: our cached CSR SpMM vs torch-sparse's SpMM."""
+    from pyg_cf.nn import CachedAdjacency, bipartite_norm, spmm_cached
+
+    ei = train_edges(data)
+    nu, ni = data["user"].num_nodes, data["item"].num_nodes
+    w = bipartite_norm(ei, (nu, ni), 0.5, 0.5)
+    x = torch.randn(ni, DIM, requires_grad=True)
+    adj = CachedAdjacency(ei[0], ei[1], w, nu, ni)  # items -> users
+
+    def run(f: Callable[[], torch.Tensor]) -> float:
+        ts = []
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            f().sum().backward()
+            ts.append(time.perf_counter() - t0)
+        return median(ts[1:]) * 1e3
+
+    rows = [["pyg-cf cached torch CSR (int32, cached transpose)", run(lambda: spmm_cached(adj, x))]]
+    try:
+        from torch_sparse import SparseTensor
+        from torch_sparse import matmul as ts_matmul
+
+        st = SparseTensor(row=ei[0], col=ei[1], value=w, sparse_sizes=(nu, ni))
+        st.storage.colptr()  # cache the transpose structures, as PyG would
+        st.storage.csr2csc()
+        rows.append(["torch-sparse SparseTensor matmul", run(lambda: ts_matmul(st, x))])
+    except ImportError:
+        rows.append(["torch-sparse SparseTensor matmul", "not installed"])
+    base = rows[0][1]
+    return [[r[0], r[1], (r[1] / base) if isinstance(r[1], float) else "-"] for r in rows]
+
+
+def main() -> None:
+    p = base_parser(__doc__ or "")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
+    p.add_argument("--edge-index-steps", type=int, default=2, help="steps of the slow variant")
+    p.add_argument("--fanouts", default="10,10,10;5,5,5", help="two sampled settings")
+    args = p.parse_args()
+    setup(args)
+    if args.quick:
+        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
+        args.steps, args.rounds, args.edge_index_steps = 2, 1, 1
+    else:
+        from pyg_cf import datasets
+
+        data = datasets.load("gowalla")
+    fanouts = [tuple(int(v) for v in f.split(",")) for f in args.fanouts.split(";")]
+    variants: list[tuple[str, Callable[[], None] | None, int]] = [
+        ("pyg-cf full graph (cached CSR)", ours(data, "full", None, args.seed), args.steps),
+    ]
+    for f in fanouts:
+        variants.append(
+            (f"pyg-cf sampled {list(f)}", ours(data, "sampled", f, args.seed), args.steps)
+        )
+    variants += [
+        ("PyG LightGCN, edge_index", pyg_lightgcn(data, "edge_index", args.seed), 0),
+        ("PyG LightGCN, torch CSR", pyg_lightgcn(data, "csr", args.seed), args.steps),
+        ("PyG LightGCN, SparseTensor", pyg_lightgcn(data, "sparse", args.seed), args.steps),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    for _name, fn, _ in variants:  # warm-up (builds caches)
+        if fn is not None:
+            fn()
+    for _ in range(args.rounds):
+        for name, fn, steps in variants:
+            if fn is None:
+                continue
+            n = steps or args.edge_index_steps
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    ms = {k: median(v) * 1e3 if v else math.nan for k, v in times.items()}
+    best = {k: min(v) * 1e3 if v else math.nan for k, v in times.items()}
+    csr = ms["PyG LightGCN, torch CSR"]
+    sp = ms["PyG LightGCN, SparseTensor"]
+    rows = []
+    for name, fn, _ in variants:
+        if fn is None:
+            rows.append([name, "not installed", "-", "-", "-", "-", 0])
+            continue
+        r_sp = ms[name] / sp if sp == sp else "-"
+        b_sp = best[name] / best["PyG LightGCN, SparseTensor"] if sp == sp else "-"
+        rows.append([name, ms[name], ms[name] / csr, r_sp, best[name], b_sp, len(times[name])])
+    header = [
+        "variant",
+        "ms/step (median)",
+        "÷ PyG CSR",
+        "÷ PyG SparseTensor",
+        "ms/step (best)",
+        "÷ PyG SparseTensor (best)",
+        "steps timed",
+    ]
+    main_table = table(header, rows)
+    kern = table(["one hop fwd+bwd", "ms", "÷ ours"], kernels(data, 3 if args.quick else 10))
+    print(main_table)
+    print()
+    print(kern)
+    e = train_edges(data).size(1)
+    info = (
+        f"Graph: {data.name}, {data['user'].num_nodes} users, {data['item'].num_nodes} "
+        f"items, {e} training interactions; K={K}, d={DIM}, batch {BATCH}, BPR (1 uniform "
+        f"negative), L2 {L2}, Adam lr {LR}. Steps/epoch: {math.ceil(e / BATCH)}."
+    )
+    sections = [
+        "## Training step",
+        "",
+        info,
+        "",
+        main_table,
+        "",
+        "## Propagation kernel (the cached path's backend choice)",
+        "",
+        kern,
+    ]
+    path = write_results(
+        args.name or "bench_train_step", "Training step time", sections, args.results_dir
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

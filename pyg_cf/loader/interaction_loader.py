@@ -1,0 +1,246 @@
+r"""Mini-batches of training interactions with negatives and their K-hop neighborhood."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_cf.data.graph import REV_EDGE, USER_ITEM
+from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.errors import ConfigError
+from pyg_cf.loader.csr import BipartiteCSR
+from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler
+from pyg_cf.losses.negatives import NegativeSampler
+
+__all__ = ["CFBatch", "InteractionLoader"]
+
+
+@dataclass
+class CFBatch:
+    r"""One batch of training interactions.
+
+    Attributes:
+        edge_ids: ``[B]`` columns of the training ``edge_index`` in this batch.
+        users: ``[B]`` global user ids.
+        pos_items: ``[B]`` global ids of the positive items.
+        neg_items: ``[B, M]`` global ids of sampled negatives, or ``None``.
+        neg_log_prob: ``[B, M]`` log-probability of each negative under the sampler.
+        in_batch_collision: ``[B, B]`` mask, ``True`` at ``(r, c)``, ``r != c``, when
+            ``pos_items[c]`` is a training positive of ``users[r]`` (an in-batch negative
+            that must not be used as one), or ``None``.
+        num_collisions: Number of ``True`` entries of ``in_batch_collision``.
+        subgraph: The batch's K-hop neighborhood as a :class:`HeteroData` in local ids
+            (``['user'].n_id`` / ``['item'].n_id`` map them to global ids; both edge types
+            carry ``edge_index``, ``e_id`` and ``edge_weight``), or ``None`` for
+            full-graph batches.
+        user_index: ``[B]`` local ids of ``users`` in ``subgraph``.
+        pos_index: ``[B]`` local ids of ``pos_items``.
+        neg_index: ``[B, M]`` local ids of ``neg_items``.
+    """
+
+    edge_ids: Tensor
+    users: Tensor
+    pos_items: Tensor
+    neg_items: Tensor | None = None
+    neg_log_prob: Tensor | None = None
+    in_batch_collision: Tensor | None = None
+    num_collisions: int = 0
+    subgraph: HeteroData | None = None
+    user_index: Tensor | None = None
+    pos_index: Tensor | None = None
+    neg_index: Tensor | None = None
+
+    def model_inputs(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`pyg_cf.nn.GraphCF.forward` that propagate over the
+        subgraph (an empty dict for a full-graph batch)."""
+        if self.subgraph is None:
+            return {}
+        sub = self.subgraph
+        return {
+            "edge_index": sub[USER_ITEM].edge_index,
+            "user_nodes": sub["user"].n_id,
+            "item_nodes": sub["item"].n_id,
+            "edge_weight": (sub[USER_ITEM].edge_weight, sub[REV_EDGE].edge_weight),
+        }
+
+    def to(self, device: torch.device | str) -> CFBatch:
+        """A copy with every tensor (and the subgraph) on ``device``."""
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (Tensor, HeteroData)):
+                changes[f.name] = v.to(device)
+        return replace(self, **changes)
+
+
+class InteractionLoader:
+    r"""Iterates over training interactions in shuffled mini-batches.
+
+    Each :class:`CFBatch` holds the batch's (user, positive item) pairs, negatives and, when
+    ``num_neighbors`` is given, the bipartite K-hop neighborhood of the batch's users,
+    positive and negative items (see :class:`BipartiteNeighborSampler`), so that a model
+    propagates only over that subgraph:
+
+    .. code-block:: python
+
+        loader = InteractionLoader.from_data(data, num_neighbors=[10, 10, 10],
+                                             num_negatives=1)
+        for batch in loader:
+            user_emb, item_emb = model(**batch.model_inputs())
+            u = user_emb[batch.user_index]
+            pos, neg = item_emb[batch.pos_index], item_emb[batch.neg_index]
+
+    Negatives: ``num_negatives`` items per row from ``negative_sampler`` (uniform by
+    default; with ``reject_positives`` a user's own training positives are re-drawn), and/or
+    in-batch negatives (the other rows' positives), whose collisions with a user's own
+    positives are flagged in ``in_batch_collision`` when ``mask_in_batch`` is set. The
+    loader counts them in :attr:`num_collisions`.
+
+    Args:
+        edge_index: ``[2, E]`` training (user, item) pairs.
+        num_users: Number of users.
+        num_items: Number of items.
+        batch_size: Interactions per batch.
+        num_neighbors: Fan-out per hop (``-1`` = all), or ``None`` for no subgraph
+            (full-graph training).
+        shuffle: Shuffle interactions each epoch.
+        drop_last: Drop the last incomplete batch.
+        num_negatives: Sampled negatives per row (0: none).
+        negative_sampler: A :class:`~pyg_cf.losses.negatives.NegativeSampler`; uniform
+            when ``None``.
+        reject_positives: Re-draw sampled negatives that are training positives of the
+            row's user (with the default uniform sampler).
+        mask_in_batch: Compute ``in_batch_collision`` for in-batch negatives.
+        positives: The training pairs as a :class:`~pyg_cf.data.pairs.UserItemIndex`
+            (built from ``edge_index`` when needed and not given).
+        alpha0: Target-degree exponent of the subgraph's edge weights.
+        alpha1: Source-degree exponent of the subgraph's edge weights.
+        degree_correction: See :class:`BipartiteNeighborSampler`.
+        backend: ``'torch'`` or ``'pyg'`` (see :class:`BipartiteNeighborSampler`).
+        generator: Random generator of shuffling, negatives and neighbor sampling.
+        max_steps: Cap on batches per epoch.
+    """
+
+    def __init__(
+        self,
+        edge_index: Tensor,
+        num_users: int,
+        num_items: int,
+        batch_size: int = 2048,
+        num_neighbors: Sequence[int] | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        num_negatives: int = 0,
+        negative_sampler: NegativeSampler | None = None,
+        reject_positives: bool = False,
+        mask_in_batch: bool = False,
+        positives: UserItemIndex | None = None,
+        alpha0: float = 0.5,
+        alpha1: float = 0.5,
+        degree_correction: bool = True,
+        backend: str = "torch",
+        generator: torch.Generator | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if num_negatives < 0:
+            raise ConfigError(f"num_negatives must be >= 0, got {num_negatives}")
+        self.edge_index = edge_index
+        self.num_users, self.num_items = int(num_users), int(num_items)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.num_negatives, self.mask_in_batch = num_negatives, mask_in_batch
+        self.max_steps = max_steps
+        self.generator = generator
+        dev = edge_index.device
+        needs_index = mask_in_batch or (reject_positives and negative_sampler is None)
+        if positives is None and needs_index:
+            positives = UserItemIndex(edge_index, self.num_users, self.num_items)
+        self.positives = positives
+        if negative_sampler is None and num_negatives > 0:
+            negative_sampler = NegativeSampler(
+                self.num_items, positives=positives if reject_positives else None
+            )
+        self.negative_sampler = negative_sampler
+        self.sampler: BipartiteNeighborSampler | None = None
+        if num_neighbors is not None:
+            self.sampler = BipartiteNeighborSampler(
+                BipartiteCSR(edge_index, self.num_users, self.num_items),
+                num_neighbors,
+                alpha0=alpha0,
+                alpha1=alpha1,
+                degree_correction=degree_correction,
+                backend=backend,
+            )
+        self.num_collisions = 0
+        self._device = dev
+
+    @classmethod
+    def from_data(cls, data: HeteroData, **kwargs: Any) -> InteractionLoader:
+        """A loader over the training interactions of a pyg-cf data object."""
+        from pyg_cf.data.graph import train_edges
+
+        return cls(train_edges(data), data["user"].num_nodes, data["item"].num_nodes, **kwargs)
+
+    def __len__(self) -> int:
+        e = self.edge_index.size(1)
+        n = e // self.batch_size if self.drop_last else math.ceil(e / self.batch_size)
+        return n if self.max_steps is None else min(n, self.max_steps)
+
+    def index_batches(self) -> Iterator[Tensor]:
+        """Column indices of the training edges, one tensor per batch."""
+        e = self.edge_index.size(1)
+        if self.shuffle:
+            order = torch.randperm(e, device=self._device, generator=self.generator)
+        else:
+            order = torch.arange(e, device=self._device)
+        for s in range(len(self)):
+            yield order[s * self.batch_size : (s + 1) * self.batch_size]
+
+    def __iter__(self) -> Iterator[CFBatch]:
+        for idx in self.index_batches():
+            yield self.collate(idx)
+
+    def collate(self, idx: Tensor, num_negatives: int | None = None) -> CFBatch:
+        """The :class:`CFBatch` of training-edge columns ``idx``.
+
+        Args:
+            idx: ``[B]`` columns of ``edge_index``.
+            num_negatives: Overrides the loader's ``num_negatives`` for this batch.
+        """
+        users, pos = self.edge_index[0, idx], self.edge_index[1, idx]
+        m = self.num_negatives if num_negatives is None else num_negatives
+        neg = neg_logp = None
+        if m > 0:
+            if self.negative_sampler is None:
+                self.negative_sampler = NegativeSampler(self.num_items)
+            neg, neg_logp = self.negative_sampler.sample(users, m, self.generator)
+        coll, ncoll = None, 0
+        if self.mask_in_batch:
+            assert self.positives is not None
+            coll = self.positives.in_batch_collisions(users, pos)
+            ncoll = int(coll.sum())
+            self.num_collisions += ncoll
+        batch = CFBatch(idx, users, pos, neg, neg_logp, coll, ncoll)
+        if self.sampler is None:
+            return batch
+        items = pos if neg is None else torch.cat([pos, neg.reshape(-1)])
+        sub = self.sampler.sample(users, items, self.generator)
+        batch.subgraph = sub.to_hetero_data()
+        batch.user_index = sub.local_users(users)
+        batch.pos_index = sub.local_items(pos)
+        if neg is not None:
+            batch.neg_index = sub.local_items(neg.reshape(-1)).view(neg.shape)
+        return batch
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(num_edges={self.edge_index.size(1)}, "
+            f"batch_size={self.batch_size}, sampler={self.sampler})"
+        )

@@ -1,0 +1,441 @@
+r"""K-hop neighbor sampling on the user–item graph, as a PyG sampler."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric import EdgeIndex
+from torch_geometric.data import HeteroData
+from torch_geometric.sampler import (
+    BaseSampler,
+    EdgeSamplerInput,
+    HeteroSamplerOutput,
+    NegativeSampling,
+    NodeSamplerInput,
+)
+from torch_geometric.sampler.neighbor_sampler import edge_sample, node_sample
+
+from pyg_cf.data.graph import REV_EDGE, USER_ITEM
+from pyg_cf.errors import ConfigError
+from pyg_cf.loader.csr import BipartiteCSR
+from pyg_cf.loader.sampling import sample_neighbors
+from pyg_cf.nn.conv import bipartite_norm
+
+__all__ = ["BACKENDS", "BipartiteNeighborSampler", "BipartiteSubgraph", "pyg_sampler_available"]
+
+BACKENDS = ("torch", "pyg")
+
+
+def pyg_sampler_available() -> bool:
+    """Whether PyG's own neighbor sampler can run (it needs ``pyg-lib`` or
+    ``torch-sparse``)."""
+    import torch_geometric.typing as tgt
+
+    return bool(tgt.WITH_PYG_LIB or tgt.WITH_TORCH_SPARSE)
+
+
+def _edge_index_with_caches(
+    row: Tensor, col: Tensor, t_perm: Tensor, num_rows: int, num_cols: int
+) -> EdgeIndex:
+    """A row-sorted :class:`EdgeIndex` whose column-order cache is filled from the known
+    permutation ``t_perm`` (``col[t_perm]`` sorted, ties by row) instead of by a sort.
+
+    Pointer arrays are left to be computed on demand: PyG 2.8's ``EdgeIndex.flip`` swaps
+    cached pointer arrays wrongly for non-square sizes. Falls back to ``fill_cache_()`` if
+    this PyG version keeps its caches elsewhere."""
+    ei = EdgeIndex(torch.stack([row, col]), sparse_size=(num_rows, num_cols), sort_order="row")
+    if hasattr(ei, "_T_perm") and hasattr(ei, "_T_index"):
+        ei._T_perm = t_perm
+        ei._T_index = (row[t_perm], col[t_perm])
+        return ei
+    return ei.fill_cache_()  # pragma: no cover - other PyG versions
+
+
+@dataclass
+class BipartiteSubgraph:
+    r"""A sampled user–item subgraph in local ids.
+
+    Local ids are the positions in ``user_id`` / ``item_id``, which are sorted global ids,
+    so the edges (sorted by local ``(user, item)``) come out already in CSR order.
+
+    Attributes:
+        user_id: ``[n_u]`` global id of each local user (sorted).
+        item_id: ``[n_i]`` global id of each local item (sorted).
+        edge_index: ``[2, E_s]`` local ``(user, item)`` edges as an
+            :class:`~torch_geometric.EdgeIndex` of size ``(n_u, n_i)``, sorted by row with
+            its column-order permutation cached.
+        e_id: ``[E_s]`` column of each edge in the training ``edge_index``.
+        edge_weight: ``[E_s]`` weights of the user :math:`\to` item messages.
+        rev_edge_weight: ``[E_s]`` weights of the item :math:`\to` user messages.
+        num_sampled_nodes: Newly reached users / items per hop (hop 0 = seeds).
+    """
+
+    user_id: Tensor
+    item_id: Tensor
+    edge_index: EdgeIndex
+    e_id: Tensor
+    edge_weight: Tensor
+    rev_edge_weight: Tensor
+    num_sampled_nodes: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.user_id.numel())
+
+    @property
+    def num_items(self) -> int:
+        return int(self.item_id.numel())
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.e_id.numel())
+
+    def local_users(self, users: Tensor) -> Tensor:
+        """Local ids of global ``users`` (which must be in the subgraph)."""
+        return torch.searchsorted(self.user_id, users)
+
+    def local_items(self, items: Tensor) -> Tensor:
+        """Local ids of global ``items`` (which must be in the subgraph)."""
+        return torch.searchsorted(self.item_id, items)
+
+    def to_hetero_data(self) -> HeteroData:
+        """The subgraph as a :class:`~torch_geometric.data.HeteroData`:
+        ``['user'].n_id``, ``['item'].n_id`` (local -> global), both edge types with
+        ``edge_index`` (local), ``e_id`` and ``edge_weight``."""
+        out = HeteroData()
+        out["user"].n_id = self.user_id
+        out["user"].num_nodes = self.num_users
+        out["item"].n_id = self.item_id
+        out["item"].num_nodes = self.num_items
+        out[USER_ITEM].edge_index = self.edge_index
+        out[USER_ITEM].e_id = self.e_id
+        out[USER_ITEM].edge_weight = self.edge_weight
+        out[REV_EDGE].edge_index = self.edge_index.flip(0)
+        out[REV_EDGE].e_id = self.e_id
+        out[REV_EDGE].edge_weight = self.rev_edge_weight
+        for key in ("user", "item"):
+            if key in self.num_sampled_nodes:
+                out[key].num_sampled_nodes = self.num_sampled_nodes[key]
+        return out
+
+
+class BipartiteNeighborSampler(BaseSampler):
+    r"""K-hop neighbor sampler of a user–item interaction graph.
+
+    From seed users and items, hop :math:`h` draws up to ``num_neighbors[h]`` neighbors of
+    every node first reached at hop :math:`h-1` (``-1``: all neighbors), uniformly without
+    replacement, in both directions at once; the subgraph holds exactly the drawn edges
+    (each once). With ``num_neighbors = [-1] * K`` every node within :math:`K-1` hops of a
+    seed keeps all of its edges, so ``K`` propagation hops give the seeds their exact
+    full-graph embeddings.
+
+    Edge weights use *full-graph* training degrees,
+
+    .. math::
+        w_{s \to t} = \frac{1}{|\mathcal{P}_t|^{\alpha_0}\, |\mathcal{P}_s|^{\alpha_1}}
+        \cdot \Big(\frac{|\mathcal{P}_t|}{|\mathcal{N}_{\mathrm{sub}}(t)|}\Big)^{c},
+
+    where the optional second factor (:math:`c = 1` with ``degree_correction``) rescales a
+    target whose neighbors were sampled so that its aggregate is an unbiased estimate of
+    the full-graph one; it is exactly 1 for every node whose neighbors were all taken.
+
+    This class implements :class:`torch_geometric.sampler.BaseSampler`, so it plugs into
+    :class:`torch_geometric.loader.LinkLoader` / :class:`~torch_geometric.loader.NodeLoader`
+    (``sample_from_edges`` / ``sample_from_nodes``, seeds first in the returned node
+    lists, edge ids in ``e_id``); :class:`~pyg_cf.loader.InteractionLoader` calls
+    :meth:`sample` directly.
+
+    Args:
+        graph: A pyg-cf :class:`HeteroData`, a :class:`BipartiteCSR`, or ``[2, E]``
+            training edges (then ``num_users`` / ``num_items`` are needed).
+        num_neighbors: Fan-out per hop, e.g. ``[10, 10, 10]``; ``-1`` = all.
+        alpha0: Target-degree exponent of the edge weights.
+        alpha1: Source-degree exponent of the edge weights.
+        degree_correction: Rescale sampled neighborhoods (see above).
+        backend: ``'torch'`` (vectorised sampling here, any device) or ``'pyg'`` (PyG's
+            :class:`~torch_geometric.sampler.NeighborSampler`, needs ``pyg-lib`` or
+            ``torch-sparse``; CPU).
+        num_users: Number of users when ``graph`` is an edge tensor.
+        num_items: Number of items when ``graph`` is an edge tensor.
+        generator: Random generator used by :meth:`sample_from_edges` /
+            :meth:`sample_from_nodes` (``None``: torch's global one).
+    """
+
+    def __init__(
+        self,
+        graph: HeteroData | BipartiteCSR | Tensor,
+        num_neighbors: Sequence[int],
+        alpha0: float = 0.5,
+        alpha1: float = 0.5,
+        degree_correction: bool = True,
+        backend: str = "torch",
+        num_users: int | None = None,
+        num_items: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if isinstance(graph, BipartiteCSR):
+            self.graph = graph
+        elif isinstance(graph, HeteroData):
+            from pyg_cf.data.graph import train_edges
+
+            self.graph = BipartiteCSR(
+                train_edges(graph), graph["user"].num_nodes, graph["item"].num_nodes
+            )
+        else:
+            if num_users is None or num_items is None:
+                raise ConfigError("num_users and num_items are needed with an edge tensor")
+            self.graph = BipartiteCSR(graph, num_users, num_items)
+        self.num_neighbors = [int(k) for k in num_neighbors]
+        if any(k < -1 for k in self.num_neighbors):
+            raise ConfigError(f"num_neighbors entries must be >= -1, got {self.num_neighbors}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "pyg" and not pyg_sampler_available():
+            raise ConfigError("backend='pyg' needs pyg-lib or torch-sparse (pyg-cf[sparse])")
+        self.backend = backend
+        self.alpha0, self.alpha1 = float(alpha0), float(alpha1)
+        self.degree_correction = degree_correction
+        self.generator = generator
+        self._pyg: Any = None
+        self._alloc()
+
+    def _alloc(self) -> None:
+        g, dev = self.graph, self.graph.device
+        # Work buffers, reset after each use (only the touched entries), so that a batch
+        # costs O(its subgraph) plus, at most, a linear scan of a boolean mask.
+        self._seen_u = torch.zeros(g.num_users, dtype=torch.bool, device=dev)
+        self._seen_i = torch.zeros(g.num_items, dtype=torch.bool, device=dev)
+        self._new_u = torch.zeros(g.num_users, dtype=torch.bool, device=dev)
+        self._new_i = torch.zeros(g.num_items, dtype=torch.bool, device=dev)
+        self._edge_mask = torch.zeros(g.num_edges, dtype=torch.bool, device=dev)
+        self._local_u = torch.zeros(g.num_users, dtype=torch.long, device=dev)
+        self._local_i = torch.zeros(g.num_items, dtype=torch.long, device=dev)
+        self._local_e = torch.zeros(g.num_edges, dtype=torch.long, device=dev)
+
+    @staticmethod
+    def _sorted_unique(values: Tensor, mask: Tensor) -> Tensor:
+        """Sorted unique entries of ``values`` (ids below ``mask.numel()``): a sort when
+        ``values`` is small, else a scan of the (all-False, restored) ``mask``."""
+        if values.numel() * 16 < mask.numel():
+            return torch.unique(values)
+        mask[values] = True
+        out = torch.nonzero(mask).view(-1)
+        mask[out] = False
+        return out
+
+    @property
+    def num_hops(self) -> int:
+        return len(self.num_neighbors)
+
+    @property
+    def device(self) -> torch.device:
+        return self.graph.device
+
+    def to(self, device: torch.device | str) -> BipartiteNeighborSampler:
+        """Move the graph and work buffers to ``device`` (in place)."""
+        self.graph = self.graph.to(device)
+        self._alloc()
+        return self
+
+    # -- neighborhoods -------------------------------------------------------------------
+    def _expand_torch(
+        self, users: Tensor, items: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, list[int]]]:
+        g = self.graph
+        seen_u, seen_i = self._seen_u, self._seen_i
+        seen_u[users] = True
+        seen_i[items] = True
+        counts = {"user": [int(users.numel())], "item": [int(items.numel())]}
+        eids, touched_u, touched_i = [], [users], [items]
+        front_u, front_i = users, items
+        for k in self.num_neighbors:
+            _, pos_u = sample_neighbors(g.user_rowptr, front_u, k, generator)
+            _, pos_i = sample_neighbors(g.item_rowptr, front_i, k, generator)
+            eids.append(pos_u)  # user-major position == canonical edge id
+            eids.append(g.item_eid[pos_i])
+            nbr_i = g.user_col[pos_u]
+            nbr_u = g.item_col[pos_i]
+            front_i = self._sorted_unique(nbr_i[~seen_i[nbr_i]], self._new_i)
+            front_u = self._sorted_unique(nbr_u[~seen_u[nbr_u]], self._new_u)
+            seen_i[front_i] = True
+            seen_u[front_u] = True
+            touched_u.append(front_u)
+            touched_i.append(front_i)
+            counts["user"].append(int(front_u.numel()))
+            counts["item"].append(int(front_i.numel()))
+        all_u, all_i = torch.cat(touched_u), torch.cat(touched_i)
+        seen_u[all_u] = False
+        seen_i[all_i] = False
+        e = torch.cat(eids) if eids else torch.empty(0, dtype=torch.long, device=users.device)
+        return all_u, all_i, e, counts
+
+    def _pyg_sampler(self) -> Any:
+        if self._pyg is None:
+            from torch_geometric.sampler import NeighborSampler
+
+            g = self.graph.to("cpu")
+            data = HeteroData()
+            data["user"].num_nodes = g.num_users
+            data["item"].num_nodes = g.num_items
+            data[USER_ITEM].edge_index = torch.stack([g.users, g.items])
+            data[REV_EDGE].edge_index = torch.stack([g.items, g.users])
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*without a 'pyg-lib'.*")
+                self._pyg = NeighborSampler(data, num_neighbors=list(self.num_neighbors))
+        return self._pyg
+
+    def _expand_pyg(
+        self, users: Tensor, items: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, list[int]]]:
+        # PyG's sampler draws from torch's global generator (seed it with torch.manual_seed).
+        s = self._pyg_sampler()
+        dev = users.device
+        out = s._sample({"user": users.cpu(), "item": items.cpu()})
+        perm = s.edge_permutation or {}
+        eids = []
+        for et in (USER_ITEM, REV_EDGE):
+            e = out.edge.get(et) if out.edge is not None else None
+            if e is None:
+                continue
+            e = e.long()
+            if perm.get(et) is not None:
+                e = perm[et][e]
+            eids.append(e)
+        e = torch.cat(eids) if eids else torch.empty(0, dtype=torch.long)
+        counts = {k: [int(c) for c in v] for k, v in (out.num_sampled_nodes or {}).items()}
+        return out.node["user"].to(dev), out.node["item"].to(dev), e.to(dev), counts
+
+    def sample(
+        self, users: Tensor, items: Tensor, generator: torch.Generator | None = None
+    ) -> BipartiteSubgraph:
+        """The sampled K-hop neighborhood of global ``users`` and ``items`` (repeats
+        allowed).
+
+        Args:
+            users: Seed users (global ids).
+            items: Seed items (global ids).
+            generator: Random generator (``'torch'`` backend; ``'pyg'`` uses the global
+                one).
+
+        Returns:
+            A :class:`BipartiteSubgraph`.
+        """
+        g = self.graph
+        users = torch.unique(users.to(g.device))
+        items = torch.unique(items.to(g.device))
+        if self.backend == "pyg":
+            all_u, all_i, e, counts = self._expand_pyg(users, items)
+        else:
+            all_u, all_i, e, counts = self._expand_torch(users, items, generator)
+        user_id = self._sorted_unique(all_u, self._new_u)
+        item_id = self._sorted_unique(all_i, self._new_i)
+        # Sorted canonical ids == edges sorted by (user, item) == CSR order of the subgraph.
+        e = self._sorted_unique(e, self._edge_mask)
+        n_u, n_i, n_e = user_id.numel(), item_id.numel(), e.numel()
+        dev = g.device
+        self._local_u[user_id] = torch.arange(n_u, device=dev)
+        self._local_i[item_id] = torch.arange(n_i, device=dev)
+        row = self._local_u[g.users[e]]
+        col = self._local_i[g.items[e]]
+        # The item-major (CSC) order: item-major positions of the edges, sorted.
+        self._local_e[e] = torch.arange(n_e, device=dev)
+        t_pos = self._sorted_unique(g.item_pos[e], self._edge_mask)
+        t_perm = self._local_e[g.item_eid[t_pos]]
+        ei = _edge_index_with_caches(row, col, t_perm, n_u, n_i)
+        w_ui, w_iu = self.edge_weights(user_id, item_id, row, col)
+        e_id = e if g.perm is None else g.perm[e]
+        return BipartiteSubgraph(user_id, item_id, ei, e_id, w_ui, w_iu, counts)
+
+    def edge_weights(
+        self, user_id: Tensor, item_id: Tensor, row: Tensor, col: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(w_user_to_item, w_item_to_user)`` of local edges ``(row, col)`` with
+        full-graph degrees (and the degree correction when enabled)."""
+        du = self.graph.user_deg[user_id]
+        di = self.graph.item_deg[item_id]
+        n_u, n_i = user_id.numel(), item_id.numel()
+        ei = torch.stack([row, col])
+        w_ui = bipartite_norm(ei, (n_u, n_i), self.alpha0, self.alpha1, deg_src=du, deg_dst=di)
+        w_iu = bipartite_norm(
+            ei.flip(0), (n_i, n_u), self.alpha0, self.alpha1, deg_src=di, deg_dst=du
+        )
+        if self.degree_correction:
+            sub_i = torch.bincount(col, minlength=n_i).clamp_(min=1)
+            sub_u = torch.bincount(row, minlength=n_u).clamp_(min=1)
+            w_ui = w_ui * (di / sub_i).to(w_ui.dtype)[col]
+            w_iu = w_iu * (du / sub_u).to(w_iu.dtype)[row]
+        return w_ui, w_iu
+
+    # -- PyG sampler interface ------------------------------------------------------------
+    def _hetero_output(self, seed: dict[str, Tensor], seed_time: Any = None) -> HeteroSamplerOutput:
+        if seed_time is not None:
+            raise NotImplementedError("temporal sampling is not supported")
+        dev = self.device
+        empty = torch.empty(0, dtype=torch.long, device=dev)
+        seeds_u = seed.get("user", empty).to(dev)
+        seeds_i = seed.get("item", empty).to(dev)
+        for name, s in (("user", seeds_u), ("item", seeds_i)):
+            if s.numel() != torch.unique(s).numel():
+                raise ConfigError(f"{name} seeds must be unique")
+        sub = self.sample(seeds_u, seeds_i, self.generator)
+        # PyG's convention: the seeds come first, in the given order.
+        perm_u = self._seeds_first(sub.user_id, seeds_u)
+        perm_i = self._seeds_first(sub.item_id, seeds_i)
+        inv_u = torch.empty_like(perm_u)
+        inv_u[perm_u] = torch.arange(perm_u.numel(), device=dev)
+        inv_i = torch.empty_like(perm_i)
+        inv_i[perm_i] = torch.arange(perm_i.numel(), device=dev)
+        ei = sub.edge_index.as_subclass(Tensor)
+        row, col = inv_u[ei[0]], inv_i[ei[1]]
+        return HeteroSamplerOutput(
+            node={"user": sub.user_id[perm_u], "item": sub.item_id[perm_i]},
+            row={USER_ITEM: row, REV_EDGE: col},
+            col={USER_ITEM: col, REV_EDGE: row},
+            edge={USER_ITEM: sub.e_id, REV_EDGE: sub.e_id},
+            num_sampled_nodes=sub.num_sampled_nodes,
+        )
+
+    @staticmethod
+    def _seeds_first(node_id: Tensor, seeds: Tensor) -> Tensor:
+        pos = torch.searchsorted(node_id, seeds)
+        rest = torch.ones(node_id.numel(), dtype=torch.bool, device=node_id.device)
+        rest[pos] = False
+        return torch.cat([pos, torch.nonzero(rest).view(-1)])
+
+    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> HeteroSamplerOutput:
+        """PyG interface: the neighborhood of ``index.node`` (of ``index.input_type``,
+        ``'user'`` or ``'item'``)."""
+        if index.input_type not in ("user", "item"):
+            raise ConfigError(f"input_type must be 'user' or 'item', got {index.input_type!r}")
+        out = node_sample(index, self._hetero_output)
+        assert isinstance(out, HeteroSamplerOutput)
+        return out
+
+    def sample_from_edges(
+        self, index: EdgeSamplerInput, neg_sampling: NegativeSampling | None = None
+    ) -> HeteroSamplerOutput:
+        """PyG interface: the neighborhood of the seed links (``('user', 'rates',
+        'item')``), with PyG's binary or triplet negative sampling."""
+        if index.input_type not in (None, USER_ITEM):
+            raise ConfigError(f"input_type must be {USER_ITEM}, got {index.input_type!r}")
+        index = EdgeSamplerInput(
+            index.input_id, index.row, index.col, index.label, index.time, USER_ITEM
+        )
+        num_nodes = {"user": self.graph.num_users, "item": self.graph.num_items}
+        out = edge_sample(
+            index, self._hetero_output, num_nodes, False, None, neg_sampling=neg_sampling
+        )
+        assert isinstance(out, HeteroSamplerOutput)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(num_neighbors={self.num_neighbors}, "
+            f"backend={self.backend!r}, degree_correction={self.degree_correction})"
+        )

@@ -1,0 +1,293 @@
+"""Margin losses: cosine contrastive (CCL), multi-margin (MML) and pairwise hinge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses.base import CFLoss, LossBatch, check_similarity, reduce_loss, similarity
+from pyg_cf.losses.registry import register_loss
+
+__all__ = [
+    "CosineContrastiveLoss",
+    "HingeLoss",
+    "MultiMarginLoss",
+    "ccl_loss",
+    "hinge_loss",
+    "mml_loss",
+]
+
+
+def ccl_loss(
+    pos_score: Tensor,
+    neg_score: Tensor,
+    margin: float = 0.9,
+    neg_weight: float = 150.0,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Cosine contrastive loss (Mao et al., SimpleX, CIKM 2021).
+
+    .. math::
+        \mathcal{L} = \operatorname{ReLU}(1 - s_{ui}) +
+        \frac{w}{M} \sum_{j \in N_u} \operatorname{ReLU}(s_{uj} - m)
+
+    Args:
+        pos_score: ``[B]`` positive scores (cosine in the paper).
+        neg_score: ``[B, M]`` negative scores.
+        margin: Margin :math:`m` of the negatives.
+        neg_weight: Weight :math:`w` of the negative term.
+        reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
+    """
+    loss = torch.relu(1 - pos_score) + neg_weight * torch.relu(neg_score - margin).mean(-1)
+    return reduce_loss(loss, reduction)
+
+
+def mml_loss(
+    pos_score: Tensor,
+    neg_score: Tensor,
+    margins: Sequence[float] | Tensor = (0.7, 0.8, 0.9),
+    weights: Sequence[float] | Tensor = (0.10, 0.15, 0.75),
+    neg_weight: float = 700.0,
+    pos_weight: float = 1.0,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Multi-margin loss (Ozsoy, arXiv:2405.04614, 2024).
+
+    .. math::
+        \mathcal{L} = w_{pos}\operatorname{ReLU}(1 - s_{ui}) + w_{neg} \frac{1}{M}
+        \sum_{j \in N_u} \sum_{k} w_k \operatorname{ReLU}(s_{uj} - m_k)
+
+    With one margin and weight 1 it is :func:`ccl_loss` with ``neg_weight``.
+
+    Args:
+        pos_score: ``[B]`` positive scores.
+        neg_score: ``[B, M]`` negative scores.
+        margins: The margins :math:`m_k`.
+        weights: Their weights :math:`w_k` (same length).
+        neg_weight: :math:`w_{neg}`.
+        pos_weight: :math:`w_{pos}`.
+        reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
+    """
+    m = torch.as_tensor(margins, dtype=neg_score.dtype, device=neg_score.device)
+    w = torch.as_tensor(weights, dtype=neg_score.dtype, device=neg_score.device)
+    neg = (torch.relu(neg_score.unsqueeze(-1) - m) * w).sum(-1).mean(-1)
+    loss = pos_weight * torch.relu(1 - pos_score) + neg_weight * neg
+    return reduce_loss(loss, reduction)
+
+
+def hinge_loss(
+    pos_score: Tensor, neg_score: Tensor, margin: float = 1.0, reduction: str = "mean"
+) -> Tensor:
+    r"""Pairwise margin-ranking hinge, averaged over the ``M`` negatives of a row.
+
+    .. math::
+        \mathcal{L} = \operatorname{ReLU}(m + s_{uj} - s_{ui})
+
+    Args:
+        pos_score: ``[B]`` positive scores.
+        neg_score: ``[B]`` or ``[B, M]`` negative scores.
+        margin: Margin :math:`m`.
+        reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
+    """
+    if neg_score.dim() == pos_score.dim():
+        neg_score = neg_score.unsqueeze(-1)
+    loss = torch.relu(margin + neg_score - pos_score.unsqueeze(-1)).mean(-1)
+    return reduce_loss(loss, reduction)
+
+
+class _SampledMargin(CFLoss):
+    negatives = "sampled"
+
+    def __init__(
+        self,
+        num_negatives: int,
+        similarity: str,
+        sampler: str,
+        pop_beta: float,
+        reject_positives: bool,
+    ) -> None:
+        super().__init__()
+        self.similarity = check_similarity(similarity)
+        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+
+    def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
+        assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
+        pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
+        neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
+        return pos, neg
+
+    def forward(self, batch: LossBatch) -> Tensor:
+        return self.per_row(batch).mean()
+
+
+@register_loss("ccl")
+class CosineContrastiveLoss(_SampledMargin):
+    r"""Cosine contrastive loss (Mao et al., "SimpleX: A Simple and Strong Baseline for
+    Collaborative Filtering", CIKM 2021).
+
+    .. math::
+        \mathcal{L} = \operatorname{ReLU}(1 - s_{ui}) +
+        \frac{w}{M} \sum_{j \in N_u} \operatorname{ReLU}(s_{uj} - m)
+
+    Defaults are SimpleX's Gowalla MF settings: :math:`m = 0.9`, :math:`w = 150`, 800
+    uniform negatives, cosine.
+
+    Args:
+        margin: Margin :math:`m` (default 0.9).
+        neg_weight: Weight :math:`w` (default 150).
+        num_negatives: :math:`M` (default 800).
+        similarity: ``'cos'`` (default) or ``'ip'``.
+        sampler: ``'uniform'`` (default) or ``'popularity'``.
+        pop_beta: Popularity exponent of the ``'popularity'`` sampler.
+        reject_positives: Re-draw negatives that are positives of the user.
+    """
+
+    paper = (
+        "Mao et al., SimpleX: A Simple and Strong Baseline for Collaborative Filtering, CIKM 2021"
+    )
+
+    def __init__(
+        self,
+        margin: float = 0.9,
+        neg_weight: float = 150.0,
+        num_negatives: int = 800,
+        similarity: str = "cos",
+        sampler: str = "uniform",
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
+    ) -> None:
+        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        self.margin = float(margin)
+        self.neg_weight = float(neg_weight)
+
+    def per_row(self, batch: LossBatch) -> Tensor:
+        """Loss of each row ``[B]``."""
+        pos, neg = self._pos_neg(batch)
+        return ccl_loss(pos, neg, self.margin, self.neg_weight, "none")
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, neg_weight={self.neg_weight}, "
+            f"num_negatives={self.num_negatives}, similarity={self.similarity!r}"
+        )
+
+
+@register_loss("mml")
+class MultiMarginLoss(_SampledMargin):
+    r"""Multi-margin loss (Ozsoy, "Multi-Margin Loss: Proposal and Application in Recommender
+    Systems", arXiv:2405.04614, 2024; later titled "Multi-Margin Cosine Loss").
+
+    .. math::
+        \mathcal{L} = w_{pos}\operatorname{ReLU}(1 - s_{ui}) + w_{neg} \frac{1}{M}
+        \sum_{j \in N_u} \sum_{k} w_k \operatorname{ReLU}(s_{uj} - m_k)
+
+    Defaults are the paper's Gowalla settings: margins :math:`[0.7, 0.8, 0.9]`, weights
+    :math:`[0.10, 0.15, 0.75]`, :math:`w_{neg} = 700`, :math:`w_{pos} = 1`, 100 uniform
+    negatives, cosine (Yelp2018: margins :math:`[0.6, 0.7, 0.8, 0.9]`, weights
+    :math:`[0.05, 0.15, 0.20, 0.60]`, :math:`w_{neg}` 350–400). With one margin it is
+    :class:`CosineContrastiveLoss`.
+
+    Args:
+        margins: The margins :math:`m_k`.
+        weights: Their weights :math:`w_k`.
+        neg_weight: :math:`w_{neg}` (default 700).
+        pos_weight: :math:`w_{pos}` (default 1).
+        num_negatives: :math:`M` (default 100).
+        similarity: ``'cos'`` (default) or ``'ip'``.
+        sampler: ``'uniform'`` (default) or ``'popularity'``.
+        pop_beta: Popularity exponent of the ``'popularity'`` sampler.
+        reject_positives: Re-draw negatives that are positives of the user.
+    """
+
+    paper = (
+        "Ozsoy, Multi-Margin Loss: Proposal and Application in Recommender Systems, "
+        "arXiv:2405.04614, 2024"
+    )
+
+    def __init__(
+        self,
+        margins: Sequence[float] = (0.7, 0.8, 0.9),
+        weights: Sequence[float] = (0.10, 0.15, 0.75),
+        neg_weight: float = 700.0,
+        pos_weight: float = 1.0,
+        num_negatives: int = 100,
+        similarity: str = "cos",
+        sampler: str = "uniform",
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
+    ) -> None:
+        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        margins = [float(m) for m in margins]
+        weights = [float(w) for w in weights]
+        if not margins or len(margins) != len(weights):
+            raise ConfigError(
+                f"margins and weights must be non-empty and of the same length, got "
+                f"{len(margins)} margins and {len(weights)} weights"
+            )
+        if any(w < 0 for w in weights):
+            raise ConfigError(f"weights must be >= 0, got {weights}")
+        self.margins, self.weights = margins, weights
+        self.neg_weight = float(neg_weight)
+        self.pos_weight = float(pos_weight)
+
+    def per_row(self, batch: LossBatch) -> Tensor:
+        """Loss of each row ``[B]``."""
+        pos, neg = self._pos_neg(batch)
+        return mml_loss(
+            pos, neg, self.margins, self.weights, self.neg_weight, self.pos_weight, "none"
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"margins={self.margins}, weights={self.weights}, neg_weight={self.neg_weight}, "
+            f"num_negatives={self.num_negatives}, similarity={self.similarity!r}"
+        )
+
+
+@register_loss("hinge")
+class HingeLoss(_SampledMargin):
+    r"""Pairwise margin-ranking hinge (Weston, Bengio, Usunier, "WSABIE: Scaling Up To Large
+    Vocabulary Image Annotation", IJCAI 2011), averaged over the row's negatives.
+
+    .. math::
+        \mathcal{L} = \operatorname{ReLU}(m + s_{uj} - s_{ui})
+
+    Args:
+        margin: Margin :math:`m` (default 1.0, for inner products).
+        num_negatives: Negatives per positive (default 1).
+        similarity: ``'ip'`` (default) or ``'cos'``.
+        sampler: ``'uniform'`` (default) or ``'popularity'``.
+        pop_beta: Popularity exponent of the ``'popularity'`` sampler.
+        reject_positives: Re-draw negatives that are positives of the user.
+    """
+
+    paper = (
+        "Weston, Bengio, Usunier, WSABIE: Scaling Up To Large Vocabulary Image Annotation, "
+        "IJCAI 2011"
+    )
+
+    def __init__(
+        self,
+        margin: float = 1.0,
+        num_negatives: int = 1,
+        similarity: str = "ip",
+        sampler: str = "uniform",
+        pop_beta: float = 1.0,
+        reject_positives: bool = False,
+    ) -> None:
+        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        self.margin = float(margin)
+
+    def per_row(self, batch: LossBatch) -> Tensor:
+        """Loss of each row ``[B]``."""
+        pos, neg = self._pos_neg(batch)
+        return hinge_loss(pos, neg, self.margin, "none")
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, num_negatives={self.num_negatives}, "
+            f"similarity={self.similarity!r}"
+        )

@@ -1,0 +1,389 @@
+r"""Data-parallel training with :mod:`torch.distributed`, launched by ``torchrun``.
+
+Every process (rank :math:`r` of :math:`W`) holds a full replica of the model. The
+training edges are shuffled with the same seeded generator on every rank, cut into
+*global* batches of ``config.batch_size`` and each global batch :math:`\mathcal{B}` is
+sharded across ranks, rank :math:`r` taking rows :math:`r, r+W, r+2W, \dots`
+(:math:`\mathcal{B}_r`). Each rank computes the loss of its shard; before every optimizer
+step the gradients are averaged with one bucketed ``all_reduce`` (what
+:class:`~torch.nn.parallel.DistributedDataParallel` does), weighted so that the step
+follows the gradient of the global batch mean:
+
+.. math::
+    \mathbf{g} = \sum_{r=0}^{W-1} \frac{|\mathcal{B}_r|}{|\mathcal{B}|}\,
+        \nabla \Big( \frac{1}{|\mathcal{B}_r|} \sum_{(u,i) \in \mathcal{B}_r}
+        \ell(u, i) \Big)
+      = \nabla \frac{1}{|\mathcal{B}|} \sum_{(u,i) \in \mathcal{B}} \ell(u, i).
+
+Evaluation is sharded by users (rank :math:`r` ranks the users :math:`u \equiv r
+\pmod W`) and the per-user metric sums are gathered with ``all_reduce``.
+
+* ``mode='full'``: the full-graph propagation is replicated (every rank needs all final
+  embeddings); negatives are drawn for the global batch from the shared generator and
+  each rank keeps its rows, so for losses that are a mean of per-row terms (BPR, sampled
+  softmax with sampled negatives, full softmax, pointwise losses) training equals
+  single-process training with the same seed up to floating-point summation order.
+  In-batch losses see only the rank's own rows as negatives (as with DDP in general).
+* ``mode='sampled'``: each rank samples the K-hop neighborhood (and negatives) of its
+  own shard only, so the propagation cost per rank falls with :math:`W`. The random
+  stream of each step is derived from the shared generator, so checkpoints and resumes
+  stay exact.
+
+Launch (one process per GPU with NCCL, or CPU processes with gloo)::
+
+    torchrun --nproc_per_node=4 -m pyg_cf.train.distributed \
+        --dataset gowalla --model lightgcn --loss bpr --epochs 100 --batch-size 8192
+
+See ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_cf.data.graph import held_out_edges, train_edges
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses.base import CFLoss, LossBatch
+from pyg_cf.metrics.ranking import evaluate_scores
+from pyg_cf.nn.models import GraphCF
+from pyg_cf.train.config import TrainConfig
+from pyg_cf.train.trainer import Callback, Trainer
+
+__all__ = [
+    "DistributedTrainer",
+    "init_distributed",
+    "main",
+    "shard_rows",
+    "slice_loss_batch",
+]
+
+log = logging.getLogger(__name__)
+
+_METRICS = ("recall", "precision", "hitrate", "ndcg")
+
+
+def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> tuple[int, int]:
+    """Join the process group described by ``torchrun``'s environment variables.
+
+    Args:
+        backend: ``'nccl'`` (GPUs), ``'gloo'`` (CPU) or ``None``: NCCL when CUDA is
+            available, else gloo.
+        timeout_s: Collective timeout; a rank that fails (e.g. a non-finite loss) makes the
+            others stop after this long instead of hanging forever.
+
+    Returns:
+        ``(rank, world_size)``; ``(0, 1)`` without initialising anything when the process
+        was not started by ``torchrun`` (no ``WORLD_SIZE`` in the environment).
+    """
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def shard_rows(n: int, rank: int, world_size: int, device: torch.device | None = None) -> Tensor:
+    """Rows ``rank, rank + W, ...`` of a batch of ``n`` rows: this rank's shard."""
+    return torch.arange(rank, n, world_size, device=device)
+
+
+def slice_loss_batch(batch: LossBatch, rows: Tensor) -> LossBatch:
+    """The rows ``rows`` of a :class:`LossBatch` (``[B, ...]`` fields are indexed,
+    ``in_batch_collision`` on both axes, catalogue-wide fields are kept)."""
+    n = batch.users.numel()
+    changes: dict[str, Any] = {}
+    for f in fields(batch):
+        v = getattr(batch, f.name)
+        if not isinstance(v, Tensor) or f.name == "all_item_emb":
+            continue
+        if f.name == "in_batch_collision":
+            changes[f.name] = v[rows][:, rows]
+        elif v.dim() >= 1 and v.size(0) == n:
+            changes[f.name] = v[rows]
+    return replace(batch, **changes)
+
+
+class DistributedTrainer(Trainer):
+    """A :class:`~pyg_cf.train.Trainer` whose steps are sharded over the ranks of a
+    :mod:`torch.distributed` process group (see the module documentation).
+
+    Call :func:`init_distributed` first (every rank builds the same model, data, loss and
+    config; ``config.device`` should be ``f"cuda:{local_rank}"`` with NCCL). Parameters
+    are broadcast from rank 0 at construction. ``config.batch_size`` is the *global*
+    batch size. Only rank 0 writes checkpoints; every rank can resume from one
+    (:func:`~pyg_cf.train.load_checkpoint`).
+
+    Args:
+        model: The model (replicated on every rank).
+        data: The data (the same on every rank).
+        loss: The loss.
+        config: Settings; ``time_budget_s`` and ``sparse_grad`` are not supported (ranks
+            must agree on when to stop, and sparse gradients are not averaged).
+        callbacks: Callbacks; they run on every rank and see the rank's rows in
+            ``on_batch_end`` (callbacks that accumulate per-row statistics, such as
+            per-user adaptive temperatures, would need to all-reduce them).
+        group: The process group (default: the world).
+    """
+
+    def __init__(
+        self,
+        model: GraphCF,
+        data: HeteroData,
+        loss: CFLoss,
+        config: TrainConfig | None = None,
+        callbacks: list[Callback] | None = None,
+        group: dist.ProcessGroup | None = None,
+    ) -> None:
+        if not dist.is_initialized():
+            raise ConfigError(
+                "DistributedTrainer needs torch.distributed: launch with torchrun and call "
+                "pyg_cf.train.distributed.init_distributed() first"
+            )
+        cfg = config or TrainConfig()
+        if cfg.time_budget_s is not None:
+            raise ConfigError(
+                "time_budget_s is not supported by DistributedTrainer (ranks would disagree "
+                "on when to stop); use epochs"
+            )
+        if cfg.sparse_grad:
+            raise ConfigError("sparse_grad=True is not supported by DistributedTrainer")
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world_size = dist.get_world_size(group)
+        if cfg.batch_size < self.world_size:
+            raise ConfigError(
+                f"batch_size ({cfg.batch_size}) is the global batch and must be at least the "
+                f"number of processes ({self.world_size})"
+            )
+        super().__init__(model, data, loss, cfg, callbacks)
+        with torch.no_grad():
+            for t in [*self.model.parameters(), *self.model.buffers()]:
+                dist.broadcast(t, src=dist.get_global_rank(group, 0) if group else 0, group=group)
+        self.local_generator = torch.Generator(device=self.device)
+        self._weight = 1.0
+        self.optimizer.register_step_pre_hook(self._average_gradients)
+
+    # -- sharding --------------------------------------------------------------------------
+    def batches(self) -> Iterator[Tensor]:
+        """Global batches (the same on every rank); a last global batch smaller than the
+        number of ranks is dropped."""
+        for idx in super().batches():
+            if idx.numel() < self.world_size:
+                log.debug("dropping a last global batch of %d rows", idx.numel())
+                continue
+            yield idx
+
+    def make_batch(self, idx: Tensor) -> tuple[LossBatch, Tensor]:
+        """This rank's rows of global batch ``idx`` (see the module documentation)."""
+        rows = shard_rows(idx.numel(), self.rank, self.world_size, device=idx.device)
+        self._weight = rows.numel() / idx.numel()
+        if self.config.mode == "full":
+            batch, reg = super().make_batch(idx)
+            return slice_loss_batch(batch, rows), reg
+        seed = torch.randint(
+            2**62, (1,), generator=self.generator, device=self.generator.device
+        ).item()
+        self.local_generator.manual_seed(int(seed) + self.rank)
+        self.loader.generator = self.local_generator
+        try:
+            return super().make_batch(idx[rows])
+        finally:
+            self.loader.generator = self.generator
+
+    def _average_gradients(self, *_: Any) -> None:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            if p.grad.is_sparse:
+                raise ConfigError("sparse gradients cannot be averaged by DistributedTrainer")
+            by_dtype.setdefault(p.grad.dtype, []).append(p)
+        for group_params in by_dtype.values():
+            flat = torch.cat([p.grad.reshape(-1) for p in group_params])  # type: ignore[union-attr]
+            flat.mul_(self._weight)
+            dist.all_reduce(flat, group=self.group)
+            offset = 0
+            for p in group_params:
+                n = p.numel()
+                p.grad.copy_(flat[offset : offset + n].view_as(p))  # type: ignore[union-attr]
+                offset += n
+
+    def train_epoch(self) -> float:
+        """One pass; returns the loss averaged over ranks."""
+        value = torch.tensor([super().train_epoch()], dtype=torch.float64, device=self.device)
+        dist.all_reduce(value, group=self.group)
+        return float(value) / self.world_size
+
+    # -- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """All-ranking metrics of ``split``, each rank ranking its shard of the users."""
+        self.model.eval()
+        u, i = self.model()
+        u, i = u.detach(), i.detach()
+        if self.config.test_similarity == "cos":
+            u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
+        it = i.t().contiguous()
+        positives = held_out_edges(self.data, split).to(u.device)
+        if positives.numel() == 0:
+            raise ConfigError(f"data has no {split} positives")
+        seen = [train_edges(self.data).to(u.device)]
+        if split == "test":
+            seen.append(held_out_edges(self.data, "val").to(u.device))
+        mine = positives[:, positives[0] % self.world_size == self.rank]
+        ks = self.config.ks
+        keys = [f"{m}@{k}" for k in ks for m in _METRICS]
+        sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=u.device)
+        if mine.numel():
+            res = evaluate_scores(
+                lambda users: u[users] @ it,
+                self.num_users,
+                self.num_items,
+                mine,
+                seen,
+                ks,
+                device=u.device,
+                per_user=True,
+            )
+            assert isinstance(res, tuple)
+            per = res[1]
+            for j, key in enumerate(keys):
+                sums[j] = per[key].double().sum()
+            sums[-1] = per["users"].numel()
+        dist.all_reduce(sums, group=self.group)
+        count = max(float(sums[-1]), 1.0)
+        return {key: float(sums[j]) / count for j, key in enumerate(keys)}
+
+
+# -- command line ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``torchrun ... -m pyg_cf.train.distributed``."""
+    p = argparse.ArgumentParser(
+        prog="torchrun --nproc_per_node=N -m pyg_cf.train.distributed",
+        description="Data-parallel graph-CF training (single process without torchrun).",
+    )
+    p.add_argument("--dataset", default="ml-1m")
+    p.add_argument("--root", default=None)
+    p.add_argument("--val-ratio", type=float, default=0.0)
+    p.add_argument("--model", default="lightgcn")
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--loss", default="bpr")
+    p.add_argument("--loss-arg", action="append", default=[], metavar="KEY=JSON")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=2048, help="global batch size")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--mode", default="full", choices=["full", "sampled"])
+    p.add_argument("--num-neighbors", default=None, help="comma-separated fan-outs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None, choices=["nccl", "gloo"])
+    p.add_argument("--checkpoint-dir", default=None)
+    p.add_argument("--resume", default=None, help="checkpoint to resume from")
+    p.add_argument("--output", default=None, help="JSON with history and metrics (rank 0)")
+    p.add_argument("--save-embeddings", default=None, help="final embeddings .pt (rank 0)")
+    return p
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train as ``argv`` says, data-parallel when launched by ``torchrun``; returns the
+    summary (also written to ``--output`` by rank 0)."""
+    from pyg_cf import datasets
+    from pyg_cf.losses import get_loss
+    from pyg_cf.train.checkpoint import load_checkpoint
+    from pyg_cf.train.trainer import seed_everything
+
+    args = build_parser().parse_args(argv)
+    rank, world = init_distributed(args.backend)
+    device = "cpu"
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        device = f"cuda:{torch.cuda.current_device()}"
+    loss_kw: dict[str, Any] = {}
+    for item in args.loss_arg:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--loss-arg must look like key=value, got {item!r}")
+        loss_kw[key] = json.loads(val)
+    data = datasets.load(args.dataset, root=args.root, val_ratio=args.val_ratio, seed=args.seed)
+    seed_everything(args.seed)
+    kw: dict[str, Any] = {"embedding_dim": args.dim}
+    if args.model == "lightgcn":
+        kw["num_layers"] = args.layers
+    model = GraphCF.from_data(data, args.model, **kw)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        l2_reg=args.l2,
+        eval_every=args.eval_every,
+        max_steps_per_epoch=args.max_steps,
+        mode=args.mode,
+        num_neighbors=(
+            tuple(int(v) for v in args.num_neighbors.split(",")) if args.num_neighbors else None
+        ),
+        seed=args.seed,
+        device=device,
+        progress=False,
+        patience=None,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+    loss = get_loss(args.loss, **loss_kw)
+    trainer: Trainer
+    if world > 1:
+        trainer = DistributedTrainer(model, data, loss, cfg)
+    else:
+        trainer = Trainer(model, data, loss, cfg)
+    if args.resume:
+        load_checkpoint(trainer, args.resume)
+    hist = trainer.fit()
+    last = hist.iloc[-1].to_dict()
+    summary = {
+        "world_size": world,
+        "history": hist.to_dict(orient="records"),
+        "final": {k: v for k, v in last.items() if k.startswith(("test_", "val_"))},
+    }
+    if rank == 0:
+        if args.output:
+            with open(args.output, "w") as f:
+                json.dump(summary, f, indent=2, default=float)
+        if args.save_embeddings:
+            u, i = trainer.model.embeddings()
+            torch.save({"user": u.cpu(), "item": i.cpu()}, args.save_embeddings)
+        print(json.dumps(summary["final"]), flush=True)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pyg_cf.train.distributed``."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

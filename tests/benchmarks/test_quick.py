@@ -1,0 +1,32 @@
+"""Every benchmark's ``--quick`` mode runs and writes its results table (so that the scripts
+cannot rot)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ["bench_train_step", "bench_eval", "bench_time_to_quality", "bench_scale"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_quick_mode_writes_a_table(name, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    extra = ["--results-dir", str(tmp_path), "--threads", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / f"{name}.md").read_text()
+    assert "## Machine" in text and "CPU:" in text and "shared" in text
+    assert text.count("|---") >= 1  # a results table
+    assert "failed" not in text
+    assert "| " in proc.stdout  # the table is printed too

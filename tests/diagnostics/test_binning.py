@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pyg_cf.diagnostics.binning import binned_summary, fit_loglog_slope, log_degree_bins
+from pyg_cf.errors import ConfigError
+
+
+def test_log_degree_bins():
+    edges = log_degree_bins(torch.tensor([0, 1, 10, 100]), 2)
+    assert edges[0] == 1.0 and edges[1] == pytest.approx(10.0) and edges[2] > 100.0
+    assert edges[2] == pytest.approx(100.0)
+    one = log_degree_bins(np.array([3, 3, 3]), 5)
+    assert len(one) == 2 and one[0] == 3.0 < one[1]
+    with pytest.raises(ConfigError, match="positive"):
+        log_degree_bins(np.zeros(3))
+    with pytest.raises(ConfigError, match="num_bins"):
+        log_degree_bins(np.ones(3), 0)
+
+
+def test_binned_summary_hand_checked():
+    deg = np.array([0, 1, 2, 10, 20, 100])
+    val = np.array([9.0, 1.0, 3.0, 5.0, 7.0, 11.0])
+    b = binned_summary(deg, val, edges=np.array([1.0, 5.0, 50.0, 101.0]))
+    assert b["count"].tolist() == [2, 2, 1]  # degree 0 left out
+    assert b["mean"].tolist() == [2.0, 6.0, 11.0]
+    assert b["median"].tolist() == [2.0, 6.0, 11.0]
+    assert b["q25"].iloc[0] == pytest.approx(1.5) and b["q75"].iloc[0] == pytest.approx(2.5)
+    assert b["degree_mean"].iloc[1] == pytest.approx(math.sqrt(200))
+    with pytest.raises(ConfigError, match="shape"):
+        binned_summary(deg, val[:3])
+
+
+def test_binned_summary_skips_empty_bins():
+    b = binned_summary(np.array([1, 1, 100]), np.array([1.0, 2.0, 3.0]), num_bins=4)
+    assert b["count"].tolist() == [2, 1]
+
+
+@pytest.mark.parametrize("binned", [False, True])
+def test_fit_loglog_slope_recovers_power_law(binned):
+    d = np.arange(1, 500)
+    fit = fit_loglog_slope(d, 3.0 * d**0.5, binned=binned)
+    assert fit.slope == pytest.approx(0.5, abs=1e-3 if binned else 1e-9)
+    if not binned:
+        assert fit.intercept == pytest.approx(math.log(3.0))
+        assert fit.r2 == pytest.approx(1.0)
+        assert fit.num_points == 499
+    assert fit.predict(np.array([4.0]))[0] == pytest.approx(6.0, rel=1e-2)
+
+
+def test_fit_loglog_slope_flat_and_errors():
+    fit = fit_loglog_slope(np.array([1, 2, 4, 8]), np.array([2.0, 2.0, 2.0, 2.0]))
+    assert fit.slope == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="two or more"):
+        fit_loglog_slope(np.array([5, 5]), np.array([1.0, 2.0]))
+    with pytest.raises(ConfigError, match="shape"):
+        fit_loglog_slope(np.array([1, 2]), np.array([1.0]))

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from pyg_cf.data import degrees
+from pyg_cf.data.synthetic import power_law_bipartite
+from pyg_cf.diagnostics import item_groups, long_tail_recall
+from pyg_cf.errors import ConfigError
+from pyg_cf.metrics import evaluate
+from pyg_cf.nn import GraphCF
+
+
+def test_item_groups_hand_checked():
+    # sorted degrees 1 1 1 1 4 4 8 (total 20): the prefix closest to 10 is 8 or 12 (a tie:
+    # the shorter one), so group 0 = the five least popular items
+    deg = torch.tensor([4, 1, 8, 1, 1, 4, 1])
+    assert item_groups(deg, 2).tolist() == [0, 0, 1, 0, 0, 1, 0]
+    assert item_groups(torch.tensor([5, 5, 5, 5]), 4).tolist() == [0, 1, 2, 3]
+    assert item_groups(torch.tensor([0, 0, 10]), 2).tolist() == [0, 0, 1]
+    # one giant item leaves a group empty: targets 6.7 and 13.3, nearest prefixes 2 and 20
+    assert item_groups(torch.tensor([1, 1, 18]), 3).tolist() == [0, 0, 1]
+    assert item_groups(deg, 1).tolist() == [0] * 7
+
+
+def test_item_groups_equal_mass():
+    deg = torch.randint(1, 50, (1000,))
+    g = item_groups(deg, 10)
+    mass = torch.bincount(g, weights=deg.double(), minlength=10)
+    share = mass / mass.sum()
+    assert float((share - 0.1).abs().max()) < 0.01
+    gs = g[torch.argsort(deg, stable=True)]  # by degree, ties by id
+    assert bool((gs[1:] >= gs[:-1]).all())
+    with pytest.raises(ConfigError, match="groups"):
+        item_groups(deg, 0)
+    with pytest.raises(ConfigError, match="negative"):
+        item_groups(torch.tensor([1, -1]), 2)
+
+
+def test_eq22_hand_checked(tiny_data):
+    # item_emb = I, so user_emb rows are the scores. Top-1 with train (and val) masked:
+    # u0 -> 3 (hit), u1 -> 4 (miss, test is 0), u2 -> 1 (hit), u3 -> 4 (hit)
+    users = torch.tensor(
+        [[9.0, 9, 9, 1, 0], [0.0, 9, 9, 9, 5], [9.0, 2, 0, 9, 1], [0.0, 0, 9, 9, 3]]
+    )
+    items = torch.eye(5)
+    res = long_tail_recall((users, items), tiny_data, k=1, groups=2)
+    # degrees 2 2 2 2 0: groups {4, 0, 1} (mass 4) and {2, 3} (mass 4)
+    assert res.item_group.tolist() == [0, 0, 1, 1, 0]
+    assert res.table["recall"].tolist() == pytest.approx([0.5, 0.25])
+    assert res.recall == pytest.approx(0.75)
+    assert res.table["num_items"].tolist() == [3, 2]
+    assert res.table["item_share"].tolist() == pytest.approx([0.6, 0.4])
+    assert res.table["interactions"].tolist() == [4, 4]
+    assert res.table["degree_min"].tolist() == [0, 2]
+    assert evaluate(users, items, tiny_data, ks=(1,))["recall@1"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("similarity", ["ip", "cos"])
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_eq22_sums_to_metrics_recall(similarity, split):
+    data = power_law_bipartite(400, 300, min_user_degree=3, val_ratio=0.1, test_ratio=0.2)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+    u, i = model.embeddings()
+    for k, groups in ((20, 10), (5, 3)):
+        res = long_tail_recall(model, data, k=k, groups=groups, split=split, similarity=similarity)
+        ref = evaluate(u, i, data, split, ks=(k,), similarity=similarity)[f"recall@{k}"]
+        assert res.recall > 0
+        assert float(res.table["recall"].sum()) == pytest.approx(ref, rel=1e-6, abs=1e-9)
+        assert res.table["item_share"].sum() == pytest.approx(1.0)
+        _, deg = degrees(data)
+        assert res.table["interactions"].sum() == int(deg.sum())
+
+
+def test_errors(tiny_data):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    with pytest.raises(ConfigError, match="similarity"):
+        long_tail_recall((u, i), tiny_data, similarity="l2")
+    with pytest.raises(ConfigError, match="k must"):
+        long_tail_recall((u, i), tiny_data, k=6)
+    with pytest.raises(ConfigError, match="embeddings are for"):
+        long_tail_recall((u, torch.randn(4, 2)), tiny_data)

@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from pyg_cf.data.graph import train_edges
+from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.errors import ConfigError
+from pyg_cf.loader import InteractionLoader
+from pyg_cf.nn import GraphCF
+from tests.loader.conftest import random_data, random_edges
+
+
+def test_epoch_covers_every_interaction_once():
+    ei = random_edges(30, 20, 300, 0)
+    loader = InteractionLoader(ei, 30, 20, batch_size=64, generator=torch.Generator())
+    ids = torch.cat([b.edge_ids for b in loader])
+    assert len(loader) == -(-ei.size(1) // 64)
+    assert torch.equal(ids.sort().values, torch.arange(ei.size(1)))
+    for b in loader:
+        assert torch.equal(b.users, ei[0, b.edge_ids]) and b.subgraph is None
+    assert len(InteractionLoader(ei, 30, 20, batch_size=64, drop_last=True)) == ei.size(1) // 64
+    assert len(InteractionLoader(ei, 30, 20, batch_size=64, max_steps=2)) == 2
+
+
+def test_batches_map_local_ids_to_global():
+    ei = random_edges(40, 30, 400, 1)
+    loader = InteractionLoader(
+        ei, 40, 30, batch_size=50, num_neighbors=[3, 2], num_negatives=4,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    for b in loader:
+        sub = b.subgraph
+        assert torch.equal(sub["user"].n_id[b.user_index], b.users)
+        assert torch.equal(sub["item"].n_id[b.pos_index], b.pos_items)
+        assert torch.equal(sub["item"].n_id[b.neg_index], b.neg_items)
+        assert b.neg_items.shape == (b.users.numel(), 4)
+        kw = b.model_inputs()
+        assert set(kw) == {"edge_index", "user_nodes", "item_nodes", "edge_weight"}
+        cpu = b.to("cpu")
+        assert torch.equal(cpu.users, b.users)
+
+
+def test_masked_in_batch_negatives_never_include_own_positives():
+    # a dense graph, so that in-batch collisions are frequent
+    ei = random_edges(12, 10, 100, 2)
+    index = UserItemIndex(ei, 12, 10)
+    loader = InteractionLoader(
+        ei, 12, 10, batch_size=16, mask_in_batch=True, generator=torch.Generator()
+    )
+    total = 0
+    for b in loader:
+        coll = b.in_batch_collision
+        bsz = b.users.numel()
+        is_pos = index.contains(b.users.unsqueeze(1), b.pos_items.unsqueeze(0))  # [B, B]
+        off_diag = ~torch.eye(bsz, dtype=torch.bool)
+        # the unmasked negatives of row r are never positives of users[r] ...
+        assert not (is_pos & off_diag & ~coll).any()
+        # ... and only real positives are masked
+        assert not (coll & ~is_pos).any() and not coll.diagonal().any()
+        assert b.num_collisions == int(coll.sum())
+        total += b.num_collisions
+    assert total > 0 and loader.num_collisions == total
+
+
+def test_rejected_negatives_are_not_positives():
+    ei = random_edges(30, 200, 600, 3)
+    index = UserItemIndex(ei, 30, 200)
+    loader = InteractionLoader(
+        ei, 30, 200, batch_size=100, num_negatives=8, reject_positives=True,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    for b in loader:
+        assert not index.contains(b.users.unsqueeze(1), b.neg_items).any()
+
+
+def test_seeded_loaders_repeat():
+    ei = random_edges(40, 30, 400, 4)
+
+    def run(seed):
+        loader = InteractionLoader(
+            ei, 40, 30, batch_size=64, num_neighbors=[2, 2], num_negatives=2,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+        return [(b.edge_ids, b.neg_items, b.subgraph["user", "rates", "item"].e_id) for b in loader]
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+    assert not all(torch.equal(x, y) for ra, rc in zip(a, c) for x, y in zip(ra, rc))
+
+
+def test_full_fanout_batches_give_full_graph_embeddings():
+    data = random_data(seed=5)
+    ei = train_edges(data)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=8)
+    loader = InteractionLoader.from_data(
+        data, batch_size=8, num_neighbors=[-1, -1, -1], num_negatives=3,
+        generator=torch.Generator(),
+    )  # fmt: skip
+    u_full, i_full = model()
+    b = next(iter(loader))
+    u, i = model(**b.model_inputs())
+    assert torch.allclose(u[b.user_index], u_full[b.users], atol=1e-5)
+    assert torch.allclose(i[b.pos_index], i_full[b.pos_items], atol=1e-5)
+    assert torch.allclose(i[b.neg_index], i_full[b.neg_items], atol=1e-5)
+    assert ei.size(1) > 0
+
+
+def test_bad_arguments():
+    ei = random_edges(5, 5, 10, 0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        InteractionLoader(ei, 5, 5, batch_size=0)
+    with pytest.raises(ConfigError, match="num_negatives"):
+        InteractionLoader(ei, 5, 5, num_negatives=-1)

@@ -1,0 +1,335 @@
+import pytest
+import torch
+from torch_geometric.loader import LinkLoader, NodeLoader
+
+from pyg_cf.data.graph import REV_EDGE, USER_ITEM
+from pyg_cf.errors import ConfigError
+from pyg_cf.loader import BipartiteCSR, BipartiteNeighborSampler, pyg_sampler_available
+from pyg_cf.loader import neighbor_sampler as ns_module
+from pyg_cf.nn import GraphCF
+from tests.loader.conftest import as_hetero, random_edges
+
+NU, NI = 50, 40
+
+
+def sparse_graph(seed=0):
+    return random_edges(NU, NI, 130, seed)
+
+
+def check_maps(sub, ei):
+    """Local ids -> global ids -> the training edge named by e_id."""
+    assert torch.equal(sub.user_id, sub.user_id.unique())  # sorted, unique
+    assert torch.equal(sub.item_id, sub.item_id.unique())
+    loc = sub.edge_index.as_subclass(torch.Tensor)
+    glob = torch.stack([sub.user_id[loc[0]], sub.item_id[loc[1]]])
+    assert torch.equal(glob, ei[:, sub.e_id])
+    assert sub.e_id.unique().numel() == sub.e_id.numel()
+    assert torch.equal(sub.local_users(sub.user_id), torch.arange(sub.num_users))
+    assert torch.equal(sub.local_items(sub.item_id), torch.arange(sub.num_items))
+
+
+@pytest.mark.parametrize("fanout", [[2, 2], [1, 3, 2], [-1, 2], [0]])
+def test_subgraph_holds_exactly_the_sampled_edges(monkeypatch, fanout):
+    ei = sparse_graph()
+    sampler = BipartiteNeighborSampler(ei, fanout, num_users=NU, num_items=NI)
+    g = sampler.graph
+    drawn = []
+    real = ns_module.sample_neighbors
+
+    def spy(rowptr, nodes, k, generator=None):
+        row, pos = real(rowptr, nodes, k, generator)
+        if rowptr is g.user_rowptr:
+            drawn.append(pos)  # user-major position == canonical edge id
+            assert torch.equal(g.users[pos], nodes[row])
+        else:
+            drawn.append(g.item_eid[pos])
+            assert torch.equal(g.item_col[pos], g.users[g.item_eid[pos]])
+            assert torch.equal(g.items[g.item_eid[pos]], nodes[row])
+        return row, pos
+
+    monkeypatch.setattr(ns_module, "sample_neighbors", spy)
+    users, items = torch.tensor([0, 3, 3, 7]), torch.tensor([1, 5])
+    sub = sampler.sample(users, items, torch.Generator().manual_seed(0))
+    expected = torch.unique(torch.cat(drawn)) if drawn else torch.empty(0, dtype=torch.long)
+    assert torch.equal(sub.e_id, expected)  # input is sorted: canonical ids == columns
+    check_maps(sub, ei)
+    # seeds are in the subgraph; every other node is reached through a sampled edge
+    assert torch.isin(users, sub.user_id).all() and torch.isin(items, sub.item_id).all()
+    loc = sub.edge_index.as_subclass(torch.Tensor)
+    touched_u = torch.zeros(sub.num_users, dtype=torch.bool)
+    touched_u[loc[0]] = True
+    touched_i = torch.zeros(sub.num_items, dtype=torch.bool)
+    touched_i[loc[1]] = True
+    assert (touched_u | torch.isin(sub.user_id, users)).all()
+    assert (touched_i | torch.isin(sub.item_id, items)).all()
+    assert sub.num_sampled_nodes["user"][0] == 3 and sub.num_sampled_nodes["item"][0] == 2
+    assert sum(sub.num_sampled_nodes["user"]) == sub.num_users
+
+
+def test_edge_index_caches_match_a_fresh_sort():
+    from torch_geometric import EdgeIndex
+
+    ei = random_edges(NU, NI, 400, 8)
+    sampler = BipartiteNeighborSampler(ei, [3, 3], num_users=NU, num_items=NI)
+    sub = sampler.sample(torch.tensor([0, 4]), torch.tensor([2, 9]), torch.Generator())
+    plain = sub.edge_index.as_subclass(torch.Tensor)
+    fresh = EdgeIndex(plain.clone(), sparse_size=(sub.num_users, sub.num_items), sort_order="row")
+    for ours, ref in ((sub.edge_index, fresh), (sub.edge_index.flip(0), fresh.flip(0))):
+        (_, a_idx), a_perm = ours.get_csc() if ours.is_sorted_by_row else ours.get_csr()
+        (_, b_idx), b_perm = ref.get_csc() if ref.is_sorted_by_row else ref.get_csr()
+        assert torch.equal(a_idx, b_idx) and torch.equal(a_perm, b_perm)
+
+
+def test_unsorted_input_edges_map_back_to_their_columns():
+    ei = sparse_graph(1)
+    perm = torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(0))
+    shuffled = ei[:, perm]
+    sampler = BipartiteNeighborSampler(shuffled, [3, 3], num_users=NU, num_items=NI)
+    sub = sampler.sample(torch.tensor([1, 2]), torch.tensor([4]), torch.Generator().manual_seed(1))
+    check_maps(sub, shuffled)
+
+
+def test_fanout_caps_each_expanded_node():
+    ei = random_edges(30, 30, 400, 2)
+    sampler = BipartiteNeighborSampler(ei, [3], num_users=30, num_items=30)
+    seeds = torch.tensor([0, 1, 2])
+    sub = sampler.sample(seeds, torch.empty(0, dtype=torch.long), torch.Generator())
+    deg = torch.bincount(ei[0], minlength=30)
+    loc = sub.edge_index.as_subclass(torch.Tensor)
+    per_user = torch.bincount(sub.user_id[loc[0]], minlength=30)
+    assert torch.equal(per_user[seeds], deg[seeds].clamp(max=3))
+
+
+def test_weights_use_full_graph_degrees():
+    ei = sparse_graph()
+    sampler = BipartiteNeighborSampler(
+        ei, [1], alpha0=0.5, alpha1=0.5, degree_correction=False, num_users=NU, num_items=NI
+    )
+    sub = sampler.sample(torch.tensor([0, 1]), torch.tensor([2]), torch.Generator())
+    du = torch.bincount(ei[0], minlength=NU).float()
+    di = torch.bincount(ei[1], minlength=NI).float()
+    loc = sub.edge_index.as_subclass(torch.Tensor)
+    u, i = sub.user_id[loc[0]], sub.item_id[loc[1]]
+    ref = 1 / (du[u].sqrt() * di[i].sqrt())
+    assert torch.allclose(sub.edge_weight, ref) and torch.allclose(sub.rev_edge_weight, ref)
+
+
+def make_model(kind):
+    torch.manual_seed(0)
+    if kind == "lightgcn":
+        return GraphCF.lightgcn(NU, NI, 8, num_layers=3)
+    if kind == "svdpp-user":
+        return GraphCF.svdpp_user(NU, NI, 8)
+    if kind == "svdpp-item":
+        return GraphCF.svdpp_item(NU, NI, 8)
+    return GraphCF(NU, NI, 8, num_layers=2, alpha0=1.0, alpha1=0.0, layer_weights=[0.2, 0.5, 1])
+
+
+@pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item", "alpha"])
+@pytest.mark.parametrize("correction", [True, False])
+def test_full_fanout_gives_full_graph_embeddings(kind, correction):
+    ei = sparse_graph()
+    model = make_model(kind)
+    model.set_graph(ei)
+    hops = model.num_layers
+    sampler = BipartiteNeighborSampler(
+        ei,
+        [-1] * hops,
+        model.alpha0,
+        model.alpha1,
+        degree_correction=correction,
+        num_users=NU,
+        num_items=NI,
+    )
+    users, items = torch.tensor([0, 5, 9]), torch.tensor([3, 8])
+    sub = sampler.sample(users, items, torch.Generator())
+    assert 0 < sub.num_edges < ei.size(1)  # a real subgraph, not the whole graph
+    w = (sub.edge_weight, sub.rev_edge_weight)
+    u_sub, i_sub = model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
+    u_full, i_full = model()
+    assert torch.allclose(u_sub[sub.local_users(users)], u_full[users], atol=1e-5)
+    assert torch.allclose(i_sub[sub.local_items(items)], i_full[items], atol=1e-5)
+    # ... and so are the gradients of a loss on the batch nodes
+    model.zero_grad()
+    (u_sub[sub.local_users(users)].sum() * i_sub[sub.local_items(items)].sum()).backward()
+    g_sub = (model.user_embedding.weight.grad.clone(), model.item_embedding.weight.grad.clone())
+    model.zero_grad()
+    u_full, i_full = model()
+    (u_full[users].sum() * i_full[items].sum()).backward()
+    assert torch.allclose(g_sub[0], model.user_embedding.weight.grad, atol=1e-5)
+    assert torch.allclose(g_sub[1], model.item_embedding.weight.grad, atol=1e-5)
+
+
+def test_degree_correction_is_unbiased_for_one_hop():
+    ei = random_edges(20, 200, 1500, 3)
+    x = torch.randn(200, 4)
+    sampler = BipartiteNeighborSampler(ei, [5], 0.5, 0.5, num_users=20, num_items=200)
+    user = torch.tensor([int(torch.bincount(ei[0]).argmax())])
+    du = torch.bincount(ei[0], minlength=20)
+    di = torch.bincount(ei[1], minlength=200).float()
+    nbr = ei[1, ei[0] == user]
+    full = (x[nbr] / (du[user].float().sqrt() * di[nbr].sqrt()).unsqueeze(1)).sum(0)
+    g = torch.Generator().manual_seed(0)
+    acc = torch.zeros(4)
+    n = 3000
+    for _ in range(n):
+        sub = sampler.sample(user, torch.empty(0, dtype=torch.long), g)
+        loc = sub.edge_index.as_subclass(torch.Tensor)
+        msg = x[sub.item_id[loc[1]]] * sub.rev_edge_weight.unsqueeze(1)
+        acc += msg[sub.user_id[loc[0]] == user].sum(0)
+    assert torch.allclose(acc / n, full, atol=0.05 * full.abs().max() + 0.02)
+
+
+def test_seeded_sampling_repeats():
+    ei = random_edges(NU, NI, 400, 5)
+    s = BipartiteNeighborSampler(ei, [3, 2], num_users=NU, num_items=NI)
+    a = s.sample(torch.tensor([1, 2]), torch.tensor([3]), torch.Generator().manual_seed(9))
+    b = s.sample(torch.tensor([1, 2]), torch.tensor([3]), torch.Generator().manual_seed(9))
+    assert torch.equal(a.e_id, b.e_id) and torch.equal(a.user_id, b.user_id)
+    assert torch.equal(a.edge_weight, b.edge_weight)
+
+
+def test_bad_arguments():
+    ei = sparse_graph()
+    with pytest.raises(ConfigError, match="num_neighbors"):
+        BipartiteNeighborSampler(ei, [-2], num_users=NU, num_items=NI)
+    with pytest.raises(ConfigError, match="backend"):
+        BipartiteNeighborSampler(ei, [1], backend="dgl", num_users=NU, num_items=NI)
+    with pytest.raises(ConfigError, match="num_users"):
+        BipartiteNeighborSampler(ei, [1])
+
+
+def test_plugs_into_pyg_link_loader():
+    ei = random_edges(NU, NI, 400, 6)
+    data = as_hetero(ei, NU, NI)
+    sampler = BipartiteNeighborSampler(data, [3, 3], generator=torch.Generator().manual_seed(0))
+    loader = LinkLoader(
+        data,
+        link_sampler=sampler,
+        edge_label_index=(USER_ITEM, ei),
+        batch_size=32,
+        neg_sampling="triplet",
+    )
+    batch = next(iter(loader))
+    src = batch["user"].n_id[batch["user"].src_index]
+    pos = batch["item"].n_id[batch["item"].dst_pos_index]
+    assert torch.isin(src * NI + pos, ei[0] * NI + ei[1]).all()  # the seed links
+    for et in (USER_ITEM, REV_EDGE):
+        loc = batch[et].edge_index
+        s_type, _, d_type = et
+        glob = torch.stack([batch[s_type].n_id[loc[0]], batch[d_type].n_id[loc[1]]])
+        full = data[et].edge_index
+        assert torch.equal(glob, full[:, batch[et].e_id])
+    nodes = NodeLoader(
+        data, node_sampler=sampler, input_nodes=("user", torch.arange(5)), batch_size=5
+    )
+    nb = next(iter(nodes))
+    assert torch.equal(nb["user"].n_id[:5], torch.arange(5))  # seeds first
+
+
+def star_graph(deg=6, others=3):
+    """User 0 with ``deg`` items; a few other users on the same items."""
+    u = [0] * deg + list(range(1, others + 1))
+    i = list(range(deg)) + list(range(others))
+    return torch.tensor([u, i])
+
+
+def one_hop_frequencies(sampler, n, generator=None):
+    cnt = torch.zeros(sampler.graph.num_edges)
+    for _ in range(n):
+        sub = sampler.sample(torch.tensor([0]), torch.empty(0, dtype=torch.long), generator)
+        cnt[sub.e_id] += 1
+    return cnt / n
+
+
+def test_one_hop_inclusion_is_uniform():
+    ei = star_graph()
+    s = BipartiteNeighborSampler(ei, [2], num_users=4, num_items=6)
+    freq = one_hop_frequencies(s, 6000, torch.Generator().manual_seed(0))
+    # each of user 0's 6 edges is kept with probability 2/6; the others never
+    assert torch.allclose(freq[:6], torch.full((6,), 1 / 3), atol=0.03)
+    assert freq[6:].sum() == 0
+
+
+def test_multi_hop_inclusion_matches_exact_law():
+    # user 0 - items {0, 1, 2}; item 0 - users {0, 1, 2, 3}. Fan-out [1, 2]: hop 1 keeps one
+    # of user 0's items; if it is item 0, hop 2 keeps 2 of its 3 other users.
+    ei = torch.tensor([[0, 0, 0, 1, 2, 3], [0, 1, 2, 0, 0, 0]])
+    s = BipartiteNeighborSampler(ei, [1, 2], num_users=4, num_items=3)
+    freq = one_hop_frequencies(s, 9000, torch.Generator().manual_seed(1))
+    # edge (0, 0): drawn at hop 1 w.p. 1/3; edges (1..3, 0): item 0 reached (1/3), then
+    # 2 of its 4 users are drawn, user 0 among them w.p. 1/2 (already in, edge kept).
+    exp = torch.tensor([1 / 3, 1 / 3, 1 / 3, 1 / 6, 1 / 6, 1 / 6])
+    assert torch.allclose(freq, exp, atol=0.02)
+
+
+@pytest.mark.skipif(not pyg_sampler_available(), reason="needs pyg-lib or torch-sparse")
+@pytest.mark.parametrize("fanout", [[-1, -1], [50, 50], [2, 3]])
+def test_pyg_backend_samples_the_same_structure(fanout):
+    """PyG's NeighborSampler path gives the same subgraph where sampling is deterministic
+    (all neighbors taken) and the same number of edges per expanded node otherwise."""
+    ei = random_edges(25, 20, 160, 7)
+    data = as_hetero(ei, 25, 20)
+    ours = BipartiteNeighborSampler(data, fanout)
+    theirs = BipartiteNeighborSampler(data, fanout, backend="pyg")
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([4])
+    torch.manual_seed(0)
+    a = ours.sample(users, items, torch.Generator().manual_seed(0))
+    b = theirs.sample(users, items)
+    check_maps(b, ei)
+    if fanout[0] == -1 or fanout[0] >= 50:
+        assert torch.equal(a.e_id, b.e_id) and torch.equal(a.user_id, b.user_id)
+        assert torch.equal(a.edge_weight, b.edge_weight)
+    else:  # the seeds' hop-1 draws: min(deg, k) edges per seed in both
+        for sub in (a, b):
+            loc = sub.edge_index.as_subclass(torch.Tensor)
+            per_user = torch.bincount(sub.user_id[loc[0]], minlength=25)[users]
+            deg = torch.bincount(ei[0], minlength=25)[users]
+            assert (per_user >= deg.clamp(max=fanout[0])).all()
+
+
+def floyd_law(deg, k, off_by_one):
+    """Exact per-offset inclusion probabilities of Floyd's algorithm, drawing from
+    ``[0, j]`` (correct) or ``[0, j)`` (``rand() % j`` as in torch-sparse's sampler)."""
+    import itertools
+
+    ranges = [range(j if off_by_one else j + 1) for j in range(deg - k, deg)]
+    prob = torch.zeros(deg)
+    combos = list(itertools.product(*ranges))
+    for draws in combos:
+        chosen = set()
+        for j, t in zip(range(deg - k, deg), draws):
+            chosen.add(j if t in chosen else t)
+        for c in chosen:
+            prob[c] += 1 / len(combos)
+    return prob
+
+
+@pytest.mark.skipif(not pyg_sampler_available(), reason="needs pyg-lib or torch-sparse")
+def test_pyg_backend_distribution_is_documented():
+    """The distributions agree only where PyG's backend is uniform: torch-sparse's
+    ``hetero_neighbor_sample`` draws Floyd's step from ``rand() % j`` instead of
+    ``% (j + 1)``, which under-samples some neighbors (here 0.2 instead of 1/3). pyg-cf's
+    sampler follows the uniform law, which is why ``backend='torch'`` is the default."""
+    import torch_geometric.typing as tgt
+
+    ei = star_graph()
+    data = as_hetero(ei, 4, 6)
+    torch.manual_seed(0)
+    freq = one_hop_frequencies(BipartiteNeighborSampler(data, [2], backend="pyg"), 6000)
+    got = freq[:6].sort().values
+    uniform = floyd_law(6, 2, off_by_one=False).sort().values
+    biased = floyd_law(6, 2, off_by_one=True).sort().values
+    assert torch.allclose(uniform, torch.full((6,), 1 / 3))
+    if tgt.WITH_PYG_LIB:  # pyg-lib's sampler
+        assert torch.allclose(got, uniform, atol=0.03) or torch.allclose(got, biased, atol=0.03)
+    else:  # torch-sparse: the off-by-one law, measurably not uniform
+        assert torch.allclose(got, biased, atol=0.03)
+        assert not torch.allclose(got, uniform, atol=0.05)
+
+
+def test_csr_rejects_bad_ids():
+    from pyg_cf.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="outside"):
+        BipartiteCSR(torch.tensor([[0, 5], [0, 1]]), 3, 3)

@@ -1,0 +1,142 @@
+import math
+
+import pytest
+import torch
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses import LossBatch, get_loss
+from pyg_cf.losses.margin import CosineContrastiveLoss, HingeLoss, MultiMarginLoss
+
+D = torch.float64
+
+
+def dot(a, b):
+    return sum(float(x) * float(y) for x, y in zip(a, b))
+
+
+def score(a, b, kind):
+    return dot(a, b) if kind == "ip" else dot(a, b) / math.sqrt(dot(a, a) * dot(b, b))
+
+
+def make_batch(B=4, M=6, d=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return LossBatch(
+        users=torch.arange(B),
+        pos_items=torch.arange(B),
+        user_emb=torch.randn(B, d, generator=g, dtype=D),
+        pos_emb=torch.randn(B, d, generator=g, dtype=D),
+        neg_items=torch.zeros(B, M, dtype=torch.long),
+        neg_emb=torch.randn(B, M, d, generator=g, dtype=D),
+    )
+
+
+def relu(x):
+    return max(x, 0.0)
+
+
+def ref_mml(b, margins, weights, w_neg, w_pos, kind):
+    out = []
+    M = b.neg_emb.size(1)
+    for r in range(b.users.numel()):
+        sp = score(b.user_emb[r], b.pos_emb[r], kind)
+        neg = 0.0
+        for m in range(M):
+            s = score(b.user_emb[r], b.neg_emb[r, m], kind)
+            neg += sum(w * relu(s - mk) for mk, w in zip(margins, weights))
+        out.append(w_pos * relu(1 - sp) + w_neg * neg / M)
+    return sum(out) / len(out)
+
+
+def ref_ccl(b, margin, w, kind):
+    return ref_mml(b, [margin], [1.0], w, 1.0, kind)
+
+
+def ref_hinge(b, margin, kind):
+    out = []
+    M = b.neg_emb.size(1)
+    for r in range(b.users.numel()):
+        sp = score(b.user_emb[r], b.pos_emb[r], kind)
+        vals = [relu(margin + score(b.user_emb[r], b.neg_emb[r, m], kind) - sp) for m in range(M)]
+        out.append(sum(vals) / M)
+    return sum(out) / len(out)
+
+
+@pytest.mark.parametrize("kind", ["cos", "ip"])
+def test_ccl_matches_reference(kind):
+    b = make_batch()
+    loss = get_loss("ccl", margin=0.1, neg_weight=3.0, num_negatives=6, similarity=kind)
+    assert float(loss(b)) == pytest.approx(ref_ccl(b, 0.1, 3.0, kind), rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["cos", "ip"])
+def test_mml_matches_reference(kind):
+    b = make_batch()
+    m, w = [-0.2, 0.0, 0.3], [0.2, 0.3, 0.5]
+    loss = get_loss("mml", margins=m, weights=w, neg_weight=7.0, pos_weight=2.0, similarity=kind)
+    assert float(loss(b)) == pytest.approx(ref_mml(b, m, w, 7.0, 2.0, kind), rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["ip", "cos"])
+def test_hinge_matches_reference(kind):
+    b = make_batch()
+    loss = get_loss("hinge", margin=0.5, similarity=kind, num_negatives=6)
+    assert float(loss(b)) == pytest.approx(ref_hinge(b, 0.5, kind), rel=1e-10)
+
+
+@pytest.mark.parametrize("margin", [-0.1, 0.2, 0.9])
+def test_mml_with_one_margin_is_ccl(margin):
+    b = make_batch(M=9, seed=1)
+    mml = get_loss("mml", margins=[margin], weights=[1.0], neg_weight=150.0)
+    ccl = get_loss("ccl", margin=margin, neg_weight=150.0)
+    assert torch.allclose(mml.per_row(b), ccl.per_row(b), rtol=1e-12, atol=1e-12)
+
+
+def test_published_defaults_and_validation():
+    mml = get_loss("mml")
+    assert mml.margins == [0.7, 0.8, 0.9] and mml.weights == [0.10, 0.15, 0.75]
+    assert (mml.neg_weight, mml.pos_weight, mml.num_negatives) == (700.0, 1.0, 100)
+    ccl = get_loss("ccl")
+    assert (ccl.margin, ccl.neg_weight, ccl.num_negatives, ccl.similarity) == (
+        0.9,
+        150.0,
+        800,
+        "cos",
+    )
+    with pytest.raises(ConfigError, match="same length"):
+        get_loss("mml", margins=[0.5, 0.6], weights=[1.0])
+    with pytest.raises(ConfigError, match="num_negatives"):
+        get_loss("ccl", num_negatives=0)
+    for cls in (CosineContrastiveLoss, MultiMarginLoss, HingeLoss):
+        assert cls.paper and ".. math::" in (cls.__doc__ or "")
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("ccl", {"margin": 0.05, "neg_weight": 2.0}),
+        ("mml", {"margins": [-0.31, 0.07], "weights": [0.4, 0.6], "neg_weight": 3.0}),
+        ("hinge", {"margin": 0.5}),
+        ("hinge", {"margin": 0.5, "similarity": "cos"}),
+    ],
+)
+def test_gradcheck(name, kw):
+    b = make_batch()
+    loss = get_loss(name, **kw)
+    leaves = tuple(t.clone().requires_grad_() for t in (b.user_emb, b.pos_emb, b.neg_emb))
+
+    def f(u, p, n):
+        return loss(LossBatch(b.users, b.pos_items, u, p, neg_emb=n))
+
+    assert torch.autograd.gradcheck(f, leaves)
+
+
+@pytest.mark.parametrize("name", ["ccl", "mml", "hinge"])
+def test_finite_at_extreme_inner_products(name):
+    u = torch.tensor([[100.0, 0.0], [0.0, 100.0]], requires_grad=True)
+    p = torch.tensor([[-100.0, 0.0], [0.0, 100.0]], requires_grad=True)
+    n = torch.tensor([[[100.0, 0.0]], [[0.0, -100.0]]], requires_grad=True)
+    loss = get_loss(name, similarity="ip", num_negatives=1)
+    value = loss(LossBatch(torch.arange(2), torch.arange(2), u, p, neg_emb=n))
+    assert torch.isfinite(value)
+    value.backward()
+    assert all(torch.isfinite(t.grad).all() for t in (u, p, n))

@@ -1,0 +1,341 @@
+import math
+
+import pytest
+import torch
+
+from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses import (
+    BSLLoss,
+    LossBatch,
+    SampledSoftmaxLoss,
+    SoftmaxLoss,
+    get_loss,
+    sampled_softmax_loss,
+)
+
+D = torch.float64
+
+
+def dot(a, b):
+    return sum(float(x) * float(y) for x, y in zip(a, b))
+
+
+def score(a, b, kind):
+    if kind == "ip":
+        return dot(a, b)
+    return dot(a, b) / math.sqrt(dot(a, a) * dot(b, b))
+
+
+def lse(values):
+    m = max(values)
+    return m + math.log(sum(math.exp(v - m) for v in values))
+
+
+def make_batch(B=4, M=5, d=3, seed=0, users=None, num_items=7):
+    g = torch.Generator().manual_seed(seed)
+    items = torch.randn(num_items, d, generator=g, dtype=D)
+    pos = torch.randint(num_items, (B,), generator=g)
+    neg = torch.randint(num_items, (B, M), generator=g)
+    u = torch.randn(B, d, generator=g, dtype=D)
+    users = torch.arange(B) if users is None else torch.as_tensor(users)
+    return LossBatch(
+        users=users,
+        pos_items=pos,
+        user_emb=u,
+        pos_emb=items[pos],
+        neg_items=neg,
+        neg_emb=items[neg],
+        all_item_emb=items,
+    )
+
+
+# -- unvectorised references ---------------------------------------------------------------
+def ref_ssm_sampled(b, tau, include_positive, kind, log_q=None, tau_pos=None, tau_neg=None):
+    out = []
+    for r in range(b.users.numel()):
+        tp = tau if tau_pos is None else tau_pos[r]
+        tn = tau if tau_neg is None else tau_neg[r]
+        s_pos = score(b.user_emb[r], b.pos_emb[r], kind)
+        terms = [s_pos / tp] if include_positive else []
+        for m in range(b.neg_emb.size(1)):
+            q = 0.0 if log_q is None else float(log_q[r, m])
+            terms.append(score(b.user_emb[r], b.neg_emb[r, m], kind) / tn - q)
+        out.append(-s_pos / tp + lse(terms))
+    return sum(out) / len(out)
+
+
+def ref_ssm_in_batch(b, tau, include_positive, kind, collision=None):
+    out = []
+    B = b.users.numel()
+    for r in range(B):
+        s_pos = score(b.user_emb[r], b.pos_emb[r], kind)
+        terms = [s_pos / tau] if include_positive else []
+        for c in range(B):
+            if c == r or (collision is not None and bool(collision[r, c])):
+                continue
+            terms.append(score(b.user_emb[r], b.pos_emb[c], kind) / tau)
+        out.append(-s_pos / tau + lse(terms))
+    return sum(out) / len(out)
+
+
+def ref_softmax(b, tau, kind, positives=None):
+    out = []
+    for r in range(b.users.numel()):
+        s_pos = score(b.user_emb[r], b.pos_emb[r], kind)
+        terms = []
+        for j in range(b.all_item_emb.size(0)):
+            other_pos = positives is not None and (int(b.users[r]), j) in positives
+            if other_pos and j != int(b.pos_items[r]):
+                continue
+            terms.append(score(b.user_emb[r], b.all_item_emb[j], kind) / tau)
+        out.append(-s_pos / tau + lse(terms))
+    return sum(out) / len(out)
+
+
+def ref_bsl(b, tau1, tau2, form, kind):
+    out = []
+    B = b.users.numel()
+    for r in range(B):
+        if form == "reweight":
+            pos_term = score(b.user_emb[r], b.pos_emb[r], kind) / tau1
+        else:
+            same = [c for c in range(B) if int(b.users[c]) == int(b.users[r])]
+            vals = [score(b.user_emb[r], b.pos_emb[c], kind) / tau1 for c in same]
+            pos_term = lse(vals) - math.log(len(vals))
+        negs = [
+            score(b.user_emb[r], b.neg_emb[r, m], kind) / tau1 for m in range(b.neg_emb.size(1))
+        ]
+        out.append(-pos_term + tau2 * lse(negs))
+    return sum(out) / len(out)
+
+
+# -- against the references ----------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["ip", "cos"])
+@pytest.mark.parametrize("include_positive", [True, False])
+def test_ssm_sampled_matches_reference(kind, include_positive):
+    b = make_batch()
+    loss = get_loss(
+        "ssm", tau=0.3, similarity=kind, negatives="sampled", include_positive=include_positive
+    )
+    want = ref_ssm_sampled(b, 0.3, include_positive, kind)
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+
+
+def test_ssm_logq_matches_reference():
+    b = make_batch()
+    b.neg_log_prob = -torch.rand(b.neg_items.shape, dtype=D) * 3
+    loss = get_loss("ssm", tau=0.5, negatives="sampled", logq_correction=True)
+    want = ref_ssm_sampled(b, 0.5, True, "cos", log_q=b.neg_log_prob)
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("include_positive", [True, False])
+def test_ssm_in_batch_matches_reference_with_collisions(include_positive):
+    b = make_batch(B=5)
+    coll = torch.zeros(5, 5, dtype=torch.bool)
+    coll[0, 3] = coll[2, 1] = True
+    b.in_batch_collision = coll
+    loss = get_loss("ssm", tau=0.2, include_positive=include_positive)
+    want = ref_ssm_in_batch(b, 0.2, include_positive, "cos", coll)
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+    no_mask = get_loss("ssm", tau=0.2, include_positive=include_positive, mask_collisions=False)
+    want = ref_ssm_in_batch(b, 0.2, include_positive, "cos")
+    assert float(no_mask(b)) == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["ip", "cos"])
+def test_softmax_matches_reference(kind):
+    b = make_batch()
+    loss = get_loss("softmax", tau=0.4, similarity=kind)
+    assert loss.negatives == "all"
+    assert float(loss(b)) == pytest.approx(ref_softmax(b, 0.4, kind), rel=1e-10)
+
+
+def test_softmax_masks_other_training_positives():
+    b = make_batch(B=3, num_items=6)
+    b.users = torch.tensor([0, 1, 0])
+    b.pos_items = torch.tensor([2, 4, 5])
+    b.pos_emb = b.all_item_emb[b.pos_items]
+    pairs = {(0, 2), (0, 5), (0, 1), (1, 4), (1, 0)}
+    ei = torch.tensor(sorted(pairs)).t()
+    index = UserItemIndex(ei, 2, 6)
+    loss = get_loss("softmax", tau=0.5, mask_positives=True, positives=index)
+    want = ref_softmax(b, 0.5, "cos", positives=pairs)
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+    # the index may come with the batch instead
+    loss2 = get_loss("softmax", tau=0.5, mask_positives=True)
+    b.positives = index
+    assert float(loss2(b)) == pytest.approx(want, rel=1e-10)
+    b.positives = None
+    with pytest.raises(ConfigError, match="training pairs"):
+        loss2(b)
+    # masking removes terms from the sum: the loss can only go down
+    assert want < ref_softmax(b, 0.5, "cos")
+
+
+@pytest.mark.parametrize("form", ["reweight", "multi"])
+@pytest.mark.parametrize("kind", ["ip", "cos"])
+def test_bsl_matches_reference(form, kind):
+    b = make_batch(B=6, users=[0, 1, 0, 2, 1, 0])
+    loss = get_loss(
+        "bsl", tau1=0.3, tau2=1.2, form=form, similarity=kind, negatives="sampled", num_negatives=5
+    )
+    assert float(loss(b)) == pytest.approx(ref_bsl(b, 0.3, 1.2, form, kind), rel=1e-10)
+
+
+# -- limits --------------------------------------------------------------------------------
+def test_ssm_with_all_items_as_negatives_is_softmax():
+    b = make_batch(B=4, num_items=9)
+    I = b.all_item_emb.size(0)
+    b.neg_emb = b.all_item_emb.unsqueeze(0).expand(4, I, -1)
+    ssm = get_loss("ssm", tau=0.2, negatives="sampled", include_positive=False)
+    sm = get_loss("softmax", tau=0.2)
+    assert torch.allclose(ssm.per_row(b), sm.per_row(b), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("negatives", ["sampled", "in-batch"])
+def test_bsl_with_unit_tau2_is_the_softmax_it_generalises(negatives):
+    b = make_batch(B=5)
+    bsl = get_loss("bsl", tau1=0.15, tau2=1.0, negatives=negatives)
+    ssm = get_loss("ssm", tau=0.15, negatives=negatives, include_positive=False)
+    assert torch.allclose(bsl.per_row(b), ssm.per_row(b), rtol=1e-12, atol=1e-12)
+    # multi with one positive per user is reweight
+    multi = get_loss("bsl", tau1=0.15, tau2=1.3, form="multi", negatives=negatives)
+    rew = get_loss("bsl", tau1=0.15, tau2=1.3, negatives=negatives)
+    assert torch.allclose(multi.per_row(b), rew.per_row(b), rtol=1e-12, atol=1e-12)
+
+
+def test_bsl_tau_alias_and_validation():
+    assert get_loss("bsl", tau=0.2).tau1 == 0.2
+    with pytest.raises(ConfigError, match="form"):
+        get_loss("bsl", form="bogus")
+    with pytest.raises(ConfigError, match="tau2"):
+        get_loss("bsl", tau2=0)
+    with pytest.raises(ConfigError, match="negatives"):
+        get_loss("ssm", negatives="all")
+
+
+# -- per-user temperatures -----------------------------------------------------------------
+def test_per_user_temperature_table_and_scope():
+    b = make_batch(users=[2, 0, 1, 2])
+    table = torch.tensor([0.2, 0.5, 0.1], dtype=D)
+    loss = get_loss("ssm", tau=0.3, negatives="sampled", include_positive=False)
+    plain = float(loss(b))
+    loss.user_tau_table = table
+    row_tau = [float(table[u]) for u in b.users]
+    loss.user_tau_scope = "negatives"  # authors' form: positive at tau, negatives at tau_u
+    want = ref_ssm_sampled(b, 0.3, False, "cos", tau_pos=[0.3] * 4, tau_neg=row_tau)
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+    loss.user_tau_scope = "both"
+    want = ref_ssm_sampled(b, 0.3, False, "cos", tau_pos=row_tau, tau_neg=row_tau)
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+    # the batch's own per-row temperature takes precedence over the table
+    b.user_tau = torch.full((4,), 0.3, dtype=D)
+    assert float(loss(b)) == pytest.approx(plain, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ssm", "softmax", "bsl"])
+def test_unit_temperature_loss_is_recorded(name):
+    b = make_batch()
+    kw = {"negatives": "sampled", "num_negatives": 5} if name != "softmax" else {}
+    loss = get_loss(name, **kw)
+    loss.user_tau_table = torch.tensor([0.05, 0.3, 0.2, 0.7], dtype=D)
+    loss.record_unit_loss = True
+    loss(b)
+    recorded = loss.unit_temperature_loss(b)
+    assert torch.allclose(recorded, loss.per_row(b, tau=1.0))
+    assert not recorded.requires_grad
+    # a new batch object is recomputed, not served from the record
+    b2 = make_batch(seed=3)
+    assert torch.allclose(loss.unit_temperature_loss(b2), loss.per_row(b2, tau=1.0))
+
+
+# -- gradients and extremes ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("ssm", {"negatives": "sampled", "similarity": "ip", "tau": 0.7}),
+        ("ssm", {"negatives": "sampled", "include_positive": False}),
+        ("ssm", {"negatives": "in-batch"}),
+        ("softmax", {"tau": 0.5}),
+        ("bsl", {"negatives": "sampled", "num_negatives": 5, "tau2": 1.3}),
+        ("bsl", {"form": "multi", "tau2": 0.8}),
+    ],
+)
+def test_gradcheck(name, kw):
+    b = make_batch(B=4, users=[0, 1, 0, 2])
+    loss = get_loss(name, **kw)
+    u = b.user_emb.clone().requires_grad_()
+    items = b.all_item_emb.clone().requires_grad_()
+
+    def f(u, items):
+        bb = LossBatch(
+            b.users,
+            b.pos_items,
+            u,
+            items[b.pos_items],
+            neg_items=b.neg_items,
+            neg_emb=items[b.neg_items],
+            all_item_emb=items,
+        )
+        return loss(bb)
+
+    assert torch.autograd.gradcheck(f, (u, items))
+
+
+def extreme_batch():
+    # inner products of exactly +-1e4
+    u = torch.tensor([[100.0, 0.0], [0.0, 100.0]], requires_grad=True)
+    items = torch.tensor([[100.0, 0.0], [-100.0, 0.0], [0.0, 100.0], [0.0, -100.0]])
+    items.requires_grad_()
+    pos = torch.tensor([0, 3])
+    neg = torch.tensor([[1, 2, 0], [2, 1, 3]])
+    b = LossBatch(
+        torch.tensor([0, 1]),
+        pos,
+        u,
+        items[pos],
+        neg_items=neg,
+        neg_emb=items[neg],
+        all_item_emb=items,
+    )
+    return b, (u, items)
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("ssm", {"negatives": "sampled", "similarity": "ip"}),
+        ("ssm", {"negatives": "in-batch", "similarity": "ip"}),
+        ("ssm", {"negatives": "in-batch", "similarity": "ip", "include_positive": False}),
+        ("softmax", {"similarity": "ip"}),
+        ("bsl", {"negatives": "sampled", "similarity": "ip", "num_negatives": 3}),
+        ("bsl", {"form": "multi", "similarity": "ip"}),
+    ],
+)
+def test_finite_at_extreme_inner_products(name, kw):
+    b, leaves = extreme_batch()
+    value = get_loss(name, **kw)(b)
+    assert torch.isfinite(value)
+    value.backward()
+    assert all(torch.isfinite(t.grad).all() for t in leaves)
+
+
+def test_rows_without_candidates_contribute_zero_with_finite_grads():
+    pos = torch.tensor([1.0, 2.0], requires_grad=True)
+    neg = torch.tensor([[0.5, 0.1], [3.0, 1.0]], requires_grad=True)
+    mask = torch.tensor([[True, True], [False, True]])
+    out = sampled_softmax_loss(pos, neg, 0.5, False, mask, reduction="none")
+    assert float(out[0].detach()) == 0
+    assert float(out[1].detach()) == pytest.approx(-4.0 + 6.0)
+    out.sum().backward()
+    assert torch.isfinite(pos.grad).all() and torch.isfinite(neg.grad).all()
+
+
+def test_module_attributes():
+    for cls in (SampledSoftmaxLoss, SoftmaxLoss, BSLLoss):
+        assert cls.paper and ".. math::" in (cls.__doc__ or "")
+    ssm = get_loss("ssm", negatives="sampled", num_negatives=7, sampler="popularity", pop_beta=0.5)
+    assert (ssm.num_negatives, ssm.sampler, ssm.pop_beta) == (7, "popularity", 0.5)
+    assert get_loss("ssm").num_negatives == 0

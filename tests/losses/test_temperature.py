@@ -1,0 +1,334 @@
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from scipy.special import lambertw as scipy_lambertw
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses import LossBatch, get_loss
+from pyg_cf.losses.temperature import (
+    AdapTau,
+    AdapTau0,
+    FixedTemperature,
+    adaptive_tau0,
+    get_temperature_schedule,
+    lambertw,
+    lambertw_scipy,
+    per_user_temperature,
+)
+
+D = torch.float64
+INV_E = math.exp(-1)
+
+
+# -- Lambert W -----------------------------------------------------------------------------
+def test_lambertw_matches_scipy():
+    far = torch.tensor(
+        [-0.3, -0.25, -0.1, -1e-9, 0.0, 1e-9, 0.3, 1.0, math.e, 10.0, 1e3, 1e6, 1e30], dtype=D
+    )
+    want = torch.from_numpy(scipy_lambertw(far.numpy()).real)
+    assert torch.allclose(lambertw(far), want, rtol=1e-13, atol=1e-15)
+    grid = torch.linspace(-INV_E, 50, 20001, dtype=D)
+    want = torch.from_numpy(scipy_lambertw(grid.numpy()).real)
+    # float64(-exp(-1)) is just below -1/e, where scipy answers NaN; W there is -1
+    assert torch.isnan(want[0]) and not torch.isnan(want[1:]).any()
+    want[0] = -1.0
+    assert torch.allclose(lambertw(grid), want, rtol=1e-10, atol=1e-7)
+    # the branch point and its neighbourhood (W is ill-conditioned there)
+    near = -INV_E + torch.tensor([1e-14, 1e-10, 1e-6, 1e-3], dtype=D)
+    want = torch.from_numpy(scipy_lambertw(near.numpy()).real)
+    assert torch.allclose(lambertw(near), want, rtol=0, atol=1e-8)
+    assert torch.allclose(lambertw_scipy(near), want)
+    assert float(lambertw(torch.tensor(-INV_E, dtype=D))) == pytest.approx(-1.0, abs=1e-7)
+
+
+def test_lambertw_inverts_w_exp_w_and_keeps_dtype():
+    x = torch.rand(1000) * 100 - INV_E
+    w = lambertw(x)
+    assert w.dtype == torch.float32 and torch.isfinite(w).all()
+    assert torch.allclose(w.double() * torch.exp(w.double()), x.double(), rtol=1e-5, atol=1e-6)
+
+
+def test_lambertw_clamps_below_minus_one_over_e():
+    x = torch.tensor([-5.0, -1.0, -0.4], dtype=D)
+    assert torch.allclose(lambertw(x), torch.full((3,), -1.0, dtype=D), atol=1e-7)
+    assert torch.allclose(lambertw_scipy(x), torch.full((3,), -1.0, dtype=D), atol=1e-7)
+
+
+# -- Adap-τ0 -------------------------------------------------------------------------------
+def clustered_embeddings(n_plus, n_minus, scale_seed=0):
+    """Users all along e1; ``n_plus`` items along e1 and ``n_minus`` along -e1, with random
+    magnitudes (normalisation must remove them). Users' training items are among the +e1
+    items, so mu+ = 1 and mu = (n_plus - n_minus) / (n_plus + n_minus)."""
+    g = torch.Generator().manual_seed(scale_seed)
+    degrees = [1, 2, 3, 4, 4]
+    users = torch.tensor([u for u, k in enumerate(degrees) for _ in range(k)])
+    items = torch.tensor([i for k in degrees for i in range(k)])
+    e1 = torch.tensor([1.0, 0.0, 0.0], dtype=D)
+    u_emb = e1 * (torch.rand(5, 1, generator=g, dtype=D) + 0.5)
+    signs = torch.tensor([1.0] * n_plus + [-1.0] * n_minus, dtype=D).unsqueeze(1)
+    i_emb = e1 * signs * (torch.rand(n_plus + n_minus, 1, generator=g, dtype=D) + 0.5)
+    return u_emb, i_emb, torch.stack([users, items])
+
+
+@pytest.mark.parametrize("n_plus,n_minus", [(4, 4), (6, 2), (7, 1)])
+def test_tau0_on_synthetic_embeddings_with_known_means(n_plus, n_minus):
+    u, i, ei = clustered_embeddings(n_plus, n_minus)
+    st = adaptive_tau0(u, i, ei)
+    n_items = n_plus + n_minus
+    # degrees [1, 2, 3, 4, 4]: the 20 % quantile is 1.8, so U' = 4 users, D' = 13 pairs
+    assert (st.num_users, st.num_pairs) == (4, 13)
+    mu = (n_plus - n_minus) / n_items
+    assert st.mu_pos == pytest.approx(1.0) and st.mu == pytest.approx(mu)
+    assert st.log_ratio == pytest.approx(math.log(4 * n_items / 26))
+    assert st.tau0 == pytest.approx((1.0 - mu) / math.log(4 * n_items / 26))
+
+
+def test_tau0_statistics_match_brute_force_on_random_embeddings():
+    g = torch.Generator().manual_seed(1)
+    u, it = torch.randn(12, 4, generator=g, dtype=D), torch.randn(9, 4, generator=g, dtype=D)
+    deg = torch.randint(1, 6, (12,), generator=g)
+    users = torch.repeat_interleave(torch.arange(12), deg)
+    items = torch.randint(9, (users.numel(),), generator=g)
+    st = adaptive_tau0(u, it, torch.stack([users, items]), use_variance=True)
+    q = sorted(deg.tolist())
+    pos = 0.2 * (len(q) - 1)
+    thresh = q[int(pos)] + (pos - int(pos)) * (q[min(int(pos) + 1, len(q) - 1)] - q[int(pos)])
+    keep = [x for x in range(12) if deg[x] > thresh]
+
+    def cos(a, b):
+        return float(a @ b / (a.norm() * b.norm()))
+
+    pos_s = [cos(u[a], it[b]) for a, b in zip(users.tolist(), items.tolist()) if a in keep]
+    all_s = [cos(u[a], it[b]) for a in keep for b in range(9)]
+    mu_p, mu = sum(pos_s) / len(pos_s), sum(all_s) / len(all_s)
+    var_p = sum((s - mu_p) ** 2 for s in pos_s) / len(pos_s)
+    var = sum((s - mu) ** 2 for s in all_s) / len(all_s)
+    assert (st.num_users, st.num_pairs) == (len(keep), len(pos_s))
+    assert st.mu_pos == pytest.approx(mu_p, rel=1e-10)
+    assert st.mu == pytest.approx(mu, rel=1e-10)
+    assert st.var_pos == pytest.approx(var_p, rel=1e-10)
+    assert st.var == pytest.approx(var, rel=1e-10)
+    # w = 1 / tau0 solves (var - var+) w^2 - 2 (mu+ - mu) w + 2 log_ratio = 0
+    w = 1 / st.tau0_raw
+    a, gap = var - var_p, mu_p - mu
+    if gap * gap - 2 * a * st.log_ratio >= 0:
+        assert a * w * w - 2 * gap * w + 2 * st.log_ratio == pytest.approx(0, abs=1e-9)
+
+
+def test_tau0_variance_form_reduces_to_eq14_for_equal_variances_and_warmup_gap():
+    u, i, ei = clustered_embeddings(6, 2)
+    plain = adaptive_tau0(u, i, ei)
+    # here var+ = 0 and var = 1 - mu^2 > 0: the variance form differs ...
+    full = adaptive_tau0(u, i, ei, use_variance=True)
+    assert full.var_pos == pytest.approx(0, abs=1e-12) and full.var == pytest.approx(0.75)
+    assert full.tau0 != pytest.approx(plain.tau0)
+    # ... and it is the eq.-14 value when both variances vanish (all items along +e1)
+    u2, i2, ei2 = clustered_embeddings(8, 0)
+    a, b = adaptive_tau0(u2, i2, ei2), adaptive_tau0(u2, i2, ei2, use_variance=True)
+    assert a.mu_pos == pytest.approx(a.mu)
+    assert b.tau0_raw == pytest.approx(a.tau0_raw, abs=1e-12)
+    warm = adaptive_tau0(u, i, ei, gap=0.7)
+    assert warm.tau0 == pytest.approx(0.7 / plain.log_ratio)
+
+
+def test_tau0_is_clamped_when_the_gap_is_not_positive():
+    u, i, ei = clustered_embeddings(6, 2)
+    st = adaptive_tau0(-u, i, ei, tau_min=0.05, tau_max=1.0)  # mu+ = -1 < mu = -0.5
+    assert st.tau0_raw < 0 and st.tau0 == 0.05
+    assert adaptive_tau0(u, i, ei, tau_max=0.2).tau0 == 0.2
+
+
+# -- per-user τ ----------------------------------------------------------------------------
+def test_user_tau_is_monotone_in_the_loss():
+    g = torch.Generator().manual_seed(0)
+    loss = torch.sort(torch.rand(500, generator=g, dtype=D) * 4).values
+    tau = per_user_temperature(loss, 0.1, divisor=0.5)
+    assert (tau.diff() >= 0).all()
+    arg = (loss - loss.mean()) / 0.5
+    strict = (arg[1:] > -INV_E) & (loss.diff() > 0)
+    assert (tau.diff()[strict] > 0).all()
+    # harder users (above the mean) get tau > tau0
+    assert ((tau > 0.1) == (loss > loss.mean())).all()
+
+
+def test_user_tau_known_values_and_clamp():
+    # mean 1 and beta = 1: L = 1 -> tau0;  L - 1 = 2e -> W(e) = 1 -> tau0 e;
+    # L - 1 = -2e -> argument -e < -1/e, clamped -> W(-1/e) = -1 -> tau0 / e
+    loss = torch.tensor([1.0, 1.0 + 2 * math.e, 1.0 - 2 * math.e, 0.5, 1.5], dtype=D)
+    tau = per_user_temperature(loss, 0.3)
+    assert float(tau[0]) == pytest.approx(0.3, rel=1e-12)
+    assert float(tau[1]) == pytest.approx(0.3 * math.e, rel=1e-10)
+    assert float(tau[2]) == pytest.approx(0.3 / math.e, rel=1e-6)
+    args = [(float(x) - 1) / 2 for x in loss]
+    want = [0.3 * math.exp(-1 if a <= -INV_E else float(scipy_lambertw(a).real)) for a in args]
+    assert torch.allclose(tau, torch.tensor(want, dtype=D), rtol=1e-6)
+
+
+def test_user_tau_options():
+    g = torch.Generator().manual_seed(2)
+    loss = torch.rand(1000, generator=g, dtype=D)
+    torch_tau = per_user_temperature(loss, 0.1, base=0.9, divisor=0.25)
+    scipy_tau = per_user_temperature(loss, 0.1, base=0.9, divisor=0.25, method="scipy")
+    assert torch.allclose(torch_tau, scipy_tau, rtol=1e-9)
+    assert float((torch_tau <= 0.1).double().mean()) == pytest.approx(0.9, abs=0.002)
+    valid = torch.rand(1000, generator=g) > 0.3
+    masked = per_user_temperature(loss, 0.1, valid=valid)
+    assert (masked[~valid] == 0.1).all()
+    with pytest.raises(ConfigError, match="base"):
+        per_user_temperature(loss, 0.1, base=1.5)
+    with pytest.raises(ConfigError, match="divisor"):
+        per_user_temperature(loss, 0.1, divisor=0)
+
+
+# -- schedules -----------------------------------------------------------------------------
+def fake_trainer(loss, n_users=5, n_items=8):
+    u, i, ei = clustered_embeddings(6, 2)
+    return SimpleNamespace(
+        loss=loss,
+        model=lambda: (u.float(), i.float()),
+        train_ei=ei,
+        num_users=n_users,
+        device=torch.device("cpu"),
+    )
+
+
+def test_adap_tau_accumulates_per_user_losses_and_sets_the_table():
+    loss = get_loss("ssm", tau=0.1, negatives="sampled", include_positive=False)
+    tr = fake_trainer(loss)
+    sched = AdapTau(divisor=0.5)
+    sched.on_epoch_start(tr, 1)
+    tau0 = adaptive_tau0(*tr.model(), tr.train_ei, tau_min=0.05, tau_max=1.0).tau0
+    assert loss.tau == pytest.approx(tau0)
+    assert loss.record_unit_loss and loss.user_tau_scope == "negatives"
+    assert torch.allclose(loss.user_tau_table, torch.full((5,), tau0))
+    g = torch.Generator().manual_seed(0)
+    seen = {u: [] for u in range(5)}
+    for users in ([0, 1, 1, 3], [3, 3, 1, 0]):
+        b = LossBatch(
+            torch.tensor(users),
+            torch.zeros(4, dtype=torch.long),
+            torch.randn(4, 3, generator=g),
+            torch.randn(4, 3, generator=g),
+            neg_emb=torch.randn(4, 6, 3, generator=g),
+        )
+        value = loss(b)
+        sched.on_batch_end(tr, b, value)
+        unit = loss.per_row(b, tau=1.0)
+        for r, u in enumerate(users):
+            seen[u].append(float(unit[r]))
+    row = {}
+    sched.on_epoch_end(tr, 1, row)
+    assert row["tau0"] == pytest.approx(tau0) and "tau_user_max" in row
+    sched.on_epoch_start(tr, 2)
+    valid = torch.tensor([bool(seen[u]) for u in range(5)])
+    want_loss = torch.tensor([sum(v) / len(v) if v else 0.0 for v in seen.values()], dtype=D)
+    assert torch.allclose(sched.user_loss[valid].double(), want_loss[valid], rtol=1e-5)
+    assert torch.isnan(sched.user_loss[~valid]).all()
+    want = per_user_temperature(want_loss, loss.tau, "mean", 0.5, valid)
+    assert torch.allclose(sched.user_tau.double(), want, rtol=1e-5)
+    assert loss.user_tau_table is sched.user_tau
+    assert torch.allclose(sched.user_tau[~valid], torch.tensor(loss.tau))
+
+
+def test_schedule_factory_and_errors():
+    assert isinstance(get_temperature_schedule("adap-tau0"), AdapTau0)
+    assert isinstance(get_temperature_schedule("ADAP-TAU", base=0.9, divisor=0.25), AdapTau)
+    assert isinstance(get_temperature_schedule("fixed", tau=0.2), FixedTemperature)
+    with pytest.raises(ConfigError, match="unknown temperature"):
+        get_temperature_schedule("cosine")
+    with pytest.raises(ConfigError, match="bad arguments"):
+        get_temperature_schedule("adap-tau", bogus=1)
+    with pytest.raises(ConfigError, match="scope"):
+        AdapTau(scope="positives")
+    with pytest.raises(ConfigError, match="temperature"):
+        AdapTau0().on_epoch_start(fake_trainer(get_loss("mml")), 1)
+    loss = get_loss("ssm", tau=0.3)
+    loss.user_tau_table = torch.ones(5)
+    FixedTemperature(0.2).on_epoch_start(fake_trainer(loss), 1)
+    assert loss.tau == 0.2 and loss.user_tau_table is None
+
+
+def clustered_data(n_users=200, n_items=100, seed=0):
+    from pyg_cf.data import from_dataframe
+
+    g = torch.Generator().manual_seed(seed)
+    users = torch.randint(n_users, (1500,), generator=g)
+    half = n_items // 2
+    items = torch.randint(half, (1500,), generator=g) + (users % 2) * half
+    return from_dataframe(pd.DataFrame({"user": users.numpy(), "item": items.numpy()}), seed=0)
+
+
+@pytest.mark.parametrize("schedule", ["adap-tau0", "adap-tau"])
+@pytest.mark.parametrize("loss_name", ["ssm", "softmax", "bsl"])
+def test_schedules_run_inside_the_trainer(schedule, loss_name):
+    from pyg_cf.nn import GraphCF
+    from pyg_cf.train import TrainConfig, Trainer
+
+    data = clustered_data()
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    kw = {"negatives": "sampled", "num_negatives": 16} if loss_name != "softmax" else {}
+    loss = get_loss(loss_name, **kw)
+    sched = get_temperature_schedule(schedule, warmup_epochs=1)
+    cfg = TrainConfig(epochs=3, batch_size=128, lr=0.05, patience=None, progress=False)
+    with torch.no_grad():
+        u0, i0 = model()
+    tr = Trainer(model, data, loss, cfg, callbacks=[sched])
+    hist = tr.fit()
+    assert {"tau0", "mu_pos", "mu", "tau"} <= set(hist.columns)
+    assert torch.isfinite(torch.tensor(hist["loss"].to_numpy())).all()
+    # epoch 1 is the warm-up (gap 0.7); later epochs measure the gap
+    assert sched.records[0]["tau0"] == pytest.approx(0.7 / sched.records[0]["log_ratio"])
+    assert hist["tau0"].tolist() == pytest.approx([r["tau0"] for r in sched.records])
+    assert hist["tau"].tolist() == pytest.approx(hist["tau0"].tolist())
+    st = adaptive_tau0(u0, i0, tr.train_ei, gap=0.7, tau_min=0.05)
+    assert sched.records[0]["tau0"] == pytest.approx(st.tau0)
+    if schedule == "adap-tau":
+        assert sched.user_tau.shape == (data["user"].num_nodes,)
+        assert loss.user_tau_table is sched.user_tau
+        assert (
+            hist["tau_user_max"].iloc[-1] >= hist["tau0"].iloc[-1] >= hist["tau_user_min"].iloc[-1]
+        )
+        assert hist["tau_user_min"].iloc[-1] < hist["tau_user_max"].iloc[-1]
+
+
+def test_cli_selects_the_schedule():
+    import pyg_cf.__main__ as cli
+
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "--loss",
+            "ssm",
+            "--temperature",
+            "adap-tau",
+            "--temperature-arg",
+            "divisor=0.25",
+            "--temperature-arg",
+            "base=0.9",
+        ]
+    )
+    assert args.temperature == "adap-tau"
+    kw = cli._key_values(args.temperature_arg, "--temperature-arg")
+    sched = get_temperature_schedule(args.temperature, **kw)
+    assert isinstance(sched, AdapTau) and (sched.divisor, sched.base) == (0.25, 0.9)
+
+
+@pytest.mark.slow
+def test_cli_adap_tau_smoke_run_on_ml1m(tmp_path):
+    import json
+
+    import pyg_cf.__main__ as cli
+    from tests.conftest import data_dir
+
+    if data_dir("ml-1m") is None:
+        pytest.skip("ml-1m not bundled")
+    out = tmp_path / "run.json"
+    argv = "train --dataset ml-1m --model mf --loss ssm --train-sim cos --test-sim cos"
+    argv += " --loss-arg include_positive=false --temperature adap-tau"
+    argv += " --temperature-arg warmup_epochs=1 --max-steps 3 --epochs 2 --quiet"
+    assert cli.main([*argv.split(), "--output", str(out)]) == 0
+    hist = json.loads(out.read_text())["history"]
+    assert len(hist) == 2 and all("tau0" in r and "tau_user_max" in r for r in hist)

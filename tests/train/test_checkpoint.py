@@ -1,0 +1,238 @@
+import os
+import pickle
+
+import pandas as pd
+import pytest
+import torch
+
+from pyg_cf.data import from_dataframe
+from pyg_cf.errors import PygCFError
+from pyg_cf.losses import get_loss
+from pyg_cf.nn import GraphCF
+from pyg_cf.train import (
+    Callback,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
+from pyg_cf.train.checkpoint import read_checkpoint
+
+
+def clustered(n_users=40, n_items=30, n=900, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    users = torch.randint(n_users, (n,), generator=g)
+    half = n_items // 2
+    items = torch.randint(half, (n,), generator=g) + (users % 2) * half
+    return from_dataframe(pd.DataFrame({"user": users.numpy(), "item": items.numpy()}), seed=0)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAt(Callback):
+    """Simulates a killed process: raises at the start of epoch ``epoch``."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer, epoch):
+        if epoch == self.epoch:
+            raise Interrupt
+
+    # a stateless callback: its settings are not part of the run's state
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def build(data, case, ckpt_dir, extra_callbacks=(), init_seed=0):
+    torch.manual_seed(init_seed)
+    kind, loss_name, loss_kw, cfg_kw = case
+    model = GraphCF.from_data(data, kind, embedding_dim=8)
+    cfg = TrainConfig(
+        epochs=4,
+        batch_size=64,
+        lr=0.02,
+        l2_reg=1e-4,
+        seed=3,
+        patience=None,
+        progress=False,
+        checkpoint_dir=str(ckpt_dir) if ckpt_dir is not None else None,
+        **cfg_kw,
+    )
+    return Trainer(model, data, get_loss(loss_name, **loss_kw), cfg, list(extra_callbacks))
+
+
+CASES = {
+    "lightgcn-ssm-inbatch": ("lightgcn", "ssm", {"tau": 0.2}, {}),
+    "mf-bpr-sampled": ("mf", "bpr", {}, {}),
+    "lightgcn-ssm-neighbor-sampled": (
+        "lightgcn",
+        "ssm",
+        {"tau": 0.2, "negatives": "sampled", "num_negatives": 4},
+        {"mode": "sampled", "num_neighbors": (5, 3, 2)},
+    ),
+}
+
+
+def metrics_only(hist):
+    return hist[[c for c in hist.columns if not c.endswith("_s")]]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_resume_is_bit_identical(tmp_path, name):
+    data = clustered()
+    case = CASES[name]
+    seed_everything(0)
+    full = build(data, case, None)
+    hist_full = full.fit()
+    emb_full = full.model.embeddings()
+
+    # the same run killed at the start of epoch 3, after the checkpoint of epoch 2
+    seed_everything(0)
+    first = build(data, case, tmp_path, extra_callbacks=[StopAt(3)])
+    with pytest.raises(Interrupt):
+        first.fit()
+    ckpt = tmp_path / "last.pt"
+    assert ckpt.is_file()
+    # disturb every random state the resumed process could inherit
+    seed_everything(12345)
+    second = build(data, case, tmp_path, extra_callbacks=[StopAt(-1)], init_seed=99)
+    assert load_checkpoint(second, ckpt) == 2
+    hist_resumed = second.fit()
+    emb_resumed = second.model.embeddings()
+
+    assert torch.equal(emb_full[0], emb_resumed[0])
+    assert torch.equal(emb_full[1], emb_resumed[1])
+    pd.testing.assert_frame_equal(metrics_only(hist_full), metrics_only(hist_resumed))
+    assert len(hist_resumed) == 4
+
+
+def test_resume_with_adaptive_temperature_callback(tmp_path):
+    from pyg_cf.losses.temperature import AdapTau
+
+    data = clustered()
+    case = CASES["lightgcn-ssm-inbatch"]
+    seed_everything(0)
+    full = build(data, case, None, extra_callbacks=[StopAt(-1), AdapTau()])
+    hist_full = full.fit()
+    seed_everything(0)
+    first = build(data, case, tmp_path, extra_callbacks=[StopAt(3), AdapTau()])
+    with pytest.raises(Interrupt):
+        first.fit()
+    second = build(data, case, tmp_path, extra_callbacks=[StopAt(-1), AdapTau()], init_seed=5)
+    load_checkpoint(second, tmp_path / "last.pt")
+    hist_resumed = second.fit()
+    assert torch.equal(full.model.embeddings()[0], second.model.embeddings()[0])
+    pd.testing.assert_frame_equal(metrics_only(hist_full), metrics_only(hist_resumed))
+
+
+def test_checkpoint_is_plain_data_loaded_with_weights_only(tmp_path):
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert set(state["rng"]) == {"python", "numpy", "torch", "generator", "cuda"}
+    assert "user_embedding.weight" in state["model"]
+    assert state["optimizer"]["state"], "Adam moments must be saved"
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_arbitrary_pickles_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": "pyg-cf-checkpoint-2", "x": Evil()}, f)
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], None)
+    with pytest.raises(PygCFError, match="could not be read safely"):
+        load_checkpoint(tr, path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_checkpoint_for_other_data_is_refused(tmp_path):
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    other = clustered(seed=1)  # same sizes, other interactions
+    tr2 = build(other, CASES["mf-bpr-sampled"], None)
+    with pytest.raises(PygCFError, match="written for other data"):
+        load_checkpoint(tr2, tmp_path / "last.pt")
+
+
+def test_missing_and_foreign_files_are_reported(tmp_path):
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], None)
+    with pytest.raises(PygCFError, match="does not exist"):
+        load_checkpoint(tr, tmp_path / "nope.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(PygCFError, match="not a pyg-cf checkpoint"):
+        read_checkpoint(tmp_path / "other.pt")
+
+
+def test_model_of_other_size_is_refused(tmp_path):
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    model = GraphCF.from_data(data, "mf", embedding_dim=4)  # other dim
+    tr2 = Trainer(model, data, get_loss("bpr"), TrainConfig(progress=False))
+    with pytest.raises(PygCFError, match="does not fit this model"):
+        load_checkpoint(tr2, tmp_path / "last.pt")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], None)
+    path = tmp_path / "last.pt"
+    save_checkpoint(tr, path)
+    before = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    tr.epoch = 7
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tr, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+class PoisonAt(Callback):
+    """Turns the embeddings into NaN at the start of epoch ``epoch``."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer, epoch):
+        if epoch == self.epoch:
+            with torch.no_grad():
+                trainer.model.user_embedding.weight.fill_(float("nan"))
+
+
+def test_nan_loss_keeps_last_good_checkpoint(tmp_path):
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path, extra_callbacks=[PoisonAt(3)])
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, batch 0"):
+        tr.fit()
+    state = read_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 2
+    assert torch.isfinite(state["model"]["user_embedding.weight"]).all()
+    fresh = build(data, CASES["mf-bpr-sampled"], None, extra_callbacks=[PoisonAt(-1)])
+    assert load_checkpoint(fresh, tmp_path / "last.pt") == 2
+    assert torch.isfinite(fresh.model.user_embedding.weight).all()
