@@ -7,7 +7,7 @@ unfinished cells resumed across sessions::
     python examples/reproduce.py --list                      # cells and their status
     python examples/reproduce.py --table 2 --budget 1800     # run table 2's missing cells
     python examples/reproduce.py --cell t2-lightgcn-ssm      # one cell
-    python examples/reproduce.py --page                      # rewrite examples/RESULTS.md
+    python examples/reproduce.py --page                      # rewrite examples/REPRODUCTION.md
 
 Protocol (the papers'): embedding size 64, Adam, lr 1e-3, batch 2048, Xavier init,
 all-ranking Recall@20 / NDCG@20 with training items masked. 10 % of each user's training
@@ -29,7 +29,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "repro"
-PAGE = HERE / "RESULTS.md"
+PAGE = HERE / "REPRODUCTION.md"
 
 
 @dataclass
@@ -58,56 +58,232 @@ class Cell:
 SSM_IB = {"tau": 0.1, "similarity": "cos"}
 CELLS: list[Cell] = [
     # Table 1 (sampled-softmax paper, Table 2): LightGCN K=3 on Gowalla, five losses.
-    Cell("t1-lightgcn-bce", 1, "LightGCN + BCE (1:4)", "gowalla", "lightgcn", "bce",
-         {"num_negatives": 4}, published=(0.1743, 0.1491), l2=1e-4, eval_every=5, patience=4),
-    Cell("t1-lightgcn-bpr", 1, "LightGCN + BPR", "gowalla", "lightgcn", "bpr", {},
-         published=(0.1824, 0.1554), l2=1e-4, eval_every=5, patience=4),
-    Cell("t1-lightgcn-sm", 1, "LightGCN + SM (full softmax)", "gowalla", "lightgcn", "softmax",
-         {"tau": 0.1, "similarity": "cos"}, published=(0.1756, 0.1429)),
-    Cell("t1-lightgcn-ccl", 1, "LightGCN + CCL", "gowalla", "lightgcn", "ccl",
-         {"margin": 0.9, "neg_weight": 150, "num_negatives": 800}, published=(0.1790, 0.1407)),
-    Cell("t1-lightgcn-ssm", 1, "LightGCN + SSM", "gowalla", "lightgcn", "ssm", SSM_IB,
-         published=(0.1869, 0.1571)),
+    Cell(
+        "t1-lightgcn-bce",
+        1,
+        "LightGCN + BCE (1:4)",
+        "gowalla",
+        "lightgcn",
+        "bce",
+        {"num_negatives": 4},
+        published=(0.1743, 0.1491),
+        l2=1e-4,
+        eval_every=5,
+        patience=4,
+    ),
+    Cell(
+        "t1-lightgcn-bpr",
+        1,
+        "LightGCN + BPR",
+        "gowalla",
+        "lightgcn",
+        "bpr",
+        {},
+        published=(0.1824, 0.1554),
+        l2=1e-4,
+        eval_every=5,
+        patience=4,
+    ),
+    Cell(
+        "t1-lightgcn-sm",
+        1,
+        "LightGCN + SM (full softmax)",
+        "gowalla",
+        "lightgcn",
+        "softmax",
+        {"tau": 0.1, "similarity": "cos"},
+        published=(0.1756, 0.1429),
+    ),
+    Cell(
+        "t1-lightgcn-ccl",
+        1,
+        "LightGCN + CCL",
+        "gowalla",
+        "lightgcn",
+        "ccl",
+        {"margin": 0.9, "neg_weight": 150, "num_negatives": 800},
+        published=(0.1790, 0.1407),
+    ),
+    Cell(
+        "t1-lightgcn-ssm",
+        1,
+        "LightGCN + SSM",
+        "gowalla",
+        "lightgcn",
+        "ssm",
+        SSM_IB,
+        published=(0.1869, 0.1571),
+    ),
     # Table 2 (its Table 3): MF, SVD++, LightGCN x BPR, SSM.
-    Cell("t2-mf-bpr", 2, "MF + BPR", "gowalla", "mf", "bpr", {}, published=(0.1558, 0.1254),
-         l2=1e-4, eval_every=5, patience=4),
+    Cell(
+        "t2-mf-bpr",
+        2,
+        "MF + BPR",
+        "gowalla",
+        "mf",
+        "bpr",
+        {},
+        published=(0.1558, 0.1254),
+        l2=1e-4,
+        eval_every=5,
+        patience=4,
+    ),
     Cell("t2-mf-ssm", 2, "MF + SSM", "gowalla", "mf", "ssm", SSM_IB, published=(0.1231, 0.0878)),
-    Cell("t2-svdpp-bpr", 2, "SVD++ + BPR", "gowalla", "svdpp-user", "bpr", {},
-         {"alpha0": 0.5, "alpha1": 0.0}, published=(0.1589, None), l2=1e-4, eval_every=5,
-         patience=4),
-    Cell("t2-svdpp-ssm", 2, "SVD++ + SSM", "gowalla", "svdpp-user", "ssm", SSM_IB,
-         {"alpha0": 0.5, "alpha1": 0.0}, published=(0.1669, 0.1376)),
-    Cell("t2-lightgcn-bpr", 2, "LightGCN + BPR", "gowalla", "lightgcn", "bpr", {},
-         published=(0.1824, None), l2=1e-4, eval_every=5, patience=4,
-         note="same run as t1-lightgcn-bpr"),
-    Cell("t2-lightgcn-ssm", 2, "LightGCN + SSM", "gowalla", "lightgcn", "ssm", SSM_IB,
-         published=(0.1869, None), note="same run as t1-lightgcn-ssm"),
+    Cell(
+        "t2-svdpp-bpr",
+        2,
+        "SVD++ + BPR",
+        "gowalla",
+        "svdpp-user",
+        "bpr",
+        {},
+        {"alpha0": 0.5, "alpha1": 0.0},
+        published=(0.1589, None),
+        l2=1e-4,
+        eval_every=5,
+        patience=4,
+    ),
+    Cell(
+        "t2-svdpp-ssm",
+        2,
+        "SVD++ + SSM",
+        "gowalla",
+        "svdpp-user",
+        "ssm",
+        SSM_IB,
+        {"alpha0": 0.5, "alpha1": 0.0},
+        published=(0.1669, 0.1376),
+    ),
+    Cell(
+        "t2-lightgcn-bpr",
+        2,
+        "LightGCN + BPR",
+        "gowalla",
+        "lightgcn",
+        "bpr",
+        {},
+        published=(0.1824, None),
+        l2=1e-4,
+        eval_every=5,
+        patience=4,
+        note="same run as t1-lightgcn-bpr",
+    ),
+    Cell(
+        "t2-lightgcn-ssm",
+        2,
+        "LightGCN + SSM",
+        "gowalla",
+        "lightgcn",
+        "ssm",
+        SSM_IB,
+        published=(0.1869, None),
+        note="same run as t1-lightgcn-ssm",
+    ),
     # Table 3 (its Table 4): train / test similarity.
-    *[Cell(f"t3-{tr}-{te}", 3, f"LightGCN + SSM, {tr.upper()}-{te.upper()}", "gowalla",
-           "lightgcn", "ssm", {"tau": 0.1, "similarity": tr}, test_similarity=te,
-           published=(pub, None))
-      for tr, te, pub in (("ip", "ip", 0.1085), ("ip", "cos", 0.0825), ("cos", "ip", 0.1869),
-                          ("cos", "cos", 0.1140))],
+    *[
+        Cell(
+            f"t3-{tr}-{te}",
+            3,
+            f"LightGCN + SSM, {tr.upper()}-{te.upper()}",
+            "gowalla",
+            "lightgcn",
+            "ssm",
+            {"tau": 0.1, "similarity": tr},
+            test_similarity=te,
+            published=(pub, None),
+        )
+        for tr, te, pub in (
+            ("ip", "ip", 0.1085),
+            ("ip", "cos", 0.0825),
+            ("cos", "ip", 0.1869),
+            ("cos", "cos", 0.1140),
+        )
+    ],
     # Table 4 (its Table 5 pattern, on Gowalla): SVD++ sides and exponents with SSM.
-    *[Cell(f"t4-{side}-{a0}-{a1}", 4, f"{side}-side SVD++ [{a0}, {a1}] + SSM", "gowalla",
-           f"svdpp-{side}", "ssm", SSM_IB, {"alpha0": a0, "alpha1": a1})
-      for side in ("user", "item") for a0, a1 in ((0.5, 0.0), (0.5, 0.5), (1.0, 0.0))],
+    *[
+        Cell(
+            f"t4-{side}-{a0}-{a1}",
+            4,
+            f"{side}-side SVD++ [{a0}, {a1}] + SSM",
+            "gowalla",
+            f"svdpp-{side}",
+            "ssm",
+            SSM_IB,
+            {"alpha0": a0, "alpha1": a1},
+        )
+        for side in ("user", "item")
+        for a0, a1 in ((0.5, 0.0), (0.5, 0.5), (1.0, 0.0))
+    ],
     # Table 5 (Adap-tau, Table 2).
-    Cell("t5-mf-adaptau", 5, "MF + Adap-τ", "gowalla", "mf", "ssm",
-         {"similarity": "cos"}, published=(0.1838, 0.1506), temperature="adap-tau"),
-    Cell("t5-lightgcn-adaptau", 5, "LightGCN + Adap-τ", "gowalla", "lightgcn", "ssm",
-         {"similarity": "cos"}, published=(0.1901, 0.1590), temperature="adap-tau"),
-    Cell("t5-ml1m-lightgcn-adaptau", 5, "LightGCN + Adap-τ (ML-1M)", "ml-1m", "lightgcn", "ssm",
-         {"similarity": "cos"}, published=(0.2787, 0.2615), temperature="adap-tau"),
+    Cell(
+        "t5-mf-adaptau",
+        5,
+        "MF + Adap-τ",
+        "gowalla",
+        "mf",
+        "ssm",
+        {"similarity": "cos"},
+        published=(0.1838, 0.1506),
+        temperature="adap-tau",
+    ),
+    Cell(
+        "t5-lightgcn-adaptau",
+        5,
+        "LightGCN + Adap-τ",
+        "gowalla",
+        "lightgcn",
+        "ssm",
+        {"similarity": "cos"},
+        published=(0.1901, 0.1590),
+        temperature="adap-tau",
+    ),
+    Cell(
+        "t5-ml1m-lightgcn-adaptau",
+        5,
+        "LightGCN + Adap-τ (ML-1M)",
+        "ml-1m",
+        "lightgcn",
+        "ssm",
+        {"similarity": "cos"},
+        published=(0.2787, 0.2615),
+        temperature="adap-tau",
+    ),
     # Table 6 (Multi-Margin Loss paper, Table 3): MF on Gowalla.
-    Cell("t6-mf-ccl", 6, "MF + CCL", "gowalla", "mf", "ccl",
-         {"margin": 0.9, "neg_weight": 150, "num_negatives": 800}, published=(0.1783, 0.1426)),
-    Cell("t6-mf-bsl", 6, "MF + BSL", "gowalla", "mf", "bsl",
-         {"tau1": 0.08, "tau2": 1.22, "form": "multi", "num_negatives": 800},
-         published=(0.1804, 0.1521)),
-    Cell("t6-mf-mml", 6, "MF + MML", "gowalla", "mf", "mml",
-         {"margins": [0.7, 0.8, 0.9], "margin_weights": [0.10, 0.15, 0.75],
-          "neg_weight": 700, "num_negatives": 100}, published=(0.1816, 0.1435)),
+    Cell(
+        "t6-mf-ccl",
+        6,
+        "MF + CCL",
+        "gowalla",
+        "mf",
+        "ccl",
+        {"margin": 0.9, "neg_weight": 150, "num_negatives": 800},
+        published=(0.1783, 0.1426),
+    ),
+    Cell(
+        "t6-mf-bsl",
+        6,
+        "MF + BSL",
+        "gowalla",
+        "mf",
+        "bsl",
+        {"tau1": 0.08, "tau2": 1.22, "form": "multi", "num_negatives": 800},
+        published=(0.1804, 0.1521),
+    ),
+    Cell(
+        "t6-mf-mml",
+        6,
+        "MF + MML",
+        "gowalla",
+        "mf",
+        "mml",
+        {
+            "margins": [0.7, 0.8, 0.9],
+            "margin_weights": [0.10, 0.15, 0.75],
+            "neg_weight": 700,
+            "num_negatives": 100,
+        },
+        published=(0.1816, 0.1435),
+    ),
 ]
 BY_ID = {c.id: c for c in CELLS}
 
@@ -150,24 +326,46 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
         from pyg_cf.losses import temperature as temp
 
         callbacks.append(temp.make_schedule(cell.temperature, loss))  # type: ignore[attr-defined]
-    cfg = TrainConfig(epochs=cell.epochs, lr=cell.lr, l2_reg=cell.l2, eval_every=cell.eval_every,
-                      patience=cell.patience, test_similarity=cell.test_similarity,
-                      eval_test=True, time_budget_s=budget_s, progress=False)
+    cfg = TrainConfig(
+        epochs=cell.epochs,
+        lr=cell.lr,
+        l2_reg=cell.l2,
+        eval_every=cell.eval_every,
+        patience=cell.patience,
+        test_similarity=cell.test_similarity,
+        eval_test=True,
+        time_budget_s=budget_s,
+        progress=False,
+    )
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
     t0 = time.perf_counter()
-    hist = trainer.fit(on_epoch=lambda r: print(
-        f"[{cell.id}] epoch {r['epoch']} loss {r['loss']:.4f} "
-        + " ".join(f"{k} {v:.4f}" for k, v in r.items() if k.endswith("recall@20")),
-        flush=True))
+    hist = trainer.fit(
+        on_epoch=lambda r: print(
+            f"[{cell.id}] epoch {r['epoch']} loss {r['loss']:.4f} "
+            + " ".join(f"{k} {v:.4f}" for k, v in r.items() if k.endswith("recall@20")),
+            flush=True,
+        )
+    )
     wall = time.perf_counter() - t0
     test = trainer.evaluate("test")
-    best_epoch = int(hist.loc[hist["best"].fillna(False).astype(bool), "epoch"].max()) \
-        if "best" in hist else int(hist["epoch"].max())
+    best_epoch = (
+        int(hist.loc[hist["best"].fillna(False).astype(bool), "epoch"].max())
+        if "best" in hist
+        else int(hist["epoch"].max())
+    )
     converged = len(hist) < cell.epochs and (budget_s is None or wall < budget_s)
-    return {"cell": cell.id, "test": test, "best_epoch": best_epoch, "epochs_run": len(hist),
-            "wall_s": wall, "converged": bool(converged), "machine": machine(),
-            "command": command(cell), "torch_threads": torch.get_num_threads(),
-            "history": json.loads(hist.to_json(orient="records"))}
+    return {
+        "cell": cell.id,
+        "test": test,
+        "best_epoch": best_epoch,
+        "epochs_run": len(hist),
+        "wall_s": wall,
+        "converged": bool(converged),
+        "machine": machine(),
+        "command": command(cell),
+        "torch_threads": torch.get_num_threads(),
+        "history": json.loads(hist.to_json(orient="records")),
+    }
 
 
 def load_record(cell: Cell) -> dict[str, Any] | None:
@@ -195,36 +393,49 @@ def fmt(x: float | None) -> str:
 
 
 def write_page() -> None:
-    lines = ["# Reproduction results", "",
-             "Every number below comes from a run in this repository; the command that produced "
-             "it is beside it. Protocol: see the docstring of `examples/reproduce.py` (10 % "
-             "validation carve, early stopping on validation NDCG@20, test metrics of the "
-             "best-validation weights). Relative difference = ours / published − 1. "
-             "'R@20 @600s' is test Recall@20 after 600 s of training (equal-budget view).", ""]
-    titles = {1: "Table 1 — losses with LightGCN on Gowalla (sampled-softmax paper, Table 2)",
-              2: "Table 2 — models × BPR/SSM on Gowalla (its Table 3)",
-              3: "Table 3 — train/test similarity, LightGCN + SSM (its Table 4)",
-              4: "Table 4 — SVD++ sides and exponents with SSM on Gowalla (its Table 5 pattern)",
-              5: "Table 5 — Adap-τ (WWW 2023, Table 2)",
-              6: "Table 6 — MF on Gowalla (Multi-Margin Loss paper, Table 3)"}
+    lines = [
+        "# Reproduction results",
+        "",
+        "Every number below comes from a run in this repository; the command that produced "
+        "it is beside it. Protocol: see the docstring of `examples/reproduce.py` (10 % "
+        "validation carve, early stopping on validation NDCG@20, test metrics of the "
+        "best-validation weights). Relative difference = ours / published − 1. "
+        "'R@20 @600s' is test Recall@20 after 600 s of training (equal-budget view).",
+        "",
+    ]
+    titles = {
+        1: "Table 1 — losses with LightGCN on Gowalla (sampled-softmax paper, Table 2)",
+        2: "Table 2 — models × BPR/SSM on Gowalla (its Table 3)",
+        3: "Table 3 — train/test similarity, LightGCN + SSM (its Table 4)",
+        4: "Table 4 — SVD++ sides and exponents with SSM on Gowalla (its Table 5 pattern)",
+        5: "Table 5 — Adap-τ (WWW 2023, Table 2)",
+        6: "Table 6 — MF on Gowalla (Multi-Margin Loss paper, Table 3)",
+    }
     for t, title in titles.items():
-        lines += [f"## {title}", "",
-                  "| cell | ours R@20 / N@20 | published | rel. diff R | epochs (best) | wall | "
-                  "R@20 @600s | status | command |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| cell | ours R@20 / N@20 | published | rel. diff R | epochs (best) | wall | "
+            "R@20 @600s | status | command |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in (c for c in CELLS if c.table == t):
             rec = load_record(c)
             pub = f"{fmt(c.published[0])} / {fmt(c.published[1])}"
             if rec is None:
-                lines.append(f"| {c.label} | not run yet | {pub} | – | – | – | – | unfinished | "
-                             f"`{command(c)}` |")
+                lines.append(
+                    f"| {c.label} | not run yet | {pub} | – | – | – | – | unfinished | "
+                    f"`{command(c)}` |"
+                )
                 continue
             r, n = rec["test"]["recall@20"], rec["test"]["ndcg@20"]
             rel = f"{r / c.published[0] - 1:+.1%}" if c.published[0] else "–"
             status = "converged (early stop)" if rec["converged"] else "budget reached"
-            lines.append(f"| {c.label} | {r:.4f} / {n:.4f} | {pub} | {rel} | "
-                         f"{rec['epochs_run']} ({rec['best_epoch']}) | {rec['wall_s'] / 60:.0f} min"
-                         f" | {fmt(recall_at(rec, 600))} | {status} | `{rec['command']}` |")
+            lines.append(
+                f"| {c.label} | {r:.4f} / {n:.4f} | {pub} | {rel} | "
+                f"{rec['epochs_run']} ({rec['best_epoch']}) | {rec['wall_s'] / 60:.0f} min"
+                f" | {fmt(recall_at(rec, 600))} | {status} | `{rec['command']}` |"
+            )
         lines.append("")
     machines = sorted({rec["machine"] for c in CELLS if (rec := load_record(c))})
     lines += ["Machines: " + ("; ".join(machines) if machines else "–"), ""]
@@ -238,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell", action="append", default=[])
     p.add_argument("--budget", type=float, default=None, help="seconds of training per cell")
     p.add_argument("--list", action="store_true")
-    p.add_argument("--page", action="store_true", help="only rewrite RESULTS.md")
+    p.add_argument("--page", action="store_true", help="only rewrite REPRODUCTION.md")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.list:

@@ -14,7 +14,6 @@ import random
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 
 import pyg_cf
@@ -186,12 +185,6 @@ def test_fuzz_layer():
             call(bipartite_norm, ei, (4, 4), 0.5, 0.5, deg_src=b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GraphCF.forward/score/recommend do not yet validate the dtype/shape of node "
-    "ids and the type of edge_index (pyg_cf/nn/models.py, issue 6); remove this mark once "
-    "they do",
-)
 def test_fuzz_model():
     rng = random.Random(7)
     gen = torch.Generator().manual_seed(7)

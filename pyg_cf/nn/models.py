@@ -217,6 +217,8 @@ class GraphCF(nn.Module):
     def _check_edges(edge_index: Tensor, nu: int, ni: int) -> None:
         if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise PygCFError("edge_index must be a [2, E] tensor of (user, item) pairs")
+        if edge_index.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"edge_index must hold torch.long ids, got dtype {edge_index.dtype}")
         if edge_index.numel():
             if (
                 int(edge_index.min()) < 0
@@ -265,6 +267,12 @@ class GraphCF(nn.Module):
             ``(user_emb, item_emb)`` of shapes ``[num_users_or_len(user_nodes), d]`` and
             ``[num_items_or_len(item_nodes), d]``.
         """
+        if edge_index is not None and not isinstance(edge_index, Tensor):
+            raise TypeError(f"edge_index must be a [2, E] tensor, got {type(edge_index).__name__}")
+        if user_nodes is not None:
+            user_nodes = self._check_ids(user_nodes, self.num_users, "user")
+        if item_nodes is not None:
+            item_nodes = self._check_ids(item_nodes, self.num_items, "item")
         x_u = self.user_embedding.weight if user_nodes is None else self.user_embedding(user_nodes)
         x_i = self.item_embedding.weight if item_nodes is None else self.item_embedding(item_nodes)
         if not (self.propagate_users or self.propagate_items):
@@ -307,7 +315,20 @@ class GraphCF(nn.Module):
         return self.forward()
 
     def _check_ids(self, ids: Tensor, n: int, kind: str) -> Tensor:
-        ids = torch.as_tensor(ids, dtype=torch.long, device=self.user_embedding.weight.device)
+        if not isinstance(ids, Tensor):
+            try:
+                ids = torch.as_tensor(ids)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(
+                    f"{kind} ids must be a 1-D integer tensor or sequence, got {type(ids).__name__}"
+                ) from None
+            if ids.numel() == 0:
+                ids = ids.long()
+        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+            raise TypeError(f"{kind} ids must be integers, got dtype {ids.dtype}")
+        if ids.dim() != 1:
+            raise PygCFError(f"{kind} ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
+        ids = ids.to(device=self.user_embedding.weight.device, dtype=torch.long)
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
             raise PygCFError(
                 f"{kind} ids must lie in [0, {n}); got min {int(ids.min())}, max {int(ids.max())}"
@@ -334,9 +355,11 @@ class GraphCF(nn.Module):
         self, users: Tensor, k: int = 20, similarity: str = "ip", exclude_train: bool = True
     ) -> Tensor:
         """Top-``k`` item ids ``[len(users), k]`` per user, training items excluded."""
-        if k <= 0 or k > self.num_items:
-            raise ConfigError(f"k must lie in [1, {self.num_items}], got {k}")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.num_items:
+            raise ConfigError(f"k must lie in [1, {self.num_items}], got {k!r}")
         users = self._check_ids(users, self.num_users, "user")
+        if users.numel() == 0:
+            return torch.empty(0, k, dtype=torch.long, device=users.device)
         scores = self.score(users, similarity=similarity)
         if exclude_train:
             from pyg_cf.metrics.ranking import mask_seen
