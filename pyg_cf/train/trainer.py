@@ -256,9 +256,15 @@ class Trainer:
             loss = self.loss(batch)
             value = float(loss.detach())
             if not math.isfinite(value):
+                kept = (
+                    f"the last good checkpoint is {self.config.checkpoint_dir}/last.pt"
+                    if self.config.checkpoint_dir is not None
+                    else "no step was taken with it (set checkpoint_dir to keep a last good "
+                    "checkpoint)"
+                )
                 raise NonFiniteLossError(
-                    f"loss is {value} at epoch {self.epoch}, batch {step}; the weights of the "
-                    "last evaluation are kept (lower the learning rate or check the inputs)"
+                    f"loss is {value} at epoch {self.epoch}, batch {step}; {kept}; lower the "
+                    "learning rate or check the inputs"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             (loss + reg).backward()

@@ -1,4 +1,4 @@
-"""Runs the code cells of ``examples/diagnostics.ipynb`` top to bottom in one namespace (what
+"""Runs the code cells of ``examples/explore.ipynb`` top to bottom in one namespace (what
 a kernel would do, without needing Jupyter), on a small budget."""
 
 import json
@@ -11,7 +11,7 @@ from tests.conftest import data_dir
 
 pytest.importorskip("matplotlib")
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "diagnostics.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "explore.ipynb"
 
 
 def _load() -> dict:

@@ -16,8 +16,8 @@ the norm of a propagated side grows like d^(1 - alpha0) at large degree; MF has 
 propagation and no built-in dependence on degree. ``--alpha0`` adds item-side SVD++ runs
 with other alpha0 to see "larger alpha0, smaller growth" directly.
 
-    OMP_NUM_THREADS=1 nice -n 5 python examples/diagnostics.py --epochs 2
-    python examples/diagnostics.py --dataset ml-1m --epochs 5 --alpha0 0,1
+    OMP_NUM_THREADS=1 nice -n 5 python examples/magnitude_vs_degree.py --epochs 2
+    python examples/magnitude_vs_degree.py --dataset ml-1m --epochs 5 --alpha0 0,1
 """
 
 from __future__ import annotations
