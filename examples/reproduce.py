@@ -266,7 +266,7 @@ CELLS: list[Cell] = [
         "gowalla",
         "mf",
         "bsl",
-        {"tau1": 0.08, "tau2": 1.22, "form": "multi", "num_negatives": 800},
+        {"tau1": 0.08, "tau2": 1.22, "form": "multi", "negatives": "sampled", "num_negatives": 800},
         published=(0.1804, 0.1521),
     ),
     Cell(
@@ -278,7 +278,7 @@ CELLS: list[Cell] = [
         "mml",
         {
             "margins": [0.7, 0.8, 0.9],
-            "margin_weights": [0.10, 0.15, 0.75],
+            "weights": [0.10, 0.15, 0.75],
             "neg_weight": 700,
             "num_negatives": 100,
         },
@@ -325,7 +325,7 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
     if cell.temperature != "fixed":
         from pyg_cf.losses import temperature as temp
 
-        callbacks.append(temp.make_schedule(cell.temperature, loss))  # type: ignore[attr-defined]
+        callbacks.append(temp.get_temperature_schedule(cell.temperature))
     cfg = TrainConfig(
         epochs=cell.epochs,
         lr=cell.lr,
