@@ -14,7 +14,14 @@ from pyg_cf.errors import ConfigError
 if TYPE_CHECKING:
     from pyg_cf.data.pairs import UserItemIndex
 
-__all__ = ["CFLoss", "LossBatch", "masked_logsumexp", "reduce_loss", "similarity"]
+__all__ = [
+    "CFLoss",
+    "LossBatch",
+    "SampledScoreLoss",
+    "masked_logsumexp",
+    "reduce_loss",
+    "similarity",
+]
 
 _SIMILARITIES = ("ip", "cos")
 _SAMPLERS = ("uniform", "popularity")
@@ -209,3 +216,31 @@ class CFLoss(nn.Module):
         if self.user_tau_scope == "negatives":
             return base, row
         return row, row
+
+
+class SampledScoreLoss(CFLoss):
+    """Base of losses on ``[B]`` positive and ``[B, M]`` sampled-negative scores; subclasses
+    implement :meth:`per_row` using :meth:`_pos_neg`."""
+
+    negatives = "sampled"
+
+    def __init__(
+        self,
+        num_negatives: int,
+        similarity: str,
+        sampler: str,
+        pop_beta: float,
+        reject_positives: bool,
+    ) -> None:
+        super().__init__()
+        self.similarity = check_similarity(similarity)
+        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+
+    def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
+        assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
+        pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
+        neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
+        return pos, neg
+
+    def forward(self, batch: LossBatch) -> Tensor:
+        return self.per_row(batch).mean()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import CFLoss, LossBatch, check_similarity, reduce_loss, similarity
+from pyg_cf.losses.base import LossBatch, SampledScoreLoss, reduce_loss
 from pyg_cf.losses.registry import register_loss
 
 __all__ = [
@@ -98,33 +98,8 @@ def hinge_loss(
     return reduce_loss(loss, reduction)
 
 
-class _SampledMargin(CFLoss):
-    negatives = "sampled"
-
-    def __init__(
-        self,
-        num_negatives: int,
-        similarity: str,
-        sampler: str,
-        pop_beta: float,
-        reject_positives: bool,
-    ) -> None:
-        super().__init__()
-        self.similarity = check_similarity(similarity)
-        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
-
-    def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
-        assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
-        pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
-        neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
-        return pos, neg
-
-    def forward(self, batch: LossBatch) -> Tensor:
-        return self.per_row(batch).mean()
-
-
 @register_loss("ccl")
-class CosineContrastiveLoss(_SampledMargin):
+class CosineContrastiveLoss(SampledScoreLoss):
     r"""Cosine contrastive loss (Mao et al., "SimpleX: A Simple and Strong Baseline for
     Collaborative Filtering", CIKM 2021).
 
@@ -176,7 +151,7 @@ class CosineContrastiveLoss(_SampledMargin):
 
 
 @register_loss("mml")
-class MultiMarginLoss(_SampledMargin):
+class MultiMarginLoss(SampledScoreLoss):
     r"""Multi-margin loss (Ozsoy, "Multi-Margin Loss: Proposal and Application in Recommender
     Systems", arXiv:2405.04614, 2024; later titled "Multi-Margin Cosine Loss").
 
@@ -248,7 +223,7 @@ class MultiMarginLoss(_SampledMargin):
 
 
 @register_loss("hinge")
-class HingeLoss(_SampledMargin):
+class HingeLoss(SampledScoreLoss):
     r"""Pairwise margin-ranking hinge (Weston, Bengio, Usunier, "WSABIE: Scaling Up To Large
     Vocabulary Image Annotation", IJCAI 2011), averaged over the row's negatives.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_cf.losses.base import CFLoss, LossBatch, check_similarity, reduce_loss, similarity
+from pyg_cf.losses.base import LossBatch, SampledScoreLoss, reduce_loss
 from pyg_cf.losses.registry import register_loss
 
 __all__ = ["BinaryCrossEntropyLoss", "MeanSquaredErrorLoss", "bce_loss", "mse_loss"]
@@ -46,36 +46,8 @@ def mse_loss(
     return reduce_loss(loss, reduction)
 
 
-class _SampledPointwise(CFLoss):
-    negatives = "sampled"
-
-    def __init__(
-        self,
-        num_negatives: int,
-        similarity: str,
-        sampler: str,
-        pop_beta: float,
-        reject_positives: bool,
-    ) -> None:
-        super().__init__()
-        self.similarity = check_similarity(similarity)
-        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
-
-    def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
-        assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
-        pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
-        neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
-        return pos, neg
-
-    def forward(self, batch: LossBatch) -> Tensor:
-        return self.per_row(batch).mean()
-
-    def extra_repr(self) -> str:
-        return f"num_negatives={self.num_negatives}, similarity={self.similarity!r}"
-
-
 @register_loss("bce")
-class BinaryCrossEntropyLoss(_SampledPointwise):
+class BinaryCrossEntropyLoss(SampledScoreLoss):
     r"""Pointwise binary cross-entropy with sampled negatives, as compared in Wu et al.,
     "On the Effectiveness of Sampled Softmax Loss for Item Recommendation", TOIS 2024.
 
@@ -112,7 +84,7 @@ class BinaryCrossEntropyLoss(_SampledPointwise):
 
 
 @register_loss("mse")
-class MeanSquaredErrorLoss(_SampledPointwise):
+class MeanSquaredErrorLoss(SampledScoreLoss):
     r"""Pointwise squared error with sampled negatives (the regression loss of implicit
     feedback, Hu et al., "Collaborative Filtering for Implicit Feedback Datasets",
     ICDM 2008, with sampled zeros).
