@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=2048)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--l2", type=float, default=0.0, help="L2 weight on layer-0 embeddings")
+    t.add_argument(
+        "--sampling",
+        default="edge",
+        choices=["edge", "user"],
+        help="rows of an epoch: a pass over interactions, or uniform users (LightGCN code)",
+    )
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--patience", type=int, default=10)
     t.add_argument("--max-steps", type=int, default=None, help="batches per epoch cap")
@@ -130,6 +136,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         lr=args.lr,
         l2_reg=args.l2,
+        sampling=args.sampling,
         eval_every=args.eval_every,
         patience=args.patience,
         test_similarity=args.test_sim,

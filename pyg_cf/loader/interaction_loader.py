@@ -125,6 +125,12 @@ class InteractionLoader:
         backend: ``'torch'`` or ``'pyg'`` (see :class:`BipartiteNeighborSampler`).
         generator: Random generator of shuffling, negatives and neighbor sampling.
         max_steps: Cap on batches per epoch.
+        sampling: How an epoch's ``E`` rows are drawn. ``'edge'`` (default): a shuffled
+            pass over the training interactions, so a user appears as often as it has
+            interactions. ``'user'``: ``E`` draws of a user uniformly among users with
+            training interactions, each with one of its interactions uniformly (with
+            replacement; the sampler of LightGCN's reference code), so every user carries
+            the same weight, as in the user-averaged Recall@K and NDCG@K.
     """
 
     def __init__(
@@ -147,7 +153,10 @@ class InteractionLoader:
         backend: str = "torch",
         generator: torch.Generator | None = None,
         max_steps: int | None = None,
+        sampling: str = "edge",
     ) -> None:
+        if sampling not in ("edge", "user"):
+            raise ConfigError(f"sampling must be 'edge' or 'user', got {sampling!r}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if num_negatives < 0:
@@ -158,7 +167,17 @@ class InteractionLoader:
         self.num_negatives, self.mask_in_batch = num_negatives, mask_in_batch
         self.max_steps = max_steps
         self.generator = generator
+        self.sampling = sampling
         dev = edge_index.device
+        self._by_user: tuple[Tensor, Tensor, Tensor] | None = None
+        if sampling == "user":
+            users = edge_index[0].long()
+            deg = torch.bincount(users, minlength=self.num_users)
+            rowptr = torch.zeros(self.num_users + 1, dtype=torch.long, device=dev)
+            torch.cumsum(deg, 0, out=rowptr[1:])
+            active = torch.nonzero(deg > 0).view(-1)
+            # (columns of edge_index sorted by user, row pointers, users with interactions)
+            self._by_user = (torch.argsort(users, stable=True), rowptr, active)
         needs_index = mask_in_batch or (reject_positives and negative_sampler is None)
         if positives is None and needs_index:
             positives = UserItemIndex(edge_index, self.num_users, self.num_items)
@@ -196,23 +215,43 @@ class InteractionLoader:
     def index_batches(self) -> Iterator[Tensor]:
         """Column indices of the training edges, one tensor per batch."""
         e = self.edge_index.size(1)
-        if self.shuffle:
+        if self._by_user is not None:
+            order = self._user_uniform_draws(e)
+        elif self.shuffle:
             order = torch.randperm(e, device=self._device, generator=self.generator)
         else:
             order = torch.arange(e, device=self._device)
         for s in range(len(self)):
             yield order[s * self.batch_size : (s + 1) * self.batch_size]
 
+    def _user_uniform_draws(self, n: int) -> Tensor:
+        """``n`` edge columns: a uniform user with interactions, then a uniform one of
+        its interactions (vectorised; on the edges' device)."""
+        assert self._by_user is not None
+        by_user, rowptr, active = self._by_user
+        if active.numel() == 0:
+            return torch.empty(0, dtype=torch.long, device=self._device)
+        pick = torch.randint(active.numel(), (n,), device=self._device, generator=self.generator)
+        u = active[pick]
+        start, deg = rowptr[u], rowptr[u + 1] - rowptr[u]
+        r = torch.rand(n, device=self._device, generator=self.generator)
+        off = (r * deg).long().clamp_max(deg - 1)
+        return by_user[start + off]
+
     def __iter__(self) -> Iterator[CFBatch]:
         for idx in self.index_batches():
             yield self.collate(idx)
 
-    def collate(self, idx: Tensor, num_negatives: int | None = None) -> CFBatch:
+    def collate(
+        self, idx: Tensor, num_negatives: int | None = None, shared: bool = False
+    ) -> CFBatch:
         """The :class:`CFBatch` of training-edge columns ``idx``.
 
         Args:
             idx: ``[B]`` columns of ``edge_index``.
             num_negatives: Overrides the loader's ``num_negatives`` for this batch.
+            shared: One set of negatives for all rows: ``neg_items`` (and ``neg_index``)
+                are stride-0 expanded ``[B, M]`` views of one ``[M]`` draw.
         """
         users, pos = self.edge_index[0, idx], self.edge_index[1, idx]
         m = self.num_negatives if num_negatives is None else num_negatives
@@ -220,7 +259,7 @@ class InteractionLoader:
         if m > 0:
             if self.negative_sampler is None:
                 self.negative_sampler = NegativeSampler(self.num_items)
-            neg, neg_logp = self.negative_sampler.sample(users, m, self.generator)
+            neg, neg_logp = self.negative_sampler.sample(users, m, self.generator, shared=shared)
         coll, ncoll = None, 0
         if self.mask_in_batch:
             assert self.positives is not None
@@ -230,13 +269,15 @@ class InteractionLoader:
         batch = CFBatch(idx, users, pos, neg, neg_logp, coll, ncoll)
         if self.sampler is None:
             return batch
-        items = pos if neg is None else torch.cat([pos, neg.reshape(-1)])
+        neg_flat = None if neg is None else (neg[0] if shared else neg.reshape(-1))
+        items = pos if neg_flat is None else torch.cat([pos, neg_flat])
         sub = self.sampler.sample(users, items, self.generator)
         batch.subgraph = sub.to_hetero_data()
         batch.user_index = sub.local_users(users)
         batch.pos_index = sub.local_items(pos)
-        if neg is not None:
-            batch.neg_index = sub.local_items(neg.reshape(-1)).view(neg.shape)
+        if neg is not None and neg_flat is not None:
+            local = sub.local_items(neg_flat)
+            batch.neg_index = local.expand(neg.shape) if shared else local.view(neg.shape)
         return batch
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@ __all__ = [
     "LossBatch",
     "SampledScoreLoss",
     "masked_logsumexp",
+    "negative_scores",
     "reduce_loss",
     "similarity",
 ]
@@ -41,6 +42,23 @@ def similarity(a: Tensor, b: Tensor, kind: str = "ip") -> Tensor:
     if kind == "cos":
         return (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1)
     raise ConfigError(f"similarity must be 'ip' or 'cos', got {kind!r}")
+
+
+def is_shared(neg_emb: Tensor) -> bool:
+    """Whether negatives ``[1, M, d]`` are one set shared by every row of the batch."""
+    return neg_emb.dim() == 3 and neg_emb.size(0) == 1
+
+
+def negative_scores(user_emb: Tensor, neg_emb: Tensor, kind: str = "ip") -> Tensor:
+    r"""Scores ``[B, M]`` of each row's user ``[B, d]`` against its negatives ``[B, M, d]``.
+
+    A batched matrix product (no ``[B, M, d]`` temporary); when the negatives are shared
+    by all rows (:func:`is_shared`) a single ``[B, d] \times [d, M]`` product.
+    """
+    u = normalize_if(user_emb, kind)
+    if is_shared(neg_emb):
+        return u @ normalize_if(neg_emb[0], kind).T
+    return torch.bmm(normalize_if(neg_emb, kind), u.unsqueeze(-1)).squeeze(-1)
 
 
 def normalize_if(x: Tensor, kind: str) -> Tensor:
@@ -94,7 +112,8 @@ class LossBatch:
         user_emb: ``[B, d]`` final user embeddings.
         pos_emb: ``[B, d]`` final embeddings of the positive items.
         neg_items: ``[B, M]`` sampled negative ids (``None`` unless the loss samples).
-        neg_emb: ``[B, M, d]`` their final embeddings.
+        neg_emb: ``[B, M, d]`` their final embeddings, or ``[1, M, d]`` when one set of
+            negatives is shared by every row (``shared_negatives``).
         neg_log_prob: ``[B, M]`` log-probability with which each negative was drawn
             (for logQ correction), when known.
         all_item_emb: ``[I, d]`` every item's final embedding (full-softmax losses only).
@@ -131,6 +150,8 @@ class CFLoss(nn.Module):
     * ``sampler``: ``'uniform'`` or ``'popularity'`` (with exponent ``pop_beta``);
     * ``reject_positives``: re-draw sampled negatives that are training positives of the
       row's user;
+    * ``shared_negatives``: one set of sampled negatives for the whole batch (``neg_emb``
+      is then ``[1, M, d]``, scored with one matrix product by :func:`negative_scores`);
 
     and implement :meth:`forward` on a :class:`LossBatch`, returning a scalar. Losses with a
     temperature expose ``tau`` so that temperature schedules
@@ -146,6 +167,7 @@ class CFLoss(nn.Module):
     sampler: str = "uniform"
     pop_beta: float = 1.0
     reject_positives: bool = False
+    shared_negatives: bool = False
     paper: str = ""
     user_tau_table: Tensor | None = None
     user_tau_scope: str = "both"
@@ -184,6 +206,7 @@ class CFLoss(nn.Module):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
         """Validate and store the settings of sampled negatives."""
         if int(num_negatives) < 1:
@@ -195,6 +218,12 @@ class CFLoss(nn.Module):
         self.sampler = sampler
         self.pop_beta = float(pop_beta)
         self.reject_positives = bool(reject_positives)
+        self.shared_negatives = bool(shared_negatives)
+        if self.shared_negatives and self.reject_positives:
+            raise ConfigError(
+                "shared_negatives=True gives every row the same negatives, so positives "
+                "cannot be rejected per row: set reject_positives=False"
+            )
 
     def temperatures(
         self, batch: LossBatch, tau: float | Tensor | None = None
@@ -231,15 +260,16 @@ class SampledScoreLoss(CFLoss):
         sampler: str,
         pop_beta: float,
         reject_positives: bool,
+        shared_negatives: bool = False,
     ) -> None:
         super().__init__()
         self.similarity = check_similarity(similarity)
-        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
 
     def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
         assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
-        neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
+        neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity)
         return pos, neg
 
     def forward(self, batch: LossBatch) -> Tensor:

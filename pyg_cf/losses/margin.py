@@ -118,6 +118,9 @@ class CosineContrastiveLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = (
@@ -133,8 +136,11 @@ class CosineContrastiveLoss(SampledScoreLoss):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
-        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        super().__init__(
+            num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
+        )
         self.margin = float(margin)
         self.neg_weight = float(neg_weight)
 
@@ -175,6 +181,9 @@ class MultiMarginLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = (
@@ -193,8 +202,11 @@ class MultiMarginLoss(SampledScoreLoss):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
-        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        super().__init__(
+            num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
+        )
         margins = [float(m) for m in margins]
         weights = [float(w) for w in weights]
         if not margins or len(margins) != len(weights):
@@ -237,6 +249,9 @@ class HingeLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = (
@@ -252,8 +267,11 @@ class HingeLoss(SampledScoreLoss):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
-        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        super().__init__(
+            num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
+        )
         self.margin = float(margin)
 
     def per_row(self, batch: LossBatch) -> Tensor:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_cf.losses.base import CFLoss, LossBatch, check_similarity, similarity
+from pyg_cf.losses.base import (
+    CFLoss,
+    LossBatch,
+    check_similarity,
+    negative_scores,
+    similarity,
+)
 from pyg_cf.losses.registry import register_loss
 
 __all__ = ["BPRLoss", "bpr_loss"]
@@ -39,6 +45,9 @@ class BPRLoss(CFLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     negatives = "sampled"
@@ -51,16 +60,17 @@ class BPRLoss(CFLoss):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
         super().__init__()
         self.similarity = check_similarity(similarity)
-        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+        self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]`` (averaged over its negatives)."""
         assert batch.neg_emb is not None, "BPR needs sampled negatives"
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
-        neg = similarity(batch.user_emb.unsqueeze(1), batch.neg_emb, self.similarity)
+        neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity)
         return F.softplus(neg - pos.unsqueeze(-1)).mean(-1)
 
     def forward(self, batch: LossBatch) -> Tensor:

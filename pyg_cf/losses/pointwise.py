@@ -60,6 +60,9 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = (
@@ -74,8 +77,11 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
-        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        super().__init__(
+            num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
+        )
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""
@@ -99,6 +105,9 @@ class MeanSquaredErrorLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = "Hu, Koren, Volinsky, Collaborative Filtering for Implicit Feedback Datasets, ICDM 2008"
@@ -111,8 +120,11 @@ class MeanSquaredErrorLoss(SampledScoreLoss):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
-        super().__init__(num_negatives, similarity, sampler, pop_beta, reject_positives)
+        super().__init__(
+            num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
+        )
         self.neg_weight = float(neg_weight)
 
     def per_row(self, batch: LossBatch) -> Tensor:

@@ -16,6 +16,7 @@ from pyg_cf.losses.base import (
     LossBatch,
     check_similarity,
     masked_logsumexp,
+    negative_scores,
     normalize_if,
     reduce_loss,
 )
@@ -199,9 +200,8 @@ def _scores(
         return pos, pair, mask, pair
     if batch.neg_emb is None:
         raise ConfigError("sampled negatives are missing from the batch (neg_emb is None)")
-    n = normalize_if(batch.neg_emb, similarity)
     pos = (u * p).sum(-1)
-    neg = torch.einsum("bd,bmd->bm", u, n)
+    neg = negative_scores(batch.user_emb, batch.neg_emb, similarity)
     return pos, neg, None, None
 
 
@@ -240,6 +240,9 @@ class SampledSoftmaxLoss(CFLoss):
         logq_correction: Subtract the log sampling probability of sampled negatives.
         pop_beta: Popularity exponent :math:`\beta` of the ``'popularity'`` sampler.
         reject_positives: Re-draw sampled negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = (
@@ -258,12 +261,13 @@ class SampledSoftmaxLoss(CFLoss):
         logq_correction: bool = False,
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
     ) -> None:
         super().__init__()
         _check_common(tau, negatives, ("in-batch", "sampled"))
         self.similarity = check_similarity(similarity)
         if negatives == "sampled":
-            self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+            self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
         else:
             if sampler not in ("uniform", "popularity"):
                 raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
@@ -414,6 +418,9 @@ class BSLLoss(CFLoss):
         mask_collisions: Mask in-batch false negatives (default ``True``).
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw sampled negatives that are positives of the user.
+        shared_negatives: Draw one set of negatives per batch and give it to every row
+            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
+            ``[B, M, d]`` gather; no rejection of positives).
     """
 
     paper = "Wu et al., BSL: Understanding and Improving Softmax Loss for Recommendation, ICDE 2024"
@@ -431,6 +438,7 @@ class BSLLoss(CFLoss):
         mask_collisions: bool = True,
         pop_beta: float = 1.0,
         reject_positives: bool = False,
+        shared_negatives: bool = False,
         tau: float | None = None,
     ) -> None:
         super().__init__()
@@ -442,7 +450,7 @@ class BSLLoss(CFLoss):
             raise ConfigError(f"tau2 must be > 0, got {tau2}")
         self.similarity = check_similarity(similarity)
         if negatives == "sampled":
-            self._set_sampling(num_negatives, sampler, pop_beta, reject_positives)
+            self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
         else:
             self.negatives, self.num_negatives = "in-batch", 0
         self.tau = tau1

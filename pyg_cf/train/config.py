@@ -43,6 +43,10 @@ class TrainConfig:
             ``NeighborSampler``; needs pyg-lib or torch-sparse).
         degree_correction: In ``'sampled'`` mode, rescale sampled neighborhoods so that each
             aggregate estimates the full-graph one without bias.
+        sampling: ``'edge'`` (a shuffled pass over the training interactions) or
+            ``'user'`` (each row a uniformly drawn user and one of its interactions, as
+            LightGCN's reference code samples for BPR); see
+            :class:`~pyg_cf.loader.InteractionLoader`.
         sparse_grad: In ``'sampled'`` mode, use sparse embedding gradients and
             :class:`torch.optim.SparseAdam` (lazy Adam: only the rows in the batch's
             subgraph are updated), so that a step costs O(subgraph) instead of
@@ -70,6 +74,7 @@ class TrainConfig:
     sampler_backend: str = "torch"
     degree_correction: bool = True
     sparse_grad: bool = False
+    sampling: str = "edge"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -105,6 +110,8 @@ class TrainConfig:
             raise ConfigError(
                 f"sampler_backend must be 'torch' or 'pyg', got {self.sampler_backend!r}"
             )
+        if self.sampling not in ("edge", "user"):
+            raise ConfigError(f"sampling must be 'edge' or 'user', got {self.sampling!r}")
         if self.sparse_grad and self.mode != "sampled":
             raise ConfigError("sparse_grad=True needs mode='sampled'")
 

@@ -45,6 +45,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _gather_negatives(table: Tensor, index: Tensor, shared: bool) -> Tensor:
+    """``[B, M, d]`` rows of ``table`` at ``index`` ``[B, M]``; for shared negatives the
+    ``[1, M, d]`` rows of the one set (no ``[B, M, d]`` copy, forward or backward)."""
+    if shared:
+        return table[index[0]].unsqueeze(0)
+    return table[index]
+
+
 class Callback:
     """Hooks called by :class:`Trainer`; override what you need."""
 
@@ -166,6 +174,8 @@ class Trainer:
             degree_correction=cfg.degree_correction,
             backend=cfg.sampler_backend,
             generator=self.generator,
+            max_steps=cfg.max_steps_per_epoch,
+            sampling=cfg.sampling,
         )
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -184,14 +194,8 @@ class Trainer:
 
     # -- batches ---------------------------------------------------------------------------
     def batches(self) -> Iterator[Tensor]:
-        """Shuffled index batches over the training edges."""
-        e = self.train_ei.size(1)
-        perm = torch.randperm(e, device=self.device, generator=self.generator)
-        steps = math.ceil(e / self.config.batch_size)
-        if self.config.max_steps_per_epoch is not None:
-            steps = min(steps, self.config.max_steps_per_epoch)
-        for s in range(steps):
-            yield perm[s * self.config.batch_size : (s + 1) * self.config.batch_size]
+        """Index batches over the training edges (see ``TrainConfig.sampling``)."""
+        return self.loader.index_batches()
 
     def make_batch(self, idx: Tensor) -> tuple[LossBatch, Tensor]:
         """Embeddings and negatives of one batch, and the L2 penalty.
@@ -200,7 +204,8 @@ class Trainer:
         ``'sampled'`` mode over the batch's K-hop neighborhood (same model, same call).
         """
         num_neg = self.loss.num_negatives if self.loss.negatives == "sampled" else 0
-        cb = self.loader.collate(idx, num_negatives=num_neg)
+        shared = num_neg > 0 and bool(getattr(self.loss, "shared_negatives", False))
+        cb = self.loader.collate(idx, num_negatives=num_neg, shared=shared)
         self.last_batch = cb
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
         neg_emb = all_item_emb = None
@@ -208,14 +213,14 @@ class Trainer:
             u_all, i_all = self.model()
             user_emb, pos_emb = u_all[users], i_all[pos]
             if neg is not None:
-                neg_emb = i_all[neg]
+                neg_emb = _gather_negatives(i_all, neg, shared)
             if self.loss.negatives == "all":
                 all_item_emb = i_all
         else:
             u_sub, i_sub = self.model(**cb.model_inputs())
             user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
             if cb.neg_index is not None:
-                neg_emb = i_sub[cb.neg_index]
+                neg_emb = _gather_negatives(i_sub, cb.neg_index, shared)
         self.collisions += cb.num_collisions
         extra: dict[str, Any] = {}
         if "positives" in getattr(LossBatch, "__dataclass_fields__", {}):
@@ -236,8 +241,11 @@ class Trainer:
         if self.config.l2_reg > 0:
             u0, p0 = self.model.layer0(users, pos)
             reg = u0.pow(2).sum() + p0.pow(2).sum()
-            if neg is not None:
-                reg = reg + self.model.item_embedding(neg).pow(2).sum()
+            if neg is not None:  # shared negatives: the same M rows penalised for each row
+                n0 = neg[0] if shared else neg
+                reg = reg + (users.numel() if shared else 1) * (
+                    self.model.item_embedding(n0).pow(2).sum()
+                )
             reg = self.config.l2_reg * reg / (2 * users.numel())
         return batch, reg
 
@@ -278,10 +286,7 @@ class Trainer:
         return total / max(n, 1)
 
     def _steps(self) -> int:
-        s = math.ceil(self.train_ei.size(1) / self.config.batch_size)
-        if self.config.max_steps_per_epoch is not None:
-            s = min(s, self.config.max_steps_per_epoch)
-        return s
+        return len(self.loader)
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> dict[str, float]:

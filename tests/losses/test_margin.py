@@ -140,3 +140,23 @@ def test_finite_at_extreme_inner_products(name):
     assert torch.isfinite(value)
     value.backward()
     assert all(torch.isfinite(t.grad).all() for t in (u, p, n))
+
+
+@pytest.mark.parametrize("name", ["ccl", "mml", "hinge"])
+@pytest.mark.parametrize("kind", ["ip", "cos"])
+def test_shared_negatives_equal_the_expanded_per_row_form(name, kind):
+    b = make_batch(B=5, M=7, d=4, seed=3)
+    one = b.neg_emb[:1].clone().requires_grad_(True)
+    shared = LossBatch(**{**b.__dict__, "neg_emb": one})
+    rows = LossBatch(**{**b.__dict__, "neg_emb": one.expand(5, -1, -1)})
+    loss = get_loss(name, similarity=kind, num_negatives=7, shared_negatives=True)
+    a, r = loss(shared), loss(rows)
+    assert torch.allclose(a, r)
+    (ga,) = torch.autograd.grad(a, one)
+    (gr,) = torch.autograd.grad(r, one)
+    assert torch.allclose(ga, gr)
+
+
+def test_shared_negatives_cannot_reject_positives():
+    with pytest.raises(ConfigError, match="shared_negatives"):
+        get_loss("mml", shared_negatives=True, reject_positives=True)

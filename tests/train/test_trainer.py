@@ -83,3 +83,37 @@ def test_short_real_data_run_beats_popularity_ml1m():
     hist = Trainer(m, data, get_loss("ssm", tau=0.15), cfg).fit()
     pop = popularity_baseline(data, ks=(20,))
     assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] * 1.15
+
+
+@pytest.mark.parametrize("mode", ["full", "sampled"])
+def test_shared_negatives_step_matches_the_materialised_batch(mode):
+    """A trainer step with one shared set of negatives gives the loss and L2 penalty of
+    the same negatives copied to every row."""
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=1)
+    loss = get_loss("ssm", negatives="sampled", num_negatives=9, shared_negatives=True)
+    cfg = TrainConfig(
+        epochs=1, batch_size=32, l2_reg=1e-2, mode=mode, num_neighbors=(-1,), progress=False
+    )
+    tr = Trainer(m, data, loss, cfg)
+    batch, reg = tr.make_batch(next(iter(tr.batches())))
+    assert batch.neg_emb.shape == (1, 9, 8) and batch.neg_items.shape == (32, 9)
+    assert bool((batch.neg_items == batch.neg_items[:1]).all())
+    full = type(batch)(**{**batch.__dict__, "neg_emb": batch.neg_emb.expand(32, -1, -1)})
+    assert torch.allclose(loss(batch), loss(full))
+    u0, p0 = m.layer0(batch.users, batch.pos_items)
+    n0 = m.item_embedding(batch.neg_items)
+    expect = 1e-2 * (u0.pow(2).sum() + p0.pow(2).sum() + n0.pow(2).sum()) / (2 * 32)
+    assert torch.allclose(reg, expect)
+
+
+def test_user_uniform_sampling_trains():
+    data = synthetic()
+    m = GraphCF.from_data(data, "mf", embedding_dim=16)
+    cfg = TrainConfig(epochs=10, batch_size=128, lr=0.02, sampling="user", progress=False)
+    hist = Trainer(m, data, get_loss("bpr"), cfg).fit()
+    pop = popularity_baseline(data, ks=(20,))
+    assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] + 0.05
+    with pytest.raises(ConfigError, match="sampling"):
+        TrainConfig(sampling="users")

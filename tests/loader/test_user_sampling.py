@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.loader import InteractionLoader
+from tests.loader.conftest import random_edges
+
+
+def test_user_sampling_draws_real_edges_of_uniform_users():
+    # users 0..9 with very different degrees; users 10, 11 have no interactions
+    rows = [(u, i) for u in range(10) for i in range(1 + 4 * u)]
+    ei = torch.tensor(rows).t()
+    loader = InteractionLoader(
+        ei, 12, 40, batch_size=100_000, sampling="user", generator=torch.Generator().manual_seed(0)
+    )
+    draws = torch.cat([loader._user_uniform_draws(200_000)])
+    assert int(draws.min()) >= 0 and int(draws.max()) < ei.size(1)
+    users = ei[0, draws]
+    counts = torch.bincount(users, minlength=12).double()
+    assert counts[10] == 0 and counts[11] == 0  # zero-degree users are never drawn
+    share = counts[:10] / counts.sum()
+    assert torch.allclose(share, torch.full((10,), 0.1, dtype=torch.double), atol=0.01)
+    # within a user, its interactions are equally likely (user 9 has 37)
+    own = draws[users == 9]
+    per_edge = torch.bincount(own, minlength=ei.size(1))[ei[0] == 9].double()
+    assert per_edge.min() > 0 and per_edge.max() / per_edge.mean() < 1.3
+
+
+def test_user_sampling_epoch_length_and_seed():
+    ei = random_edges(30, 20, 300, 0)
+    mk = lambda: InteractionLoader(  # noqa: E731
+        ei, 30, 20, batch_size=64, sampling="user", generator=torch.Generator().manual_seed(3)
+    )
+    a, b = mk(), mk()
+    ids_a = torch.cat(list(a.index_batches()))
+    ids_b = torch.cat(list(b.index_batches()))
+    assert ids_a.numel() == ei.size(1) and len(a) == -(-ei.size(1) // 64)
+    assert torch.equal(ids_a, ids_b)
+    # with replacement: unlike an edge pass, some edges repeat and some are missed
+    assert torch.unique(ids_a).numel() < ei.size(1)
+
+
+def test_bad_sampling_is_rejected():
+    ei = random_edges(5, 5, 10, 0)
+    with pytest.raises(ConfigError, match="sampling"):
+        InteractionLoader(ei, 5, 5, sampling="items")
