@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--output", default=None, help="write history and summary JSON here")
+    t.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="save DIR/last.pt after every evaluation (exact resume with --resume)",
+    )
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint-dir/last.pt when it exists (same arguments; "
+        "--epochs may be raised)",
+    )
     t.add_argument("--quiet", action="store_true")
     return p
 
@@ -112,6 +123,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ``train`` command; returns the summary written to ``--output``."""
     from pyg_cf import datasets
     from pyg_cf.data.graph import summarize
+    from pyg_cf.errors import ConfigError
     from pyg_cf.losses import get_loss
     from pyg_cf.losses.temperature import get_temperature_schedule
     from pyg_cf.metrics import popularity_baseline
@@ -144,8 +156,11 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
         max_steps_per_epoch=args.max_steps,
         time_budget_s=args.time_budget,
+        checkpoint_dir=args.checkpoint_dir,
         progress=None if not args.quiet else False,
     )
+    if args.resume and args.checkpoint_dir is None:
+        raise ConfigError("--resume needs --checkpoint-dir")
     pop = popularity_baseline(data, "test", ks=cfg.ks)
     print(f"popularity baseline: Recall@20 {pop['recall@20']:.4f}  NDCG@20 {pop['ndcg@20']:.4f}")
 
@@ -166,10 +181,18 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         tkw = _key_values(args.temperature_arg, "--temperature-arg")
         callbacks.append(get_temperature_schedule(args.temperature, **tkw))
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
+    last = os.path.join(args.checkpoint_dir or "", "last.pt")
+    if args.resume and os.path.exists(last):
+        from pyg_cf.train.checkpoint import load_checkpoint
+
+        epoch = load_checkpoint(trainer, last)
+        print(f"resumed from {last} after epoch {epoch}")
     t0 = time.perf_counter()
     hist = trainer.fit(on_epoch=report)
     final = trainer.evaluate("test")
     wall = time.perf_counter() - t0
+    if len(hist) and "elapsed_s" in hist:  # all epochs, also those before a resume
+        wall = max(wall, float(hist["elapsed_s"].iloc[-1]))
     print(
         f"final test: Recall@20 {final['recall@20']:.4f}  NDCG@20 {final['ndcg@20']:.4f}  "
         f"({len(hist)} epochs, {wall:.0f}s)"

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ["bench_train_step", "bench_eval", "bench_time_to_quality", "bench_scale"]
+SCRIPTS = [
+    "bench_train_step",
+    "bench_eval",
+    "bench_time_to_quality",
+    "bench_scale",
+    "bench_negatives",
+]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
