@@ -50,6 +50,8 @@ class Cell:
     l2: float = 0.0
     test_similarity: str = "ip"
     temperature: str = "fixed"
+    temperature_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampling: str = "edge"
     patience: int = 5
     eval_every: int = 1
     note: str = ""
@@ -122,9 +124,10 @@ CELLS: list[Cell] = [
         "gowalla",
         "mf",
         "bpr",
-        {},
+        {"reject_positives": True},
         published=(0.1558, 0.1254),
         l2=1e-4,
+        sampling="user",
         eval_every=5,
         patience=4,
     ),
@@ -222,9 +225,18 @@ CELLS: list[Cell] = [
         "gowalla",
         "mf",
         "ssm",
-        {"similarity": "cos"},
+        {
+            "similarity": "cos",
+            "negatives": "sampled",
+            "num_negatives": 1024,
+            "shared_negatives": True,
+            "include_positive": False,
+        },
         published=(0.1838, 0.1506),
         temperature="adap-tau",
+        temperature_kwargs={"warmup_epochs": 2},
+        test_similarity="cos",
+        eval_every=5,
     ),
     Cell(
         "t5-lightgcn-adaptau",
@@ -256,8 +268,10 @@ CELLS: list[Cell] = [
         "gowalla",
         "mf",
         "ccl",
-        {"margin": 0.9, "neg_weight": 150, "num_negatives": 800},
+        {"margin": 0.9, "neg_weight": 150, "num_negatives": 800, "shared_negatives": True},
         published=(0.1783, 0.1426),
+        test_similarity="cos",
+        eval_every=5,
     ),
     Cell(
         "t6-mf-bsl",
@@ -266,8 +280,17 @@ CELLS: list[Cell] = [
         "gowalla",
         "mf",
         "bsl",
-        {"tau1": 0.08, "tau2": 1.22, "form": "multi", "negatives": "sampled", "num_negatives": 800},
+        {
+            "tau1": 0.08,
+            "tau2": 1.22,
+            "form": "multi",
+            "negatives": "sampled",
+            "num_negatives": 800,
+            "shared_negatives": True,
+        },
         published=(0.1804, 0.1521),
+        test_similarity="cos",
+        eval_every=5,
     ),
     Cell(
         "t6-mf-mml",
@@ -280,9 +303,12 @@ CELLS: list[Cell] = [
             "margins": [0.7, 0.8, 0.9],
             "weights": [0.10, 0.15, 0.75],
             "neg_weight": 700,
-            "num_negatives": 100,
+            "num_negatives": 800,
+            "shared_negatives": True,
         },
         published=(0.1816, 0.1435),
+        test_similarity="cos",
+        eval_every=5,
     ),
 ]
 BY_ID = {c.id: c for c in CELLS}
@@ -325,7 +351,7 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
     if cell.temperature != "fixed":
         from pyg_cf.losses import temperature as temp
 
-        callbacks.append(temp.get_temperature_schedule(cell.temperature))
+        callbacks.append(temp.get_temperature_schedule(cell.temperature, **cell.temperature_kwargs))
     cfg = TrainConfig(
         epochs=cell.epochs,
         lr=cell.lr,
@@ -335,9 +361,16 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
         test_similarity=cell.test_similarity,
         eval_test=True,
         time_budget_s=budget_s,
+        sampling=cell.sampling,
+        checkpoint_dir=str(OUT / "checkpoints" / cell.id),
         progress=False,
     )
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
+    last = OUT / "checkpoints" / cell.id / "last.pt"
+    if last.exists():  # an interrupted cell continues where it stopped
+        from pyg_cf.train.checkpoint import load_checkpoint
+
+        print(f"[{cell.id}] resuming after epoch {load_checkpoint(trainer, last)}", flush=True)
     t0 = time.perf_counter()
     hist = trainer.fit(
         on_epoch=lambda r: print(
@@ -346,7 +379,7 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
             flush=True,
         )
     )
-    wall = time.perf_counter() - t0
+    wall = max(time.perf_counter() - t0, float(hist["elapsed_s"].iloc[-1]))
     test = trainer.evaluate("test")
     best_epoch = (
         int(hist.loc[hist["best"].fillna(False).astype(bool), "epoch"].max())

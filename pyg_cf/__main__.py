@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2048)
     t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument(
+        "--lr-milestones",
+        type=int,
+        nargs="*",
+        default=[],
+        help="epochs after which the learning rate is multiplied by --lr-gamma",
+    )
+    t.add_argument("--lr-gamma", type=float, default=0.1)
     t.add_argument("--l2", type=float, default=0.0, help="L2 weight on layer-0 embeddings")
     t.add_argument(
         "--sampling",
@@ -147,6 +155,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_milestones=tuple(args.lr_milestones),
+        lr_gamma=args.lr_gamma,
         l2_reg=args.l2,
         sampling=args.sampling,
         eval_every=args.eval_every,

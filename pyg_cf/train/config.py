@@ -18,6 +18,12 @@ class TrainConfig:
         epochs: Maximum number of epochs.
         batch_size: Training interactions per batch.
         lr: Adam learning rate.
+        lr_milestones: Epochs (1-based) after which the learning rate is multiplied by
+            ``lr_gamma`` (step decay, as :class:`torch.optim.lr_scheduler.MultiStepLR`):
+            epoch ``e`` trains with ``lr * lr_gamma ** #{m in lr_milestones : m < e}``.
+            Empty (default): a constant rate. The rate is a function of the epoch, so a
+            resumed run follows the same schedule.
+        lr_gamma: Decay factor at each milestone.
         l2_reg: Weight of the L2 penalty on the batch's layer-0 embeddings,
             :math:`\\lambda (\\|p_u\\|^2 + \\|q_i\\|^2 + \\|q_j\\|^2) / (2B)`.
         eval_every: Evaluate every this many epochs (0: only at the end).
@@ -56,6 +62,8 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 2048
     lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
     l2_reg: float = 0.0
     eval_every: int = 1
     ks: tuple[int, ...] = (20,)
@@ -85,6 +93,11 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        self.lr_milestones = tuple(sorted(int(m) for m in self.lr_milestones))
+        if any(m < 1 for m in self.lr_milestones):
+            raise ConfigError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if self.l2_reg < 0:
             raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
         if self.test_similarity not in ("ip", "cos"):
@@ -114,6 +127,10 @@ class TrainConfig:
             raise ConfigError(f"sampling must be 'edge' or 'user', got {self.sampling!r}")
         if self.sparse_grad and self.mode != "sampled":
             raise ConfigError("sparse_grad=True needs mode='sampled'")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of (1-based) ``epoch`` under the step-decay schedule."""
+        return self.lr * self.lr_gamma ** sum(m < epoch for m in self.lr_milestones)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

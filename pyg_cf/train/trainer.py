@@ -307,6 +307,9 @@ class Trainer:
         t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
         while self.epoch < cfg.epochs:
             self.epoch += 1
+            lr = cfg.lr_at(self.epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             for cb in self.callbacks:
                 cb.on_epoch_start(self, self.epoch)
             t0 = time.perf_counter()
@@ -319,6 +322,8 @@ class Trainer:
             }
             if self.loader.mask_in_batch:  # in-batch negatives that were own positives
                 row["in_batch_collisions"] = self.collisions - collisions
+            if cfg.lr_milestones:
+                row["lr"] = lr
             tau = getattr(self.loss, "tau", None)
             if isinstance(tau, float):
                 row["tau"] = tau

@@ -117,3 +117,21 @@ def test_user_uniform_sampling_trains():
     assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] + 0.05
     with pytest.raises(ConfigError, match="sampling"):
         TrainConfig(sampling="users")
+
+
+def test_step_decay_learning_rate():
+    cfg = TrainConfig(lr=1e-2, lr_milestones=(4, 2), lr_gamma=0.5)
+    assert cfg.lr_milestones == (2, 4)
+    assert [cfg.lr_at(e) for e in (1, 2, 3, 4, 5, 9)] == [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3]
+    data = synthetic()
+    m = GraphCF.from_data(data, "mf", embedding_dim=8)
+    cfg = TrainConfig(
+        epochs=4, batch_size=256, lr=1e-2, lr_milestones=(2,), lr_gamma=0.1, progress=False
+    )
+    tr = Trainer(m, data, get_loss("bpr"), cfg)
+    hist = tr.fit()
+    assert hist["lr"].tolist() == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])
+    assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    for bad in ({"lr_milestones": (0,)}, {"lr_gamma": 0.0}, {"lr_gamma": 2.0}):
+        with pytest.raises(ConfigError, match="lr_"):
+            TrainConfig(**bad)
