@@ -2,13 +2,17 @@
 
 MF (d=64) on Gowalla, batch 2048, one Adam step (forward, backward, update) per timing:
 
-* per-row: every row draws its own ``M`` negatives; their embeddings are gathered into a
-  ``[B, M, d]`` tensor and scored by a batched product, as the reference codes of SimpleX
-  (CCL), BSL and Adap-τ do (the peer);
+* per-row, reference way (the peer): every row draws its own ``M`` negatives; their raw
+  embeddings are gathered into a ``[B, M, d]`` tensor, normalised there (cosine) and scored
+  by a batched product, as the reference codes of SimpleX (CCL), BSL and Adap-τ do;
+* per-row, ours (the default): the same negatives, gathered with ``index_select`` from the
+  item table normalised once (``[I, d]`` work instead of ``[B, M, d]``), same loss value;
 * shared (ours, ``shared_negatives=True``): one set of ``M`` negatives for the batch, its
-  ``[M, d]`` rows scored by one ``[B, d] x [d, M]`` matrix product.
+  ``[M, d]`` rows scored by one ``[B, d] x [d, M]`` matrix product. Cheaper still, but it
+  learns less per epoch (see ``examples/RESULTS.md``): a speed/quality trade-off.
 
-The loss values of the two agree in expectation (both draw uniformly); the table shows them.
+Loss values: the two per-row variants are equal for the same draw; shared negatives agree
+in expectation.
 
     python benchmarks/bench_negatives.py --threads 1
     python benchmarks/bench_negatives.py --quick
@@ -20,20 +24,39 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 from _common import base_parser, median, setup, synthetic_data, table, timeit, write_results
 
-from pyg_cf.losses import get_loss
+from pyg_cf.losses import LossBatch, get_loss
 from pyg_cf.nn import GraphCF
 from pyg_cf.train import TrainConfig, Trainer
 
 
-def time_steps(tr: Trainer, steps: int) -> tuple[list[float], float]:
+def reference_batch(tr: Trainer, idx: torch.Tensor) -> tuple[LossBatch, torch.Tensor]:
+    """The reference codes' batch: raw per-row negative rows gathered by advanced indexing
+    (the loss normalises the ``[B, M, d]`` tensor itself)."""
+    cb = tr.loader.collate(idx, num_negatives=tr.loss.num_negatives)
+    u_all, i_all = tr.model()
+    batch = LossBatch(
+        users=cb.users,
+        pos_items=cb.pos_items,
+        user_emb=u_all[cb.users],
+        pos_emb=i_all[cb.pos_items],
+        neg_items=cb.neg_items,
+        neg_emb=i_all[cb.neg_items],
+        neg_log_prob=cb.neg_log_prob,
+    )
+    return batch, torch.zeros(())
+
+
+def time_steps(tr: Trainer, steps: int, reference: bool) -> tuple[list[float], float]:
     """Seconds of ``steps`` optimizer steps of ``tr`` (after one warm-up) and the last loss."""
     it = iter(tr.loader.index_batches())
     last = [0.0]
 
     def step() -> None:
-        batch, reg = tr.make_batch(next(it))
+        idx = next(it)
+        batch, reg = reference_batch(tr, idx) if reference else tr.make_batch(idx)
         value = tr.loss(batch)
         tr.optimizer.zero_grad(set_to_none=True)
         (value + reg).backward()
@@ -63,22 +86,28 @@ def main() -> None:
     }
     rows = []
     for name, m in settings:
-        out: dict[bool, tuple[float, float]] = {}
-        for shared in (False, True):
+        out: dict[str, tuple[float, float]] = {}
+        for variant in ("reference", "per-row", "shared"):
+            shared = variant == "shared"
             loss = get_loss(name, num_negatives=m, shared_negatives=shared, **base[name])
+            torch.manual_seed(args.seed)
             model = GraphCF.from_data(data, "mf")
             cfg = TrainConfig(epochs=1, eval_every=0, progress=False, seed=args.seed)
             tr = Trainer(model, data, loss, cfg)
-            times, value = time_steps(tr, args.steps)
-            out[shared] = (median(times) * 1e3, value)
-        (t_row, l_row), (t_sh, l_sh) = out[False], out[True]
-        rows.append([name, m, t_row, t_sh, t_sh / t_row, f"{l_row:.4f}", f"{l_sh:.4f}"])
+            times, value = time_steps(tr, args.steps, variant == "reference")
+            out[variant] = (median(times) * 1e3, value)
+        (t_ref, l_ref), (t_row, l_row), (t_sh, l_sh) = out.values()
+        losses = [f"{v:.4f}" for v in (l_ref, l_row, l_sh)]
+        rows.append([name, m, t_ref, t_row, t_row / t_ref, t_sh, t_sh / t_ref, *losses])
     header = [
         "loss",
         "M",
-        "per-row ms/step (peer)",
-        "shared ms/step (ours)",
-        "ours ÷ peer",
+        "per-row, reference way ms/step (peer)",
+        "per-row, ours ms/step",
+        "÷ peer",
+        "shared, ours ms/step",
+        "÷ peer",
+        "loss ref.",
         "loss per-row",
         "loss shared",
     ]

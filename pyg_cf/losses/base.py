@@ -49,16 +49,21 @@ def is_shared(neg_emb: Tensor) -> bool:
     return neg_emb.dim() == 3 and neg_emb.size(0) == 1
 
 
-def negative_scores(user_emb: Tensor, neg_emb: Tensor, kind: str = "ip") -> Tensor:
+def negative_scores(
+    user_emb: Tensor, neg_emb: Tensor, kind: str = "ip", unit: bool = False
+) -> Tensor:
     r"""Scores ``[B, M]`` of each row's user ``[B, d]`` against its negatives ``[B, M, d]``.
 
-    A batched matrix product (no ``[B, M, d]`` temporary); when the negatives are shared
-    by all rows (:func:`is_shared`) a single ``[B, d] \times [d, M]`` product.
+    A batched matrix product (no ``[B, M, d]`` temporary); when the negatives are one set
+    ``[1, M, d]`` shared by all rows (:func:`is_shared`), a single
+    ``[B, d] x [d, M]`` product. ``unit=True`` says the negatives already have unit norm
+    (``LossBatch.neg_unit``), so cosine scores skip normalising the ``[B, M, d]`` tensor.
     """
     u = normalize_if(user_emb, kind)
-    if is_shared(neg_emb):
-        return u @ normalize_if(neg_emb[0], kind).T
-    return torch.bmm(normalize_if(neg_emb, kind), u.unsqueeze(-1)).squeeze(-1)
+    n = neg_emb if unit else normalize_if(neg_emb, kind)
+    if is_shared(n):
+        return u @ n[0].T
+    return torch.bmm(n, u.unsqueeze(-1)).squeeze(-1)
 
 
 def normalize_if(x: Tensor, kind: str) -> Tensor:
@@ -114,6 +119,9 @@ class LossBatch:
         neg_items: ``[B, M]`` sampled negative ids (``None`` unless the loss samples).
         neg_emb: ``[B, M, d]`` their final embeddings, or ``[1, M, d]`` when one set of
             negatives is shared by every row (``shared_negatives``).
+        neg_unit: ``neg_emb`` rows are already L2-normalised (the trainer normalises the
+            item table before gathering per-row negatives for cosine losses: ``[I, d]``
+            work instead of ``[B, M, d]``); cosine scores then use them as they are.
         neg_log_prob: ``[B, M]`` log-probability with which each negative was drawn
             (for logQ correction), when known.
         all_item_emb: ``[I, d]`` every item's final embedding (full-softmax losses only).
@@ -132,6 +140,7 @@ class LossBatch:
     pos_emb: Tensor
     neg_items: Tensor | None = None
     neg_emb: Tensor | None = None
+    neg_unit: bool = False
     neg_log_prob: Tensor | None = None
     all_item_emb: Tensor | None = None
     in_batch_collision: Tensor | None = None
@@ -269,7 +278,7 @@ class SampledScoreLoss(CFLoss):
     def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
         assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
-        neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity)
+        neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity, batch.neg_unit)
         return pos, neg
 
     def forward(self, batch: LossBatch) -> Tensor:

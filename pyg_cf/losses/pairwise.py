@@ -70,7 +70,7 @@ class BPRLoss(CFLoss):
         """Loss of each row ``[B]`` (averaged over its negatives)."""
         assert batch.neg_emb is not None, "BPR needs sampled negatives"
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
-        neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity)
+        neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity, batch.neg_unit)
         return F.softplus(neg - pos.unsqueeze(-1)).mean(-1)
 
     def forward(self, batch: LossBatch) -> Tensor:

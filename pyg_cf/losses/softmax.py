@@ -201,7 +201,7 @@ def _scores(
     if batch.neg_emb is None:
         raise ConfigError("sampled negatives are missing from the batch (neg_emb is None)")
     pos = (u * p).sum(-1)
-    neg = negative_scores(batch.user_emb, batch.neg_emb, similarity)
+    neg = negative_scores(batch.user_emb, batch.neg_emb, similarity, batch.neg_unit)
     return pos, neg, None, None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
@@ -45,12 +46,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _gather_negatives(table: Tensor, index: Tensor, shared: bool) -> Tensor:
+def _gather_negatives(table: Tensor, index: Tensor, shared: bool, unit: bool) -> Tensor:
     """``[B, M, d]`` rows of ``table`` at ``index`` ``[B, M]``; for shared negatives the
-    ``[1, M, d]`` rows of the one set (no ``[B, M, d]`` copy, forward or backward)."""
+    ``[1, M, d]`` rows of the one set (no ``[B, M, d]`` copy, forward or backward). With
+    ``unit`` per-row negatives are gathered from the L2-normalised table (normalising
+    ``[I, d]`` rows once is far cheaper than normalising ``[B, M, d]`` gathered ones)."""
     if shared:
         return table[index[0]].unsqueeze(0)
-    return table[index]
+    if unit:
+        table = F.normalize(table, dim=-1)
+    # index_select (backward: index_add) gathers rows faster than advanced indexing
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
 
 
 class Callback:
@@ -205,6 +211,7 @@ class Trainer:
         """
         num_neg = self.loss.num_negatives if self.loss.negatives == "sampled" else 0
         shared = num_neg > 0 and bool(getattr(self.loss, "shared_negatives", False))
+        unit = num_neg > 0 and not shared and getattr(self.loss, "similarity", None) == "cos"
         cb = self.loader.collate(idx, num_negatives=num_neg, shared=shared)
         self.last_batch = cb
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
@@ -213,14 +220,14 @@ class Trainer:
             u_all, i_all = self.model()
             user_emb, pos_emb = u_all[users], i_all[pos]
             if neg is not None:
-                neg_emb = _gather_negatives(i_all, neg, shared)
+                neg_emb = _gather_negatives(i_all, neg, shared, unit)
             if self.loss.negatives == "all":
                 all_item_emb = i_all
         else:
             u_sub, i_sub = self.model(**cb.model_inputs())
             user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
             if cb.neg_index is not None:
-                neg_emb = _gather_negatives(i_sub, cb.neg_index, shared)
+                neg_emb = _gather_negatives(i_sub, cb.neg_index, shared, unit)
         self.collisions += cb.num_collisions
         extra: dict[str, Any] = {}
         if "positives" in getattr(LossBatch, "__dataclass_fields__", {}):
@@ -232,6 +239,7 @@ class Trainer:
             pos_emb=pos_emb,
             neg_items=neg,
             neg_emb=neg_emb,
+            neg_unit=unit,
             neg_log_prob=cb.neg_log_prob,
             all_item_emb=all_item_emb,
             in_batch_collision=cb.in_batch_collision,

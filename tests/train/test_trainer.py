@@ -135,3 +135,30 @@ def test_step_decay_learning_rate():
     for bad in ({"lr_milestones": (0,)}, {"lr_gamma": 0.0}, {"lr_gamma": 2.0}):
         with pytest.raises(ConfigError, match="lr_"):
             TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("name", ["ssm", "mml", "bpr"])
+def test_per_row_cosine_negatives_come_from_the_normalised_table(name):
+    """Cosine losses get per-row negatives gathered from the L2-normalised item table
+    (``neg_unit``); loss and gradients equal those of raw rows normalised after gathering."""
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "mf", embedding_dim=8)
+    kw = {"negatives": "sampled"} if name == "ssm" else {}
+    loss = get_loss(name, num_negatives=5, similarity="cos", **kw)
+    tr = Trainer(m, data, loss, TrainConfig(epochs=1, batch_size=32, progress=False))
+    batch, _ = tr.make_batch(next(iter(tr.batches())))
+    assert batch.neg_unit and batch.neg_emb.shape == (32, 5, 8)
+    torch.testing.assert_close(batch.neg_emb.norm(dim=-1), torch.ones(32, 5))
+    raw = type(batch)(
+        **{**batch.__dict__, "neg_emb": m.item_embedding(batch.neg_items), "neg_unit": False}
+    )
+    w = m.item_embedding.weight
+    (g_unit,) = torch.autograd.grad(loss(batch), w, retain_graph=True)
+    (g_raw,) = torch.autograd.grad(loss(raw), w, retain_graph=True)
+    torch.testing.assert_close(g_unit, g_raw)
+    ip = get_loss("bpr", num_negatives=5)  # inner products: raw rows, no normalisation
+    batch, _ = Trainer(m, data, ip, TrainConfig(epochs=1, batch_size=32)).make_batch(
+        torch.arange(32)
+    )
+    assert not batch.neg_unit
