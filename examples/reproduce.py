@@ -30,6 +30,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "repro"
 PAGE = HERE / "REPRODUCTION.md"
+# per-cell checkpoints of unfinished runs: large, machine-local, git-ignored (runs/)
+CHECKPOINTS = HERE.parent / "runs" / "repro_checkpoints"
 
 
 @dataclass
@@ -362,11 +364,11 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
         eval_test=True,
         time_budget_s=budget_s,
         sampling=cell.sampling,
-        checkpoint_dir=str(OUT / "checkpoints" / cell.id),
+        checkpoint_dir=str(CHECKPOINTS / cell.id),
         progress=False,
     )
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
-    last = OUT / "checkpoints" / cell.id / "last.pt"
+    last = CHECKPOINTS / cell.id / "last.pt"
     if last.exists():  # an interrupted cell continues where it stopped
         from pyg_cf.train.checkpoint import load_checkpoint
 
