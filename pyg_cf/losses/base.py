@@ -54,7 +54,8 @@ def negative_scores(
 ) -> Tensor:
     r"""Scores ``[B, M]`` of each row's user ``[B, d]`` against its negatives ``[B, M, d]``.
 
-    A batched matrix product (no ``[B, M, d]`` temporary); when the negatives are one set
+    A batched matrix product (the product itself makes no ``[B, M, d]`` temporary; cosine
+    normalisation of per-row negatives does, unless ``unit``); when the negatives are one set
     ``[1, M, d]`` shared by all rows (:func:`is_shared`), a single
     ``[B, d] x [d, M]`` product. ``unit=True`` says the negatives already have unit norm
     (``LossBatch.neg_unit``), so cosine scores skip normalising the ``[B, M, d]`` tensor.
