@@ -139,45 +139,14 @@ def setup(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
 
 
-def power_law_interactions(
-    num_edges: int, num_users: int, num_items: int, alpha: float = 0.8, seed: int = 0
-) -> torch.Tensor:
-    """A small local power-law bipartite generator (used while ``pyg_cf.data.synthetic`` is
-    absent): user activity and item popularity both Zipf-like with exponent ``alpha``;
-    duplicates removed, so slightly fewer than ``num_edges`` pairs come back, sorted."""
-    g = torch.Generator().manual_seed(seed)
-
-    def zipf(n: int, size: int) -> torch.Tensor:
-        w = torch.arange(1, n + 1, dtype=torch.float64).pow(-alpha)
-        cdf = torch.cumsum(w / w.sum(), 0)
-        u = torch.rand(size, generator=g, dtype=torch.float64)
-        ids = torch.searchsorted(cdf, u).clamp_(max=n - 1)
-        perm = torch.randperm(n, generator=g)  # popular ids spread over the id range
-        return perm[ids]
-
-    users = zipf(num_users, num_edges)
-    items = zipf(num_items, num_edges)
-    key = torch.unique(users * num_items + items)
-    return torch.stack([key // num_items, key % num_items])
-
-
 def synthetic_data(num_edges: int, num_users: int, num_items: int, seed: int = 0) -> Any:
-    """A pyg-cf data object (no held-out split: a small random test set) of a power-law
-    graph from :func:`power_law_interactions` (or ``pyg_cf.data.synthetic`` when present)."""
-    from torch_geometric.data import HeteroData
+    """A pyg-cf data object of a power-law graph from
+    :func:`pyg_cf.data.synthetic.power_law_bipartite` (Pareto user degrees of shape 2 scaled to
+    ``num_edges`` in total, Pareto(1.5) item popularity), 10 % of it held out as test."""
+    from pyg_cf.data.synthetic import power_law_bipartite
 
-    from pyg_cf.data.graph import REV_EDGE, USER_ITEM
-
-    ei = power_law_interactions(num_edges, num_users, num_items, seed=seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    test = torch.rand(ei.size(1), generator=g) < 0.1
-    data = HeteroData()
-    data["user"].num_nodes = num_users
-    data["item"].num_nodes = num_items
-    data[USER_ITEM].edge_index = ei[:, ~test].contiguous()
-    if num_edges <= 5_000_000:  # the reverse copy is not needed by the trainer
-        data[REV_EDGE].edge_index = ei[:, ~test].flip(0).contiguous()
-    data[USER_ITEM].val_edge_index = torch.empty(2, 0, dtype=torch.long)
-    data[USER_ITEM].test_edge_index = ei[:, test].contiguous()
-    data.name = f"powerlaw-{num_edges}"
+    data = power_law_bipartite(
+        num_users, num_items, num_edges=num_edges, test_ratio=0.1, seed=seed,
+        name=f"powerlaw-{num_edges}",
+    )  # fmt: skip
     return data

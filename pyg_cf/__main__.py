@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from --checkpoint-dir/last.pt when it exists (same arguments; "
         "--epochs may be raised)",
     )
+    t.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CKPT",
+        help="warm start: the model weights of a pyg-cf checkpoint, everything else (loss, "
+        "optimizer, schedule, epochs) from these arguments; ignored when --resume finds a "
+        "checkpoint to continue",
+    )
     t.add_argument("--quiet", action="store_true")
     return p
 
@@ -197,6 +205,11 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
         epoch = load_checkpoint(trainer, last)
         print(f"resumed from {last} after epoch {epoch}")
+    elif args.init_from:
+        from pyg_cf.train.checkpoint import load_weights
+
+        epoch = load_weights(trainer, args.init_from)
+        print(f"initialised the model from {args.init_from} (written after epoch {epoch})")
     t0 = time.perf_counter()
     hist = trainer.fit(on_epoch=report)
     final = trainer.evaluate("test")

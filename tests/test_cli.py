@@ -40,3 +40,63 @@ def test_user_sampling_and_shared_negatives_flags(tmp_path):
     assert cli.main(argv) == 0
     s = json.loads(out.read_text())
     assert s["args"]["sampling"] == "user" and s["test"]["recall@20"] > 0
+
+
+def test_init_from_warm_starts_with_new_settings(tmp_path, capsys):
+    ck = tmp_path / "ck"
+    first, warm = tmp_path / "a.json", tmp_path / "b.json"
+    run = [*BASE.split(), "--checkpoint-dir", str(ck)]
+    assert cli.main([*run, "--epochs", "2", "--output", str(first)]) == 0
+    a = json.loads(first.read_text())
+    # another loss and learning rate, starting from the first run's weights
+    argv = [
+        *BASE.replace("--loss bpr", "--loss ssm").split(), "--lr", "1e-5", "--epochs", "1",
+        "--init-from", str(ck / "last.pt"), "--output", str(warm),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "initialised the model from" in capsys.readouterr().out
+    b = json.loads(warm.read_text())
+    assert [r["epoch"] for r in b["history"]] == [1]
+    assert b["args"]["loss"] == "ssm"
+    # one epoch at a tiny lr barely moves the weights: the warm start keeps the first
+    # run's quality
+    assert b["test"]["recall@20"] == pytest.approx(a["test"]["recall@20"], abs=0.002)
+
+
+def test_load_weights_copies_the_model_only(tmp_path):
+    import torch
+
+    from pyg_cf import datasets
+    from pyg_cf.losses import get_loss
+    from pyg_cf.nn import GraphCF
+    from pyg_cf.train import TrainConfig, Trainer, load_weights, read_checkpoint
+
+    ck = tmp_path / "ck"
+    assert cli.main([*BASE.split(), "--epochs", "1", "--checkpoint-dir", str(ck)]) == 0
+    saved = read_checkpoint(ck / "last.pt")["model"]
+    data = datasets.load("ml-1m")
+    model = GraphCF.from_data(data, "mf", embedding_dim=64)
+    tr = Trainer(model, data, get_loss("ssm"), TrainConfig(epochs=1, progress=False))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert load_weights(tr, ck / "last.pt") == 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k]) and not torch.equal(v, before[k])
+    assert tr.epoch == 0 and tr.history == [] and len(tr.optimizer.state) == 0
+
+
+def test_init_from_refuses_other_data(tmp_path):
+    from pyg_cf.errors import PygCFError
+    from pyg_cf.train import load_weights
+
+    ck = tmp_path / "ck"
+    assert cli.main([*BASE.split(), "--epochs", "1", "--checkpoint-dir", str(ck)]) == 0
+    from pyg_cf.data.synthetic import power_law_bipartite
+    from pyg_cf.losses import get_loss
+    from pyg_cf.nn import GraphCF
+    from pyg_cf.train import TrainConfig, Trainer
+
+    data = power_law_bipartite(50, 40, num_edges=400, test_ratio=0.2, seed=1)
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    tr = Trainer(model, data, get_loss("bpr"), TrainConfig(epochs=1, progress=False))
+    with pytest.raises(PygCFError, match="other data"):
+        load_weights(tr, ck / "last.pt")

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
 __all__ = ["UserItemIndex"]
+
+# id(edge_index) -> (weakref to it, its version counter, num_users, num_items, index)
+_CACHE: dict[int, tuple[Any, int, int, int, UserItemIndex]] = {}
+_CACHE_SIZE = 16
+
+
+def _dropper(key: int) -> Callable[[Any], None]:
+    """A weakref callback removing cache entry ``key`` when its tensor is freed."""
+
+    def drop(_: Any) -> None:
+        _CACHE.pop(key, None)
+
+    return drop
 
 
 class UserItemIndex:
@@ -26,6 +43,34 @@ class UserItemIndex:
         self.counts = torch.bincount(users, minlength=self.num_users)
         self.rowptr = torch.zeros(self.num_users + 1, dtype=torch.long, device=users.device)
         torch.cumsum(self.counts, 0, out=self.rowptr[1:])
+
+    @classmethod
+    def cached(cls, edge_index: Tensor, num_users: int, num_items: int) -> UserItemIndex:
+        """The index of ``edge_index``, built once and reused while that very tensor is alive
+        and unmodified (it is keyed by object identity and checked against the tensor's
+        in-place version counter), so that repeated evaluations of the same split skip the
+        sort. At most a few indexes are kept."""
+        key = id(edge_index)
+        hit = _CACHE.get(key)
+        if hit is not None:
+            ref, version, nu, ni, index = hit
+            if (
+                ref() is edge_index
+                and version == edge_index._version
+                and (nu, ni) == (int(num_users), int(num_items))
+            ):
+                return index
+        index = cls(edge_index, num_users, num_items)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (
+            weakref.ref(edge_index, _dropper(key)),
+            edge_index._version,
+            int(num_users),
+            int(num_items),
+            index,
+        )
+        return index
 
     def to(self, device: torch.device | str) -> UserItemIndex:
         out = object.__new__(UserItemIndex)

@@ -157,8 +157,8 @@ def evaluate_scores(
     if not ks or min(ks) <= 0 or max(ks) > num_items:
         raise ConfigError(f"ks must be positive and at most num_items={num_items}, got {ks}")
     dev = torch.device(device) if device is not None else positives.device
-    pos = UserItemIndex(positives.to(dev), num_users, num_items)
-    masks = [UserItemIndex(s.to(dev), num_users, num_items) for s in seen if s.numel()]
+    pos = UserItemIndex.cached(positives.to(dev), num_users, num_items)
+    masks = [UserItemIndex.cached(s.to(dev), num_users, num_items) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     if chunk_size is None:
         chunk_size = _chunk_size(memory_budget_mb, num_items)

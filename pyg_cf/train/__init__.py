@@ -1,6 +1,6 @@
 """Training: the :class:`Trainer`, its settings, callbacks and checkpoints."""
 
-from pyg_cf.train.checkpoint import load_checkpoint, save_checkpoint
+from pyg_cf.train.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint
 from pyg_cf.train.config import TrainConfig
 from pyg_cf.train.trainer import Callback, NonFiniteLossError, Trainer, seed_everything
 
@@ -10,6 +10,8 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "load_checkpoint",
+    "load_weights",
+    "read_checkpoint",
     "save_checkpoint",
     "seed_everything",
 ]

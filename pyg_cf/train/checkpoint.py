@@ -41,7 +41,7 @@ from pyg_cf.errors import PygCFError
 if TYPE_CHECKING:
     from pyg_cf.train.trainer import Trainer
 
-__all__ = ["FORMAT", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "load_checkpoint", "load_weights", "read_checkpoint", "save_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,48 @@ def read_checkpoint(
     return state
 
 
+def _check_fits(trainer: Trainer, state: dict[str, Any], path: str) -> None:
+    fp = data_fingerprint(trainer.data)
+    if state["fingerprint"] != fp:
+        raise PygCFError(
+            f"checkpoint {path} was written for other data (fingerprint "
+            f"{state['fingerprint']}, this data {fp}); refusing to resume on it"
+        )
+    sizes = [
+        int(getattr(trainer.model, "num_users", -1)),
+        int(getattr(trainer.model, "num_items", -1)),
+    ]
+    if list(state["model_sizes"]) != sizes:
+        raise PygCFError(
+            f"checkpoint {path} holds a model for {state['model_sizes'][0]} users / "
+            f"{state['model_sizes'][1]} items, this model has {sizes[0]} / {sizes[1]}"
+        )
+
+
+def load_weights(trainer: Trainer, path: str | os.PathLike[str]) -> int:
+    """Warm start: copy only the model weights of the checkpoint at ``path`` into
+    ``trainer.model``; the optimizer, loss, callbacks, history and epoch counter stay as
+    built, so training starts at epoch 1 with the trainer's own settings (e.g. another
+    loss, more negatives or a lower learning rate after a first run).
+
+    Returns:
+        The epoch the checkpoint was written after.
+
+    Raises:
+        PygCFError: as :func:`load_checkpoint` for unreadable files, other data or other
+            model sizes.
+    """
+    path = os.fspath(path)
+    state = read_checkpoint(path, map_location=trainer.device)
+    _check_fits(trainer, state, path)
+    try:
+        trainer.model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise PygCFError(f"checkpoint {path} does not fit this model: {first}") from None
+    return int(state["epoch"])
+
+
 def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     """Restore ``trainer`` from ``path`` so that :meth:`Trainer.fit` continues the run.
 
@@ -290,21 +332,7 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     """
     path = os.fspath(path)
     state = read_checkpoint(path, map_location=trainer.device)
-    fp = data_fingerprint(trainer.data)
-    if state["fingerprint"] != fp:
-        raise PygCFError(
-            f"checkpoint {path} was written for other data (fingerprint "
-            f"{state['fingerprint']}, this data {fp}); refusing to resume on it"
-        )
-    sizes = [
-        int(getattr(trainer.model, "num_users", -1)),
-        int(getattr(trainer.model, "num_items", -1)),
-    ]
-    if list(state["model_sizes"]) != sizes:
-        raise PygCFError(
-            f"checkpoint {path} holds a model for {state['model_sizes'][0]} users / "
-            f"{state['model_sizes'][1]} items, this model has {sizes[0]} / {sizes[1]}"
-        )
+    _check_fits(trainer, state, path)
     try:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])

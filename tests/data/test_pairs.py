@@ -1,0 +1,48 @@
+import gc
+
+import torch
+
+from pyg_cf.data import pairs
+from pyg_cf.data.pairs import UserItemIndex
+
+
+def _ei() -> torch.Tensor:
+    return torch.tensor([[0, 0, 1, 2, 2], [1, 3, 0, 2, 4]])
+
+
+def test_cached_reuses_index_of_same_tensor():
+    ei = _ei()
+    a = UserItemIndex.cached(ei, 3, 5)
+    assert UserItemIndex.cached(ei, 3, 5) is a
+    # an equal but distinct tensor gets its own index
+    assert UserItemIndex.cached(ei.clone(), 3, 5) is not a
+    # other sizes are another index
+    assert UserItemIndex.cached(ei, 3, 6) is not a
+
+
+def test_cached_sees_in_place_changes():
+    ei = _ei()
+    a = UserItemIndex.cached(ei, 3, 5)
+    assert bool(a.contains(torch.tensor([1]), torch.tensor([0])))
+    ei[1, 2] = 4  # user 1 now has item 4, not 0
+    b = UserItemIndex.cached(ei, 3, 5)
+    assert b is not a
+    assert not bool(b.contains(torch.tensor([1]), torch.tensor([0])))
+    assert bool(b.contains(torch.tensor([1]), torch.tensor([4])))
+
+
+def test_cached_entry_dropped_with_its_tensor():
+    ei = _ei()
+    key = id(ei)
+    UserItemIndex.cached(ei, 3, 5)
+    assert key in pairs._CACHE
+    del ei
+    gc.collect()
+    assert key not in pairs._CACHE
+
+
+def test_cache_is_bounded():
+    keep = [torch.tensor([[0], [k % 5]]) for k in range(pairs._CACHE_SIZE + 5)]
+    for ei in keep:
+        UserItemIndex.cached(ei, 1, 5)
+    assert len(pairs._CACHE) <= pairs._CACHE_SIZE
