@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["edge", "user"],
         help="rows of an epoch: a pass over interactions, or uniform users (LightGCN code)",
     )
+    t.add_argument(
+        "--user-dropout",
+        type=float,
+        default=0.0,
+        help="dropout on the batch's user embeddings in training (Adap-tau authors' MF: 0.1)",
+    )
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--patience", type=int, default=10)
     t.add_argument("--max-steps", type=int, default=None, help="batches per epoch cap")
@@ -167,6 +173,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         lr_gamma=args.lr_gamma,
         l2_reg=args.l2,
         sampling=args.sampling,
+        user_dropout=args.user_dropout,
         eval_every=args.eval_every,
         patience=args.patience,
         test_similarity=args.test_sim,

@@ -228,6 +228,8 @@ class Trainer:
             user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
             if cb.neg_index is not None:
                 neg_emb = _gather_negatives(i_sub, cb.neg_index, shared, unit)
+        if self.config.user_dropout > 0 and self.model.training:
+            user_emb = F.dropout(user_emb, self.config.user_dropout, training=True)
         self.collisions += cb.num_collisions
         extra: dict[str, Any] = {}
         if "positives" in getattr(LossBatch, "__dataclass_fields__", {}):

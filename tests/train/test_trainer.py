@@ -162,3 +162,34 @@ def test_per_row_cosine_negatives_come_from_the_normalised_table(name):
         torch.arange(32)
     )
     assert not batch.neg_unit
+
+
+def test_user_dropout_only_in_training():
+    data = synthetic()
+    seed_everything(3)
+    m = GraphCF.from_data(data, "mf", embedding_dim=16)
+    cfg = TrainConfig(epochs=1, batch_size=128, user_dropout=0.5, progress=False)
+    tr = Trainer(m, data, get_loss("ssm"), cfg)
+    idx = next(iter(tr.batches()))
+    m.train()
+    b1, _ = tr.make_batch(idx)
+    u_all, _ = m()
+    plain = u_all[b1.users]
+    dropped = b1.user_emb
+    # about half the entries zeroed, the others scaled by 1 / (1 - p)
+    zero = dropped == 0
+    assert 0.4 < zero.float().mean() < 0.6
+    torch.testing.assert_close(dropped[~zero], plain[~zero] * 2.0)
+    m.eval()
+    b2, _ = tr.make_batch(idx)
+    torch.testing.assert_close(b2.user_emb, plain)
+    # and a seeded run with it still trains
+    hist = Trainer(m, data, get_loss("ssm"), TrainConfig(
+        epochs=10, batch_size=128, lr=0.02, user_dropout=0.1, patience=None, progress=False
+    )).fit()  # fmt: skip
+    assert hist["test_recall@20"].iloc[-1] > popularity_baseline(data)["recall@20"] + 0.05
+
+
+def test_user_dropout_is_validated():
+    with pytest.raises(ConfigError, match="user_dropout"):
+        TrainConfig(user_dropout=1.0)
