@@ -49,7 +49,9 @@ class Cell:
     published: tuple[float | None, float | None] = (None, None)
     epochs: int = 200
     lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = ()
     l2: float = 0.0
+    user_dropout: float = 0.0
     test_similarity: str = "ip"
     temperature: str = "fixed"
     temperature_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -357,7 +359,9 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
     cfg = TrainConfig(
         epochs=cell.epochs,
         lr=cell.lr,
+        lr_milestones=cell.lr_milestones,
         l2_reg=cell.l2,
+        user_dropout=cell.user_dropout,
         eval_every=cell.eval_every,
         patience=cell.patience,
         test_similarity=cell.test_similarity,
