@@ -100,3 +100,11 @@ def test_init_from_refuses_other_data(tmp_path):
     tr = Trainer(model, data, get_loss("bpr"), TrainConfig(epochs=1, progress=False))
     with pytest.raises(PygCFError, match="other data"):
         load_weights(tr, ck / "last.pt")
+
+
+def test_init_from_missing_file_and_bad_dropout_are_clear_errors(tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    assert cli.main([*BASE.split(), "--epochs", "1", "--init-from", str(missing)]) == 2
+    assert f"checkpoint {missing} does not exist" in capsys.readouterr().err
+    assert cli.main([*BASE.split(), "--epochs", "1", "--user-dropout", "1.5"]) == 2
+    assert "user_dropout must be in [0, 1)" in capsys.readouterr().err
