@@ -276,7 +276,7 @@ def _check_fits(trainer: Trainer, state: dict[str, Any], path: str) -> None:
     if state["fingerprint"] != fp:
         raise PygCFError(
             f"checkpoint {path} was written for other data (fingerprint "
-            f"{state['fingerprint']}, this data {fp}); refusing to resume on it"
+            f"{state['fingerprint']}, this data {fp}); refusing to load it"
         )
     sizes = [
         int(getattr(trainer.model, "num_users", -1)),
