@@ -475,7 +475,15 @@ def write_page() -> None:
                 continue
             r, n = rec["test"]["recall@20"], rec["test"]["ndcg@20"]
             rel = f"{r / c.published[0] - 1:+.1%}" if c.published[0] else "–"
-            status = "converged (early stop)" if rec["converged"] else "budget reached"
+            if rec["converged"]:
+                status = "converged (early stop)"
+            elif rec["epochs_run"] >= c.epochs:
+                status = f"fixed schedule: all {c.epochs} epochs"
+            else:
+                status = "budget reached"
+            taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
+            if taus:  # Adap-tau cells: the temperature the method computed (last epoch)
+                status += f"; computed τ0 {taus[-1]:.4f}"
             lines.append(
                 f"| {c.label} | {r:.4f} / {n:.4f} | {pub} | {rel} | "
                 f"{rec['epochs_run']} ({rec['best_epoch']}) | {rec['wall_s'] / 60:.0f} min"
