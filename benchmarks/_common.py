@@ -134,6 +134,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def setup(args: argparse.Namespace) -> None:
+    if args.quick and args.name is None:  # never overwrite measured results with a smoke run
+        args.name = Path(sys.argv[0]).stem + "_quick"
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -70,7 +70,7 @@ def single(
     tr = Trainer(model, data, get_loss("bpr"), cfg)
     setup_s = time.perf_counter() - t0
     it = tr.batches()
-    times, sub_edges = [], []
+    times, sub_edges, sub_nodes = [], [], []
     for k in range(steps + 2):
         idx = next(it)
         s0 = time.perf_counter()
@@ -82,7 +82,9 @@ def single(
         float(loss.detach())
         if k >= 2:  # warm-up
             times.append(time.perf_counter() - s0)
-            sub_edges.append(tr.last_batch.subgraph["user", "rates", "item"].num_edges)
+            sg = tr.last_batch.subgraph
+            sub_edges.append(sg["user", "rates", "item"].num_edges)
+            sub_nodes.append(sg["user"].num_nodes + sg["item"].num_nodes)
     e = int(tr.train_ei.size(1))
     step_s = sum(times) / len(times)
     mem = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else peak_rss_gib()
@@ -113,6 +115,8 @@ def single(
         "step_ms": step_s * 1e3,
         "epoch_s": step_s * math.ceil(e / 2048),
         "sub_edges": sum(sub_edges) / len(sub_edges),
+        "sub_node_frac": sum(sub_nodes) / len(sub_nodes) / (nu + ni),
+        "retained": tr.retains_cpu_memory,
         "peak_gib": mem,
         "full_ms": full_ms,
     }
@@ -152,9 +156,7 @@ def main() -> None:
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-            rows.append(
-                [size, "failed", "-", "-", "-", "-", "-", "-", "-", f"rc={proc.returncode}"]
-            )
+            rows.append([size, "failed", *["-"] * 9, f"rc={proc.returncode}"])
             continue
         r = json.loads(line[0][len("RESULT ") :])
         results.append(r)
@@ -166,10 +168,12 @@ def main() -> None:
                 r["setup_s"],
                 r["step_ms"],
                 r["sub_edges"],
+                f"{100 * r['sub_node_frac']:.0f} %",
                 r["step_ms"] * 1e3 / max(r["sub_edges"], 1.0),
                 r["epoch_s"],
                 r["full_ms"] if r["full_ms"] is not None else "not run",
                 r["peak_gib"],
+                "yes" if r["retained"] else "no",
             ]
         )
         print(rows[-1], flush=True)
@@ -180,30 +184,34 @@ def main() -> None:
         "setup s",
         "ms/step",
         "subgraph edges/step",
+        "graph's nodes in the subgraph",
         "µs per subgraph edge",
         "s/epoch (extrapolated)",
         "full-graph ms/step",
         "peak RSS GiB" if args.device == "cpu" else "peak CUDA GiB",
+        "heap retained",
     ]
     tab = table(header, rows)
     lin = ""
     if len(results) >= 2:
-        a, b = results[0], results[-1]
-        lin = (
-            f"Interactions grew {b['interactions'] / a['interactions']:.1f}x and seconds per "
-            f"epoch {b['epoch_s'] / a['epoch_s']:.1f}x from the smallest to the largest size; "
-            f"the sampled subgraph per step grew {b['sub_edges'] / a['sub_edges']:.2f}x and "
-            f"the cost per subgraph edge "
-            f"{(b['step_ms'] / b['sub_edges']) / (a['step_ms'] / a['sub_edges']):.2f}x."
-        )
+        lines = []
+        for a, b in zip(results, results[1:]):
+            lines.append(
+                f"- {a['interactions'] / 1e6:.1f} M → {b['interactions'] / 1e6:.1f} M: "
+                f"interactions {b['interactions'] / a['interactions']:.2f}x, seconds per "
+                f"epoch {b['epoch_s'] / a['epoch_s']:.2f}x; subgraph per step "
+                f"{b['sub_edges'] / a['sub_edges']:.2f}x, cost per subgraph edge "
+                f"{(b['step_ms'] / b['sub_edges']) / (a['step_ms'] / a['sub_edges']):.2f}x."
+            )
+        lin = "\n".join(lines)
     print(tab)
     print(lin)
     sections = [
         "## Sampled training at scale",
         "",
         f"LightGCN K=3 d=64, BPR, batch 2048, fan-out {list(fanout)}, sparse "
-        f"embedding gradients + SparseAdam; {args.steps} timed steps per size after 2 warm-up "
-        f"steps, on {args.device}.",
+        f"embedding gradients + LazyAdam (pyg_cf.train.optim); {args.steps} timed steps per "
+        f"size after 2 warm-up steps, on {args.device}.",
         "",
         tab,
         "",

@@ -59,9 +59,22 @@ class Cell:
     patience: int = 5
     eval_every: int = 1
     note: str = ""
+    # hyperparameter grid over loss arguments, selected on validation NDCG@20 before the
+    # full run; None: the paper's τ grid for fixed-τ softmax cells, else no grid
+    grid: dict[str, tuple[Any, ...]] | None = None
+    grid_epochs: int = 8
+    # the finer stage: multiplicative steps around the coarse winner (numeric 1-key grids)
+    grid_refine: tuple[float, ...] = (0.7, 0.85, 1.2, 1.4)
+
+    def __post_init__(self) -> None:
+        if self.grid is None:
+            tuned = self.loss in ("ssm", "softmax") and self.temperature == "fixed"
+            self.grid = dict(TAU_GRID) if tuned and "tau" in self.loss_kwargs else {}
 
 
 SSM_IB = {"tau": 0.1, "similarity": "cos"}
+# the sampled-softmax paper's coarse τ grid (issue 8): then a finer one around the winner
+TAU_GRID: dict[str, tuple[Any, ...]] = {"tau": (0.1, 0.2, 0.5, 1.0)}
 CELLS: list[Cell] = [
     # Table 1 (sampled-softmax paper, Table 2): LightGCN K=3 on Gowalla, five losses.
     Cell(
@@ -343,8 +356,19 @@ def command(cell: Cell) -> str:
     return f"python examples/reproduce.py --cell {cell.id}"
 
 
-def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
-    """Train one cell with validation-based early stopping; returns its record."""
+def run_cell(
+    cell: Cell,
+    budget_s: float | None,
+    overrides: dict[str, Any] | None = None,
+    tag: str = "",
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train one cell with validation-based early stopping; returns its record.
+
+    ``overrides`` replace loss arguments (a grid point, or the grid's choice); a grid point
+    (``tag`` set) trains ``epochs`` epochs, never looks at the test split and keeps its
+    checkpoint apart from the cell's.
+    """
     import torch
 
     from pyg_cf import datasets
@@ -356,14 +380,21 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
     seed_everything(0)
     mkw = dict(cell.model_kwargs)
     model = GraphCF.from_data(data, cell.model, **mkw)
-    loss = get_loss(cell.loss, **cell.loss_kwargs)
+    loss_kwargs = {**cell.loss_kwargs, **(overrides or {})}
+    loss = get_loss(cell.loss, **loss_kwargs)
+    ckpt = CHECKPOINTS / cell.id
+    if tag:
+        ckpt = ckpt / "grid" / tag
+    elif overrides:  # the grid's choice: its own checkpoint, never another value's
+        ckpt = ckpt / f"final-{point_tag(overrides)}"
+    name = f"{cell.id}{' ' + tag if tag else ''}"
     callbacks = []
     if cell.temperature != "fixed":
         from pyg_cf.losses import temperature as temp
 
         callbacks.append(temp.get_temperature_schedule(cell.temperature, **cell.temperature_kwargs))
     cfg = TrainConfig(
-        epochs=cell.epochs,
+        epochs=epochs or cell.epochs,
         lr=cell.lr,
         lr_milestones=cell.lr_milestones,
         l2_reg=cell.l2,
@@ -371,27 +402,38 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
         eval_every=cell.eval_every,
         patience=cell.patience,
         test_similarity=cell.test_similarity,
-        eval_test=True,
+        eval_test=not tag,
         time_budget_s=budget_s,
         sampling=cell.sampling,
-        checkpoint_dir=str(CHECKPOINTS / cell.id),
+        checkpoint_dir=str(ckpt),
         progress=False,
     )
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
-    last = CHECKPOINTS / cell.id / "last.pt"
+    last = ckpt / "last.pt"
     if last.exists():  # an interrupted cell continues where it stopped
         from pyg_cf.train.checkpoint import load_checkpoint
 
-        print(f"[{cell.id}] resuming after epoch {load_checkpoint(trainer, last)}", flush=True)
+        print(f"[{name}] resuming after epoch {load_checkpoint(trainer, last)}", flush=True)
     t0 = time.perf_counter()
     hist = trainer.fit(
         on_epoch=lambda r: print(
-            f"[{cell.id}] epoch {r['epoch']} loss {r['loss']:.4f} "
+            f"[{name}] epoch {r['epoch']} loss {r['loss']:.4f} "
             + " ".join(f"{k} {v:.4f}" for k, v in r.items() if k.endswith("recall@20")),
             flush=True,
         )
     )
     wall = max(time.perf_counter() - t0, float(hist["elapsed_s"].iloc[-1]))
+    if tag:  # a grid point: validation only (the best-validation weights are restored)
+        val = trainer.evaluate("val")
+        return {
+            "cell": cell.id,
+            "point": overrides,
+            "val": val,
+            "epochs_run": len(hist),
+            "wall_s": wall,
+            "machine": machine(),
+            "torch_threads": torch.get_num_threads(),
+        }
     test = trainer.evaluate("test")
     best_epoch = (
         int(hist.loc[hist["best"].fillna(False).astype(bool), "epoch"].max())
@@ -408,9 +450,66 @@ def run_cell(cell: Cell, budget_s: float | None) -> dict[str, Any]:
         "converged": bool(converged),
         "machine": machine(),
         "command": command(cell),
+        "loss_kwargs": loss_kwargs,
         "torch_threads": torch.get_num_threads(),
         "history": json.loads(hist.to_json(orient="records")),
     }
+
+
+def point_tag(point: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(point.items()))
+
+
+def run_grid(cell: Cell, budget_s: float | None) -> dict[str, Any]:
+    """Select the cell's loss arguments on validation NDCG@20 (never on test).
+
+    The coarse grid is the product of ``cell.grid``; a one-key numeric grid is then refined
+    by ``cell.grid_refine`` steps around the coarse winner. Each point trains
+    ``cell.grid_epochs`` epochs (``budget_s`` seconds at most) and is cached as
+    ``results/repro/grid/<cell>/<point>.json``, so an interrupted grid resumes.
+    """
+    import itertools
+
+    assert cell.grid
+    keys = sorted(cell.grid)
+    out = OUT / "grid" / cell.id
+    out.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = []
+
+    def evaluate(point: dict[str, Any]) -> None:
+        tag = point_tag(point)
+        path = out / f"{tag}.json"
+        if path.exists():
+            with open(path) as f:
+                rec = json.load(f)
+        else:
+            rec = run_cell(cell, budget_s, overrides=point, tag=tag, epochs=cell.grid_epochs)
+            with open(path, "w") as f:
+                json.dump(rec, f, indent=1)
+        print(f"[{cell.id} {tag}] val {rec['val']}", flush=True)
+        done.append(rec)
+
+    def best() -> dict[str, Any]:
+        return max(done, key=lambda r: r["val"]["ndcg@20"])["point"]
+
+    for values in itertools.product(*(cell.grid[k] for k in keys)):
+        evaluate(dict(zip(keys, values)))
+    numeric = len(keys) == 1 and all(isinstance(v, (int, float)) for v in cell.grid[keys[0]])
+    if numeric and cell.grid_refine:
+        (key,) = keys
+        seen = {float(r["point"][key]) for r in done}
+        centre = float(best()[key])
+        for f in cell.grid_refine:
+            v = round(centre * f, 4)
+            if v not in seen:
+                seen.add(v)
+                evaluate({key: v})
+    points = [
+        {**r["point"], "val_ndcg@20": r["val"]["ndcg@20"], "val_recall@20": r["val"]["recall@20"],
+         "epochs": r["epochs_run"]}
+        for r in done
+    ]  # fmt: skip
+    return {"points": points, "selected": best(), "grid_epochs": cell.grid_epochs}
 
 
 def load_record(cell: Cell) -> dict[str, Any] | None:
@@ -481,6 +580,17 @@ def write_page() -> None:
                 status = f"fixed schedule: all {c.epochs} epochs"
             else:
                 status = "budget reached"
+            if rec.get("grid"):  # the selection, on validation NDCG@20
+                g = rec["grid"]
+                sel = point_tag(g["selected"])
+                pts = ", ".join(
+                    f"{point_tag({k: v for k, v in p.items() if k in g['selected']})}: "
+                    f"{p['val_ndcg@20']:.4f}"
+                    for p in g["points"]
+                )
+                status += f"; grid ({g['grid_epochs']} epochs, val N@20) {pts} → {sel}"
+            elif c.grid:
+                status += "; no grid (ran before the grid existed)"
             taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
             if taus:  # Adap-tau cells: the temperature the method computed (last epoch)
                 status += f"; computed τ0 {taus[-1]:.4f}"
@@ -501,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", type=int, action="append", default=[])
     p.add_argument("--cell", action="append", default=[])
     p.add_argument("--budget", type=float, default=None, help="seconds of training per cell")
+    p.add_argument(
+        "--grid-budget", type=float, default=None, help="seconds of training per grid point"
+    )
     p.add_argument("--list", action="store_true")
     p.add_argument("--page", action="store_true", help="only rewrite REPRODUCTION.md")
     args = p.parse_args(argv)
@@ -514,7 +627,10 @@ def main(argv: list[str] | None = None) -> int:
         for cell in todo:
             if cell.note.startswith("same run") or load_record(cell) is not None:
                 continue
-            rec = run_cell(cell, args.budget)
+            grid = run_grid(cell, args.grid_budget) if cell.grid else None
+            rec = run_cell(cell, args.budget, overrides=grid["selected"] if grid else None)
+            if grid:
+                rec["grid"] = grid
             with open(OUT / f"{cell.id}.json", "w") as f:
                 json.dump(rec, f, indent=1)
             print(f"[{cell.id}] test {rec['test']}", flush=True)

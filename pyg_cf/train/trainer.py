@@ -29,6 +29,8 @@ from pyg_cf.losses.negatives import NegativeSampler
 from pyg_cf.metrics.ranking import evaluate
 from pyg_cf.nn.models import GraphCF
 from pyg_cf.train.config import TrainConfig
+from pyg_cf.train.memory import MMAP_THRESHOLD_MAX, retain_freed_memory
+from pyg_cf.train.optim import LazyAdam
 
 __all__ = ["Callback", "NonFiniteLossError", "Trainer", "seed_everything"]
 
@@ -117,6 +119,7 @@ class Trainer:
             raise ConfigError("device='cuda' but CUDA is not available")
         self.data = data
         self.model = model.to(self.device)
+        self.retains_cpu_memory = self._tune_allocator()
         self.loss = loss.to(self.device)
         self.callbacks = list(callbacks or [])
         self.train_ei = train_edges(data).to(self.device)
@@ -184,6 +187,17 @@ class Trainer:
             sampling=cfg.sampling,
         )
 
+    def _tune_allocator(self) -> bool:
+        """Apply :func:`~pyg_cf.train.memory.retain_freed_memory` if the config asks
+        (``None``: on the CPU once an embedding table reaches glibc's mmap threshold)."""
+        want = self.config.retain_cpu_memory
+        if want is None:
+            biggest = max(
+                (p.numel() * p.element_size() for p in self.model.parameters()), default=0
+            )
+            want = self.device.type == "cpu" and biggest >= MMAP_THRESHOLD_MAX
+        return bool(want) and retain_freed_memory()
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
         if not self.config.sparse_grad:
@@ -196,7 +210,7 @@ class Trainer:
             raise ConfigError("sparse_grad=True needs a model whose parameters are all embeddings")
         for m in embeddings:
             m.sparse = True
-        return torch.optim.SparseAdam(params, lr=self.config.lr)
+        return LazyAdam(params, lr=self.config.lr)
 
     # -- batches ---------------------------------------------------------------------------
     def batches(self) -> Iterator[Tensor]:

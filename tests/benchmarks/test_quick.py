@@ -31,7 +31,7 @@ def test_quick_mode_writes_a_table(name, tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = (tmp_path / f"{name}.md").read_text()
+    text = (tmp_path / f"{name}_quick.md").read_text()  # smoke runs never overwrite results
     assert "## Machine" in text and "CPU:" in text and "shared" in text
     assert text.count("|---") >= 1  # a results table
     assert "failed" not in text

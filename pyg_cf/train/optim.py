@@ -1,0 +1,114 @@
+r"""Lazy Adam for sparse embedding gradients, with fewer passes than
+:class:`torch.optim.SparseAdam`.
+
+Neighbor-sampled training (``TrainConfig(mode='sampled', sparse_grad=True)``) touches a few
+hundred thousand rows of tables that may hold millions. Lazy Adam updates only the rows
+:math:`R` that received a gradient :math:`g` this step:
+
+.. math::
+    m_R \leftarrow \beta_1 m_R + (1 - \beta_1) g, \qquad
+    v_R \leftarrow \beta_2 v_R + (1 - \beta_2) g^2, \qquad
+    \theta_R \leftarrow \theta_R - \eta \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t}
+        \frac{m_R}{\sqrt{v_R} + \epsilon},
+
+which is exactly :class:`torch.optim.SparseAdam`'s update (the same bias correction folded
+into the step size, :math:`\epsilon` added to the uncorrected :math:`\sqrt{v}`). SparseAdam
+builds it from ``sparse_mask`` gathers and sparse-into-dense additions: six row-sized
+temporaries and three scatter passes per table. :class:`LazyAdam` gathers the two moments
+once, updates them in place, writes them back with ``index_copy_`` and adds the step with one
+``index_add_``: two temporaries. Each row-sized temporary of a large sampled subgraph is a
+fresh allocation of tens of MB, so the saving grows with the graph
+(``benchmarks/bench_scale.py`` measures it).
+
+It accepts sparse COO gradients (``nn.Embedding(sparse=True)``) and dense ones (all rows
+are then updated, as :class:`torch.optim.Adam` without ``amsgrad`` or weight decay but with
+SparseAdam's :math:`\epsilon` placement). State layout matches SparseAdam's (``step``,
+``exp_avg``, ``exp_avg_sq``), so checkpoints are interchangeable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class LazyAdam(torch.optim.Optimizer):
+    r"""Adam that updates only the rows present in a sparse gradient.
+
+    Args:
+        params: Parameters (typically ``nn.Embedding(sparse=True)`` weights).
+        lr: Learning rate :math:`\eta`.
+        betas: :math:`(\beta_1, \beta_2)`.
+        eps: :math:`\epsilon`, added to :math:`\sqrt{v}`.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                t = state["step"]
+                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+                _update(
+                    p, p.grad, state["exp_avg"], state["exp_avg_sq"],
+                    beta1, beta2, group["eps"], step_size,
+                )  # fmt: skip
+        return loss
+
+
+def _update(
+    p: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step_size: float,
+) -> None:
+    if not grad.is_sparse:
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        p.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(eps), value=-step_size)
+        return
+    grad = grad.coalesce()  # the update is non-linear in g: one row per index
+    rows = grad._indices()[0]
+    if rows.numel() == 0:
+        return
+    g = grad._values()
+    m = exp_avg.index_select(0, rows).lerp_(g, 1 - beta1)
+    v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    exp_avg.index_copy_(0, rows, m)
+    exp_avg_sq.index_copy_(0, rows, v)
+    p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)

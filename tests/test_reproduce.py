@@ -1,0 +1,76 @@
+"""examples/reproduce.py: the validation grid, its cache and the page."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyg_cf import datasets
+from tests.train.test_trainer import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repro(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "examples" / "reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = mod
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(mod, "CHECKPOINTS", tmp_path / "ckpt")
+    monkeypatch.setattr(mod, "PAGE", tmp_path / "PAGE.md")
+    data = synthetic()
+    monkeypatch.setattr(datasets, "load", lambda name, **kw: data)
+    cell = mod.Cell(
+        "t9-mf-ssm", 1, "MF + SSM", "toy", "mf", "ssm", {"tau": 0.1, "similarity": "cos"},
+        model_kwargs={"embedding_dim": 8}, published=(0.5, 0.4), epochs=2, grid_epochs=1,
+        grid={"tau": (0.1, 1.0)}, grid_refine=(0.5, 1.0),
+    )  # fmt: skip
+    monkeypatch.setattr(mod, "CELLS", [cell])
+    monkeypatch.setattr(mod, "BY_ID", {cell.id: cell})
+    yield mod
+    sys.modules.pop("reproduce", None)
+
+
+def test_fixed_tau_softmax_cells_get_the_papers_grid(repro):
+    c = repro.Cell("x", 1, "x", "gowalla", "lightgcn", "ssm", {"tau": 0.1})
+    assert c.grid == {"tau": (0.1, 0.2, 0.5, 1.0)}
+    assert repro.Cell("y", 1, "y", "gowalla", "mf", "bpr").grid == {}
+    adaptive = repro.Cell("z", 5, "z", "gowalla", "mf", "ssm", {"tau": 0.1}, temperature="adap-tau")
+    assert adaptive.grid == {}
+
+
+def test_grid_selects_on_validation_and_the_cell_uses_the_choice(repro):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    grid_dir = repro.OUT / "grid" / "t9-mf-ssm"
+    points = {p.stem: json.loads(p.read_text()) for p in grid_dir.glob("*.json")}
+    # coarse 0.1, 1.0, then the refinement around the winner (x0.5; x1.0 is already run)
+    assert len(points) == 3 and {"tau=0.1", "tau=1.0"} <= set(points)
+    for rec in points.values():
+        assert "test" not in rec and "ndcg@20" in rec["val"]  # selection never sees test
+    best = max(points.values(), key=lambda r: r["val"]["ndcg@20"])["point"]
+    rec = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
+    assert rec["grid"]["selected"] == best
+    assert rec["loss_kwargs"]["tau"] == best["tau"]
+    assert len(rec["grid"]["points"]) == 3
+    assert (repro.CHECKPOINTS / "t9-mf-ssm" / f"final-tau={best['tau']}" / "last.pt").exists()
+    page = repro.PAGE.read_text()
+    assert f"→ tau={best['tau']}" in page
+
+
+def test_grid_points_are_cached(repro, monkeypatch):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    (repro.OUT / "t9-mf-ssm.json").unlink()
+    calls = []
+    real = repro.run_cell
+
+    def spy(cell, budget, overrides=None, tag="", epochs=None):
+        calls.append(tag)
+        return real(cell, budget, overrides=overrides, tag=tag, epochs=epochs)
+
+    monkeypatch.setattr(repro, "run_cell", spy)
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    assert calls == [""]  # only the final run: every grid point came from its JSON

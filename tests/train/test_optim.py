@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from pyg_cf.train.optim import LazyAdam
+
+
+def _sparse(rows: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.sparse_coo_tensor(rows[None], values, (n, values.size(1)), check_invariants=True)
+
+
+@pytest.mark.parametrize("coalesced", [True, False])
+def test_lazy_adam_matches_sparse_adam(coalesced):
+    gen = torch.Generator().manual_seed(0)
+    n, d = 50, 4
+    init = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    a = torch.nn.Parameter(init.clone())
+    b = torch.nn.Parameter(init.clone())
+    ref = torch.optim.SparseAdam([a], lr=0.01)
+    ours = LazyAdam([b], lr=0.01)
+    for _ in range(6):
+        rows = torch.randint(0, n, (30,), generator=gen)  # duplicates: must be summed
+        vals = torch.randn(30, d, generator=gen, dtype=torch.float64)
+        g = _sparse(rows, vals, n)
+        a.grad = g.coalesce() if coalesced else g
+        b.grad = g.coalesce() if coalesced else g
+        ref.step()
+        ours.step()
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(ours.state[b][key], ref.state[a][key])
+    assert ours.state[b]["step"] == 6
+
+
+def test_lazy_adam_touches_only_gradient_rows():
+    w = torch.nn.Parameter(torch.ones(10, 3))
+    opt = LazyAdam([w], lr=0.1)
+    w.grad = _sparse(torch.tensor([2, 7]), torch.ones(2, 3), 10)
+    opt.step()
+    changed = (w.detach() != 1).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [2, 7]
+    # first Adam step moves each coordinate by lr (m/sqrt(v) = 1 after bias correction)
+    torch.testing.assert_close(w.detach()[2], torch.full((3,), 0.9), rtol=0, atol=1e-6)
+    assert opt.state[w]["exp_avg"][0].abs().sum() == 0
+
+
+def test_lazy_adam_dense_gradient_is_adam_with_sparse_adam_eps():
+    torch.manual_seed(1)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    a = torch.nn.Parameter(x.clone())
+    b = torch.nn.Parameter(x.clone())
+    ref = torch.optim.SparseAdam([a], lr=0.05)
+    ours = LazyAdam([b], lr=0.05)
+    for _ in range(4):
+        g = torch.randn(5, 3, dtype=torch.float64)
+        a.grad = g.to_sparse(sparse_dim=1)
+        b.grad = g.clone()
+        ref.step()
+        ours.step()
+    torch.testing.assert_close(b, a)
+
+
+def test_lazy_adam_empty_gradient_and_none():
+    w = torch.nn.Parameter(torch.ones(4, 2))
+    opt = LazyAdam([w])
+    opt.step()  # no grad: nothing happens, no state
+    assert len(opt.state) == 0
+    w.grad = _sparse(torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), 4)
+    opt.step()
+    assert torch.equal(w.detach(), torch.ones(4, 2))
+
+
+def test_lazy_adam_state_loads_into_sparse_adam():
+    w = torch.nn.Parameter(torch.randn(6, 2))
+    ours = LazyAdam([w], lr=0.01)
+    w.grad = _sparse(torch.tensor([1, 3]), torch.randn(2, 2), 6)
+    ours.step()
+    ref = torch.optim.SparseAdam([w], lr=0.01)
+    ref.load_state_dict(ours.state_dict())
+    assert torch.equal(ref.state[w]["exp_avg"], ours.state[w]["exp_avg"])
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"lr": 0.0}, {"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)}, {"eps": -1.0}]
+)
+def test_lazy_adam_rejects_bad_hyperparameters(kwargs):
+    with pytest.raises(ValueError):
+        LazyAdam([torch.nn.Parameter(torch.ones(2, 2))], **kwargs)
