@@ -21,6 +21,7 @@ item popularity, half as many items as users, duplicate pairs redrawn; 10 % held
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -195,7 +196,7 @@ def main() -> None:
     lin = ""
     if len(results) >= 2:
         lines = []
-        for a, b in zip(results, results[1:]):
+        for a, b in itertools.pairwise(results):
             lines.append(
                 f"- {a['interactions'] / 1e6:.1f} M → {b['interactions'] / 1e6:.1f} M: "
                 f"interactions {b['interactions'] / a['interactions']:.2f}x, seconds per "
