@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -85,3 +87,25 @@ def test_lazy_adam_state_loads_into_sparse_adam():
 def test_lazy_adam_rejects_bad_hyperparameters(kwargs):
     with pytest.raises(ValueError):
         LazyAdam([torch.nn.Parameter(torch.ones(2, 2))], **kwargs)
+
+
+def test_sparse_adam_checkpoint_resumes_in_lazy_adam():
+    """Checkpoints written before LazyAdam (SparseAdam state) resume bit for bit."""
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(6, 2, dtype=torch.float64))
+    b = torch.nn.Parameter(a.detach().clone())
+    ref = torch.optim.SparseAdam([a], lr=0.01)
+    grads = [
+        _sparse(torch.tensor([1, 3]), torch.randn(2, 2, dtype=torch.float64), 6) for _ in range(3)
+    ]
+    a.grad = grads[0]
+    ref.step()
+    b.data.copy_(a.detach())
+    ours = LazyAdam([b], lr=0.01)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))  # as read back from a file
+    for g in grads[1:]:
+        a.grad, b.grad = g, g
+        ref.step()
+        ours.step()
+    torch.testing.assert_close(b, a)
+    assert ours.state[b]["step"] == 3
