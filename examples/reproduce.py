@@ -599,7 +599,7 @@ def write_page() -> None:
                     f"{p['val_ndcg@20']:.4f}"
                     for p in g["points"]
                 )
-                status += f"; grid ({g['grid_epochs']} epochs, val N@20) {pts} → {sel}"
+                status += f"; grid (≤{g['grid_epochs']} epochs a point, val N@20) {pts} → {sel}"
             elif c.grid:
                 status += "; no grid (ran before the grid existed)"
             taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
@@ -642,6 +642,11 @@ def main(argv: list[str] | None = None) -> int:
             rec = run_cell(cell, args.budget, overrides=grid["selected"] if grid else None)
             if grid:
                 rec["grid"] = grid
+            rec["command"] = command(cell) + "".join(
+                f" --{flag} {value:g}"
+                for flag, value in (("budget", args.budget), ("grid-budget", args.grid_budget))
+                if value is not None and (flag == "budget" or grid)
+            )
             with open(OUT / f"{cell.id}.json", "w") as f:
                 json.dump(rec, f, indent=1)
             print(f"[{cell.id}] test {rec['test']}", flush=True)

@@ -44,7 +44,7 @@ def test_fixed_tau_softmax_cells_get_the_papers_grid(repro):
 
 
 def test_grid_selects_on_validation_and_the_cell_uses_the_choice(repro):
-    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    assert repro.main(["--cell", "t9-mf-ssm", "--grid-budget", "100"]) == 0
     grid_dir = repro.OUT / "grid" / "t9-mf-ssm"
     points = {p.stem: json.loads(p.read_text()) for p in grid_dir.glob("*.json")}
     # coarse 0.1, 1.0, then the refinement around the winner (x0.5; x1.0 is already run)
@@ -56,6 +56,7 @@ def test_grid_selects_on_validation_and_the_cell_uses_the_choice(repro):
     assert rec["grid"]["selected"] == best
     assert rec["loss_kwargs"]["tau"] == best["tau"]
     assert len(rec["grid"]["points"]) == 3
+    assert rec["command"] == "python examples/reproduce.py --cell t9-mf-ssm --grid-budget 100"
     assert (repro.CHECKPOINTS / "t9-mf-ssm" / f"final-tau={best['tau']}" / "last.pt").exists()
     page = repro.PAGE.read_text()
     assert f"→ tau={best['tau']}" in page
