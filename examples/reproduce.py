@@ -628,6 +628,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true")
     p.add_argument("--page", action="store_true", help="only rewrite REPRODUCTION.md")
     args = p.parse_args(argv)
+    for flag in ("budget", "grid_budget"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            p.error(f"--{flag.replace('_', '-')} must be a positive number of seconds, got {value}")
     OUT.mkdir(parents=True, exist_ok=True)
     if args.list:
         for c in CELLS:

@@ -75,3 +75,10 @@ def test_grid_points_are_cached(repro, monkeypatch):
     monkeypatch.setattr(repro, "run_cell", spy)
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     assert calls == [""]  # only the final run: every grid point came from its JSON
+
+
+@pytest.mark.parametrize("flag", ["--budget", "--grid-budget"])
+def test_budgets_must_be_positive(repro, flag, capsys):
+    with pytest.raises(SystemExit):
+        repro.main(["--cell", "t9-mf-ssm", flag, "-5"])
+    assert "must be a positive number of seconds" in capsys.readouterr().err

@@ -9,7 +9,9 @@ graph of ``benchmarks/bench_scale.py`` these page faults were about a third of t
 PyTorch has no caching allocator on the CPU, so the fix is glibc's own: serve large blocks
 from the heap (``M_MMAP_MAX = 0``) and never trim it (``M_TRIM_THRESHOLD``), so that freed
 blocks are reused by the next step. The cost is that the process keeps its peak heap
-instead of returning it to the system — what a training process does anyway.
+instead of returning it to the system — what a training process does anyway. It is
+best-effort: about 1 process in 6 in the test here still page-faulted (not diagnosed; likely
+the heap could not grow in place and glibc fell back to mmap).
 
 The setting is process-wide. :class:`~pyg_cf.train.Trainer` applies it when
 ``TrainConfig.retain_cpu_memory`` says so (by default: on the CPU, once an embedding table
