@@ -82,3 +82,33 @@ def test_budgets_must_be_positive(repro, flag, capsys):
     with pytest.raises(SystemExit):
         repro.main(["--cell", "t9-mf-ssm", flag, "-5"])
     assert "must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeypatch):
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0  # nothing to refit yet
+    assert not (repro.OUT / "refit" / "t9-mf-ssm.json").exists()
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    source = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
+    seen = []
+    data = synthetic()
+
+    def load(name, **kw):
+        seen.append(kw.get("val_ratio"))
+        return data
+
+    monkeypatch.setattr(datasets, "load", load)
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0
+    assert seen == [0.0]  # the full training split, no validation carve
+    rec = json.loads((repro.OUT / "refit" / "t9-mf-ssm.json").read_text())
+    assert rec["selected_from"]["loss_kwargs"] == source["loss_kwargs"]
+    assert rec["loss_kwargs"] == source["loss_kwargs"]
+    assert rec["epochs_run"] == source["best_epoch"] and rec["converged"]
+    assert rec["command"] == "python examples/reproduce.py --cell t9-mf-ssm --refit"
+    assert "Refit on the full training split" in repro.PAGE.read_text()
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0  # cached: no second run
+    assert seen == [0.0]
+
+
+def test_refit_needs_an_epoch_count(repro):
+    with pytest.raises(ValueError, match="epoch count"):
+        repro.run_cell(repro.CELLS[0], None, refit=True)
