@@ -16,6 +16,7 @@ from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
 from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler
+from pyg_cf.losses.base import negative_sets
 from pyg_cf.losses.negatives import NegativeSampler
 
 __all__ = ["CFBatch", "InteractionLoader"]
@@ -243,7 +244,7 @@ class InteractionLoader:
             yield self.collate(idx)
 
     def collate(
-        self, idx: Tensor, num_negatives: int | None = None, shared: bool = False
+        self, idx: Tensor, num_negatives: int | None = None, shared: bool | int = False
     ) -> CFBatch:
         """The :class:`CFBatch` of training-edge columns ``idx``.
 
@@ -251,7 +252,9 @@ class InteractionLoader:
             idx: ``[B]`` columns of ``edge_index``.
             num_negatives: Overrides the loader's ``num_negatives`` for this batch.
             shared: One set of negatives for all rows: ``neg_items`` (and ``neg_index``)
-                are stride-0 expanded ``[B, M]`` views of one ``[M]`` draw.
+                are stride-0 expanded ``[B, M]`` views of one ``[M]`` draw; an integer
+                ``G``: ``G`` sets, each repeated over its block of rows
+                (:func:`~pyg_cf.losses.base.negative_sets`).
         """
         users, pos = self.edge_index[0, idx], self.edge_index[1, idx]
         m = self.num_negatives if num_negatives is None else num_negatives
@@ -269,7 +272,8 @@ class InteractionLoader:
         batch = CFBatch(idx, users, pos, neg, neg_logp, coll, ncoll)
         if self.sampler is None:
             return batch
-        neg_flat = None if neg is None else (neg[0] if shared else neg.reshape(-1))
+        rows = negative_sets(idx.numel(), int(shared))[1] if shared else 1
+        neg_flat = None if neg is None else neg[::rows].reshape(-1)  # each set once
         items = pos if neg_flat is None else torch.cat([pos, neg_flat])
         sub = self.sampler.sample(users, items, self.generator)
         batch.subgraph = sub.to_hetero_data()
@@ -277,7 +281,13 @@ class InteractionLoader:
         batch.pos_index = sub.local_items(pos)
         if neg is not None and neg_flat is not None:
             local = sub.local_items(neg_flat)
-            batch.neg_index = local.expand(neg.shape) if shared else local.view(neg.shape)
+            if rows == 1:
+                batch.neg_index = local.view(neg.shape)
+            elif shared is True or shared == 1:
+                batch.neg_index = local.expand(neg.shape)
+            else:
+                sets = local.view(-1, neg.size(1))
+                batch.neg_index = sets.repeat_interleave(rows, dim=0)[: neg.size(0)]
         return batch
 
     def __repr__(self) -> str:

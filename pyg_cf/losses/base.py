@@ -49,6 +49,23 @@ def is_shared(neg_emb: Tensor) -> bool:
     return neg_emb.dim() == 3 and neg_emb.size(0) == 1
 
 
+def negative_sets(batch_size: int, sets: int) -> tuple[int, int]:
+    r"""``(G, S)``: the layout of ``batch_size`` rows sharing ``sets`` sets of negatives.
+
+    Rows are split into contiguous blocks of :math:`S = \lceil B / \min(\text{sets}, B)
+    \rceil` rows, block :math:`g` (rows :math:`gS \ldots (g+1)S - 1`) sharing set :math:`g`;
+    :math:`G = \lceil B / S \rceil \le` ``sets`` blocks are needed. The layout is a fixed
+    point (``negative_sets(B, G) == (G, S)``), so a ``[G, M, d]`` tensor of sets identifies
+    it. ``sets = 1`` is one set for the batch, ``sets >= B`` one per row.
+    """
+    if batch_size < 1 or sets < 1:
+        raise ConfigError(
+            f"need a positive batch size and number of sets, got {batch_size}, {sets}"
+        )
+    rows = -(-batch_size // min(sets, batch_size))
+    return -(-batch_size // rows), rows
+
+
 def negative_scores(
     user_emb: Tensor, neg_emb: Tensor, kind: str = "ip", unit: bool = False
 ) -> Tensor:
@@ -57,13 +74,25 @@ def negative_scores(
     A batched matrix product (the product itself makes no ``[B, M, d]`` temporary; cosine
     normalisation of per-row negatives does, unless ``unit``); when the negatives are one set
     ``[1, M, d]`` shared by all rows (:func:`is_shared`), a single
-    ``[B, d] x [d, M]`` product. ``unit=True`` says the negatives already have unit norm
-    (``LossBatch.neg_unit``), so cosine scores skip normalising the ``[B, M, d]`` tensor.
+    ``[B, d] x [d, M]`` product; ``[G, M, d]`` with ``1 < G < B`` are ``G`` sets, each shared
+    by a block of rows (:func:`negative_sets`), scored with ``G`` products. ``unit=True``
+    says the negatives already have unit norm (``LossBatch.neg_unit``), so cosine scores
+    skip normalising the ``[B, M, d]`` tensor.
     """
     u = normalize_if(user_emb, kind)
     n = neg_emb if unit else normalize_if(neg_emb, kind)
     if is_shared(n):
         return u @ n[0].T
+    b, g = u.size(0), n.size(0)
+    if g != b:  # G sets, each shared by a block of S rows: G products [S, d] x [d, M]
+        sets, rows = negative_sets(b, g)
+        if sets != g:
+            raise ConfigError(
+                f"{g} sets of negatives do not tile a batch of {b} rows "
+                f"(blocks of {rows} rows need {sets} sets; see negative_sets)"
+            )
+        blocks = F.pad(u, (0, 0, 0, g * rows - b)).view(g, rows, -1)
+        return torch.bmm(blocks, n.transpose(1, 2)).flatten(0, 1)[:b]
     return torch.bmm(n, u.unsqueeze(-1)).squeeze(-1)
 
 
@@ -118,8 +147,10 @@ class LossBatch:
         user_emb: ``[B, d]`` final user embeddings.
         pos_emb: ``[B, d]`` final embeddings of the positive items.
         neg_items: ``[B, M]`` sampled negative ids (``None`` unless the loss samples).
-        neg_emb: ``[B, M, d]`` their final embeddings, or ``[1, M, d]`` when one set of
-            negatives is shared by every row (``shared_negatives``).
+        neg_emb: ``[B, M, d]`` their final embeddings, ``[1, M, d]`` when one set of
+            negatives is shared by every row (``shared_negatives=True``), or ``[G, M, d]``
+            for ``G`` sets shared by blocks of rows (``shared_negatives=G``,
+            :func:`negative_sets`).
         neg_unit: ``neg_emb`` rows are already L2-normalised (the trainer normalises the
             item table before gathering per-row negatives for cosine losses: ``[I, d]``
             work instead of ``[B, M, d]``); cosine scores then use them as they are.
@@ -160,8 +191,10 @@ class CFLoss(nn.Module):
     * ``sampler``: ``'uniform'`` or ``'popularity'`` (with exponent ``pop_beta``);
     * ``reject_positives``: re-draw sampled negatives that are training positives of the
       row's user;
-    * ``shared_negatives``: one set of sampled negatives for the whole batch (``neg_emb``
-      is then ``[1, M, d]``, scored with one matrix product by :func:`negative_scores`);
+    * ``shared_negatives``: ``True`` for one set of sampled negatives for the whole batch
+      (``neg_emb`` is then ``[1, M, d]``, scored with one matrix product by
+      :func:`negative_scores`), an integer ``G`` for ``G`` sets each shared by a block of
+      rows (``[G, M, d]``, :func:`negative_sets`), ``False`` for negatives per row;
 
     and implement :meth:`forward` on a :class:`LossBatch`, returning a scalar. Losses with a
     temperature expose ``tau`` so that temperature schedules
@@ -177,7 +210,7 @@ class CFLoss(nn.Module):
     sampler: str = "uniform"
     pop_beta: float = 1.0
     reject_positives: bool = False
-    shared_negatives: bool = False
+    shared_negatives: bool | int = False
     paper: str = ""
     user_tau_table: Tensor | None = None
     user_tau_scope: str = "both"
@@ -216,7 +249,7 @@ class CFLoss(nn.Module):
         sampler: str = "uniform",
         pop_beta: float = 1.0,
         reject_positives: bool = False,
-        shared_negatives: bool = False,
+        shared_negatives: bool | int = False,
     ) -> None:
         """Validate and store the settings of sampled negatives."""
         if int(num_negatives) < 1:
@@ -228,11 +261,16 @@ class CFLoss(nn.Module):
         self.sampler = sampler
         self.pop_beta = float(pop_beta)
         self.reject_positives = bool(reject_positives)
-        self.shared_negatives = bool(shared_negatives)
+        if not isinstance(shared_negatives, (bool, int)) or shared_negatives < 0:
+            raise ConfigError(
+                "shared_negatives must be True/False or a number of sets >= 1, got "
+                f"{shared_negatives!r}"
+            )
+        self.shared_negatives = shared_negatives
         if self.shared_negatives and self.reject_positives:
             raise ConfigError(
-                "shared_negatives=True gives every row the same negatives, so positives "
-                "cannot be rejected per row: set reject_positives=False"
+                f"shared_negatives={shared_negatives!r} gives several rows the same negatives, "
+                "so positives cannot be rejected per row: set reject_positives=False"
             )
 
     def temperatures(
@@ -270,7 +308,7 @@ class SampledScoreLoss(CFLoss):
         sampler: str,
         pop_beta: float,
         reject_positives: bool,
-        shared_negatives: bool = False,
+        shared_negatives: bool | int = False,
     ) -> None:
         super().__init__()
         self.similarity = check_similarity(similarity)

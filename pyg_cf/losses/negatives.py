@@ -9,6 +9,7 @@ from torch import Tensor
 
 from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError
+from pyg_cf.losses.base import negative_sets
 
 __all__ = ["NegativeSampler"]
 
@@ -71,7 +72,7 @@ class NegativeSampler:
         users: Tensor,
         num: int,
         generator: torch.Generator | None = None,
-        shared: bool = False,
+        shared: bool | int = False,
     ) -> tuple[Tensor, Tensor]:
         """``(items [B, num], log_prob [B, num])`` of negatives for ``users`` ``[B]``.
 
@@ -79,13 +80,19 @@ class NegativeSampler:
             users: ``[B]`` user ids of the rows.
             num: Negatives per row (``M``).
             generator: Random generator.
-            shared: Draw one set of ``num`` items and give it to every row (an expanded
-                view; the rows share the same negatives, which saves memory). Rejection of
-                positives is per row and so is skipped for shared negatives.
+            shared: ``True``: draw one set of ``num`` items and give it to every row (an
+                expanded view; the rows share the same negatives, which saves memory). An
+                integer ``G``: draw ``G`` sets, each given to a block of rows
+                (:func:`~pyg_cf.losses.base.negative_sets`; row ``r`` gets set ``r // S``).
+                Rejection of positives is per row and so is skipped for shared negatives.
         """
         shape = (users.numel(), num)
-        if shared:
+        if shared is True or shared == 1:
             items = self._draw((num,), users.device, generator).unsqueeze(0).expand(shape)
+        elif shared:
+            sets, rows = negative_sets(users.numel(), int(shared))
+            draw = self._draw((sets, num), users.device, generator)
+            items = draw.repeat_interleave(rows, dim=0)[: users.numel()]
         else:
             items = self._draw(shape, users.device, generator)
         if self.positives is not None and not shared:

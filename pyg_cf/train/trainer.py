@@ -24,7 +24,7 @@ from pyg_cf.data.graph import degrees, held_out_edges, train_edges
 from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.loader.interaction_loader import CFBatch, InteractionLoader
-from pyg_cf.losses.base import CFLoss, LossBatch
+from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
 from pyg_cf.losses.negatives import NegativeSampler
 from pyg_cf.metrics.ranking import evaluate
 from pyg_cf.nn.models import GraphCF
@@ -48,13 +48,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _gather_negatives(table: Tensor, index: Tensor, shared: bool, unit: bool) -> Tensor:
+def _gather_negatives(table: Tensor, index: Tensor, shared: bool | int, unit: bool) -> Tensor:
     """``[B, M, d]`` rows of ``table`` at ``index`` ``[B, M]``; for shared negatives the
-    ``[1, M, d]`` rows of the one set (no ``[B, M, d]`` copy, forward or backward). With
-    ``unit`` per-row negatives are gathered from the L2-normalised table (normalising
-    ``[I, d]`` rows once is far cheaper than normalising ``[B, M, d]`` gathered ones)."""
+    ``[G, M, d]`` rows of the ``G`` sets (``G = 1`` for ``shared=True``; no ``[B, M, d]``
+    copy, forward or backward). With ``unit`` per-row negatives are gathered from the
+    L2-normalised table (normalising ``[I, d]`` rows once is far cheaper than normalising
+    ``[B, M, d]`` gathered ones)."""
     if shared:
-        return table[index[0]].unsqueeze(0)
+        rows = negative_sets(index.size(0), int(shared))[1]
+        if rows > 1:  # the first row of each block holds its set
+            sets = index[::rows]
+            return table.index_select(0, sets.reshape(-1)).view(*sets.shape, table.size(-1))
     if unit:
         table = F.normalize(table, dim=-1)
     # index_select (backward: index_add) gathers rows faster than advanced indexing
@@ -224,7 +228,9 @@ class Trainer:
         ``'sampled'`` mode over the batch's K-hop neighborhood (same model, same call).
         """
         num_neg = self.loss.num_negatives if self.loss.negatives == "sampled" else 0
-        shared = num_neg > 0 and bool(getattr(self.loss, "shared_negatives", False))
+        shared: bool | int = (num_neg > 0) and getattr(self.loss, "shared_negatives", False)
+        if shared and negative_sets(idx.numel(), int(shared))[1] == 1:
+            shared = False  # as many sets as rows: negatives per row
         unit = num_neg > 0 and not shared and getattr(self.loss, "similarity", None) == "cos"
         cb = self.loader.collate(idx, num_negatives=num_neg, shared=shared)
         self.last_batch = cb
@@ -265,11 +271,16 @@ class Trainer:
         if self.config.l2_reg > 0:
             u0, p0 = self.model.layer0(users, pos)
             reg = u0.pow(2).sum() + p0.pow(2).sum()
-            if neg is not None:  # shared negatives: the same M rows penalised for each row
-                n0 = neg[0] if shared else neg
-                reg = reg + (users.numel() if shared else 1) * (
-                    self.model.item_embedding(n0).pow(2).sum()
-                )
+            if neg is not None and not shared:
+                reg = reg + self.model.item_embedding(neg).pow(2).sum()
+            elif neg is not None:  # each set penalised once per row of its block
+                b = users.numel()
+                rows = negative_sets(b, int(shared))[1]
+                sets = neg[::rows]
+                count = torch.full((sets.size(0),), float(rows), device=self.device)
+                count[-1] = b - rows * (sets.size(0) - 1)
+                sq = self.model.item_embedding(sets).pow(2).sum(-1)
+                reg = reg + (count.unsqueeze(1) * sq).sum()
             reg = self.config.l2_reg * reg / (2 * users.numel())
         return batch, reg
 

@@ -1,9 +1,12 @@
 import math
 
+import pytest
 import torch
 
 from pyg_cf.data.pairs import UserItemIndex
-from pyg_cf.losses import NegativeSampler
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses import NegativeSampler, get_loss
+from pyg_cf.losses.base import negative_scores, negative_sets
 
 
 def test_shared_negatives_are_the_same_for_every_row():
@@ -25,3 +28,49 @@ def test_per_row_negatives_reject_positives_and_popularity_logq():
     assert not UserItemIndex(ei, 2, 4).contains(users.unsqueeze(1), items).any()
     assert (items != 2).all()  # zero-degree items are never drawn by popularity
     assert torch.allclose(logp, torch.log(deg / deg.sum())[items])
+
+
+def test_negative_sets_layout_is_a_fixed_point():
+    for b in range(1, 200):
+        for g in range(1, b + 3):
+            sets, rows = negative_sets(b, g)
+            assert sets <= min(g, b) and (sets - 1) * rows < b <= sets * rows
+            assert negative_sets(b, sets) == (sets, rows)
+    assert negative_sets(2048, 1) == (1, 2048) and negative_sets(2048, 16) == (16, 128)
+    assert negative_sets(30, 4) == (4, 8) and negative_sets(5, 4) == (3, 2)
+    with pytest.raises(ConfigError, match="positive"):
+        negative_sets(4, 0)
+
+
+def test_grouped_negatives_are_shared_within_blocks_of_rows():
+    s = NegativeSampler(10_000)
+    items, logp = s.sample(torch.arange(30), 16, torch.Generator().manual_seed(0), shared=4)
+    assert items.shape == (30, 16) and logp.shape == (30, 16)
+    blocks = [items[0:8], items[8:16], items[16:24], items[24:30]]  # negative_sets(30, 4)
+    for blk in blocks:
+        assert (blk == blk[0]).all()
+    firsts = torch.stack([blk[0] for blk in blocks])
+    assert torch.unique(firsts, dim=0).size(0) == 4  # four distinct draws
+    assert torch.allclose(logp, torch.full((30, 16), -math.log(10_000)))
+
+
+def test_grouped_scores_equal_the_materialised_per_row_scores():
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(30, 8, generator=g, dtype=torch.float64)
+    sets = torch.randn(4, 5, 8, generator=g, dtype=torch.float64)
+    per_row = sets.repeat_interleave(8, dim=0)[:30]
+    for kind in ("ip", "cos"):
+        assert torch.allclose(negative_scores(u, sets, kind), negative_scores(u, per_row, kind))
+    with pytest.raises(ConfigError, match="do not tile"):
+        negative_scores(u[:5], sets)  # 5 rows in blocks of 2 need 3 sets, not 4
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "4"])
+def test_shared_negatives_must_be_a_bool_or_a_count(bad):
+    with pytest.raises(ConfigError, match="shared_negatives"):
+        get_loss("ssm", negatives="sampled", num_negatives=4, shared_negatives=bad)
+
+
+def test_grouped_negatives_cannot_reject_positives():
+    with pytest.raises(ConfigError, match="reject_positives"):
+        get_loss("ssm", negatives="sampled", shared_negatives=4, reject_positives=True)

@@ -108,6 +108,33 @@ def test_shared_negatives_step_matches_the_materialised_batch(mode):
     assert torch.allclose(reg, expect)
 
 
+@pytest.mark.parametrize("mode", ["full", "sampled"])
+def test_grouped_negatives_step_matches_the_materialised_batch(mode):
+    """``shared_negatives=4`` on 30 rows: four sets over blocks of 8, 8, 8 and 6 rows; the
+    loss and the L2 penalty equal those of the same negatives copied to every row."""
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=1)
+    loss = get_loss("ssm", negatives="sampled", num_negatives=9, shared_negatives=4)
+    cfg = TrainConfig(
+        epochs=1, batch_size=30, l2_reg=1e-2, mode=mode, num_neighbors=(-1,), progress=False
+    )
+    tr = Trainer(m, data, loss, cfg)
+    batch, reg = tr.make_batch(next(iter(tr.batches())))
+    assert batch.neg_emb.shape == (4, 9, 8) and batch.neg_items.shape == (30, 9)
+    for lo, hi in ((0, 8), (8, 16), (16, 24), (24, 30)):
+        assert bool((batch.neg_items[lo:hi] == batch.neg_items[lo]).all())
+    full = batch.neg_emb.repeat_interleave(8, dim=0)[:30]
+    assert torch.allclose(loss(batch), loss(type(batch)(**{**batch.__dict__, "neg_emb": full})))
+    u0, p0 = m.layer0(batch.users, batch.pos_items)
+    n0 = m.item_embedding(batch.neg_items)
+    expect = 1e-2 * (u0.pow(2).sum() + p0.pow(2).sum() + n0.pow(2).sum()) / (2 * 30)
+    assert torch.allclose(reg, expect)
+    if mode == "sampled":  # the local ids point at the same global items
+        n_id = tr.last_batch.subgraph["item"].n_id
+        assert torch.equal(n_id[tr.last_batch.neg_index], batch.neg_items)
+
+
 def test_user_uniform_sampling_trains():
     data = synthetic()
     m = GraphCF.from_data(data, "mf", embedding_dim=16)
