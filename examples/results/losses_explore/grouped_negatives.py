@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from pyg_cf import datasets
-from pyg_cf.nn import GraphCF
 from pyg_cf.losses import get_loss
+from pyg_cf.nn import GraphCF
 from pyg_cf.train import TrainConfig, Trainer, seed_everything
 
 torch.set_num_threads(1)
