@@ -48,21 +48,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _gather_negatives(table: Tensor, index: Tensor, shared: bool | int, unit: bool) -> Tensor:
-    """``[B, M, d]`` rows of ``table`` at ``index`` ``[B, M]``; for shared negatives the
-    ``[G, M, d]`` rows of the ``G`` sets (``G = 1`` for ``shared=True``; no ``[B, M, d]``
-    copy, forward or backward). With ``unit`` per-row negatives are gathered from the
-    L2-normalised table (normalising ``[I, d]`` rows once is far cheaper than normalising
-    ``[B, M, d]`` gathered ones)."""
-    if shared:
-        rows = negative_sets(index.size(0), int(shared))[1]
-        if rows > 1:  # the first row of each block holds its set
-            sets = index[::rows]
-            return table.index_select(0, sets.reshape(-1)).view(*sets.shape, table.size(-1))
+def _gather_negatives(
+    table: Tensor, index: Tensor, shared: bool | int, cos: bool
+) -> tuple[Tensor, bool]:
+    """``(emb, unit)``: the ``[B, M, d]`` rows of ``table`` at ``index`` ``[B, M]``; for
+    shared negatives the ``[G, M, d]`` rows of the ``G`` sets (``G = 1`` for
+    ``shared=True``; no ``[B, M, d]`` copy, forward or backward).
+
+    For cosine losses (``cos``) the rows are gathered from the L2-normalised table
+    (``unit=True``) whenever that is less work than normalising the gathered rows: always
+    for per-row negatives (``[I, d]`` rows once instead of ``[B, M, d]``), for sets when
+    ``G * M`` exceeds the table's rows.
+    """
+    rows = negative_sets(index.size(0), int(shared))[1] if shared else 1
+    sets = index[::rows] if rows > 1 else index  # the first row of each block holds its set
+    unit = cos and sets.numel() > (table.size(0) if rows > 1 else 0)
     if unit:
         table = F.normalize(table, dim=-1)
     # index_select (backward: index_add) gathers rows faster than advanced indexing
-    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
+    emb = table.index_select(0, sets.reshape(-1)).view(*sets.shape, table.size(-1))
+    return emb, unit
 
 
 class Callback:
@@ -231,7 +236,8 @@ class Trainer:
         shared: bool | int = (num_neg > 0) and getattr(self.loss, "shared_negatives", False)
         if shared and negative_sets(idx.numel(), int(shared))[1] == 1:
             shared = False  # as many sets as rows: negatives per row
-        unit = num_neg > 0 and not shared and getattr(self.loss, "similarity", None) == "cos"
+        cos = getattr(self.loss, "similarity", None) == "cos"
+        unit = False
         cb = self.loader.collate(idx, num_negatives=num_neg, shared=shared)
         self.last_batch = cb
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
@@ -240,14 +246,14 @@ class Trainer:
             u_all, i_all = self.model()
             user_emb, pos_emb = u_all[users], i_all[pos]
             if neg is not None:
-                neg_emb = _gather_negatives(i_all, neg, shared, unit)
+                neg_emb, unit = _gather_negatives(i_all, neg, shared, cos)
             if self.loss.negatives == "all":
                 all_item_emb = i_all
         else:
             u_sub, i_sub = self.model(**cb.model_inputs())
             user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
             if cb.neg_index is not None:
-                neg_emb = _gather_negatives(i_sub, cb.neg_index, shared, unit)
+                neg_emb, unit = _gather_negatives(i_sub, cb.neg_index, shared, cos)
         if self.config.user_dropout > 0 and self.model.training:
             user_emb = F.dropout(user_emb, self.config.user_dropout, training=True)
         self.collisions += cb.num_collisions

@@ -109,23 +109,33 @@ def test_shared_negatives_step_matches_the_materialised_batch(mode):
 
 
 @pytest.mark.parametrize("mode", ["full", "sampled"])
-def test_grouped_negatives_step_matches_the_materialised_batch(mode):
+@pytest.mark.parametrize("num_neg", [9, 400])
+def test_grouped_negatives_step_matches_the_materialised_batch(mode, num_neg):
     """``shared_negatives=4`` on 30 rows: four sets over blocks of 8, 8, 8 and 6 rows; the
-    loss and the L2 penalty equal those of the same negatives copied to every row."""
+    loss and the L2 penalty equal those of the same negatives copied to every row. With 400
+    negatives the 4 sets outnumber the 40 items, so they come from the normalised table."""
     data = synthetic()
     seed_everything(0)
     m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=1)
-    loss = get_loss("ssm", negatives="sampled", num_negatives=9, shared_negatives=4)
+    loss = get_loss("ssm", negatives="sampled", num_negatives=num_neg, shared_negatives=4)
     cfg = TrainConfig(
         epochs=1, batch_size=30, l2_reg=1e-2, mode=mode, num_neighbors=(-1,), progress=False
     )
     tr = Trainer(m, data, loss, cfg)
     batch, reg = tr.make_batch(next(iter(tr.batches())))
-    assert batch.neg_emb.shape == (4, 9, 8) and batch.neg_items.shape == (30, 9)
+    assert batch.neg_emb.shape == (4, num_neg, 8) and batch.neg_items.shape == (30, num_neg)
+    assert batch.neg_unit == (num_neg == 400)
+    if batch.neg_unit:
+        assert torch.allclose(batch.neg_emb.norm(dim=-1), torch.ones(4, num_neg))
     for lo, hi in ((0, 8), (8, 16), (16, 24), (24, 30)):
         assert bool((batch.neg_items[lo:hi] == batch.neg_items[lo]).all())
     full = batch.neg_emb.repeat_interleave(8, dim=0)[:30]
-    assert torch.allclose(loss(batch), loss(type(batch)(**{**batch.__dict__, "neg_emb": full})))
+    ref = type(batch)(**{**batch.__dict__, "neg_emb": full})
+    assert torch.allclose(loss(batch), loss(ref))
+    if batch.neg_unit and mode == "full":  # equal to normalising the raw rows in the loss
+        raw_rows = m()[1][batch.neg_items]
+        plain = type(batch)(**{**batch.__dict__, "neg_emb": raw_rows, "neg_unit": False})
+        assert torch.allclose(loss(batch), loss(plain), atol=1e-6)
     u0, p0 = m.layer0(batch.users, batch.pos_items)
     n0 = m.item_embedding(batch.neg_items)
     expect = 1e-2 * (u0.pow(2).sum() + p0.pow(2).sum() + n0.pow(2).sum()) / (2 * 30)
