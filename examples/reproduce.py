@@ -548,8 +548,11 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
         with open(path) as f:
             return json.load(f)
     source = load_record(cell)
-    if source is None or cell.note.startswith("same run"):
-        print(f"[{cell.id}] no validation run of its own to refit; run the cell first")
+    if cell.note.startswith("same run"):
+        print(f"[{cell.id}] is the {cell.note}: refit that cell")
+        return None
+    if source is None:
+        print(f"[{cell.id}] no validation run to refit; run the cell first")
         return None
     chosen = source.get("loss_kwargs") or dict(cell.loss_kwargs)
     epochs = int(source["best_epoch"])
@@ -568,7 +571,8 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
 
 
 def load_refit(cell: Cell) -> dict[str, Any] | None:
-    p = OUT / "refit" / f"{cell.id}.json"
+    alias = cell.note.removeprefix("same run as ") if cell.note.startswith("same run") else ""
+    p = OUT / "refit" / f"{alias or cell.id}.json"
     if p.exists():
         with open(p) as f:
             return json.load(f)

@@ -112,3 +112,19 @@ def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeyp
 def test_refit_needs_an_epoch_count(repro):
     with pytest.raises(ValueError, match="epoch count"):
         repro.run_cell(repro.CELLS[0], None, refit=True)
+
+
+def test_an_alias_cell_shows_the_refit_of_its_source(repro, monkeypatch, capsys):
+    alias = repro.Cell(
+        "t9-alias", 2, "MF + SSM again", "toy", "mf", "ssm", {"tau": 0.1},
+        published=(0.5, 0.4), note="same run as t9-mf-ssm",
+    )  # fmt: skip
+    monkeypatch.setattr(repro, "CELLS", [*repro.CELLS, alias])
+    monkeypatch.setattr(repro, "BY_ID", {**repro.BY_ID, alias.id: alias})
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    assert repro.main(["--refit", "--cell", "t9-alias"]) == 0
+    assert "refit that cell" in capsys.readouterr().out
+    assert repro.load_refit(alias) is None
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0
+    assert repro.load_refit(alias) == repro.load_refit(repro.BY_ID["t9-mf-ssm"])
+    assert "MF + SSM again" in repro.PAGE.read_text().split("## Refit")[1]
