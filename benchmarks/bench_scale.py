@@ -224,8 +224,9 @@ def main() -> None:
             f"here); at {last['interactions'] / 1e6:.1f} M it is "
             f"{100 * last['sub_edges'] / last['sub_edge_bound']:.0f} % of that bound, so beyond "
             f"this size the step cost can grow by at most "
-            f"{last['sub_edge_bound'] / last['sub_edges']:.2f}x more in subgraph edges and the "
-            f"epoch cost is asymptotically linear in interactions."
+            f"{last['sub_edge_bound'] / last['sub_edges']:.2f}x more in subgraph edges: the "
+            f"work of a step is bounded and that of an epoch asymptotically linear in "
+            f"interactions (time also depends on the memory hierarchy, see the notes)."
         )
         lin = "\n".join(lines)
     print(tab)
