@@ -16,7 +16,7 @@ from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
 from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler
-from pyg_cf.losses.base import negative_sets
+from pyg_cf.losses.base import negative_sets, spread_sets
 from pyg_cf.losses.negatives import NegativeSampler
 
 __all__ = ["CFBatch", "InteractionLoader"]
@@ -280,14 +280,8 @@ class InteractionLoader:
         batch.user_index = sub.local_users(users)
         batch.pos_index = sub.local_items(pos)
         if neg is not None and neg_flat is not None:
-            local = sub.local_items(neg_flat)
-            if rows == 1:
-                batch.neg_index = local.view(neg.shape)
-            elif shared is True or shared == 1:
-                batch.neg_index = local.expand(neg.shape)
-            else:
-                sets = local.view(-1, neg.size(1))
-                batch.neg_index = sets.repeat_interleave(rows, dim=0)[: neg.size(0)]
+            local = sub.local_items(neg_flat).view(-1, neg.size(1))  # one row per set
+            batch.neg_index = local if rows == 1 else spread_sets(local, rows, neg.size(0))
         return batch
 
     def __repr__(self) -> str:

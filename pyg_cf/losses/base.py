@@ -66,6 +66,15 @@ def negative_sets(batch_size: int, sets: int) -> tuple[int, int]:
     return -(-batch_size // rows), rows
 
 
+def spread_sets(sets: Tensor, rows: int, batch_size: int) -> Tensor:
+    """``[B, M]`` per-row view of ``sets`` ``[G, M]`` whose set ``g`` belongs to rows
+    ``gS … (g+1)S - 1`` (``S = rows``, :func:`negative_sets`): a stride-0 expanded view for
+    one set, a copy otherwise."""
+    if sets.size(0) == 1:
+        return sets.expand(batch_size, sets.size(1))
+    return sets.repeat_interleave(rows, dim=0)[:batch_size]
+
+
 def negative_scores(
     user_emb: Tensor, neg_emb: Tensor, kind: str = "ip", unit: bool = False
 ) -> Tensor:

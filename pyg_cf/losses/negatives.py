@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import negative_sets
+from pyg_cf.losses.base import negative_sets, spread_sets
 
 __all__ = ["NegativeSampler"]
 
@@ -87,12 +87,10 @@ class NegativeSampler:
                 Rejection of positives is per row and so is skipped for shared negatives.
         """
         shape = (users.numel(), num)
-        if shared is True or shared == 1:
-            items = self._draw((num,), users.device, generator).unsqueeze(0).expand(shape)
-        elif shared:
+        if shared:
             sets, rows = negative_sets(users.numel(), int(shared))
             draw = self._draw((sets, num), users.device, generator)
-            items = draw.repeat_interleave(rows, dim=0)[: users.numel()]
+            items = spread_sets(draw, rows, users.numel())
         else:
             items = self._draw(shape, users.device, generator)
         if self.positives is not None and not shared:
