@@ -725,9 +725,18 @@ def main(argv: list[str] | None = None) -> int:
         for c in CELLS:
             print(f"{c.id:32s} table {c.table}  {'done' if load_record(c) else 'todo'}")
         return 0
+    unknown = [c for c in args.cell if c not in BY_ID]
+    if unknown:
+        p.error(f"unknown cell(s) {', '.join(unknown)}; --list shows the cells")
     if args.refit and not args.page:
+        missing = []
         for cell in [BY_ID[c] for c in args.cell] + [c for c in CELLS if c.table in args.table]:
-            run_refit(cell, args.budget)
+            if run_refit(cell, args.budget) is None and cell.id in args.cell:
+                missing.append(cell.id)
+        if missing:
+            print(f"cannot refit {', '.join(missing)} (see above)", file=sys.stderr)
+            write_page()
+            return 1
     elif not args.page:
         todo = [BY_ID[c] for c in args.cell] + [c for c in CELLS if c.table in args.table]
         for cell in todo:

@@ -85,7 +85,7 @@ def test_budgets_must_be_positive(repro, flag, capsys):
 
 
 def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeypatch):
-    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0  # nothing to refit yet
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 1  # nothing to refit yet
     assert not (repro.OUT / "refit" / "t9-mf-ssm.json").exists()
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     source = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
@@ -122,9 +122,15 @@ def test_an_alias_cell_shows_the_refit_of_its_source(repro, monkeypatch, capsys)
     monkeypatch.setattr(repro, "CELLS", [*repro.CELLS, alias])
     monkeypatch.setattr(repro, "BY_ID", {**repro.BY_ID, alias.id: alias})
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
-    assert repro.main(["--refit", "--cell", "t9-alias"]) == 0
+    assert repro.main(["--refit", "--cell", "t9-alias"]) == 1
     assert "refit that cell" in capsys.readouterr().out
     assert repro.load_refit(alias) is None
     assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0
     assert repro.load_refit(alias) == repro.load_refit(repro.BY_ID["t9-mf-ssm"])
     assert "MF + SSM again" in repro.PAGE.read_text().split("## Refit")[1]
+
+
+def test_unknown_cells_are_named(repro, capsys):
+    with pytest.raises(SystemExit):
+        repro.main(["--cell", "t9-nope"])
+    assert "unknown cell(s) t9-nope" in capsys.readouterr().err
