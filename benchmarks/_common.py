@@ -112,13 +112,22 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def write_results(
     name: str, title: str, sections: Sequence[str], results_dir: str | Path | None, note: str = ""
 ) -> Path:
-    """Write ``<results_dir>/<name>.md`` (default ``benchmarks/results``); returns the path."""
+    """Write ``<results_dir>/<name>.md`` (default ``benchmarks/results``); returns the path.
+
+    A hand-written ``## Notes`` section of the file being replaced (the history of earlier
+    runs, interpretation) is carried over after the new tables.
+    """
     d = Path(results_dir) if results_dir else RESULTS
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.md"
     cmd = "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     body = [f"# {title}", "", f"Command: `{cmd}`", "", "## Machine", "", *machine(note), ""]
     body += [*sections, ""]
+    if path.exists():
+        old = path.read_text()
+        start = old.find("\n## Notes\n")
+        if start >= 0:
+            body += [old[start + 1 :].rstrip("\n"), ""]
     path.write_text("\n".join(body))
     return path
 

@@ -36,3 +36,20 @@ def test_quick_mode_writes_a_table(name, tmp_path):
     assert text.count("|---") >= 1  # a results table
     assert "failed" not in text
     assert "| " in proc.stdout  # the table is printed too
+
+
+def test_rewriting_results_keeps_the_notes(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _common import write_results
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(sys, "argv", ["bench_x.py"])
+    path = write_results("x", "X", ["## Table", "", "| a |", "|---|", "| 1 |"], tmp_path)
+    assert "## Notes" not in path.read_text()
+    path.write_text(path.read_text() + "\n## Notes\n\n- run 1: 1 ms\n- run 2: 2 ms\n")
+    write_results("x", "X", ["## Table", "", "| a |", "|---|", "| 3 |"], tmp_path)
+    text = path.read_text()
+    assert "| 3 |" in text and "| 1 |" not in text  # the new table replaces the old
+    assert text.count("## Notes") == 1 and text.rstrip().endswith("- run 2: 2 ms")
+    assert text.index("| 3 |") < text.index("## Notes")
