@@ -544,13 +544,12 @@ def run_grid(cell: Cell, budget_s: float | None) -> dict[str, Any]:
 def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
     """Retrain a finished cell on the full training split with its validation choices."""
     path = OUT / "refit" / f"{cell.id}.json"
-    if path.exists():
-        with open(path) as f:
-            return json.load(f)
-    source = load_record(cell)
-    if cell.note.startswith("same run"):
+    if (done := _read_json(path)) is not None:
+        return done
+    if source_id(cell) != cell.id:
         print(f"[{cell.id}] is the {cell.note}: refit that cell")
         return None
+    source = load_record(cell)
     if source is None:
         print(f"[{cell.id}] no validation run to refit; run the cell first")
         return None
@@ -570,24 +569,24 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
     return rec
 
 
+def source_id(cell: Cell) -> str:
+    """The id of the cell whose run this cell reports (``note='same run as <id>'``)."""
+    return cell.note.removeprefix("same run as ") if cell.note.startswith("same run") else cell.id
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def load_refit(cell: Cell) -> dict[str, Any] | None:
-    alias = cell.note.removeprefix("same run as ") if cell.note.startswith("same run") else ""
-    p = OUT / "refit" / f"{alias or cell.id}.json"
-    if p.exists():
-        with open(p) as f:
-            return json.load(f)
-    return None
+    return _read_json(OUT / "refit" / f"{source_id(cell)}.json")
 
 
 def load_record(cell: Cell) -> dict[str, Any] | None:
-    p = OUT / f"{cell.id}.json"
-    if not p.exists():
-        alias = cell.note.removeprefix("same run as ") if cell.note.startswith("same run") else ""
-        p = OUT / f"{alias}.json" if alias else p
-    if p.exists():
-        with open(p) as f:
-            return json.load(f)
-    return None
+    return _read_json(OUT / f"{cell.id}.json") or _read_json(OUT / f"{source_id(cell)}.json")
 
 
 def recall_at(record: dict[str, Any], seconds: float) -> float | None:
