@@ -134,3 +134,37 @@ def test_unknown_cells_are_named(repro, capsys):
     with pytest.raises(SystemExit):
         repro.main(["--cell", "t9-nope"])
     assert "unknown cell(s) t9-nope" in capsys.readouterr().err
+
+
+def _training_config(cell) -> dict:
+    """Everything that shapes a cell's run (not its id, table, label or published numbers)."""
+    from dataclasses import asdict
+
+    cfg = asdict(cell)
+    for key in ("id", "table", "label", "published", "note"):
+        cfg.pop(key)
+    return cfg
+
+
+def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_cells", ROOT / "examples" / "reproduce.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce_cells"] = mod  # dataclasses resolve their module while defined
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.modules.pop("reproduce_cells")
+    runs: dict[str, str] = {}
+    for cell in mod.CELLS:
+        source = mod.source_id(cell)
+        if source != cell.id:  # an alias reports its source's run: same training, same test
+            assert source in mod.BY_ID and mod.source_id(mod.BY_ID[source]) == source
+            assert _training_config(cell) == _training_config(mod.BY_ID[source]), cell.id
+            continue
+        key = json.dumps(_training_config(cell), sort_keys=True, default=str)
+        assert key not in runs, f"{cell.id} trains exactly as {runs.get(key)}: alias it"
+        runs[key] = cell.id
+    assert mod.source_id(mod.BY_ID["t3-cos-ip"]) == "t1-lightgcn-ssm"
+    assert mod.source_id(mod.BY_ID["t4-user-0.5-0.0"]) == "t2-svdpp-ssm"
