@@ -381,7 +381,8 @@ def machine() -> str:
 
 
 def command(cell: Cell) -> str:
-    return f"python examples/reproduce.py --cell {cell.id}"
+    """The command that runs this cell (an alias cell runs as its source)."""
+    return f"python examples/reproduce.py --cell {source_id(cell)}"
 
 
 def run_cell(

@@ -121,6 +121,9 @@ def test_an_alias_cell_shows_the_refit_of_its_source(repro, monkeypatch, capsys)
     )  # fmt: skip
     monkeypatch.setattr(repro, "CELLS", [*repro.CELLS, alias])
     monkeypatch.setattr(repro, "BY_ID", {**repro.BY_ID, alias.id: alias})
+    # before any run, the page tells how to run the alias: as its source (--cell t9-alias
+    # alone would skip it)
+    assert repro.command(alias) == "python examples/reproduce.py --cell t9-mf-ssm"
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     assert repro.main(["--refit", "--cell", "t9-alias"]) == 1
     assert "refit that cell" in capsys.readouterr().out
