@@ -91,6 +91,9 @@ class Cell:
 SSM_IB = {"tau": 0.1, "similarity": "cos"}
 # the sampled-softmax paper's coarse τ grid (issue 8): then a finer one around the winner
 TAU_GRID: dict[str, tuple[Any, ...]] = {"tau": (0.1, 0.2, 0.5, 1.0)}
+# LightGCN epochs cost ~2 min here: a short grid (2 epochs a point, one refinement step each
+# side of the coarse winner)
+LIGHTGCN_GRID: dict[str, Any] = {"grid_epochs": 2, "grid_refine": (0.8, 1.25)}
 CELLS: list[Cell] = [
     # Table 1 (sampled-softmax paper, Table 2): LightGCN K=3 on Gowalla, five losses.
     Cell(
@@ -148,10 +151,7 @@ CELLS: list[Cell] = [
         "ssm",
         SSM_IB,
         published=(0.1869, 0.1571),
-        # LightGCN epochs cost ~2 min here: a short grid (2 epochs a point, one refinement
-        # step each side of the coarse winner)
-        grid_epochs=2,
-        grid_refine=(0.8, 1.25),
+        **LIGHTGCN_GRID,
     ),
     # Table 2 (its Table 3): MF, SVD++, LightGCN x BPR, SSM.
     Cell(
@@ -217,8 +217,7 @@ CELLS: list[Cell] = [
         "ssm",
         SSM_IB,
         published=(0.1869, None),
-        grid_epochs=2,
-        grid_refine=(0.8, 1.25),
+        **LIGHTGCN_GRID,
         note="same run as t1-lightgcn-ssm",
     ),
     # Table 3 (its Table 4): train / test similarity.
@@ -233,8 +232,7 @@ CELLS: list[Cell] = [
             {"tau": 0.1, "similarity": tr},
             test_similarity=te,
             published=(pub, None),
-            grid_epochs=2,
-            grid_refine=(0.8, 1.25),
+            **LIGHTGCN_GRID,
             # COS-IP is table 1's LightGCN + SSM cell: one run reports both
             note="same run as t1-lightgcn-ssm" if (tr, te) == ("cos", "ip") else "",
         )
