@@ -81,8 +81,13 @@ class Cell:
     grid_epochs: int = 8
     # the finer stage: multiplicative steps around the coarse winner (numeric 1-key grids)
     grid_refine: tuple[float, ...] = (0.7, 0.85, 1.2, 1.4)
+    # a selection cell trains nothing itself: it reports whichever of these cells (one
+    # model hyperparameter apart) reached the best validation NDCG@20
+    select_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.select_from:  # the choice is made across the source cells' runs
+            self.grid = {}
         if self.grid is None:
             tuned = self.loss in ("ssm", "softmax") and self.temperature == "fixed"
             self.grid = dict(TAU_GRID) if tuned and "tau" in self.loss_kwargs else {}
@@ -94,6 +99,9 @@ TAU_GRID: dict[str, tuple[Any, ...]] = {"tau": (0.1, 0.2, 0.5, 1.0)}
 # LightGCN epochs cost ~2 min here: a short grid (2 epochs a point, one refinement step each
 # side of the coarse winner)
 LIGHTGCN_GRID: dict[str, Any] = {"grid_epochs": 2, "grid_refine": (0.8, 1.25)}
+# SVD++ cells: τ 0.12, chosen by the τ grid of the user-side [0.5, 0] run (its record keeps the
+# grid; 0.1 scored within 0.0001 validation NDCG@20) and shared by every SVD++ cell
+SVDPP_SSM = {"tau": 0.12, "similarity": "cos"}
 CELLS: list[Cell] = [
     # Table 1 (sampled-softmax paper, Table 2): LightGCN K=3 on Gowalla, five losses.
     Cell(
@@ -190,9 +198,10 @@ CELLS: list[Cell] = [
         "gowalla",
         "svdpp-user",
         "ssm",
-        SSM_IB,
-        {"alpha0": 0.5, "alpha1": 0.0},
+        SVDPP_SSM,
         published=(0.1669, 0.1376),
+        # the paper tunes α0 ∈ {0, 0.5, 1} with α1 = 0: the table-4 runs, chosen on validation
+        select_from=("t4-user-0.0-0.0", "t4-user-0.5-0.0", "t4-user-1.0-0.0"),
     ),
     Cell(
         "t2-lightgcn-bpr",
@@ -243,22 +252,30 @@ CELLS: list[Cell] = [
             ("cos", "cos", 0.1140),
         )
     ],
-    # Table 4 (its Table 5 pattern, on Gowalla): SVD++ sides and exponents with SSM.
+    # Table 4 (its Table 5 pattern, on Gowalla): SVD++ sides and exponents with SSM, plus
+    # the user side's α0 = 0 (table 2's SVD++ cell selects α0 among 0, 0.5 and 1).
     *[
         Cell(
             f"t4-{side}-{a0}-{a1}",
             4,
-            f"{side}-side SVD++ [{a0}, {a1}] + SSM",
+            f"{side}-side SVD++ [{a0}, {a1}] + SSM"
+            + (" (α0 grid point of table 2)" if a0 == 0.0 else ""),
             "gowalla",
             f"svdpp-{side}",
             "ssm",
-            SSM_IB,
+            SVDPP_SSM,
             {"alpha0": a0, "alpha1": a1},
-            # user side [0.5, 0] is table 2's SVD++ + SSM cell: one run reports both
-            note="same run as t2-svdpp-ssm" if (side, a0, a1) == ("user", 0.5, 0.0) else "",
+            grid={},
         )
-        for side in ("user", "item")
-        for a0, a1 in ((0.5, 0.0), (0.5, 0.5), (1.0, 0.0))
+        for side, a0, a1 in (
+            ("user", 0.0, 0.0),
+            ("user", 0.5, 0.0),
+            ("user", 0.5, 0.5),
+            ("user", 1.0, 0.0),
+            ("item", 0.5, 0.0),
+            ("item", 0.5, 0.5),
+            ("item", 1.0, 0.0),
+        )
     ],
     # Table 5 (Adap-tau, Table 2).
     Cell(
@@ -317,7 +334,7 @@ CELLS: list[Cell] = [
         "gowalla",
         "mf",
         "ccl",
-        {"margin": 0.9, "neg_weight": 150, "num_negatives": 800, "shared_negatives": True},
+        {"margin": 0.9, "neg_weight": 150, "num_negatives": 800, "shared_negatives": 16},
         published=(0.1783, 0.1426),
         test_similarity="cos",
         eval_every=5,
@@ -335,7 +352,7 @@ CELLS: list[Cell] = [
             "form": "multi",
             "negatives": "sampled",
             "num_negatives": 800,
-            "shared_negatives": True,
+            "shared_negatives": 16,
         },
         published=(0.1804, 0.1521),
         test_similarity="cos",
@@ -379,8 +396,9 @@ def machine() -> str:
 
 
 def command(cell: Cell) -> str:
-    """The command that runs this cell (an alias cell runs as its source)."""
-    return f"python examples/reproduce.py --cell {source_id(cell)}"
+    """The command that runs this cell (an alias cell runs as its source; a selection cell
+    runs its sources)."""
+    return f"python examples/reproduce.py --cell {cell.id if cell.select_from else source_id(cell)}"
 
 
 def run_cell(
@@ -553,6 +571,12 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
     path = OUT / "refit" / f"{cell.id}.json"
     if (done := _read_json(path)) is not None:
         return done
+    if cell.select_from:
+        chosen = source_id(cell)
+        if chosen == cell.id:
+            print(f"[{cell.id}] selects among {', '.join(cell.select_from)}: run them first")
+            return None
+        return run_refit(BY_ID[chosen], budget_s)
     if source_id(cell) != cell.id:
         print(f"[{cell.id}] is the {cell.note}: refit that cell")
         return None
@@ -576,8 +600,31 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
     return rec
 
 
+def best_val_ndcg(record: dict[str, Any]) -> float:
+    """The validation NDCG@20 of a run's best-validation weights (the ones it reports)."""
+    scores = [r["val_ndcg@20"] for r in record["history"] if r.get("val_ndcg@20") is not None]
+    return max(scores) if scores else float("-inf")
+
+
+def selection(cell: Cell) -> tuple[str | None, list[str], dict[str, float]]:
+    """For a selection cell: (chosen id or ``None``, ids not run yet, val NDCG@20 of each
+    finished source). The choice waits until every source has run."""
+    scores, missing = {}, []
+    for sid in cell.select_from:
+        rec = _read_json(OUT / f"{sid}.json")
+        if rec is None:
+            missing.append(sid)
+        else:
+            scores[sid] = best_val_ndcg(rec)
+    chosen = None if missing or not scores else max(scores, key=scores.__getitem__)
+    return chosen, missing, scores
+
+
 def source_id(cell: Cell) -> str:
-    """The id of the cell whose run this cell reports (``note='same run as <id>'``)."""
+    """The id of the cell whose run this cell reports: ``note='same run as <id>'``, or a
+    selection cell's choice once all its sources ran."""
+    if cell.select_from:
+        return selection(cell)[0] or cell.id
     return cell.note.removeprefix("same run as ") if cell.note.startswith("same run") else cell.id
 
 
@@ -593,6 +640,9 @@ def load_refit(cell: Cell) -> dict[str, Any] | None:
 
 
 def load_record(cell: Cell) -> dict[str, Any] | None:
+    if cell.select_from:  # nothing of its own; the chosen source's run, once chosen
+        sid = source_id(cell)
+        return None if sid == cell.id else _read_json(OUT / f"{sid}.json")
     return _read_json(OUT / f"{cell.id}.json") or _read_json(OUT / f"{source_id(cell)}.json")
 
 
@@ -639,9 +689,19 @@ def write_page() -> None:
         for c in (c for c in CELLS if c.table == t):
             rec = load_record(c)
             pub = f"{fmt(c.published[0])} / {fmt(c.published[1])}"
+            picked = ""
+            if c.select_from:
+                chosen, missing, scores = selection(c)
+                picked = "; chosen on val N@20 among " + ", ".join(
+                    f"{sid}: {v:.4f}" for sid, v in scores.items()
+                )
+                if missing:
+                    picked += f"; waiting for {', '.join(missing)}"
+                else:
+                    picked += f" → {chosen}"
             if rec is None:
                 lines.append(
-                    f"| {c.label} | not run yet | {pub} | – | – | – | – | unfinished | "
+                    f"| {c.label} | not run yet | {pub} | – | – | – | – | unfinished{picked} | "
                     f"`{command(c)}` |"
                 )
                 continue
@@ -664,6 +724,7 @@ def write_page() -> None:
                 status += f"; grid (≤{g['grid_epochs']} epochs a point, val N@20) {pts} → {sel}"
             elif c.grid:
                 status += "; no grid (ran before the grid existed)"
+            status += picked
             taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
             if taus:  # Adap-tau cells: the temperature the method computed (last epoch)
                 status += f"; computed τ0 {taus[-1]:.4f}"
@@ -745,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     elif not args.page:
         todo = [BY_ID[c] for c in args.cell] + [c for c in CELLS if c.table in args.table]
+        todo = [s for c in todo for s in ([BY_ID[i] for i in c.select_from] or [c])]
         for cell in todo:
             if cell.note.startswith("same run") or load_record(cell) is not None:
                 continue

@@ -161,6 +161,9 @@ def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
         sys.modules.pop("reproduce_cells")
     runs: dict[str, str] = {}
     for cell in mod.CELLS:
+        if cell.select_from:  # trains nothing itself: its sources are real, distinct cells
+            assert all(s in mod.BY_ID and not mod.BY_ID[s].select_from for s in cell.select_from)
+            continue
         source = mod.source_id(cell)
         if source != cell.id:  # an alias reports its source's run: same training, same test
             assert source in mod.BY_ID and mod.source_id(mod.BY_ID[source]) == source
@@ -170,4 +173,42 @@ def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
         assert key not in runs, f"{cell.id} trains exactly as {runs.get(key)}: alias it"
         runs[key] = cell.id
     assert mod.source_id(mod.BY_ID["t3-cos-ip"]) == "t1-lightgcn-ssm"
-    assert mod.source_id(mod.BY_ID["t4-user-0.5-0.0"]) == "t2-svdpp-ssm"
+    svdpp = mod.BY_ID["t2-svdpp-ssm"]  # the paper tunes α0 ∈ {0, 0.5, 1} with α1 = 0
+    alphas = sorted(mod.BY_ID[s].model_kwargs["alpha0"] for s in svdpp.select_from)
+    assert alphas == [0.0, 0.5, 1.0]
+    assert {mod.BY_ID[s].model_kwargs["alpha1"] for s in svdpp.select_from} == {0.0}
+
+
+def test_a_selection_cell_reports_its_best_validation_source(repro, monkeypatch):
+    base = repro.CELLS[0]
+    a = repro.Cell(
+        "t9-a", 1, "A", "toy", "mf", "ssm", {"tau": 0.1, "similarity": "cos"},
+        model_kwargs={"embedding_dim": 8}, epochs=2, grid={},
+    )  # fmt: skip
+    b = repro.Cell(
+        "t9-b", 1, "B", "toy", "mf", "ssm", {"tau": 1.0, "similarity": "cos"},
+        model_kwargs={"embedding_dim": 8}, epochs=2, grid={},
+    )  # fmt: skip
+    sel = repro.Cell(
+        "t9-sel", 2, "chosen", "toy", "mf", "ssm", {"tau": 0.1}, published=(0.5, None),
+        select_from=("t9-a", "t9-b"),
+    )  # fmt: skip
+    assert sel.grid == {}
+    cells = [base, a, b, sel]
+    monkeypatch.setattr(repro, "CELLS", cells)
+    monkeypatch.setattr(repro, "BY_ID", {c.id: c for c in cells})
+    assert repro.load_record(sel) is None and repro.source_id(sel) == "t9-sel"
+    assert repro.main(["--refit", "--cell", "t9-sel"]) == 1  # nothing to choose from yet
+    assert repro.main(["--cell", "t9-a"]) == 0
+    assert repro.load_record(sel) is None  # waits for every source
+    assert "waiting for t9-b" in repro.PAGE.read_text()
+    assert repro.main(["--cell", "t9-sel"]) == 0  # runs the missing source only
+    assert not (repro.OUT / "t9-sel.json").exists()
+    recs = {i: json.loads((repro.OUT / f"{i}.json").read_text()) for i in ("t9-a", "t9-b")}
+    vals = {i: max(r["val_ndcg@20"] for r in rec["history"]) for i, rec in recs.items()}
+    best = max(vals, key=vals.__getitem__)
+    assert repro.source_id(sel) == best and repro.load_record(sel) == recs[best]
+    assert f"→ {best}" in repro.PAGE.read_text()
+    assert repro.main(["--refit", "--cell", "t9-sel"]) == 0
+    assert (repro.OUT / "refit" / f"{best}.json").exists()
+    assert repro.load_refit(sel) == repro.load_refit(repro.BY_ID[best])
