@@ -36,6 +36,9 @@ def test_quick_mode_writes_a_table(name, tmp_path):
     assert text.count("|---") >= 1  # a results table
     assert "failed" not in text
     assert "| " in proc.stdout  # the table is printed too
+    if name == "bench_scale":  # the cost model: per-node cost and the linear bound
+        assert "µs per subgraph node" in text and "nodes / fan-out bound" in text
+        assert "Cost model" in text and "s per million interactions" in text
 
 
 def test_rewriting_results_keeps_the_notes(tmp_path, monkeypatch):

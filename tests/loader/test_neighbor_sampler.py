@@ -333,3 +333,28 @@ def test_csr_rejects_bad_ids():
 
     with pytest.raises(DataFormatError, match="outside"):
         BipartiteCSR(torch.tensor([[0, 5], [0, 1]]), 3, 3)
+
+
+@pytest.mark.parametrize("fanout", [[2, 2, 2], [3, 1], [5]])
+def test_subgraph_size_obeys_the_fan_out_bound(fanout):
+    """Each hop expands only the new frontier, by at most f_h edges a node: a step's
+    subgraph has at most seeds · Σ_h Π_(j≤h) f_j edges and seeds · (1 + that sum) nodes,
+    whatever the graph's size (the bound behind benchmarks/bench_scale.py's cost model)."""
+    import math
+
+    nu, ni = 400, 300
+    ei = random_edges(nu, ni, 6000, 3)
+    sampler = BipartiteNeighborSampler(ei, fanout, num_users=nu, num_items=ni)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        users = torch.randint(nu, (40,), generator=g)
+        items = torch.randint(ni, (25,), generator=g)
+        sub = sampler.sample(users, items, g)
+        seeds = users.unique().numel() + items.unique().numel()
+        reach = sum(math.prod(fanout[: h + 1]) for h in range(len(fanout)))
+        assert sub.num_edges <= seeds * reach
+        assert sub.num_users + sub.num_items <= seeds * (1 + reach)
+        # hop by hop: the new frontier is at most the previous one times f_h
+        new = [u + i for u, i in zip(sub.num_sampled_nodes["user"], sub.num_sampled_nodes["item"])]
+        for h, f in enumerate(fanout):
+            assert new[h + 1] <= new[h] * f
