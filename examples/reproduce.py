@@ -487,6 +487,11 @@ def run_cell(
             "torch_threads": torch.get_num_threads(),
         }
     test = trainer.evaluate("test")
+    from pyg_cf.diagnostics.longtail import long_tail_recall
+
+    # the long-tail figure (sampled-softmax paper, Figure 1): the same weights' Recall@20
+    # split over 10 item-popularity groups of equal total training interactions
+    tail = long_tail_recall(model, data, k=20, groups=10, similarity=cell.test_similarity)
     best_epoch = (
         int(hist.loc[hist["best"].fillna(False).astype(bool), "epoch"].max())
         if "best" in hist
@@ -506,6 +511,7 @@ def run_cell(
         "command": command(cell),
         "loss_kwargs": loss_kwargs,
         "torch_threads": torch.get_num_threads(),
+        "long_tail": {"recall@20": tail.recall, "groups": tail.table.to_dict(orient="list")},
         "history": json.loads(hist.to_json(orient="records")),
     }
 
@@ -659,6 +665,83 @@ def fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
+def long_tail_record(cell: Cell) -> tuple[str, dict[str, Any]] | None:
+    """The long-tail groups of a cell's reported weights: its refit when that recorded
+    them, else its validation run; ``('refit' | 'validation run', record)``."""
+    for kind, rec in (("refit", load_refit(cell)), ("validation run", load_record(cell))):
+        if rec is not None and rec.get("long_tail"):
+            return kind, rec["long_tail"]
+    return None
+
+
+def long_tail_section() -> list[str]:
+    """Figure 1 of the sampled-softmax paper: per-group Recall@20 of table 1's cells, as a
+    table and a stacked-bar plot (``results/repro/long_tail_table1.png``)."""
+    lines = [
+        "## Figure 1 — long-tail Recall@20 of table 1's runs (sampled-softmax paper, Figure 1)",
+        "",
+        "Items in 10 groups of equal total training interactions (group 1 the least popular); "
+        "each entry is the group's contribution to the run's test Recall@20 (eq. 22), from the "
+        "weights the table reports (refit where it recorded the groups).",
+        "",
+    ]
+    found: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, str] = {}
+    missing = []
+    for c in (c for c in CELLS if c.table == 1):
+        got = long_tail_record(c)
+        if got is None:
+            missing.append(c.label)
+        else:
+            kinds[c.label], found[c.label] = got
+    if found:
+        labels = list(found)
+        lines += [
+            "| group | " + " | ".join(f"{lb} ({kinds[lb]})" for lb in labels) + " |",
+            "|---" * (len(labels) + 1) + "|",
+        ]
+        groups = len(next(iter(found.values()))["groups"]["recall"])
+        for g in range(groups):
+            cells = " | ".join(f"{found[lb]['groups']['recall'][g]:.4f}" for lb in labels)
+            lines.append(f"| {g + 1} | {cells} |")
+        total = " | ".join(f"**{found[lb]['recall@20']:.4f}**" for lb in labels)
+        lines += [f"| **Recall@20** | {total} |", ""]
+        path = plot_long_tail_records(found, OUT / "long_tail_table1.png")
+        if path is not None:
+            lines += [f"![long tail]({Path(os.path.relpath(path, PAGE.parent)).as_posix()})", ""]
+    if missing:
+        lines += [
+            "Not yet recorded (not run, or run before the groups were recorded): "
+            + ", ".join(missing)
+            + ".",
+            "",
+        ]
+    return lines
+
+
+def plot_long_tail_records(found: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Stacked bars of recorded long-tail groups; ``None`` without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    import pandas as pd
+    import torch
+
+    from pyg_cf.diagnostics.longtail import LongTailRecall
+    from pyg_cf.diagnostics.plots import plot_long_tail
+
+    results = {
+        label.removeprefix("LightGCN + "): LongTailRecall(
+            pd.DataFrame(rec["groups"]), rec["recall@20"], 20, torch.empty(0, dtype=torch.long)
+        )
+        for label, rec in found.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_long_tail(results, path)
+    return path
+
+
 def write_page() -> None:
     lines = [
         "# Reproduction results",
@@ -761,6 +844,7 @@ def write_page() -> None:
                 f"{status} | `{rec['command']}` |"
             )
         lines.append("")
+    lines += long_tail_section()
     machines = sorted({rec["machine"] for c in CELLS if (rec := load_record(c))})
     lines += ["Machines: " + ("; ".join(machines) if machines else "–"), ""]
     PAGE.write_text("\n".join(lines))

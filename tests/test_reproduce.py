@@ -212,3 +212,26 @@ def test_a_selection_cell_reports_its_best_validation_source(repro, monkeypatch)
     assert repro.main(["--refit", "--cell", "t9-sel"]) == 0
     assert (repro.OUT / "refit" / f"{best}.json").exists()
     assert repro.load_refit(sel) == repro.load_refit(repro.BY_ID[best])
+
+
+def test_runs_record_the_long_tail_groups_and_the_page_plots_them(repro):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    rec = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
+    tail = rec["long_tail"]
+    groups = tail["groups"]["recall"]
+    assert len(groups) == 10
+    # the groups decompose the same weights' test Recall@20 (eq. 22)
+    assert sum(groups) == pytest.approx(tail["recall@20"], abs=1e-6)
+    assert tail["recall@20"] == pytest.approx(rec["test"]["recall@20"], abs=1e-5)
+    page = repro.PAGE.read_text()
+    assert "## Figure 1" in page and "MF + SSM (validation run)" in page
+    assert "![long tail](repro/long_tail_table1.png)" in page
+    assert (repro.OUT / "long_tail_table1.png").stat().st_size > 0
+    # a record from before the groups were recorded is listed, not plotted
+    del rec["long_tail"]
+    (repro.OUT / "t9-mf-ssm.json").write_text(json.dumps(rec))
+    (repro.OUT / "long_tail_table1.png").unlink()
+    assert repro.main(["--page"]) == 0
+    page = repro.PAGE.read_text()
+    assert "Not yet recorded (not run, or run before the groups were recorded): MF + SSM" in page
+    assert not (repro.OUT / "long_tail_table1.png").exists()
