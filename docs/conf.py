@@ -103,7 +103,7 @@ def _append_extra_pages(app: Any, docname: str, source: list[str]) -> None:
 class OptionalLiteralInclude(LiteralInclude):
     """``literalinclude`` that shows a note instead of failing when the file is absent.
 
-    Generated pages (``examples/RESULTS.md``) may not exist in a fresh checkout; the build
+    Generated pages (``examples/REPRODUCTION.md``) may not exist in a fresh checkout; the build
     must pass either way.
     """
 
