@@ -316,44 +316,41 @@ def test_cli_selects_the_schedule():
     assert isinstance(sched, AdapTau) and (sched.divisor, sched.base) == (0.25, 0.9)
 
 
-@pytest.mark.slow
-def test_cli_adap_tau_smoke_run_on_ml1m(tmp_path):
+def _cli_mf_adap_tau_run(tmp_path, dataset: str, args: str) -> dict:
+    """``python -m pyg_cf train`` of MF + SSM (cosine, positive left out of the denominator)
+    with Adap-τ on a bundled real data set, plus ``args``; returns its output JSON."""
     import json
 
     import pyg_cf.__main__ as cli
     from tests.conftest import data_dir
 
-    if data_dir("ml-1m") is None:
-        pytest.skip("ml-1m not bundled")
+    if data_dir(dataset) is None:
+        pytest.skip(f"{dataset} not bundled")
     out = tmp_path / "run.json"
-    argv = "train --dataset ml-1m --model mf --loss ssm --train-sim cos --test-sim cos"
-    argv += " --loss-arg include_positive=false --temperature adap-tau"
-    argv += " --temperature-arg warmup_epochs=1 --max-steps 3 --epochs 2 --quiet"
+    argv = f"train --dataset {dataset} --model mf --loss ssm --train-sim cos --test-sim cos"
+    argv += " --loss-arg include_positive=false --temperature adap-tau --quiet " + args
     assert cli.main([*argv.split(), "--output", str(out)]) == 0
-    hist = json.loads(out.read_text())["history"]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_cli_adap_tau_smoke_run_on_ml1m(tmp_path):
+    args = "--temperature-arg warmup_epochs=1 --max-steps 3 --epochs 2"
+    hist = _cli_mf_adap_tau_run(tmp_path, "ml-1m", args)["history"]
     assert len(hist) == 2 and all("tau0" in r and "tau_user_max" in r for r in hist)
 
 
 def test_cli_authors_adap_tau_regime_short_run_on_gowalla(tmp_path):
     """A short real-data version of the issue-4 proof run (examples/run_losses_proof.sh): the
     authors' per-user settings with 16 sets of shared negatives, on the bundled Gowalla."""
-    import json
     import math
 
-    import pyg_cf.__main__ as cli
-    from tests.conftest import data_dir
-
-    if data_dir("gowalla") is None:
-        pytest.skip("gowalla not bundled")
-    out = tmp_path / "run.json"
-    argv = "train --dataset gowalla --model mf --loss ssm --train-sim cos --test-sim cos"
-    argv += " --loss-arg negatives=sampled --loss-arg num_negatives=64"
-    argv += " --loss-arg shared_negatives=16 --loss-arg include_positive=false"
-    argv += " --temperature adap-tau --temperature-arg warmup_epochs=1"
-    argv += " --temperature-arg base=0.9 --temperature-arg divisor=0.25 --user-dropout 0.1"
-    argv += " --lr 1e-4 --max-steps 4 --epochs 3 --eval-every 3 --quiet"
-    assert cli.main([*argv.split(), "--output", str(out)]) == 0
-    hist = json.loads(out.read_text())["history"]
+    args = "--loss-arg negatives=sampled --loss-arg num_negatives=64 --loss-arg shared_negatives=16"
+    args += " --temperature-arg warmup_epochs=1 --temperature-arg base=0.9"
+    args += " --temperature-arg divisor=0.25 --user-dropout 0.1"
+    args += " --lr 1e-4 --max-steps 4 --epochs 3 --eval-every 3"
+    run = _cli_mf_adap_tau_run(tmp_path, "gowalla", args)
+    hist = run["history"]
     assert len(hist) == 3 and all(math.isfinite(r["loss"]) for r in hist)
     # epoch 1: warm-up tau0 from the assumed gap 0.7, every user at tau0 (no losses yet)
     assert hist[0]["tau_user_min"] == pytest.approx(hist[0]["tau0"])
@@ -361,4 +358,4 @@ def test_cli_authors_adap_tau_regime_short_run_on_gowalla(tmp_path):
     for r in hist[1:]:  # per-user tau from the previous epoch's losses, clamped at tau0 / e
         assert r["tau_user_min"] >= r["tau0"] / math.e - 1e-6
         assert r["tau_user_min"] < r["tau_user_max"]
-    assert 0 <= json.loads(out.read_text())["test"]["recall@20"] <= 1
+    assert 0 <= run["test"]["recall@20"] <= 1
