@@ -21,6 +21,7 @@ item popularity, half as many items as users, duplicate pairs redrawn; 10 % held
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -154,7 +155,8 @@ def main() -> None:
     p.add_argument("--single", type=int, default=None, help=argparse_hidden())
     args = p.parse_args()
     setup(args)
-    fanout = tuple(int(v) for v in args.fanout.split(","))
+    fanout = _int_list(p, "--fanout", args.fanout, minimum=-1)
+    _int_list(p, "--sizes", args.sizes, minimum=1)
     if args.single is not None:
         out = single(args.single, args.steps, fanout, args.device, args.seed, args.full_max)
         print("RESULT " + json.dumps(out))
@@ -163,7 +165,7 @@ def main() -> None:
         args.sizes, args.steps = "20000,60000", 2
     rows = []
     results = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in _int_list(p, "--sizes", args.sizes, minimum=1):
         cmd = [sys.executable, __file__, "--single", str(size), "--steps", str(args.steps)]
         cmd += ["--fanout", args.fanout, "--device", args.device, "--seed", str(args.seed)]
         cmd += ["--full-max", str(args.full_max)]
@@ -278,9 +280,18 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-def argparse_hidden() -> str:
-    import argparse
+def _int_list(p: argparse.ArgumentParser, flag: str, text: str, minimum: int) -> tuple[int, ...]:
+    """``'1,2,3'`` as integers ≥ ``minimum``; a clear usage error (naming ``flag``) otherwise."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        p.error(f"{flag} must be comma-separated integers, got {text!r}")
+    if any(v < minimum for v in values):
+        p.error(f"{flag} entries must be >= {minimum}, got {text!r}")
+    return values
 
+
+def argparse_hidden() -> str:
     return argparse.SUPPRESS
 
 

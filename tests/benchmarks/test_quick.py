@@ -56,3 +56,18 @@ def test_rewriting_results_keeps_the_notes(tmp_path, monkeypatch):
     assert "| 3 |" in text and "| 1 |" not in text  # the new table replaces the old
     assert text.count("## Notes") == 1 and text.rstrip().endswith("- run 2: 2 ms")
     assert text.index("| 3 |") < text.index("## Notes")
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"), [(["--fanout", "2,x"], "--fanout"), (["--sizes", "1000,-5"], "--sizes")]
+)
+def test_bench_scale_names_a_bad_list(args, flag, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and flag in proc.stderr  # a usage error, before any run
+    assert "Traceback" not in proc.stderr
