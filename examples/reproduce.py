@@ -29,6 +29,15 @@ arguments it selected and its best-validation epoch count — for a fixed schedu
 the test metrics of the last epoch. Nothing is selected on test; test metrics logged during
 a refit are a curve only. Cached as ``results/repro/refit/<cell>.json``; the page lists
 both numbers.
+
+Shared runs: a cell whose ``note`` is ``'same run as <id>'`` reports that cell's run. Table 3
+crosses train and test similarity; the test similarity changes only the prediction, so each
+train similarity trains once and logs its evaluations under both test similarities
+(``extra_test_similarities``). The cell with the other test similarity (``read_similarity``)
+reads the run's history: the evaluation with the best validation NDCG@20 under *its*
+similarity, and that evaluation's test metrics — what a separate run with the same training
+would report. The τ grid and a refit's epoch count are the source cell's (chosen under its own
+test similarity).
 """
 
 from __future__ import annotations
@@ -75,6 +84,11 @@ class Cell:
     patience: int = 5
     eval_every: int = 1
     note: str = ""
+    # also log evaluations under these prediction similarities (never used for selection)
+    extra_test_similarities: tuple[str, ...] = ()
+    # an alias cell ('same run as ...') that reads its source's history under this
+    # prediction similarity (the source logs it in ``extra_test_similarities``)
+    read_similarity: str = ""
     # hyperparameter grid over loss arguments, selected on validation NDCG@20 before the
     # full run; None: the paper's τ grid for fixed-τ softmax cells, else no grid
     grid: dict[str, tuple[Any, ...]] | None = None
@@ -160,6 +174,7 @@ CELLS: list[Cell] = [
         SSM_IB,
         published=(0.1869, 0.1571),
         **LIGHTGCN_GRID,
+        extra_test_similarities=("cos",),  # table 3's COS-COS cell reads these
     ),
     # Table 2 (its Table 3): MF, SVD++, LightGCN x BPR, SSM.
     Cell(
@@ -242,8 +257,13 @@ CELLS: list[Cell] = [
             test_similarity=te,
             published=(pub, None),
             **LIGHTGCN_GRID,
-            # COS-IP is table 1's LightGCN + SSM cell: one run reports both
-            note="same run as t1-lightgcn-ssm" if (tr, te) == ("cos", "ip") else "",
+            # one training run per train similarity, evaluated under both test similarities:
+            # COS trains in table 1's LightGCN + SSM cell, IP in the IP-IP cell
+            note={"cos": "same run as t1-lightgcn-ssm", "ip": "same run as t3-ip-ip"}[tr]
+            if (tr, te) != ("ip", "ip")
+            else "",
+            extra_test_similarities=("cos",) if (tr, te) == ("ip", "ip") else (),
+            read_similarity=te if te == "cos" else "",
         )
         for tr, te, pub in (
             ("ip", "ip", 0.1085),
@@ -458,6 +478,7 @@ def run_cell(
         eval_every=max(cell.eval_every, 5) if refit else cell.eval_every,
         patience=None if refit else cell.patience,
         test_similarity=cell.test_similarity,
+        extra_test_similarities=cell.extra_test_similarities,
         eval_test=not tag,
         time_budget_s=budget_s,
         sampling=cell.sampling,
@@ -645,14 +666,60 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def read_under(record: dict[str, Any], sim: str, refit: bool = False) -> dict[str, Any] | None:
+    """A source run's record as seen under test similarity ``sim`` (logged by its
+    ``extra_test_similarities``): the evaluation with the best validation NDCG@20 under
+    ``sim`` (a refit: the last epoch) and that evaluation's test metrics. ``None`` when the
+    run did not log ``sim``."""
+    tag = f"_{sim}_"
+
+    def under(row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in row.items() if not k.startswith(("val_", "test_"))}
+        for split in ("val", "test"):
+            pre = f"{split}{tag}"
+            out.update({f"{split}_{k[len(pre) :]}": v for k, v in row.items() if k.startswith(pre)})
+        out.pop("best", None)
+        return out
+
+    rows = [under(r) for r in record["history"]]
+    logged = [r for r in rows if r.get("test_recall@20") is not None]
+    if refit:
+        chosen = logged[-1] if logged and logged[-1]["epoch"] == rows[-1]["epoch"] else None
+    else:
+        scored = [r for r in logged if r.get("val_ndcg@20") is not None]
+        chosen = max(scored, key=lambda r: r["val_ndcg@20"]) if scored else None
+    if chosen is None:
+        return None
+    chosen["best"] = True
+    return {
+        **{k: v for k, v in record.items() if k not in ("long_tail", "history")},
+        "test": {k[len("test_") :]: v for k, v in chosen.items() if k.startswith("test_")},
+        "best_epoch": record["best_epoch"] if refit else int(chosen["epoch"]),
+        "history": rows,
+        "read_similarity": sim,
+    }
+
+
 def load_refit(cell: Cell) -> dict[str, Any] | None:
-    return _read_json(OUT / "refit" / f"{source_id(cell)}.json")
+    rec = _read_json(OUT / "refit" / f"{source_id(cell)}.json")
+    if rec is not None and cell.read_similarity:
+        rec = read_under(rec, cell.read_similarity, refit=True)
+        val_run = load_record(cell)
+        if rec is not None:  # the validation-protocol number under this similarity, too
+            rec["selected_from"] = {
+                **rec["selected_from"],
+                "val_run_test_recall@20": val_run["test"]["recall@20"] if val_run else None,
+            }
+    return rec
 
 
 def load_record(cell: Cell) -> dict[str, Any] | None:
     if cell.select_from:  # nothing of its own; the chosen source's run, once chosen
         sid = source_id(cell)
         return None if sid == cell.id else _read_json(OUT / f"{sid}.json")
+    if cell.read_similarity:  # the source's run, read under this cell's test similarity
+        rec = _read_json(OUT / f"{source_id(cell)}.json")
+        return None if rec is None else read_under(rec, cell.read_similarity)
     return _read_json(OUT / f"{cell.id}.json") or _read_json(OUT / f"{source_id(cell)}.json")
 
 
@@ -787,8 +854,14 @@ def write_page() -> None:
                 else:
                     picked += f" → {chosen}"
             if rec is None:
+                why = "not run yet"
+                if c.read_similarity and load_record(BY_ID[source_id(c)]) is not None:
+                    why = (
+                        f"{source_id(c)}'s run predates logging {c.read_similarity} test "
+                        "metrics: rerun it"
+                    )
                 lines.append(
-                    f"| {c.label} | not run yet | {pub} | – | – | – | – | unfinished{picked} | "
+                    f"| {c.label} | {why} | {pub} | – | – | – | – | unfinished{picked} | "
                     f"`{command(c)}` |"
                 )
                 continue
@@ -812,6 +885,11 @@ def write_page() -> None:
             elif c.grid:
                 status += "; no grid (ran before the grid existed)"
             status += picked
+            if c.read_similarity:
+                status += (
+                    f"; {source_id(c)}'s run read under {c.read_similarity.upper()} test "
+                    f"similarity (best val N@20 under it at epoch {rec['best_epoch']})"
+                )
             taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
             if taus:  # Adap-tau cells: the temperature the method computed (last epoch)
                 status += f"; computed τ0 {taus[-1]:.4f}"
@@ -842,7 +920,7 @@ def write_page() -> None:
             status = "all chosen epochs" if rec["converged"] else "budget reached"
             status += f"; {point_tag(src['loss_kwargs'])}"
             lines.append(
-                f"| {c.label} | {r:.4f} / {n:.4f} | {src['val_run_test_recall@20']:.4f} | "
+                f"| {c.label} | {r:.4f} / {n:.4f} | {fmt(src['val_run_test_recall@20'])} | "
                 f"{fmt(c.published[0])} / {fmt(c.published[1])} | {rel} | "
                 f"{rec['epochs_run']} of {src['best_epoch']} | {rec['wall_s'] / 60:.0f} min | "
                 f"{status} | `{rec['command']}` |"
@@ -895,8 +973,17 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.page:
         todo = [BY_ID[c] for c in args.cell] + [c for c in CELLS if c.table in args.table]
         todo = [s for c in todo for s in ([BY_ID[i] for i in c.select_from] or [c])]
-        for cell in todo:
-            if cell.note.startswith("same run") or load_record(cell) is not None:
+        for alias in [c for c in todo if source_id(c) != c.id]:  # runs as its source
+            src = BY_ID[source_id(alias)]
+            if alias.read_similarity and load_record(src) and not load_record(alias):
+                print(
+                    f"[{alias.id}] {src.id}'s run did not log {alias.read_similarity} test "
+                    f"metrics (it predates that); move results/repro/{src.id}.json aside and "
+                    f"run --cell {src.id} to get both"
+                )
+            todo.append(src)
+        for cell in [BY_ID[i] for i in dict.fromkeys(c.id for c in todo)]:  # once each
+            if source_id(cell) != cell.id or load_record(cell) is not None:
                 continue
             grid = run_grid(cell, args.grid_budget) if cell.grid else None
             rec = run_cell(cell, args.budget, overrides=grid["selected"] if grid else None)

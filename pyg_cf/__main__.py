@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-sim", default="ip", choices=["ip", "cos"], help="similarity at prediction time"
     )
     t.add_argument(
+        "--also-test-sim",
+        action="append",
+        default=[],
+        choices=["ip", "cos"],
+        help="also log metrics under this prediction similarity (never used for selection)",
+    )
+    t.add_argument(
         "--loss-arg",
         action="append",
         default=[],
@@ -177,6 +184,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         eval_every=args.eval_every,
         patience=args.patience,
         test_similarity=args.test_sim,
+        extra_test_similarities=tuple(args.also_test_sim),
         seed=args.seed,
         device=args.device,
         max_steps_per_epoch=args.max_steps,

@@ -144,9 +144,19 @@ def _training_config(cell) -> dict:
     from dataclasses import asdict
 
     cfg = asdict(cell)
-    for key in ("id", "table", "label", "published", "note"):
+    # extra test similarities are logged, they do not shape training
+    for key in ("id", "table", "label", "published", "note", "extra_test_similarities"):
         cfg.pop(key)
+    if cell.read_similarity:  # reads its source's run under another test similarity
+        for key in ("test_similarity", "read_similarity"):
+            cfg.pop(key)
     return cfg
+
+
+def _fields(cell) -> dict:
+    from dataclasses import fields
+
+    return {f.name: getattr(cell, f.name) for f in fields(cell)}
 
 
 def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
@@ -166,13 +176,21 @@ def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
             continue
         source = mod.source_id(cell)
         if source != cell.id:  # an alias reports its source's run: same training, same test
-            assert source in mod.BY_ID and mod.source_id(mod.BY_ID[source]) == source
-            assert _training_config(cell) == _training_config(mod.BY_ID[source]), cell.id
+            src = mod.BY_ID[source]
+            assert source in mod.BY_ID and mod.source_id(src) == source
+            if cell.read_similarity:  # ... or the same training, read under its similarity
+                assert cell.read_similarity == cell.test_similarity
+                assert cell.read_similarity in src.extra_test_similarities, cell.id
+                src = mod.Cell(**{**_fields(src), "read_similarity": cell.read_similarity})
+            assert _training_config(cell) == _training_config(src), cell.id
             continue
         key = json.dumps(_training_config(cell), sort_keys=True, default=str)
         assert key not in runs, f"{cell.id} trains exactly as {runs.get(key)}: alias it"
         runs[key] = cell.id
     assert mod.source_id(mod.BY_ID["t3-cos-ip"]) == "t1-lightgcn-ssm"
+    # table 3: one training run per train similarity, read under both test similarities
+    assert mod.source_id(mod.BY_ID["t3-cos-cos"]) == "t1-lightgcn-ssm"
+    assert mod.source_id(mod.BY_ID["t3-ip-cos"]) == "t3-ip-ip"
     svdpp = mod.BY_ID["t2-svdpp-ssm"]  # the paper tunes α0 ∈ {0, 0.5, 1} with α1 = 0
     alphas = sorted(mod.BY_ID[s].model_kwargs["alpha0"] for s in svdpp.select_from)
     assert alphas == [0.0, 0.5, 1.0]
@@ -235,3 +253,48 @@ def test_runs_record_the_long_tail_groups_and_the_page_plots_them(repro):
     page = repro.PAGE.read_text()
     assert "Not yet recorded (not run, or run before the groups were recorded): MF + SSM" in page
     assert not (repro.OUT / "long_tail_table1.png").exists()
+
+
+def test_a_cell_read_under_another_test_similarity_equals_its_own_run(repro, monkeypatch):
+    """Table 3's shared runs: the alias's number is what a separate run would report."""
+    kw = dict(model_kwargs={"embedding_dim": 8}, epochs=4, grid={}, patience=10)
+    src = repro.Cell(
+        "t9-ip", 3, "IP-IP", "toy", "mf", "ssm", {"tau": 0.5, "similarity": "ip"},
+        extra_test_similarities=("cos",), **kw,
+    )  # fmt: skip
+    alias = repro.Cell(
+        "t9-ip-cos", 3, "IP-COS", "toy", "mf", "ssm", {"tau": 0.5, "similarity": "ip"},
+        test_similarity="cos", read_similarity="cos", note="same run as t9-ip", **kw,
+    )  # fmt: skip
+    alone = repro.Cell(  # the same training, selected and tested under cos on its own
+        "t9-alone", 3, "IP-COS alone", "toy", "mf", "ssm", {"tau": 0.5, "similarity": "ip"},
+        test_similarity="cos", **kw,
+    )  # fmt: skip
+    cells = [src, alias, alone]
+    monkeypatch.setattr(repro, "CELLS", cells)
+    monkeypatch.setattr(repro, "BY_ID", {c.id: c for c in cells})
+    assert repro.load_record(alias) is None
+    assert repro.main(["--cell", "t9-ip-cos"]) == 0  # runs its source
+    assert (repro.OUT / "t9-ip.json").exists() and not (repro.OUT / "t9-ip-cos.json").exists()
+    assert repro.main(["--cell", "t9-alone"]) == 0
+    got, own = repro.load_record(alias), repro.load_record(alone)
+    assert got["best_epoch"] == own["best_epoch"]
+    assert got["test"]["recall@20"] == pytest.approx(own["test"]["recall@20"], abs=1e-6)
+    assert got["test"]["ndcg@20"] == pytest.approx(own["test"]["ndcg@20"], abs=1e-6)
+    assert repro.load_record(src)["test"] != got["test"]  # the source reports IP
+    page = repro.PAGE.read_text()
+    assert "t9-ip's run read under COS test similarity" in page
+    # a refit of the source reports both: the alias reads the last epoch under cos
+    assert repro.main(["--refit", "--cell", "t9-ip"]) == 0
+    refit = json.loads((repro.OUT / "refit" / "t9-ip.json").read_text())
+    last = refit["history"][-1]
+    assert repro.load_refit(alias)["test"]["recall@20"] == last["test_cos_recall@20"]
+    chosen = repro.load_refit(alias)["selected_from"]
+    assert chosen["val_run_test_recall@20"] == got["test"]["recall@20"]
+    # a source run that did not log cos: the alias is unfinished, and the page says why
+    rec = json.loads((repro.OUT / "t9-ip.json").read_text())
+    rec["history"] = [{k: v for k, v in r.items() if "_cos_" not in k} for r in rec["history"]]
+    (repro.OUT / "t9-ip.json").write_text(json.dumps(rec))
+    assert repro.load_record(alias) is None
+    assert repro.main(["--page"]) == 0
+    assert "t9-ip's run predates logging cos test metrics" in repro.PAGE.read_text()

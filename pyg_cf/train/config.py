@@ -31,6 +31,11 @@ class TrainConfig:
         monitor: Validation metric for early stopping and best-weight selection.
         patience: Evaluations without improvement before stopping (``None``: never stop).
         test_similarity: ``'ip'`` or ``'cos'`` at prediction time.
+        extra_test_similarities: Also evaluate under these prediction similarities at each
+            evaluation, logged as ``val_<sim>_<metric>`` / ``test_<sim>_<metric>`` (for
+            example ``val_cos_ndcg@20``); never used for early stopping or selection. One
+            training run then reports a model under several test similarities (the
+            sampled-softmax paper's Table 4 crosses train and test similarity).
         eval_test: Also report test metrics at each evaluation (never used for selection).
         seed: Seed of parameters, shuffling and sampling.
         device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
@@ -81,6 +86,7 @@ class TrainConfig:
     monitor: str = "ndcg@20"
     patience: int | None = 10
     test_similarity: str = "ip"
+    extra_test_similarities: tuple[str, ...] = ()
     eval_test: bool = True
     seed: int = 0
     device: str = "cpu"
@@ -118,6 +124,17 @@ class TrainConfig:
         if self.test_similarity not in ("ip", "cos"):
             raise ConfigError(
                 f"test_similarity must be 'ip' or 'cos', got {self.test_similarity!r}"
+            )
+        self.extra_test_similarities = tuple(self.extra_test_similarities)
+        bad = [s for s in self.extra_test_similarities if s not in ("ip", "cos")]
+        if bad or self.test_similarity in self.extra_test_similarities:
+            raise ConfigError(
+                "extra_test_similarities must name 'ip' or 'cos' other than test_similarity "
+                f"({self.test_similarity!r}), got {self.extra_test_similarities!r}"
+            )
+        if len(set(self.extra_test_similarities)) != len(self.extra_test_similarities):
+            raise ConfigError(
+                f"extra_test_similarities has duplicates: {self.extra_test_similarities!r}"
             )
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")

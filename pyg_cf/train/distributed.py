@@ -236,12 +236,12 @@ class DistributedTrainer(Trainer):
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: str = "test") -> dict[str, float]:
+    def evaluate(self, split: str = "test", similarity: str | None = None) -> dict[str, float]:
         """All-ranking metrics of ``split``, each rank ranking its shard of the users."""
         self.model.eval()
         u, i = self.model()
         u, i = u.detach(), i.detach()
-        if self.config.test_similarity == "cos":
+        if (similarity or self.config.test_similarity) == "cos":
             u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
         it = i.t().contiguous()
         positives = held_out_edges(self.data, split).to(u.device)

@@ -330,13 +330,22 @@ class Trainer:
         return len(self.loader)
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test") -> dict[str, float]:
-        """All-ranking metrics on ``split`` with the current weights."""
+    def evaluate(self, split: str = "test", similarity: str | None = None) -> dict[str, float]:
+        """All-ranking metrics on ``split`` with the current weights, under ``similarity``
+        (``None``: the configured ``test_similarity``)."""
         self.model.eval()
         u, i = self.model()
-        return evaluate(
-            u, i, self.data, split, ks=self.config.ks, similarity=self.config.test_similarity
-        )
+        sim = similarity or self.config.test_similarity
+        return evaluate(u, i, self.data, split, ks=self.config.ks, similarity=sim)
+
+    def _evaluate_logged(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
+        """``split``'s metrics under the test similarity, and the history entries under
+        it and every extra similarity (``<split>_<metric>``, ``<split>_<sim>_<metric>``)."""
+        main = self.evaluate(split)
+        row = {f"{split}_{k}": v for k, v in main.items()}
+        for sim in self.config.extra_test_similarities:
+            row.update({f"{split}_{sim}_{k}": v for k, v in self.evaluate(split, sim).items()})
+        return main, row
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
         """Train until ``epochs``, early stopping or the time budget; returns the history
@@ -375,8 +384,8 @@ class Trainer:
             if (cfg.eval_every and self.epoch % cfg.eval_every == 0) or last:
                 t1 = time.perf_counter()
                 if self.has_val:
-                    val = self.evaluate("val")
-                    row.update({f"val_{k}": v for k, v in val.items()})
+                    val, logged = self._evaluate_logged("val")
+                    row.update(logged)
                     score = val[cfg.monitor]
                     if score > self.best_score:
                         self.best_score, self.bad_evals = score, 0
@@ -386,7 +395,7 @@ class Trainer:
                         self.bad_evals += 1
                         stop = cfg.patience is not None and self.bad_evals >= cfg.patience
                 if cfg.eval_test or not self.has_val:
-                    row.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
+                    row.update(self._evaluate_logged("test")[1])
                 row["eval_s"] = time.perf_counter() - t1
             row["elapsed_s"] = time.perf_counter() - t_start
             for cb in self.callbacks:

@@ -78,10 +78,11 @@ def test_one_rank_equals_plain_trainer(one_process_group):
     for cls in (Trainer, DistributedTrainer):
         seed_everything(0)
         m = GraphCF.from_data(data, "lightgcn", embedding_dim=8)
-        hist = cls(m, data, get_loss("bpr"), _cfg()).fit()
+        cfg = _cfg(extra_test_similarities=("cos",))
+        hist = cls(m, data, get_loss("bpr"), cfg).fit()
         out.append((m.embeddings()[0], hist))
     assert torch.equal(out[0][0], out[1][0])
-    for key in ("loss", "val_ndcg@20", "test_recall@20"):
+    for key in ("loss", "val_ndcg@20", "test_recall@20", "val_cos_ndcg@20", "test_cos_recall@20"):
         assert out[0][1][key].tolist() == pytest.approx(out[1][1][key].tolist(), abs=1e-6)
 
 

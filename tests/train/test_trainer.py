@@ -230,3 +230,37 @@ def test_user_dropout_only_in_training():
 def test_user_dropout_is_validated():
     with pytest.raises(ConfigError, match="user_dropout"):
         TrainConfig(user_dropout=1.0)
+
+
+def test_extra_test_similarity_is_logged_and_never_selects():
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "mf", embedding_dim=8)
+    cfg = TrainConfig(
+        epochs=6,
+        batch_size=128,
+        lr=0.05,
+        patience=None,
+        eval_every=2,
+        extra_test_similarities=("cos",),
+        progress=False,
+    )
+    tr = Trainer(m, data, get_loss("ssm"), cfg)
+    hist = tr.fit()
+    evals = hist.dropna(subset=["val_ndcg@20"])
+    assert list(evals["epoch"]) == [2, 4, 6]
+    for split in ("val", "test"):
+        assert evals[f"{split}_cos_ndcg@20"].notna().all()
+    # the logged values are the cosine metrics of those weights: the restored best weights
+    # (chosen on the inner-product validation NDCG) reproduce their row's cosine entries
+    best = evals.loc[evals["val_ndcg@20"].idxmax()]
+    assert tr.evaluate("test", "cos")["recall@20"] == pytest.approx(best["test_cos_recall@20"])
+    assert tr.evaluate("val")["ndcg@20"] == pytest.approx(best["val_ndcg@20"])
+    # the two similarities rank differently here: not a copy of the inner-product entries
+    assert not (evals["test_cos_ndcg@20"] == evals["test_ndcg@20"]).all()
+
+
+@pytest.mark.parametrize("extra", [("ip",), ("dot",), ("cos", "cos")])
+def test_extra_test_similarities_are_validated(extra):
+    with pytest.raises(ConfigError, match="extra_test_similarities"):
+        TrainConfig(test_similarity="ip", extra_test_similarities=extra)
