@@ -749,6 +749,16 @@ def recall_at(record: dict[str, Any], seconds: float) -> float | None:
     return best
 
 
+def wall(record: dict[str, Any]) -> str:
+    """Wall time and the machine it was measured on: ``'71 min (AMD EPYC, 1 thread)'``."""
+    cpu = record.get("machine", "").split(", ")
+    label = cpu[1] if len(cpu) > 1 else "machine not recorded"
+    threads = record.get("torch_threads")
+    if threads:
+        label += f", {threads} thread{'s' if threads > 1 else ''}"
+    return f"{record['wall_s'] / 60:.0f} min ({label})"
+
+
 def fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
@@ -912,7 +922,7 @@ def write_page() -> None:
                 status += f"; computed τ0 {taus[-1]:.4f}"
             lines.append(
                 f"| {c.label} | {r:.4f} / {n:.4f} | {pub} | {rel} | "
-                f"{rec['epochs_run']} ({rec['best_epoch']}) | {rec['wall_s'] / 60:.0f} min"
+                f"{rec['epochs_run']} ({rec['best_epoch']}) | {wall(rec)}"
                 f" | {fmt(recall_at(rec, 600))} | {status} | `{rec['command']}` |"
             )
         lines.append("")
@@ -939,7 +949,7 @@ def write_page() -> None:
             lines.append(
                 f"| {c.label} | {r:.4f} / {n:.4f} | {fmt(src['val_run_test_recall@20'])} | "
                 f"{fmt(c.published[0])} / {fmt(c.published[1])} | {rel} | "
-                f"{rec['epochs_run']} of {src['best_epoch']} | {rec['wall_s'] / 60:.0f} min | "
+                f"{rec['epochs_run']} of {src['best_epoch']} | {wall(rec)} | "
                 f"{status} | `{rec['command']}` |"
             )
         lines.append("")

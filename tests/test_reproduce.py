@@ -298,3 +298,13 @@ def test_a_cell_read_under_another_test_similarity_equals_its_own_run(repro, mon
     assert repro.load_record(alias) is None
     assert repro.main(["--page"]) == 0
     assert "t9-ip's run predates logging cos test metrics" in repro.PAGE.read_text()
+
+
+def test_the_page_names_each_runs_machine(repro):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    rec = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
+    cpu = rec["machine"].split(", ")[1]
+    threads = rec["torch_threads"]
+    row = next(r for r in repro.PAGE.read_text().splitlines() if r.startswith("| MF + SSM |"))
+    assert f"min ({cpu}, {threads} thread" in row
+    assert repro.wall({"wall_s": 600.0}) == "10 min (machine not recorded)"
