@@ -34,3 +34,10 @@ run mf-ssm-sampled1024x16-t0.1 $MF $S --tau 0.1
 run mf-adaptau-warm2-div2-sampled $MF $S --temperature adap-tau \
   --temperature-arg warmup_epochs=2 --temperature-arg divisor=2
 run mf-adaptau0-warm2-sampled $MF $S --temperature adap-tau0 --temperature-arg warmup_epochs=2
+# LightGCN (K=3) with the MF-chosen recipe (sampled, Adap-tau, divisor 2) stalls at ~0.205
+# test Recall@20 by epoch 5 (reproduce.py log: lightgcn-adaptau-div2-sampled_stopped6.log),
+# where MF reaches 0.26: is it the propagation? Fewer layers, and BPR, 4 epochs each
+LG="--model lightgcn --epochs 4 --patience 5"
+run lgn3-ssm-sampled-t0.15 $LG --layers 3 $S --tau 0.15
+run lgn1-ssm-sampled-t0.15 $LG --layers 1 $S --tau 0.15
+run lgn3-bpr $LG --layers 3 --loss bpr --l2 1e-4
