@@ -41,3 +41,15 @@ LG="--model lightgcn --epochs 4 --patience 5"
 run lgn3-ssm-sampled-t0.15 $LG --layers 3 $S --tau 0.15
 run lgn1-ssm-sampled-t0.15 $LG --layers 1 $S --tau 0.15
 run lgn3-bpr $LG --layers 3 --loss bpr --l2 1e-4
+# 2026-12-03, second session: LightGCN stalls near 0.20 where MF reaches 0.26. With cosine in
+# the loss the loss is scale-free, so (without L2) the embedding norms only grow and Adam's
+# fixed-size steps turn by ever smaller angles: does a larger step or an L2 pull (the Adap-tau
+# authors' LightGCN runs use L2 up to 1e-1 on yelp2018 / amazon-book) lift it? Cosine at test too.
+LGC="$LG --layers 3 --also-test-sim cos"
+run lgn3-ssm-sampled-t0.15-lr1e-2 $LGC $S --tau 0.15 --lr 1e-2
+run lgn3-ssm-sampled-t0.15-l2-1e-2 $LGC $S --tau 0.15 --l2 1e-2
+run lgn3-ssm-inbatch-t0.15-l2-1e-1 $LGC --loss ssm --train-sim cos --tau 0.15 \
+  --loss-arg include_positive=false --l2 1e-1
+# the same with an L2 pull on the batch's *final* (propagated) embeddings instead of layer 0
+# (script beside this file; stopped by hand after 3 epochs, log only):
+#   python examples/results/ml1m_explore/l2_output.py lgn3-ssm-sampled-t0.15-l2out-1e-1 0.1 4
