@@ -48,12 +48,23 @@ def main() -> None:
     seed_everything(0)
     model = GraphCF.from_data(data, "lightgcn", num_layers=3, embedding_dim=64)
     loss = get_loss(
-        "ssm", tau=0.15, similarity="cos", negatives="sampled", num_negatives=1024,
-        shared_negatives=16, include_positive=False,
+        "ssm",
+        tau=0.15,
+        similarity="cos",
+        negatives="sampled",
+        num_negatives=1024,
+        shared_negatives=16,
+        include_positive=False,
     )
     cfg = TrainConfig(
-        epochs=epochs, batch_size=2048, lr=1e-3, eval_every=1, patience=5, seed=0,
-        extra_test_similarities=("cos",), progress=False,
+        epochs=epochs,
+        batch_size=2048,
+        lr=1e-3,
+        eval_every=1,
+        patience=5,
+        seed=0,
+        extra_test_similarities=("cos",),
+        progress=False,
     )
     trainer = OutputL2Trainer(model, data, loss, cfg)
     trainer.lam = lam
