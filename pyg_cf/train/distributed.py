@@ -236,11 +236,14 @@ class DistributedTrainer(Trainer):
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: str = "test", similarity: str | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        split: str = "test",
+        similarity: str | None = None,
+        embeddings: tuple[Tensor, Tensor] | None = None,
+    ) -> dict[str, float]:
         """All-ranking metrics of ``split``, each rank ranking its shard of the users."""
-        self.model.eval()
-        u, i = self.model()
-        u, i = u.detach(), i.detach()
+        u, i = embeddings if embeddings is not None else self.final_embeddings()
         if (similarity or self.config.test_similarity) == "cos":
             u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
         it = i.t().contiguous()

@@ -330,21 +330,38 @@ class Trainer:
         return len(self.loader)
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", similarity: str | None = None) -> dict[str, float]:
-        """All-ranking metrics on ``split`` with the current weights, under ``similarity``
-        (``None``: the configured ``test_similarity``)."""
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        """The model's final user and item embeddings in eval mode, without grad."""
         self.model.eval()
         u, i = self.model()
+        return u.detach(), i.detach()
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        split: str = "test",
+        similarity: str | None = None,
+        embeddings: tuple[Tensor, Tensor] | None = None,
+    ) -> dict[str, float]:
+        """All-ranking metrics on ``split`` with the current weights, under ``similarity``
+        (``None``: the configured ``test_similarity``). ``embeddings``: the output of
+        :meth:`final_embeddings` when the caller already has it (one forward pass for
+        several evaluations)."""
+        u, i = embeddings if embeddings is not None else self.final_embeddings()
         sim = similarity or self.config.test_similarity
         return evaluate(u, i, self.data, split, ks=self.config.ks, similarity=sim)
 
+    @torch.no_grad()
     def _evaluate_logged(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
         """``split``'s metrics under the test similarity, and the history entries under
-        it and every extra similarity (``<split>_<metric>``, ``<split>_<sim>_<metric>``)."""
-        main = self.evaluate(split)
+        it and every extra similarity (``<split>_<metric>``, ``<split>_<sim>_<metric>``),
+        all from one forward pass."""
+        emb = self.final_embeddings()
+        main = self.evaluate(split, embeddings=emb)
         row = {f"{split}_{k}": v for k, v in main.items()}
         for sim in self.config.extra_test_similarities:
-            row.update({f"{split}_{sim}_{k}": v for k, v in self.evaluate(split, sim).items()})
+            extra = self.evaluate(split, sim, embeddings=emb)
+            row.update({f"{split}_{sim}_{k}": v for k, v in extra.items()})
         return main, row
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:

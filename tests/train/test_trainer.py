@@ -260,6 +260,20 @@ def test_extra_test_similarity_is_logged_and_never_selects():
     assert not (evals["test_cos_ndcg@20"] == evals["test_ndcg@20"]).all()
 
 
+def test_extra_test_similarities_share_one_forward_pass():
+    data = synthetic()
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=2)
+    cfg = TrainConfig(epochs=1, extra_test_similarities=("cos",), progress=False)
+    tr = Trainer(m, data, get_loss("ssm"), cfg)
+    calls = []
+    m.register_forward_hook(lambda *_: calls.append(1))
+    main, row = tr._evaluate_logged("test")
+    assert len(calls) == 1  # both similarities ranked from the same final embeddings
+    assert row["test_recall@20"] == main["recall@20"]
+    assert row["test_cos_recall@20"] == pytest.approx(tr.evaluate("test", "cos")["recall@20"])
+    assert tr.evaluate("test", embeddings=tr.final_embeddings()) == tr.evaluate("test")
+
+
 @pytest.mark.parametrize("extra", [("ip",), ("dot",), ("cos", "cos")])
 def test_extra_test_similarities_are_validated(extra):
     with pytest.raises(ConfigError, match="extra_test_similarities"):
