@@ -243,7 +243,7 @@ class DistributedTrainer(Trainer):
         embeddings: tuple[Tensor, Tensor] | None = None,
     ) -> dict[str, float]:
         """All-ranking metrics of ``split``, each rank ranking its shard of the users."""
-        u, i = embeddings if embeddings is not None else self.final_embeddings()
+        u, i = self._embeddings_or_final(embeddings)
         if (similarity or self.config.test_similarity) == "cos":
             u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
         it = i.t().contiguous()

@@ -336,6 +336,26 @@ class Trainer:
         u, i = self.model()
         return u.detach(), i.detach()
 
+    def _embeddings_or_final(
+        self, embeddings: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor]:
+        """Caller-given final embeddings, checked against the data, or a forward pass."""
+        if embeddings is None:
+            return self.final_embeddings()
+        u, i = embeddings
+        nu, ni = self.data["user"].num_nodes, self.data["item"].num_nodes
+        if (
+            u.dim() != 2
+            or i.dim() != 2
+            or (u.size(0), i.size(0)) != (nu, ni)
+            or u.size(1) != i.size(1)
+        ):
+            raise ConfigError(
+                f"embeddings must be ([{nu}, d], [{ni}, d]) (users, items), "
+                f"got {tuple(u.shape)} and {tuple(i.shape)}"
+            )
+        return u, i
+
     @torch.no_grad()
     def evaluate(
         self,
@@ -347,7 +367,7 @@ class Trainer:
         (``None``: the configured ``test_similarity``). ``embeddings``: the output of
         :meth:`final_embeddings` when the caller already has it (one forward pass for
         several evaluations)."""
-        u, i = embeddings if embeddings is not None else self.final_embeddings()
+        u, i = self._embeddings_or_final(embeddings)
         sim = similarity or self.config.test_similarity
         return evaluate(u, i, self.data, split, ks=self.config.ks, similarity=sim)
 

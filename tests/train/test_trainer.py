@@ -272,6 +272,10 @@ def test_extra_test_similarities_share_one_forward_pass():
     assert row["test_recall@20"] == main["recall@20"]
     assert row["test_cos_recall@20"] == pytest.approx(tr.evaluate("test", "cos")["recall@20"])
     assert tr.evaluate("test", embeddings=tr.final_embeddings()) == tr.evaluate("test")
+    u, i = tr.final_embeddings()
+    for bad in ((u[:-1], i), (u, i[:, :4]), (i, u)):
+        with pytest.raises(ConfigError, match="embeddings must be"):
+            tr.evaluate("test", embeddings=bad)
 
 
 @pytest.mark.parametrize("extra", [("ip",), ("dot",), ("cos", "cos")])
