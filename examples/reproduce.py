@@ -231,12 +231,27 @@ CELLS: list[Cell] = [
         "svdpp-user",
         "bpr",
         {},
-        {"alpha0": 0.5, "alpha1": 0.0},
         published=(0.1589, None),
-        l2=1e-4,
-        eval_every=5,
-        patience=4,
+        # α0 ∈ {0, 0.5, 1} with α1 = 0, as for SSM: chosen on validation among these runs
+        select_from=tuple(f"t2-svdpp-bpr-{a0}" for a0 in (0.0, 0.5, 1.0)),
     ),
+    *[
+        Cell(
+            f"t2-svdpp-bpr-{a0}",
+            2,
+            f"user-side SVD++ [{a0}, 0.0] + BPR (α0 grid point)",
+            "gowalla",
+            "svdpp-user",
+            "bpr",
+            {"reject_positives": True},
+            {"alpha0": a0, "alpha1": 0.0},
+            l2=1e-4,
+            sampling="user",  # as MF + BPR (LightGCN's sampler)
+            eval_every=5,
+            patience=4,
+        )
+        for a0 in (0.0, 0.5, 1.0)
+    ],
     Cell(
         "t2-svdpp-ssm",
         2,

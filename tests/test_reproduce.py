@@ -191,10 +191,12 @@ def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
     # table 3: one training run per train similarity, read under both test similarities
     assert mod.source_id(mod.BY_ID["t3-cos-cos"]) == "t1-lightgcn-ssm"
     assert mod.source_id(mod.BY_ID["t3-ip-cos"]) == "t3-ip-ip"
-    svdpp = mod.BY_ID["t2-svdpp-ssm"]  # the paper tunes α0 ∈ {0, 0.5, 1} with α1 = 0
-    alphas = sorted(mod.BY_ID[s].model_kwargs["alpha0"] for s in svdpp.select_from)
-    assert alphas == [0.0, 0.5, 1.0]
-    assert {mod.BY_ID[s].model_kwargs["alpha1"] for s in svdpp.select_from} == {0.0}
+    for loss in ("ssm", "bpr"):  # the paper tunes α0 ∈ {0, 0.5, 1} with α1 = 0
+        svdpp = mod.BY_ID[f"t2-svdpp-{loss}"]
+        sources = [mod.BY_ID[s] for s in svdpp.select_from]
+        assert sorted(s.model_kwargs["alpha0"] for s in sources) == [0.0, 0.5, 1.0]
+        assert {s.model_kwargs["alpha1"] for s in sources} == {0.0}
+        assert {(s.model, s.loss) for s in sources} == {("svdpp-user", loss)}
 
 
 def test_a_selection_cell_reports_its_best_validation_source(repro, monkeypatch):
