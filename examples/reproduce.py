@@ -184,6 +184,7 @@ CELLS: list[Cell] = [
         "softmax",
         {"tau": 0.1, "similarity": "cos"},
         published=(0.1756, 0.1429),
+        **LIGHTGCN_GRID,
     ),
     Cell(
         "t1-lightgcn-ccl",
