@@ -733,6 +733,20 @@ def source_id(cell: Cell) -> str:
     return cell.note.removeprefix("same run as ") if cell.note.startswith("same run") else cell.id
 
 
+def progress(cell: Cell) -> str:
+    """``' (checkpoint <run> after epoch N)'``: the newest checkpoint an unfinished cell's
+    runs (grid points, the main run) left, where a rerun of its command resumes; else ``''``."""
+    runs = [p for p in (CHECKPOINTS / cell.id).glob("**/last.pt") if "refit-" not in str(p)]
+    if source_id(cell) != cell.id or not runs:
+        return ""
+    from pyg_cf.train.checkpoint import read_checkpoint
+
+    last = max(runs, key=lambda p: p.stat().st_mtime)
+    run = last.parent.relative_to(CHECKPOINTS / cell.id).as_posix()
+    where = "" if run == "." else f"{run} "
+    return f" (checkpoint {where}after epoch {read_checkpoint(last)['epoch']})"
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -1040,7 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.list:
         for c in CELLS:
-            print(f"{c.id:32s} table {c.table}  {'done' if load_record(c) else 'todo'}")
+            state = "done" if load_record(c) else "todo" + progress(c)
+            print(f"{c.id:32s} table {c.table}  {state}")
         return 0
     unknown = [c for c in args.cell if c not in BY_ID]
     if unknown:

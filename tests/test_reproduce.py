@@ -310,3 +310,15 @@ def test_the_page_names_each_runs_machine(repro):
     row = next(r for r in repro.PAGE.read_text().splitlines() if r.startswith("| MF + SSM |"))
     assert f"min ({cpu}, {threads} thread" in row
     assert repro.wall({"wall_s": 600.0}) == "10 min (machine not recorded)"
+
+
+def test_list_shows_where_an_unfinished_cell_resumes(repro, capsys):
+    assert repro.main(["--list"]) == 0
+    assert capsys.readouterr().out.split() == ["t9-mf-ssm", "table", "1", "todo"]
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0  # its checkpoints stay behind
+    (repro.OUT / "t9-mf-ssm.json").unlink()  # as if the process died before the record
+    capsys.readouterr()
+    assert repro.main(["--list"]) == 0
+    best = repro.run_grid(repro.BY_ID["t9-mf-ssm"], None)["selected"]  # cached: no training
+    out = capsys.readouterr().out
+    assert f"todo (checkpoint final-tau={best['tau']} after epoch 2)" in out, out
