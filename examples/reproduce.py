@@ -754,11 +754,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.load(f)
 
 
-def read_under(record: dict[str, Any], sim: str, refit: bool = False) -> dict[str, Any] | None:
+def read_under(
+    record: dict[str, Any], sim: str, refit: bool = False, epoch: int | None = None
+) -> dict[str, Any] | None:
     """A source run's record as seen under test similarity ``sim`` (logged by its
     ``extra_test_similarities``): the evaluation with the best validation NDCG@20 under
-    ``sim`` (a refit: the last epoch) and that evaluation's test metrics. ``None`` when the
-    run did not log ``sim``."""
+    ``sim`` and that evaluation's test metrics. ``None`` when the run did not log ``sim``.
+
+    A refit has no validation: it is read at ``epoch`` (the reading cell's own
+    validation-chosen epoch count; a refit's first N epochs are an N-epoch refit, nothing in
+    the schedule depends on the total) when the refit logged that epoch, else at its last
+    epoch (``refit_read`` says which)."""
     tag = f"_{sim}_"
 
     def under(row: dict[str, Any]) -> dict[str, Any]:
@@ -771,31 +777,43 @@ def read_under(record: dict[str, Any], sim: str, refit: bool = False) -> dict[st
 
     rows = [under(r) for r in record["history"]]
     logged = [r for r in rows if r.get("test_recall@20") is not None]
+    read = ""
     if refit:
-        chosen = logged[-1] if logged and logged[-1]["epoch"] == rows[-1]["epoch"] else None
+        at = [r for r in logged if r["epoch"] == epoch]
+        if at:
+            chosen, read = at[0], "own epoch count"
+        elif logged and logged[-1]["epoch"] == rows[-1]["epoch"]:
+            chosen, read = logged[-1], "the source's epoch count"
+        else:
+            chosen = None
     else:
         scored = [r for r in logged if r.get("val_ndcg@20") is not None]
         chosen = max(scored, key=lambda r: r["val_ndcg@20"]) if scored else None
     if chosen is None:
         return None
     chosen["best"] = True
-    return {
+    out = {
         **{k: v for k, v in record.items() if k not in ("long_tail", "history")},
         "test": {k[len("test_") :]: v for k, v in chosen.items() if k.startswith("test_")},
-        "best_epoch": record["best_epoch"] if refit else int(chosen["epoch"]),
+        "best_epoch": int(chosen["epoch"]),
         "history": rows,
         "read_similarity": sim,
     }
+    if refit:  # the epochs this reading trained, and how long they took
+        out.update(epochs_run=int(chosen["epoch"]), wall_s=chosen["elapsed_s"], refit_read=read)
+    return out
 
 
 def load_refit(cell: Cell) -> dict[str, Any] | None:
     rec = _read_json(OUT / "refit" / f"{source_id(cell)}.json")
     if rec is not None and cell.read_similarity:
-        rec = read_under(rec, cell.read_similarity, refit=True)
-        val_run = load_record(cell)
+        val_run = load_record(cell)  # this cell's own choice, under its similarity
+        epoch = val_run["best_epoch"] if val_run else None
+        rec = read_under(rec, cell.read_similarity, refit=True, epoch=epoch)
         if rec is not None:  # the validation-protocol number under this similarity, too
             rec["selected_from"] = {
                 **rec["selected_from"],
+                "best_epoch": epoch,
                 "val_run_test_recall@20": val_run["test"]["recall@20"] if val_run else None,
             }
     return rec
@@ -1005,7 +1023,9 @@ def write_page() -> None:
             "The validation run's choices (loss arguments, best-validation epoch count) "
             "retrained on the whole training split for that fixed number of epochs — the "
             "papers train on all of it; test metrics of the last epoch, nothing selected on "
-            "test (`--refit`, see the docstring of `examples/reproduce.py`).",
+            "test (`--refit`, see the docstring of `examples/reproduce.py`). A cell that "
+            "reads a shared run under another test similarity reads the shared refit at its "
+            "own validation-chosen epoch count when the refit logged that epoch.",
             "",
             "| cell | refit R@20 / N@20 | validation-protocol R@20 | published | rel. diff R | "
             "epochs | wall | status | command |",
@@ -1016,6 +1036,11 @@ def write_page() -> None:
             rel = f"{r / c.published[0] - 1:+.1%}" if c.published[0] else "–"
             src = rec["selected_from"]
             status = "all chosen epochs" if rec["converged"] else "budget reached"
+            if rec.get("refit_read"):  # a shared refit, read under this cell's similarity
+                status = (
+                    f"read at epoch {rec['epochs_run']} of {source_id(c)}'s refit "
+                    f"({rec['refit_read']})"
+                )
             status += f"; {point_tag(src['loss_kwargs'])}"
             lines.append(
                 f"| {c.label} | {r:.4f} / {n:.4f} | {fmt(src['val_run_test_recall@20'])} | "

@@ -322,3 +322,24 @@ def test_list_shows_where_an_unfinished_cell_resumes(repro, capsys):
     best = repro.run_grid(repro.BY_ID["t9-mf-ssm"], None)["selected"]  # cached: no training
     out = capsys.readouterr().out
     assert f"todo (checkpoint final-tau={best['tau']} after epoch 2)" in out, out
+
+
+def test_a_shared_refit_is_read_at_the_readers_own_epoch_count(repro, monkeypatch):
+    """A refit's first N epochs are an N-epoch refit: a cell reading a longer shared refit
+    at its own epoch count reports what its own refit would."""
+    src = repro.Cell(
+        "t9-ip", 3, "IP-IP", "toy", "mf", "ssm", {"tau": 0.5, "similarity": "ip"},
+        model_kwargs={"embedding_dim": 8}, grid={}, extra_test_similarities=("cos",),
+    )  # fmt: skip
+    monkeypatch.setattr(repro, "BY_ID", {src.id: src})
+    long = repro.run_cell(src, None, overrides=src.loss_kwargs, epochs=10, refit=True)
+    short = repro.run_cell(src, None, overrides=src.loss_kwargs, epochs=5, refit=True)
+    logged = [r["epoch"] for r in long["history"] if r.get("test_cos_recall@20") is not None]
+    assert logged == [5, 10]
+    at5 = repro.read_under(long, "cos", refit=True, epoch=5)
+    assert at5["refit_read"] == "own epoch count" and at5["epochs_run"] == 5
+    assert at5["test"] == pytest.approx(repro.read_under(short, "cos", refit=True, epoch=5)["test"])
+    assert at5["test"] != repro.read_under(long, "cos", refit=True, epoch=10)["test"]
+    # an epoch count the refit did not log (or did not reach): its last epoch, said so
+    at7 = repro.read_under(long, "cos", refit=True, epoch=7)
+    assert at7["refit_read"] == "the source's epoch count" and at7["epochs_run"] == 10
