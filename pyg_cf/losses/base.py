@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ __all__ = [
     "masked_logsumexp",
     "negative_scores",
     "reduce_loss",
+    "row_logsumexp",
     "similarity",
 ]
 
@@ -144,6 +145,41 @@ def masked_logsumexp(x: Tensor, mask: Tensor | None, dim: int = -1) -> tuple[Ten
     x = x.masked_fill(~valid.unsqueeze(dim), 0.0)
     lse = torch.logsumexp(x, dim=dim)
     return torch.where(valid, lse, torch.zeros_like(lse)), valid
+
+
+class _RowLogSumExp(torch.autograd.Function):
+    """Row log-sum-exp of a ``[B, N]`` tensor whose backward is one product.
+
+    ``torch.logsumexp`` keeps its input and recomputes ``exp(x - lse)`` in backward: on the
+    full-catalogue ``[B, I]`` logits of a softmax loss that is several ``[B, I]``
+    temporaries per step, and on CPU each fresh one of that size costs page faults. Here the
+    row softmax is formed once in forward (one ``[B, N]`` buffer, then in place) and
+    backward is one product with it.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        m = x.amax(dim=1, keepdim=True)
+        p = (x - m).exp_()
+        s = p.sum(dim=1, keepdim=True)
+        p.div_(s)
+        ctx.save_for_backward(p)
+        return (m + s.log()).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (p,) = ctx.saved_tensors
+        return p * grad.unsqueeze(1)
+
+
+def row_logsumexp(x: Tensor) -> Tensor:
+    r"""``torch.logsumexp(x, dim=1)`` of a ``[B, N]`` tensor whose rows each have a finite
+    entry, with fewer ``[B, N]`` temporaries (one saved softmax, one gradient): for large
+    ``N`` such as full-catalogue logits."""
+    if not x.requires_grad:
+        return torch.logsumexp(x, dim=1)
+    out: Tensor = _RowLogSumExp.apply(x)
+    return out
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pyg_cf.losses.base import (
     negative_scores,
     normalize_if,
     reduce_loss,
+    row_logsumexp,
 )
 from pyg_cf.losses.registry import register_loss
 
@@ -371,14 +372,19 @@ class SoftmaxLoss(CFLoss):
         tau_p, tau_n = self.temperatures(batch, tau)
         u = normalize_if(batch.user_emb, self.similarity)
         items = normalize_if(batch.all_item_emb, self.similarity)
-        scores = u @ items.t()
-        pos = scores.gather(1, batch.pos_items.view(-1, 1)).squeeze(1)
-        mask = self._mask(batch, items.size(0), scores.device)
-        rows = softmax_loss(pos, scores, tau_p, mask, "none", tau_neg=tau_n)
+        # The [B, I] logits are the cost: the temperature scales the [B, d] user side before
+        # the product, and the positive's score is its own [B] dot product, so no [B, I]
+        # division or gather (and no [B, I] gradient of either) is ever formed.
+        pos = (u * items[batch.pos_items]).sum(-1)
+        logits = (u / _col(tau_n)) @ items.t()
+        mask = self._mask(batch, items.size(0), logits.device)
         if self.record_unit_loss and tau is None:
             with torch.no_grad():
-                self._record_unit(batch, softmax_loss(pos, scores, 1.0, mask, "none"))
-        return rows
+                unit = softmax_loss(pos, logits * _col(tau_n), 1.0, mask, "none")
+                self._record_unit(batch, unit)
+        if mask is not None:  # the row's own positive is never masked: no empty row
+            logits = logits.masked_fill_(mask, float("-inf"))
+        return row_logsumexp(logits) - pos / tau_p
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()

@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_time_to_quality",
     "bench_scale",
     "bench_negatives",
+    "bench_softmax",
 ]
 
 

@@ -339,3 +339,24 @@ def test_module_attributes():
     ssm = get_loss("ssm", negatives="sampled", num_negatives=7, sampler="popularity", pop_beta=0.5)
     assert (ssm.num_negatives, ssm.sampler, ssm.pop_beta) == (7, "popularity", 0.5)
     assert get_loss("ssm").num_negatives == 0
+
+
+def test_row_logsumexp_matches_torch_in_value_and_gradient():
+    from pyg_cf.losses.base import row_logsumexp
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(5, 7, generator=g, dtype=torch.float64) * 30).requires_grad_()
+    masked = x.detach().clone()
+    masked[1, :6] = float("-inf")  # masked entries: a row with one finite entry left
+    masked.requires_grad_()
+    for t in (x, masked):
+        w = torch.randn(5, generator=g, dtype=torch.float64)
+        got = row_logsumexp(t.clone())
+        want = torch.logsumexp(t, dim=1)
+        assert torch.allclose(got, want, rtol=1e-12, atol=0)
+        (g_got,) = torch.autograd.grad((got * w).sum(), t)
+        (g_want,) = torch.autograd.grad((want * w).sum(), t)
+        assert torch.allclose(g_got, g_want, rtol=1e-12, atol=1e-15)
+    assert torch.autograd.gradcheck(row_logsumexp, (x.detach()[:3, :4].requires_grad_(),))
+    plain = torch.randn(3, 4)  # without grad: torch's own
+    assert torch.equal(row_logsumexp(plain), torch.logsumexp(plain, dim=1))
