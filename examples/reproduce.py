@@ -565,6 +565,13 @@ def run_cell(
         from pyg_cf.train.checkpoint import load_checkpoint
 
         print(f"[{name}] resuming after epoch {load_checkpoint(trainer, last)}", flush=True)
+        spent = trainer.history[-1]["elapsed_s"] if trainer.history else 0.0
+        if budget_s is not None and not tag and spent >= budget_s:  # would stop at once
+            raise SystemExit(
+                f"[{name}] its checkpoint {last} has already trained {spent:.0f} s, the whole "
+                f"--budget {budget_s:g} (the budget counts the run's total training time): "
+                "pass a larger --budget to continue it"
+            )
     t0 = time.perf_counter()
     hist = trainer.fit(
         on_epoch=lambda r: print(

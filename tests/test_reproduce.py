@@ -343,3 +343,12 @@ def test_a_shared_refit_is_read_at_the_readers_own_epoch_count(repro, monkeypatc
     # an epoch count the refit did not log (or did not reach): its last epoch, said so
     at7 = repro.read_under(long, "cos", refit=True, epoch=7)
     assert at7["refit_read"] == "the source's epoch count" and at7["epochs_run"] == 10
+
+
+def test_resuming_past_the_budget_says_so_instead_of_recording_nothing_new(repro):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    (repro.OUT / "t9-mf-ssm.json").unlink()  # as if the process died before the record
+    with pytest.raises(SystemExit, match=r"already trained .* pass a larger --budget"):
+        repro.main(["--cell", "t9-mf-ssm", "--budget", "0.001"])
+    assert not (repro.OUT / "t9-mf-ssm.json").exists()
+    assert repro.main(["--cell", "t9-mf-ssm", "--budget", "3600"]) == 0  # a larger one: fine
