@@ -983,9 +983,9 @@ def write_page() -> None:
                         f"{source_id(c)}'s run predates logging {c.read_similarity} test "
                         "metrics: rerun it"
                     )
+                status = f"unfinished{progress(c)}{picked}"
                 lines.append(
-                    f"| {c.label} | {why} | {pub} | – | – | – | – | unfinished{picked} | "
-                    f"`{command(c)}` |"
+                    f"| {c.label} | {why} | {pub} | – | – | – | – | {status} | `{command(c)}` |"
                 )
                 continue
             r, n = rec["test"]["recall@20"], rec["test"]["ndcg@20"]

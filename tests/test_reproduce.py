@@ -312,7 +312,7 @@ def test_the_page_names_each_runs_machine(repro):
     assert repro.wall({"wall_s": 600.0}) == "10 min (machine not recorded)"
 
 
-def test_list_shows_where_an_unfinished_cell_resumes(repro, capsys):
+def test_list_and_page_show_where_an_unfinished_cell_resumes(repro, capsys):
     assert repro.main(["--list"]) == 0
     assert capsys.readouterr().out.split() == ["t9-mf-ssm", "table", "1", "todo"]
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0  # its checkpoints stay behind
@@ -322,6 +322,9 @@ def test_list_shows_where_an_unfinished_cell_resumes(repro, capsys):
     best = repro.run_grid(repro.BY_ID["t9-mf-ssm"], None)["selected"]  # cached: no training
     out = capsys.readouterr().out
     assert f"todo (checkpoint final-tau={best['tau']} after epoch 2)" in out, out
+    assert repro.main(["--page"]) == 0  # the page says the same of the unfinished cell
+    row = next(r for r in repro.PAGE.read_text().splitlines() if r.startswith("| MF + SSM |"))
+    assert f"unfinished (checkpoint final-tau={best['tau']} after epoch 2)" in row, row
 
 
 def test_a_shared_refit_is_read_at_the_readers_own_epoch_count(repro, monkeypatch):
