@@ -1,14 +1,16 @@
-"""Is the LightGCN Gowalla test split distributed like its training split?
+"""Is a released test split distributed like its training split (Gowalla, ML-1M)?
 
 Compares the item popularity of three edge sets of the reproduction's data: the 90 % training
 part, the seeded 10 % validation carve (random per user, as ``examples/reproduce.py`` uses)
 and the released test split. Popularity is counted on the 90 % training part. An i.i.d. split
 gives the same numbers for all three (up to sampling noise; the validation carve shows it).
 
-    python examples/results/data_checks/gowalla_split_popularity.py
+    python examples/results/data_checks/split_popularity.py [gowalla|ml-1m]
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -16,8 +18,8 @@ from pyg_cf import datasets
 from pyg_cf.data.graph import held_out_edges
 
 
-def main() -> None:
-    data = datasets.load("gowalla", val_ratio=0.1, seed=0)
+def main(name: str) -> None:
+    data = datasets.load(name, val_ratio=0.1, seed=0)
     train = data["user", "rates", "item"].edge_index
     num_items = data["item"].num_nodes
     pop = torch.bincount(train[1], minlength=num_items).float()
@@ -44,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "gowalla")
