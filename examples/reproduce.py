@@ -82,6 +82,7 @@ class Cell:
     temperature_kwargs: dict[str, Any] = field(default_factory=dict)
     sampling: str = "edge"
     patience: int = 5
+    min_epochs: int = 0  # early stopping never stops before this epoch
     eval_every: int = 1
     note: str = ""
     # also log evaluations under these prediction similarities (never used for selection)
@@ -130,6 +131,9 @@ ADAPTAU_LIGHTGCN_RUN: dict[str, Any] = {
     "epochs": 150,
     "eval_every": 5,
     "patience": 6,
+    # the per-user τ starts after the 100-epoch warm-up: train 30 epochs of it (the patience
+    # window) before a warm-up plateau may stop the run
+    "min_epochs": 130,
 }
 # ML-1M (no published command): uniform sampled negatives, cosine in the loss, the positive
 # left out of the denominator (results/ml1m_explore/)
@@ -557,6 +561,7 @@ def run_cell(
         # a refit's test curve is for reading only: every 5 epochs is enough
         eval_every=max(cell.eval_every, 5) if refit else cell.eval_every,
         patience=None if refit else cell.patience,
+        min_epochs=cell.min_epochs,
         test_similarity=cell.test_similarity,
         extra_test_similarities=cell.extra_test_similarities,
         eval_test=not tag,

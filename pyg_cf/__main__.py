@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--patience", type=int, default=10)
+    t.add_argument(
+        "--min-epochs", type=int, default=0, help="early stopping never stops before this epoch"
+    )
     t.add_argument("--max-steps", type=int, default=None, help="batches per epoch cap")
     t.add_argument("--time-budget", type=float, default=None, help="seconds")
     t.add_argument("--seed", type=int, default=0)
@@ -183,6 +186,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         user_dropout=args.user_dropout,
         eval_every=args.eval_every,
         patience=args.patience,
+        min_epochs=args.min_epochs,
         test_similarity=args.test_sim,
         extra_test_similarities=tuple(args.also_test_sim),
         seed=args.seed,

@@ -108,3 +108,5 @@ def test_init_from_missing_file_and_bad_dropout_are_clear_errors(tmp_path, capsy
     assert f"checkpoint {missing} does not exist" in capsys.readouterr().err
     assert cli.main([*BASE.split(), "--epochs", "1", "--user-dropout", "1.5"]) == 2
     assert "user_dropout must be in [0, 1)" in capsys.readouterr().err
+    assert cli.main([*BASE.split(), "--epochs", "1", "--min-epochs", "-1"]) == 2
+    assert "min_epochs must be >= 0, got -1" in capsys.readouterr().err

@@ -50,7 +50,15 @@ FORMAT = "pyg-cf-checkpoint-2"
 
 # Settings that may change between the interrupted and the resumed run without changing
 # what is computed (a longer run, another output folder, ...).
-_FREE_SETTINGS = {"epochs", "checkpoint_dir", "progress", "time_budget_s", "device", "extra"}
+_FREE_SETTINGS = {
+    "epochs",
+    "min_epochs",
+    "checkpoint_dir",
+    "progress",
+    "time_budget_s",
+    "device",
+    "extra",
+}
 
 
 # -- plain-data conversion -------------------------------------------------------------------

@@ -30,6 +30,9 @@ class TrainConfig:
         ks: Cut-offs of the metrics.
         monitor: Validation metric for early stopping and best-weight selection.
         patience: Evaluations without improvement before stopping (``None``: never stop).
+        min_epochs: Early stopping never stops before this epoch (the evaluations still
+            count): a schedule that changes the loss late (Adap-τ's warm-up) is trained
+            into its second phase before a plateau in the first can end the run.
         test_similarity: ``'ip'`` or ``'cos'`` at prediction time.
         extra_test_similarities: Also evaluate under these prediction similarities at each
             evaluation, logged as ``val_<sim>_<metric>`` / ``test_<sim>_<metric>`` (for
@@ -85,6 +88,7 @@ class TrainConfig:
     ks: tuple[int, ...] = (20,)
     monitor: str = "ndcg@20"
     patience: int | None = 10
+    min_epochs: int = 0
     test_similarity: str = "ip"
     extra_test_similarities: tuple[str, ...] = ()
     eval_test: bool = True
@@ -119,6 +123,8 @@ class TrainConfig:
             raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if not 0 <= self.user_dropout < 1:
             raise ConfigError(f"user_dropout must be in [0, 1), got {self.user_dropout}")
+        if self.min_epochs < 0:
+            raise ConfigError(f"min_epochs must be >= 0, got {self.min_epochs}")
         if self.l2_reg < 0:
             raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
         if self.test_similarity not in ("ip", "cos"):

@@ -430,7 +430,11 @@ class Trainer:
                         row["best"] = True
                     else:
                         self.bad_evals += 1
-                        stop = cfg.patience is not None and self.bad_evals >= cfg.patience
+                        stop = (
+                            cfg.patience is not None
+                            and self.bad_evals >= cfg.patience
+                            and self.epoch >= cfg.min_epochs
+                        )
                 if cfg.eval_test or not self.has_val:
                     row.update(self._evaluate_logged("test")[1])
                 row["eval_s"] = time.perf_counter() - t1

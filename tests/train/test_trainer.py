@@ -58,6 +58,27 @@ def test_early_stopping_restores_best():
     assert tr.evaluate("val")["ndcg@20"] == pytest.approx(best)
 
 
+def test_min_epochs_defers_early_stopping_without_changing_the_run():
+    data = synthetic()
+
+    def run(**kw):
+        m = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(epochs=40, batch_size=64, lr=0.05, patience=1, progress=False, **kw)
+        return Trainer(m, data, get_loss("bpr"), cfg).fit()
+
+    early = run()
+    stopped = len(early)
+    assert stopped < 40  # patience 1 stops this run early, so the deferral is observable
+    later = run(min_epochs=stopped + 3)
+    assert len(later) >= stopped + 3
+    pd.testing.assert_frame_equal(
+        later.iloc[:stopped].drop(columns=["train_s", "elapsed_s", "eval_s"]),
+        early.drop(columns=["train_s", "elapsed_s", "eval_s"]),
+    )
+    with pytest.raises(ConfigError, match="min_epochs"):
+        TrainConfig(min_epochs=-1)
+
+
 def test_nan_loss_stops_with_location():
     data = synthetic()
     m = GraphCF.from_data(data, "mf", embedding_dim=8)
