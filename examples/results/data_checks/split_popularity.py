@@ -29,7 +29,7 @@ def main(name: str) -> None:
         "| share on the top 10 % items |"
     )
     print("|---|---|---|---|---|")
-    for name, edges in (
+    for label, edges in (
         ("training (90 %)", train),
         ("validation carve (10 %, seed 0)", held_out_edges(data, "val")),
         ("test (released)", held_out_edges(data, "test")),
@@ -40,7 +40,7 @@ def main(name: str) -> None:
             for pct in (1, 10)
         ]
         print(
-            f"| {name} | {items.numel()} | {pop[items].mean().item():.1f} "
+            f"| {label} | {items.numel()} | {pop[items].mean().item():.1f} "
             f"| {shares[0]:.4f} | {shares[1]:.4f} |"
         )
 
