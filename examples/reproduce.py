@@ -769,6 +769,35 @@ def progress(cell: Cell) -> str:
     return f" (checkpoint {where}after epoch {read_checkpoint(last)['epoch']})"
 
 
+def interim(cell: Cell) -> dict[str, Any] | None:
+    """An unfinished cell's best so far: the evaluation of its main run's newest checkpoint
+    (not a grid point's, not a refit's) with the best validation NDCG@20, and how far the run
+    got. Selected on validation like a finished cell; reported as "so far", never as final.
+    ``None`` without such a checkpoint or before its first evaluation."""
+    if source_id(cell) != cell.id:
+        return None
+    runs = [
+        p
+        for p in (CHECKPOINTS / cell.id).glob("**/last.pt")
+        if "refit-" not in str(p) and "grid" not in p.relative_to(CHECKPOINTS / cell.id).parts
+    ]
+    if not runs:
+        return None
+    from pyg_cf.train.checkpoint import read_checkpoint
+
+    state = read_checkpoint(max(runs, key=lambda p: p.stat().st_mtime))
+    evals = [r for r in state["history"] if r.get("val_ndcg@20") is not None]
+    if not evals or evals[-1].get("test_recall@20") is None:
+        return None
+    best = max(evals, key=lambda r: r["val_ndcg@20"])
+    return {
+        "epoch": int(state["epoch"]),
+        "best_epoch": int(best["epoch"]),
+        "test": {"recall@20": best["test_recall@20"], "ndcg@20": best["test_ndcg@20"]},
+        "elapsed_s": float(state["history"][-1].get("elapsed_s") or 0.0),
+    }
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -999,8 +1028,20 @@ def write_page() -> None:
                         "metrics: rerun it"
                     )
                 status = f"unfinished{progress(c)}{picked}"
+                so_far = interim(c)
+                if so_far is None:
+                    lines.append(
+                        f"| {c.label} | {why} | {pub} | – | – | – | – | {status} | `{command(c)}` |"
+                    )
+                    continue
+                r, n = so_far["test"]["recall@20"], so_far["test"]["ndcg@20"]
+                rel = f"{r / c.published[0] - 1:+.1%} so far" if c.published[0] else "–"
+                status += "; the numbers are the best validation epoch so far, not final"
                 lines.append(
-                    f"| {c.label} | {why} | {pub} | – | – | – | – | {status} | `{command(c)}` |"
+                    f"| {c.label} | so far {r:.4f} / {n:.4f} | {pub} | {rel} | "
+                    f"{so_far['epoch']} ({so_far['best_epoch']}) | "
+                    f"{so_far['elapsed_s'] / 60:.0f} min so far | – | {status} | "
+                    f"`{command(c)}` |"
                 )
                 continue
             r, n = rec["test"]["recall@20"], rec["test"]["ndcg@20"]

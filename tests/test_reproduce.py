@@ -325,6 +325,14 @@ def test_list_and_page_show_where_an_unfinished_cell_resumes(repro, capsys):
     assert repro.main(["--page"]) == 0  # the page says the same of the unfinished cell
     row = next(r for r in repro.PAGE.read_text().splitlines() if r.startswith("| MF + SSM |"))
     assert f"unfinished (checkpoint final-tau={best['tau']} after epoch 2)" in row, row
+    # and it reports the checkpoint's best validation epoch so far, marked as not final
+    from pyg_cf.train.checkpoint import read_checkpoint
+
+    ckpt = repro.CHECKPOINTS / "t9-mf-ssm" / f"final-{repro.point_tag(best)}" / "last.pt"
+    hist = read_checkpoint(ckpt)["history"]
+    top = max(hist, key=lambda r: r["val_ndcg@20"])
+    assert f"| so far {top['test_recall@20']:.4f} / {top['test_ndcg@20']:.4f} |" in row, row
+    assert f"| 2 ({top['epoch']}) |" in row and "not final" in row, row
 
 
 def test_a_shared_refit_is_read_at_the_readers_own_epoch_count(repro, monkeypatch):
