@@ -830,11 +830,9 @@ def progress(cell: Cell) -> str:
     return f" (checkpoint {where}after epoch {read_checkpoint(last)['epoch']})"
 
 
-def interim(cell: Cell) -> dict[str, Any] | None:
-    """An unfinished cell's best so far: the evaluation of its main run's newest checkpoint
-    (not a grid point's, not a refit's) with the best validation NDCG@20, and how far the run
-    got. Selected on validation like a finished cell; reported as "so far", never as final.
-    ``None`` without such a checkpoint or before its first evaluation."""
+def checkpoint_history(cell: Cell) -> tuple[int, list[dict[str, Any]]] | None:
+    """The epoch and history of an unfinished cell's main run (its newest checkpoint, not a
+    grid point's, not a refit's); ``None`` without one."""
     if source_id(cell) != cell.id:
         return None
     runs = [
@@ -847,15 +845,27 @@ def interim(cell: Cell) -> dict[str, Any] | None:
     from pyg_cf.train.checkpoint import read_checkpoint
 
     state = read_checkpoint(max(runs, key=lambda p: p.stat().st_mtime))
-    evals = [r for r in state["history"] if r.get("val_ndcg@20") is not None]
+    return int(state["epoch"]), [dict(r) for r in state["history"]]
+
+
+def interim(cell: Cell) -> dict[str, Any] | None:
+    """An unfinished cell's best so far: the evaluation of its main run's newest checkpoint
+    with the best validation NDCG@20, and how far the run got. Selected on validation like a
+    finished cell; reported as "so far", never as final. ``None`` without such a checkpoint
+    or before its first evaluation."""
+    got = checkpoint_history(cell)
+    if got is None:
+        return None
+    epoch, history = got
+    evals = [r for r in history if r.get("val_ndcg@20") is not None]
     if not evals or evals[-1].get("test_recall@20") is None:
         return None
     best = max(evals, key=lambda r: r["val_ndcg@20"])
     return {
-        "epoch": int(state["epoch"]),
+        "epoch": epoch,
         "best_epoch": int(best["epoch"]),
         "test": {"recall@20": best["test_recall@20"], "ndcg@20": best["test_ndcg@20"]},
-        "elapsed_s": float(state["history"][-1].get("elapsed_s") or 0.0),
+        "elapsed_s": float(history[-1].get("elapsed_s") or 0.0),
     }
 
 
@@ -1018,6 +1028,81 @@ def long_tail_section() -> list[str]:
     return lines
 
 
+BUDGETS_MIN = (10, 30, 60, 120)
+
+
+def convergence_section() -> list[str]:
+    """The equal-budget view of tables 1 and 2 (issue 8): each run's test Recall@20 after
+    the same training time, and table 1's curves as a plot
+    (``results/repro/convergence_table1.png``). Unfinished runs show their checkpoint's
+    curve, marked in progress."""
+    lines = [
+        "## Equal training-time budgets (tables 1 and 2)",
+        "",
+        "Test Recall@20 of the last evaluation within each budget of training time (the "
+        "runs' own clocks: one torch thread, most of them beside another run on the 2 "
+        "cores, so a minute here is a loaded minute; evaluations are every epoch or every "
+        "5). '–': no evaluation that early; '·': the run had ended (or, in progress, not yet "
+        "got there). The claim under test: the softmax family "
+        "converges much faster than BPR / BCE.",
+        "",
+        "| run | " + " | ".join(f"{m} min" for m in BUDGETS_MIN) + " | trained | state |",
+        "|---" * (len(BUDGETS_MIN) + 3) + "|",
+    ]
+    curves: dict[str, Any] = {}
+    seen: set[str] = set()
+    grid_points = {s for c in CELLS for s in c.select_from}  # shown through their selection
+    for c in (c for c in CELLS if c.table in (1, 2) and c.id not in grid_points):
+        src = source_id(c)
+        if src in seen or c.read_similarity:
+            continue
+        seen.add(src)
+        rec = load_record(c)
+        if rec is not None:
+            history, state = rec["history"], "finished"
+        elif (got := checkpoint_history(c)) is not None:
+            history, state = got[1], f"in progress (epoch {got[0]})"
+        else:
+            continue
+        evals = [r for r in history if r.get("test_recall@20") is not None]
+        if not evals:
+            continue
+        rec_like = {"history": evals}
+        trained = float(history[-1].get("elapsed_s") or 0.0) / 60
+        at = " | ".join(
+            fmt(recall_at(rec_like, 60 * m)) if m <= trained else "·" for m in BUDGETS_MIN
+        )
+        lines.append(f"| {c.label} | {at} | {trained:.0f} min | {state} |")
+        if c.table == 1:
+            label = c.label.removeprefix("LightGCN + ")
+            curves[label if state == "finished" else f"{label} (in progress)"] = evals
+    lines.append("")
+    path = plot_curves(curves, OUT / "convergence_table1.png") if curves else None
+    if path is not None:
+        rel = Path(os.path.relpath(path, PAGE.parent)).as_posix()
+        lines += [f"![table 1 convergence]({rel})", ""]
+    return lines
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
+    """Test Recall@20 against training time for table 1's runs; ``None`` without
+    matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    import pandas as pd
+
+    from pyg_cf.diagnostics.plots import plot_training_curves
+
+    frames = {k: pd.DataFrame(v) for k, v in curves.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = plot_training_curves(frames, metric="test_recall@20", path=None)
+    fig.axes[0].set_title("LightGCN on Gowalla: test Recall@20 vs training time (table 1)")
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def plot_long_tail_records(found: dict[str, dict[str, Any]], path: Path) -> Path | None:
     """Stacked bars of recorded long-tail groups; ``None`` without matplotlib."""
     try:
@@ -1173,6 +1258,7 @@ def write_page() -> None:
                 f"{status} | `{rec['command']}` |"
             )
         lines.append("")
+    lines += convergence_section()
     lines += long_tail_section()
     machines = sorted({rec["machine"] for c in CELLS if (rec := load_record(c))})
     lines += ["Machines: " + ("; ".join(machines) if machines else "–"), ""]

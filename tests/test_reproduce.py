@@ -363,3 +363,23 @@ def test_resuming_past_the_budget_says_so_instead_of_recording_nothing_new(repro
         repro.main(["--cell", "t9-mf-ssm", "--budget", "0.001"])
     assert not (repro.OUT / "t9-mf-ssm.json").exists()
     assert repro.main(["--cell", "t9-mf-ssm", "--budget", "3600"]) == 0  # a larger one: fine
+
+
+def test_the_page_compares_runs_at_equal_training_time(repro, monkeypatch):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    rec = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
+    evals = [r for r in rec["history"] if r.get("test_recall@20") is not None]
+    trained = rec["history"][-1]["elapsed_s"] / 60
+    # a budget no evaluation fits in, one that holds the whole run, one past its end
+    monkeypatch.setattr(repro, "BUDGETS_MIN", (1e-9, trained, trained * 100))
+    assert repro.main(["--page"]) == 0
+    page = repro.PAGE.read_text()
+    row = next(r for r in page.split("## Equal")[1].splitlines() if r.startswith("| MF + SSM |"))
+    assert row.split(" | ")[1:4] == ["–", f"{evals[-1]['test_recall@20']:.4f}", "·"], row
+    assert row.endswith("| finished |")
+    assert (repro.OUT / "convergence_table1.png").is_file()
+    (repro.OUT / "t9-mf-ssm.json").unlink()  # unfinished: its checkpoint's curve, marked
+    assert repro.main(["--page"]) == 0
+    page = repro.PAGE.read_text()
+    row = next(r for r in page.split("## Equal")[1].splitlines() if r.startswith("| MF + SSM |"))
+    assert row.endswith(f"| in progress (epoch {rec['epochs_run']}) |"), row

@@ -32,6 +32,7 @@ __all__ = [
     "plot_similarity",
     "plot_temperature_vs_degree",
     "plot_theory_check",
+    "plot_training_curves",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -240,4 +241,47 @@ def plot_similarity(
     ax.set_ylabel("density")
     ax.set_title("positive vs random pairs")
     ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_training_curves(
+    histories: pd.DataFrame | Mapping[str, pd.DataFrame],
+    metric: str = "test_recall@20",
+    x: str = "elapsed_s",
+    path: PathLike | None = None,
+) -> Figure:
+    """One line per run: ``metric`` of each evaluation against training time (minutes) or
+    epoch, from :meth:`~pyg_cf.train.Trainer.fit` histories. On a time axis, runs compared at
+    the same x had the same training budget (the equal-budget view of convergence speed).
+
+    Args:
+        histories: A history table or a dict label → history table; rows without ``metric``
+            (epochs that were not evaluated) are skipped.
+        metric: The column to plot, e.g. ``"val_ndcg@20"``.
+        x: ``"elapsed_s"`` (cumulative training seconds, plotted in minutes) or ``"epoch"``.
+        path: Save the figure here.
+
+    Raises:
+        ConfigError: if ``x`` is neither, or a history lacks a column or any evaluation.
+    """
+    if x not in ("elapsed_s", "epoch"):
+        raise ConfigError(f"x must be 'elapsed_s' or 'epoch', got {x!r}")
+    runs = _as_mapping(histories, pd.DataFrame, "histories")
+    fig = _figure((6.0, 4.0))
+    ax = fig.add_subplot()
+    for n, (label, hist) in enumerate(runs.items()):
+        missing = [c for c in (x, metric) if c not in hist.columns]
+        if missing:
+            raise ConfigError(f"history {label!r} has no column(s) {missing}")
+        rows = hist[hist[metric].notna()]
+        if rows.empty:
+            raise ConfigError(f"history {label!r} has no evaluation of {metric!r}")
+        xs = rows[x].to_numpy(dtype=float) / (60.0 if x == "elapsed_s" else 1.0)
+        ax.plot(xs, rows[metric].to_numpy(dtype=float), "o-", ms=2.5, color=f"C{n % 10}",
+                label=label or None)  # fmt: skip
+    ax.set_xlabel("training time (min)" if x == "elapsed_s" else "epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} during training")
+    if any(runs):
+        ax.legend(fontsize=8)
     return _finish(fig, path)

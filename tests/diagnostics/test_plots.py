@@ -83,3 +83,36 @@ def test_similarity_temperature_theory_plots(tmp_path, data, models):
         plots.plot_theory_check(tv.bins)
     with pytest.raises(ConfigError, match="temperature_vs_degree"):
         plots.plot_temperature_vs_degree(tv.bins)  # type: ignore[arg-type]
+
+
+def test_training_curves_plot_one_line_per_run_from_trainer_histories(tmp_path):
+    import pandas as pd
+
+    from pyg_cf.losses import get_loss
+    from pyg_cf.train import TrainConfig, Trainer
+    from tests.train.test_trainer import synthetic
+
+    data = synthetic()
+    hists = {}
+    for name in ("bpr", "ssm"):
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(epochs=3, eval_every=2, progress=False, batch_size=64)
+        hists[name] = Trainer(model, data, get_loss(name), cfg).fit()
+    path = tmp_path / "curves.png"
+    fig = plots.plot_training_curves(hists, metric="val_recall@20", path=path)
+    _png(path)
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == ["bpr", "ssm"]
+    for ln, hist in zip(lines, hists.values(), strict=True):
+        evaluated = hist[hist["val_recall@20"].notna()]  # epoch 1 was not evaluated
+        assert list(ln.get_ydata()) == pytest.approx(list(evaluated["val_recall@20"]))
+        assert list(ln.get_xdata()) == pytest.approx(list(evaluated["elapsed_s"] / 60))
+    by_epoch = plots.plot_training_curves(hists["bpr"], metric="val_recall@20", x="epoch")
+    assert list(by_epoch.axes[0].get_lines()[0].get_xdata()) == [2, 3]
+    with pytest.raises(ConfigError, match="x must be"):
+        plots.plot_training_curves(hists, x="wall")
+    with pytest.raises(ConfigError, match="no column"):
+        plots.plot_training_curves(hists, metric="test_ndcg@5")
+    with pytest.raises(ConfigError, match="no evaluation"):
+        plots.plot_training_curves(pd.DataFrame({"elapsed_s": [1.0], "m": [float("nan")]}), "m")
