@@ -1059,7 +1059,8 @@ def convergence_section() -> list[str]:
         seen.add(src)
         rec = load_record(c)
         if rec is not None:
-            history, state = rec["history"], "finished"
+            done = rec["converged"] or rec["epochs_run"] >= c.epochs
+            history, state = rec["history"], "finished" if done else "budget reached"
         elif (got := checkpoint_history(c)) is not None:
             history, state = got[1], f"in progress (epoch {got[0]})"
         else:

@@ -378,6 +378,12 @@ def test_the_page_compares_runs_at_equal_training_time(repro, monkeypatch):
     assert row.split(" | ")[1:4] == ["–", f"{evals[-1]['test_recall@20']:.4f}", "·"], row
     assert row.endswith("| finished |")
     assert (repro.OUT / "convergence_table1.png").is_file()
+    cut = {**rec, "converged": False, "epochs_run": 1}  # as if a --budget had stopped it
+    (repro.OUT / "t9-mf-ssm.json").write_text(json.dumps(cut))
+    assert repro.main(["--page"]) == 0
+    page = repro.PAGE.read_text()
+    row = next(r for r in page.split("## Equal")[1].splitlines() if r.startswith("| MF + SSM |"))
+    assert row.endswith("| budget reached |"), row
     (repro.OUT / "t9-mf-ssm.json").unlink()  # unfinished: its checkpoint's curve, marked
     assert repro.main(["--page"]) == 0
     page = repro.PAGE.read_text()
