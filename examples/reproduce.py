@@ -976,10 +976,14 @@ def fmt(x: float | None) -> str:
 
 def long_tail_record(cell: Cell) -> tuple[str, dict[str, Any]] | None:
     """The long-tail groups of a cell's reported weights: its refit when that recorded
-    them, else its validation run; ``('refit' | 'validation run', record)``."""
+    them, else its validation run; ``('refit' | 'validation run', record)``, the kind marked
+    ``', budget reached'`` when a ``--budget`` ended the run before it finished."""
     for kind, rec in (("refit", load_refit(cell)), ("validation run", load_record(cell))):
         if rec is not None and rec.get("long_tail"):
-            return kind, rec["long_tail"]
+            done = rec["converged"] or (
+                kind == "validation run" and rec["epochs_run"] >= cell.epochs
+            )
+            return kind + ("" if done else ", budget reached"), rec["long_tail"]
     return None
 
 

@@ -384,6 +384,7 @@ def test_the_page_compares_runs_at_equal_training_time(repro, monkeypatch):
     page = repro.PAGE.read_text()
     row = next(r for r in page.split("## Equal")[1].splitlines() if r.startswith("| MF + SSM |"))
     assert row.endswith("| budget reached |"), row
+    assert "| MF + SSM (validation run, budget reached) |" in page.split("## Figure 1")[1]
     (repro.OUT / "t9-mf-ssm.json").unlink()  # unfinished: its checkpoint's curve, marked
     assert repro.main(["--page"]) == 0
     page = repro.PAGE.read_text()
