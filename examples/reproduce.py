@@ -43,6 +43,7 @@ test similarity).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -822,12 +823,23 @@ def progress(cell: Cell) -> str:
     runs = [p for p in (CHECKPOINTS / cell.id).glob("**/last.pt") if "refit-" not in str(p)]
     if source_id(cell) != cell.id or not runs:
         return ""
-    from pyg_cf.train.checkpoint import read_checkpoint
-
     last = max(runs, key=lambda p: p.stat().st_mtime)
     run = last.parent.relative_to(CHECKPOINTS / cell.id).as_posix()
     where = "" if run == "." else f"{run} "
-    return f" (checkpoint {where}after epoch {read_checkpoint(last)['epoch']})"
+    return f" (checkpoint {where}after epoch {_checkpoint(last)['epoch']})"
+
+
+def _checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, read once per file version (the page asks for the same
+    unfinished cell's checkpoint in several sections; a LightGCN one is ~70 MB)."""
+    return _checkpoint_version(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _checkpoint_version(path: str, mtime_ns: int) -> dict[str, Any]:
+    from pyg_cf.train.checkpoint import read_checkpoint
+
+    return read_checkpoint(path)
 
 
 def checkpoint_history(cell: Cell) -> tuple[int, list[dict[str, Any]]] | None:
@@ -842,9 +854,7 @@ def checkpoint_history(cell: Cell) -> tuple[int, list[dict[str, Any]]] | None:
     ]
     if not runs:
         return None
-    from pyg_cf.train.checkpoint import read_checkpoint
-
-    state = read_checkpoint(max(runs, key=lambda p: p.stat().st_mtime))
+    state = _checkpoint(max(runs, key=lambda p: p.stat().st_mtime))
     return int(state["epoch"]), [dict(r) for r in state["history"]]
 
 
