@@ -1071,14 +1071,9 @@ def convergence_section() -> list[str]:
         if src in seen or c.read_similarity:
             continue
         seen.add(src)
-        rec = load_record(c)
-        if rec is not None:
-            done = rec["converged"] or rec["epochs_run"] >= c.epochs
-            history, state = rec["history"], "finished" if done else "budget reached"
-        elif (got := checkpoint_history(c)) is not None:
-            history, state = got[1], f"in progress (epoch {got[0]})"
-        else:
+        if (got := run_history(c)) is None:
             continue
+        _, history, state = got
         evals = [r for r in history if r.get("test_recall@20") is not None]
         if not evals:
             continue
@@ -1090,7 +1085,7 @@ def convergence_section() -> list[str]:
         lines.append(f"| {c.label} | {at} | {trained:.0f} min | {state} |")
         if c.table == 1:
             label = c.label.removeprefix("LightGCN + ")
-            curves[label if state == "finished" else f"{label} (in progress)"] = evals
+            curves[label if state == "finished" else f"{label} ({state})"] = evals
     lines.append("")
     path = plot_curves(curves, OUT / "convergence_table1.png") if curves else None
     if path is not None:
@@ -1099,8 +1094,84 @@ def convergence_section() -> list[str]:
     return lines
 
 
-def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
-    """Test Recall@20 against training time for table 1's runs; ``None`` without
+# Adap-τ beside the fixed-τ run of the same recipe (table 5): (Adap-τ cell, fixed-τ cell)
+ADAPTAU_PAIRS: tuple[tuple[str, str], ...] = (
+    ("t5-ml1m-lightgcn-adaptau-cos", "t5-ml1m-lightgcn-ssm-cos"),
+)
+PAIR_EPOCHS = (2, 10, 20, 40, 60)
+
+
+def run_history(cell: Cell) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str] | None:
+    """A cell's record (``None`` while unfinished), its history and its state: finished,
+    budget reached, or in progress (its checkpoint's history); ``None`` if never run."""
+    rec = load_record(cell)
+    if rec is not None:
+        done = rec["converged"] or rec["epochs_run"] >= cell.epochs
+        return rec, rec["history"], "finished" if done else "budget reached"
+    if (got := checkpoint_history(cell)) is not None:
+        return None, got[1], f"in progress (epoch {got[0]})"
+    return None
+
+
+def adaptau_section() -> list[str]:
+    """Adap-τ against a fixed τ on the same recipe (table 5), epoch by epoch: the best
+    validation NDCG@20, the test metrics at that epoch, test Recall@20 at shared epochs,
+    and the curves as a plot (``results/repro/adaptau_vs_fixed.png``)."""
+    lines = [
+        "## Adap-τ against a fixed τ, same recipe (table 5)",
+        "",
+        "Each pair shares data, model, negatives, schedule and early stopping; only the "
+        "temperature differs (the fixed τ from the grid on validation). Test metrics under "
+        "the cell's test similarity; '·': no evaluation at that epoch.",
+        "",
+        "| cell | τ | best val N@20 (epoch) | test R@20 / N@20 there | "
+        + " | ".join(f"R@20 ep {e}" for e in PAIR_EPOCHS)
+        + " | state |",
+        "|---" * (len(PAIR_EPOCHS) + 5) + "|",
+    ]
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for pair in ADAPTAU_PAIRS:
+        for cid in pair:
+            cell = BY_ID.get(cid)
+            got = run_history(cell) if cell is not None else None
+            if cell is None or got is None:
+                continue
+            rec, history, state = got
+            evals = [r for r in history if r.get("val_ndcg@20") is not None]
+            if not evals:
+                continue
+            best = max(evals, key=lambda r: r["val_ndcg@20"])
+            taus = [r["tau0"] for r in history if r.get("tau0") is not None]
+            if taus:
+                tau = f"τ0 {taus[-1]:.4f} (computed)"
+            else:  # the grid's choice, recorded with the run
+                tau = f"{rec['loss_kwargs']['tau']:g}" if rec else "from the grid"
+            by_epoch = {r["epoch"]: r.get("test_recall@20") for r in evals}
+            at = " | ".join(fmt(by_epoch.get(e)) if e in by_epoch else "·" for e in PAIR_EPOCHS)
+            lines.append(
+                f"| {cell.label} | {tau} | {best['val_ndcg@20']:.4f} ({best['epoch']}) | "
+                f"{fmt(best.get('test_recall@20'))} / {fmt(best.get('test_ndcg@20'))} | "
+                f"{at} | {state} |"
+            )
+            curves[cell.label if state == "finished" else f"{cell.label} ({state})"] = [
+                r for r in evals if r.get("test_recall@20") is not None
+            ]
+    lines.append("")
+    title = "Adap-τ vs fixed τ, same recipe: test Recall@20"
+    path = plot_curves(curves, OUT / "adaptau_vs_fixed.png", title, x="epoch") if curves else None
+    if path is not None:
+        rel = Path(os.path.relpath(path, PAGE.parent)).as_posix()
+        lines += [f"![Adap-τ vs fixed τ]({rel})", ""]
+    return lines
+
+
+def plot_curves(
+    curves: dict[str, list[dict[str, Any]]],
+    path: Path,
+    title: str = "LightGCN on Gowalla: test Recall@20 vs training time (table 1)",
+    x: str = "elapsed_s",
+) -> Path | None:
+    """Test Recall@20 of each run against training time (or epoch); ``None`` without
     matplotlib."""
     try:
         import matplotlib  # noqa: F401
@@ -1112,8 +1183,8 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> Path | N
 
     frames = {k: pd.DataFrame(v) for k, v in curves.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = plot_training_curves(frames, metric="test_recall@20", path=None)
-    fig.axes[0].set_title("LightGCN on Gowalla: test Recall@20 vs training time (table 1)")
+    fig = plot_training_curves(frames, metric="test_recall@20", x=x, path=None)
+    fig.axes[0].set_title(title)
     fig.savefig(path, dpi=120)
     return path
 
@@ -1274,6 +1345,7 @@ def write_page() -> None:
             )
         lines.append("")
     lines += convergence_section()
+    lines += adaptau_section()
     lines += long_tail_section()
     machines = sorted({rec["machine"] for c in CELLS if (rec := load_record(c))})
     lines += ["Machines: " + ("; ".join(machines) if machines else "–"), ""]

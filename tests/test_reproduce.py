@@ -390,3 +390,37 @@ def test_the_page_compares_runs_at_equal_training_time(repro, monkeypatch):
     page = repro.PAGE.read_text()
     row = next(r for r in page.split("## Equal")[1].splitlines() if r.startswith("| MF + SSM |"))
     assert row.endswith(f"| in progress (epoch {rec['epochs_run']}) |"), row
+
+
+def test_the_page_sets_adaptau_beside_its_fixed_tau_run(repro, monkeypatch):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    path = repro.OUT / "t9-mf-ssm.json"
+    rec = json.loads(path.read_text())
+    monkeypatch.setattr(repro, "ADAPTAU_PAIRS", (("t9-mf-ssm", "t9-not-a-cell"),))
+    monkeypatch.setattr(repro, "PAIR_EPOCHS", (1, 99))
+    assert repro.main(["--page"]) == 0
+
+    def row() -> list[str]:
+        section = repro.PAGE.read_text().split("## Adap-τ against")[1].split("\n## ")[0]
+        rows = [r for r in section.splitlines() if r.startswith("| MF + SSM |")]
+        assert len(rows) == 1, section  # the unknown cell of the pair is left out
+        return rows[0].split(" | ")
+
+    evals = [r for r in rec["history"] if r.get("val_ndcg@20") is not None]
+    best = max(evals, key=lambda r: r["val_ndcg@20"])
+    first = next(r for r in evals if r["epoch"] == 1)
+    cells = row()
+    assert cells[1] == f"{rec['loss_kwargs']['tau']:g}"
+    assert cells[2] == f"{best['val_ndcg@20']:.4f} ({best['epoch']})"
+    assert cells[3] == f"{best['test_recall@20']:.4f} / {best['test_ndcg@20']:.4f}"
+    assert cells[4:6] == [f"{first['test_recall@20']:.4f}", "·"]
+    assert cells[6] == "finished |"
+    assert (repro.OUT / "adaptau_vs_fixed.png").stat().st_size > 0
+    for r in rec["history"]:  # an Adap-τ run shows the τ0 it computed last
+        r["tau0"] = 0.05 + 0.01 * r["epoch"]
+    path.write_text(json.dumps(rec))
+    assert repro.main(["--page"]) == 0
+    assert row()[1] == f"τ0 {0.05 + 0.01 * rec['history'][-1]['epoch']:.4f} (computed)"
+    path.unlink()  # unfinished: its checkpoint's history
+    assert repro.main(["--page"]) == 0
+    assert row()[-1] == f"in progress (epoch {rec['epochs_run']}) |"
