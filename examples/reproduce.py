@@ -1122,12 +1122,13 @@ def adaptau_section() -> list[str]:
         "",
         "Each pair shares data, model, negatives, schedule and early stopping; only the "
         "temperature differs (the fixed τ from the grid on validation). Test metrics under "
-        "the cell's test similarity; '·': no evaluation at that epoch.",
+        "the cell's test similarity; '·': no evaluation at that epoch. The refit retrains "
+        "on the full training split for the best-validation epoch count (`--refit`).",
         "",
         "| cell | τ | best val N@20 (epoch) | test R@20 / N@20 there | "
         + " | ".join(f"R@20 ep {e}" for e in PAIR_EPOCHS)
-        + " | state |",
-        "|---" * (len(PAIR_EPOCHS) + 5) + "|",
+        + " | state | refit R@20 / N@20 (epochs) |",
+        "|---" * (len(PAIR_EPOCHS) + 6) + "|",
     ]
     curves: dict[str, list[dict[str, Any]]] = {}
     for pair in ADAPTAU_PAIRS:
@@ -1148,10 +1149,17 @@ def adaptau_section() -> list[str]:
                 tau = f"{rec['loss_kwargs']['tau']:g}" if rec else "from the grid"
             by_epoch = {r["epoch"]: r.get("test_recall@20") for r in evals}
             at = " | ".join(fmt(by_epoch.get(e)) if e in by_epoch else "·" for e in PAIR_EPOCHS)
+            refit = load_refit(cell)
+            refit_at = (
+                f"{fmt(refit['test']['recall@20'])} / {fmt(refit['test']['ndcg@20'])} "
+                f"({refit['epochs_run']})"
+                if refit
+                else "not run"
+            )
             lines.append(
                 f"| {cell.label} | {tau} | {best['val_ndcg@20']:.4f} ({best['epoch']}) | "
                 f"{fmt(best.get('test_recall@20'))} / {fmt(best.get('test_ndcg@20'))} | "
-                f"{at} | {state} |"
+                f"{at} | {state} | {refit_at} |"
             )
             curves[cell.label if state == "finished" else f"{cell.label} ({state})"] = [
                 r for r in evals if r.get("test_recall@20") is not None

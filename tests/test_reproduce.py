@@ -414,7 +414,7 @@ def test_the_page_sets_adaptau_beside_its_fixed_tau_run(repro, monkeypatch):
     assert cells[2] == f"{best['val_ndcg@20']:.4f} ({best['epoch']})"
     assert cells[3] == f"{best['test_recall@20']:.4f} / {best['test_ndcg@20']:.4f}"
     assert cells[4:6] == [f"{first['test_recall@20']:.4f}", "·"]
-    assert cells[6] == "finished |"
+    assert cells[6:] == ["finished", "not run |"]
     assert (repro.OUT / "adaptau_vs_fixed.png").stat().st_size > 0
     for r in rec["history"]:  # an Adap-τ run shows the τ0 it computed last
         r["tau0"] = 0.05 + 0.01 * r["epoch"]
@@ -423,4 +423,10 @@ def test_the_page_sets_adaptau_beside_its_fixed_tau_run(repro, monkeypatch):
     assert row()[1] == f"τ0 {0.05 + 0.01 * rec['history'][-1]['epoch']:.4f} (computed)"
     path.unlink()  # unfinished: its checkpoint's history
     assert repro.main(["--page"]) == 0
-    assert row()[-1] == f"in progress (epoch {rec['epochs_run']}) |"
+    assert row()[-2] == f"in progress (epoch {rec['epochs_run']})"
+    path.write_text(json.dumps(rec))
+    assert repro.main(["--cell", "t9-mf-ssm", "--refit"]) == 0
+    assert repro.main(["--page"]) == 0
+    refit = json.loads((repro.OUT / "refit" / "t9-mf-ssm.json").read_text())
+    t = refit["test"]
+    assert row()[-1] == f"{t['recall@20']:.4f} / {t['ndcg@20']:.4f} ({refit['epochs_run']}) |"
