@@ -1,0 +1,27 @@
+"""Probe: MF + CCL (table 6) with one loss argument changed, validation protocol.
+
+The cell ``t6-mf-ccl`` with ``KEY=VALUE`` overriding its loss arguments, ``EPOCHS`` epochs,
+test metrics at each evaluation (read only; the choice would be made on validation).
+Compare with the same epochs of ``results/repro/t6-mf-ccl.json`` (same seed and split).
+
+    python examples/results/ccl_margin_probe/probe.py margin 0.8 20
+"""
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("reproduce", "examples/reproduce.py")
+mod = importlib.util.module_from_spec(spec)
+sys.modules["reproduce"] = mod
+spec.loader.exec_module(mod)
+key, value, epochs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+out = Path(__file__).parent / f"mf-ccl-{key}={value:g}-{epochs}ep.json"
+if out.exists():
+    sys.exit(f"{out} exists: nothing to do")
+cell = dataclasses.replace(mod.BY_ID["t6-mf-ccl"], id=f"x-mf-ccl-{key}={value:g}", epochs=epochs)
+rec = mod.run_cell(cell, None, overrides={key: value})
+out.write_text(json.dumps(rec, indent=1))
+print(rec["test"])
