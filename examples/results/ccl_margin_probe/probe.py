@@ -5,6 +5,7 @@ test metrics at each evaluation (read only; the choice would be made on validati
 Compare with the same epochs of ``results/repro/t6-mf-ccl.json`` (same seed and split).
 
     python examples/results/ccl_margin_probe/probe.py margin 0.8 20
+    python examples/results/ccl_margin_probe/probe.py margin 0.7 200 1500  # a budget (s)
 """
 
 import dataclasses
@@ -18,10 +19,14 @@ mod = importlib.util.module_from_spec(spec)
 sys.modules["reproduce"] = mod
 spec.loader.exec_module(mod)
 key, value, epochs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-out = Path(__file__).parent / f"mf-ccl-{key}={value:g}-{epochs}ep.json"
+budget = float(sys.argv[4]) if len(sys.argv) > 4 else None
+suffix = f"-{budget:g}s" if budget else ""
+out = Path(__file__).parent / f"mf-ccl-{key}={value:g}-{epochs}ep{suffix}.json"
 if out.exists():
     sys.exit(f"{out} exists: nothing to do")
-cell = dataclasses.replace(mod.BY_ID["t6-mf-ccl"], id=f"x-mf-ccl-{key}={value:g}", epochs=epochs)
-rec = mod.run_cell(cell, None, overrides={key: value})
+cell = dataclasses.replace(
+    mod.BY_ID["t6-mf-ccl"], id=f"x-mf-ccl-{key}={value:g}{suffix}", epochs=epochs
+)
+rec = mod.run_cell(cell, budget, overrides={key: value})
 out.write_text(json.dumps(rec, indent=1))
 print(rec["test"])
