@@ -18,6 +18,8 @@ spec = importlib.util.spec_from_file_location("reproduce", "examples/reproduce.p
 mod = importlib.util.module_from_spec(spec)
 sys.modules["reproduce"] = mod
 spec.loader.exec_module(mod)
+if len(sys.argv) not in (4, 5):
+    sys.exit(__doc__)
 key, value, epochs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 budget = float(sys.argv[4]) if len(sys.argv) > 4 else None
 suffix = f"-{budget:g}s" if budget else ""
