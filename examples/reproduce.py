@@ -984,15 +984,18 @@ def fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
+def ran_to_end(cell: Cell, rec: dict[str, Any]) -> bool:
+    """A validation run ended by early stopping or its full schedule, not a ``--budget``."""
+    return bool(rec["converged"]) or rec["epochs_run"] >= cell.epochs
+
+
 def long_tail_record(cell: Cell) -> tuple[str, dict[str, Any]] | None:
     """The long-tail groups of a cell's reported weights: its refit when that recorded
     them, else its validation run; ``('refit' | 'validation run', record)``, the kind marked
     ``', budget reached'`` when a ``--budget`` ended the run before it finished."""
     for kind, rec in (("refit", load_refit(cell)), ("validation run", load_record(cell))):
         if rec is not None and rec.get("long_tail"):
-            done = rec["converged"] or (
-                kind == "validation run" and rec["epochs_run"] >= cell.epochs
-            )
+            done = ran_to_end(cell, rec) if kind == "validation run" else rec["converged"]
             return kind + ("" if done else ", budget reached"), rec["long_tail"]
     return None
 
@@ -1106,8 +1109,7 @@ def run_history(cell: Cell) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
     budget reached, or in progress (its checkpoint's history); ``None`` if never run."""
     rec = load_record(cell)
     if rec is not None:
-        done = rec["converged"] or rec["epochs_run"] >= cell.epochs
-        return rec, rec["history"], "finished" if done else "budget reached"
+        return rec, rec["history"], "finished" if ran_to_end(cell, rec) else "budget reached"
     if (got := checkpoint_history(cell)) is not None:
         return None, got[1], f"in progress (epoch {got[0]})"
     return None
