@@ -118,12 +118,9 @@ class CosineContrastiveLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
-        shared_negatives: ``True``: one set of negatives per batch, given to every row
-            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
-            ``[B, M, d]`` gather; no rejection of positives). An integer ``G``: ``G``
-            sets, each shared by a block of ``B / G`` rows — nearly the cost of one set,
-            while each item's gradient comes from ``G`` times fewer rows, which learns
-            markedly faster per epoch with Adam (``examples/RESULTS.md``).
+        shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
+            (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
+            see :class:`~pyg_cf.losses.base.CFLoss`.
     """
 
     paper = (
@@ -184,12 +181,9 @@ class MultiMarginLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
-        shared_negatives: ``True``: one set of negatives per batch, given to every row
-            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
-            ``[B, M, d]`` gather; no rejection of positives). An integer ``G``: ``G``
-            sets, each shared by a block of ``B / G`` rows — nearly the cost of one set,
-            while each item's gradient comes from ``G`` times fewer rows, which learns
-            markedly faster per epoch with Adam (``examples/RESULTS.md``).
+        shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
+            (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
+            see :class:`~pyg_cf.losses.base.CFLoss`.
     """
 
     paper = (
@@ -255,12 +249,9 @@ class HingeLoss(SampledScoreLoss):
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
-        shared_negatives: ``True``: one set of negatives per batch, given to every row
-            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
-            ``[B, M, d]`` gather; no rejection of positives). An integer ``G``: ``G``
-            sets, each shared by a block of ``B / G`` rows — nearly the cost of one set,
-            while each item's gradient comes from ``G`` times fewer rows, which learns
-            markedly faster per epoch with Adam (``examples/RESULTS.md``).
+        shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
+            (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
+            see :class:`~pyg_cf.losses.base.CFLoss`.
     """
 
     paper = (

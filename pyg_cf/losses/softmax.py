@@ -241,12 +241,9 @@ class SampledSoftmaxLoss(CFLoss):
         logq_correction: Subtract the log sampling probability of sampled negatives.
         pop_beta: Popularity exponent :math:`\beta` of the ``'popularity'`` sampler.
         reject_positives: Re-draw sampled negatives that are positives of the user.
-        shared_negatives: ``True``: one set of negatives per batch, given to every row
-            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
-            ``[B, M, d]`` gather; no rejection of positives). An integer ``G``: ``G``
-            sets, each shared by a block of ``B / G`` rows — nearly the cost of one set,
-            while each item's gradient comes from ``G`` times fewer rows, which learns
-            markedly faster per epoch with Adam (``examples/RESULTS.md``).
+        shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
+            (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
+            see :class:`~pyg_cf.losses.base.CFLoss`.
     """
 
     paper = (
@@ -427,12 +424,9 @@ class BSLLoss(CFLoss):
         mask_collisions: Mask in-batch false negatives (default ``True``).
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw sampled negatives that are positives of the user.
-        shared_negatives: ``True``: one set of negatives per batch, given to every row
-            (the scores become one ``[B, d] x [d, M]`` matrix product instead of a
-            ``[B, M, d]`` gather; no rejection of positives). An integer ``G``: ``G``
-            sets, each shared by a block of ``B / G`` rows — nearly the cost of one set,
-            while each item's gradient comes from ``G`` times fewer rows, which learns
-            markedly faster per epoch with Adam (``examples/RESULTS.md``).
+        shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
+            (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
+            see :class:`~pyg_cf.losses.base.CFLoss`.
     """
 
     paper = "Wu et al., BSL: Understanding and Improving Softmax Loss for Recommendation, ICDE 2024"
