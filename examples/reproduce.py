@@ -829,6 +829,22 @@ def progress(cell: Cell) -> str:
     return f" (checkpoint {where}after epoch {_checkpoint(last)['epoch']})"
 
 
+def no_refit_reason(cell: Cell) -> str:
+    """Why a cell with a validation run shows no refit: ``''`` when it has one, else
+    whether a refit is in progress (its checkpoint's epoch), cannot be read from the
+    shared refit, or was not run."""
+    if load_refit(cell):
+        return ""
+    sid = source_id(cell)
+    if cell.read_similarity and _read_json(OUT / "refit" / f"{sid}.json"):
+        return f"{sid}'s refit logged no {cell.read_similarity.upper()} test metrics"
+    runs = list((CHECKPOINTS / sid).glob("refit-*/last.pt"))
+    if runs:
+        epoch = _checkpoint(max(runs, key=lambda p: p.stat().st_mtime))["epoch"]
+        return f"in progress: `--cell {sid} --refit` resumes after epoch {epoch}"
+    return f"not run: `python examples/reproduce.py --cell {sid} --refit`"
+
+
 def _checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's contents, read once per file version (the page asks for the same
     unfinished cell's checkpoint in several sections; a LightGCN one is ~70 MB)."""
@@ -1354,6 +1370,15 @@ def write_page() -> None:
                 f"{status} | `{rec['command']}` |"
             )
         lines.append("")
+    unrefit = list(  # a cell listed in two tables is named once
+        dict.fromkeys(
+            f"{c.label} ({why})"
+            for c in CELLS
+            if c.published[0] and load_record(c) and (why := no_refit_reason(c))
+        )
+    )
+    if unrefit:
+        lines += ["No refit yet for: " + "; ".join(unrefit) + ".", ""]
     lines += convergence_section()
     lines += adaptau_section()
     lines += long_tail_section()

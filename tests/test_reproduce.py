@@ -109,6 +109,21 @@ def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeyp
     assert seen == [0.0]
 
 
+def test_the_page_says_why_a_finished_cell_has_no_refit(repro):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    cmd = "`python examples/reproduce.py --cell t9-mf-ssm --refit`"
+    assert f"No refit yet for: MF + SSM (not run: {cmd})." in repro.PAGE.read_text()
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0
+    assert "No refit yet" not in repro.PAGE.read_text()
+    (repro.OUT / "refit" / "t9-mf-ssm.json").unlink()  # as if stopped after a checkpoint
+    epochs = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())["best_epoch"]
+    assert repro.main(["--page"]) == 0
+    assert (
+        f"MF + SSM (in progress: `--cell t9-mf-ssm --refit` resumes after epoch {epochs})"
+        in repro.PAGE.read_text()
+    )
+
+
 def test_refit_needs_an_epoch_count(repro):
     with pytest.raises(ValueError, match="epoch count"):
         repro.run_cell(repro.CELLS[0], None, refit=True)
@@ -293,6 +308,11 @@ def test_a_cell_read_under_another_test_similarity_equals_its_own_run(repro, mon
     assert repro.load_refit(alias)["test"]["recall@20"] == last["test_cos_recall@20"]
     chosen = repro.load_refit(alias)["selected_from"]
     assert chosen["val_run_test_recall@20"] == got["test"]["recall@20"]
+    assert repro.no_refit_reason(alias) == ""
+    # a refit that did not log cos: the page's refit section says why the alias has none
+    refit["history"] = [{k: v for k, v in r.items() if "_cos_" not in k} for r in refit["history"]]
+    (repro.OUT / "refit" / "t9-ip.json").write_text(json.dumps(refit))
+    assert repro.no_refit_reason(alias) == "t9-ip's refit logged no COS test metrics"
     # a source run that did not log cos: the alias is unfinished, and the page says why
     rec = json.loads((repro.OUT / "t9-ip.json").read_text())
     rec["history"] = [{k: v for k, v in r.items() if "_cos_" not in k} for r in rec["history"]]
