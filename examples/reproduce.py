@@ -838,11 +838,18 @@ def no_refit_reason(cell: Cell) -> str:
     sid = source_id(cell)
     if cell.read_similarity and _read_json(OUT / "refit" / f"{sid}.json"):
         return f"{sid}'s refit logged no {cell.read_similarity.upper()} test metrics"
-    runs = list((CHECKPOINTS / sid).glob("refit-*/last.pt"))
-    if runs:
-        epoch = _checkpoint(max(runs, key=lambda p: p.stat().st_mtime))["epoch"]
+    epoch = refit_checkpoint_epoch(cell)
+    if epoch is not None:
         return f"in progress: `--cell {sid} --refit` resumes after epoch {epoch}"
     return f"not run: `python examples/reproduce.py --cell {sid} --refit`"
+
+
+def refit_checkpoint_epoch(cell: Cell) -> int | None:
+    """The epoch of the newest refit checkpoint of a cell's source; ``None`` without one."""
+    runs = list((CHECKPOINTS / source_id(cell)).glob("refit-*/last.pt"))
+    if not runs:
+        return None
+    return int(_checkpoint(max(runs, key=lambda p: p.stat().st_mtime))["epoch"])
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
@@ -1412,6 +1419,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for c in CELLS:
             state = "done" if load_record(c) else "todo" + progress(c)
+            if load_refit(c):
+                state += ", refit done"
+            elif (epoch := refit_checkpoint_epoch(c)) is not None:
+                state += f", refit after epoch {epoch}"
             print(f"{c.id:32s} table {c.table}  {state}")
         return 0
     unknown = [c for c in args.cell if c not in BY_ID]

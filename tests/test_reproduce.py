@@ -109,7 +109,7 @@ def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeyp
     assert seen == [0.0]
 
 
-def test_the_page_says_why_a_finished_cell_has_no_refit(repro):
+def test_the_page_says_why_a_finished_cell_has_no_refit(repro, capsys):
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     cmd = "`python examples/reproduce.py --cell t9-mf-ssm --refit`"
     assert f"No refit yet for: MF + SSM (not run: {cmd})." in repro.PAGE.read_text()
@@ -122,6 +122,13 @@ def test_the_page_says_why_a_finished_cell_has_no_refit(repro):
         f"MF + SSM (in progress: `--cell t9-mf-ssm --refit` resumes after epoch {epochs})"
         in repro.PAGE.read_text()
     )
+    capsys.readouterr()
+    assert repro.main(["--list"]) == 0  # --list says the same
+    assert f"done, refit after epoch {epochs}" in capsys.readouterr().out
+    assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 0  # resumes and finishes
+    capsys.readouterr()
+    assert repro.main(["--list"]) == 0
+    assert "t9-mf-ssm table 1 done, refit done" in " ".join(capsys.readouterr().out.split())
 
 
 def test_refit_needs_an_epoch_count(repro):
