@@ -30,6 +30,11 @@ the test metrics of the last epoch. Nothing is selected on test; test metrics lo
 a refit are a curve only. Cached as ``results/repro/refit/<cell>.json``; the page lists
 both numbers.
 
+Checkpoints: an unfinished run (validation run, grid point or refit) keeps its last epoch
+under ``runs/repro_checkpoints/<cell>/`` (or ``$PYG_CF_REPRO_CHECKPOINTS``) and the same
+command resumes it there. They are untracked: a run that cannot finish before its machine
+goes must keep them on storage that survives it, or start again.
+
 Shared runs: a cell whose ``note`` is ``'same run as <id>'`` reports that cell's run. Table 3
 crosses train and test similarity; the test similarity changes only the prediction, so each
 train similarity trains once and logs its evaluations under both test similarities
@@ -56,8 +61,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "repro"
 PAGE = HERE / "REPRODUCTION.md"
-# per-cell checkpoints of unfinished runs: large, machine-local, git-ignored (runs/)
-CHECKPOINTS = HERE.parent / "runs" / "repro_checkpoints"
+# per-cell checkpoints of unfinished runs: large, machine-local, git-ignored (runs/); a fresh
+# checkout has none, so point PYG_CF_REPRO_CHECKPOINTS at storage that outlives the machine
+# when a run spans sessions
+CHECKPOINTS = Path(
+    os.environ.get("PYG_CF_REPRO_CHECKPOINTS") or HERE.parent / "runs" / "repro_checkpoints"
+)
 
 
 @dataclass

@@ -457,3 +457,22 @@ def test_the_page_sets_adaptau_beside_its_fixed_tau_run(repro, monkeypatch):
     refit = json.loads((repro.OUT / "refit" / "t9-mf-ssm.json").read_text())
     t = refit["test"]
     assert row()[-1] == f"{t['recall@20']:.4f} / {t['ndcg@20']:.4f} ({refit['epochs_run']}) |"
+
+
+@pytest.mark.parametrize("env", [None, "elsewhere"])
+def test_checkpoint_root_follows_the_environment(tmp_path, monkeypatch, env):
+    if env is None:
+        monkeypatch.delenv("PYG_CF_REPRO_CHECKPOINTS", raising=False)
+    else:
+        monkeypatch.setenv("PYG_CF_REPRO_CHECKPOINTS", str(tmp_path / env))
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_env", ROOT / "examples" / "reproduce.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce_env"] = mod
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.modules.pop("reproduce_env")
+    expected = tmp_path / env if env else ROOT / "runs" / "repro_checkpoints"
+    assert mod.CHECKPOINTS == expected
