@@ -476,3 +476,59 @@ def test_checkpoint_root_follows_the_environment(tmp_path, monkeypatch, env):
         sys.modules.pop("reproduce_env")
     expected = tmp_path / env if env else ROOT / "runs" / "repro_checkpoints"
     assert mod.CHECKPOINTS == expected
+
+
+def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(repro, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "probe", ROOT / "examples" / "results" / "probe.py"
+    )
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    monkeypatch.setattr(probe, "_reproduce", lambda: repro)
+    seen = []
+    run_cell = repro.run_cell
+
+    def spy(cell, budget_s, overrides=None, **kw):
+        seen.append((cell.lr, cell.epochs, overrides))
+        return run_cell(cell, budget_s, overrides=overrides, **kw)
+
+    monkeypatch.setattr(repro, "run_cell", spy)
+    out = probe.probe("t9-mf-ssm", "lr", 1e-4, 1, tmp_path / "probes")
+    assert out.name == "t9-mf-ssm-lr=0.0001-1ep.json"
+    assert seen == [(1e-4, 1, None)]  # a Cell field, not a loss argument
+    rec = json.loads(out.read_text())
+    assert rec["probe"] == {"base_cell": "t9-mf-ssm", "lr": 1e-4}
+    cmd = f"python examples/results/probe.py t9-mf-ssm lr 0.0001 1 {tmp_path / 'probes'}"
+    assert rec["command"] == cmd
+    probe.probe("t9-mf-ssm", "tau", 0.5, 1, tmp_path / "probes", budget=30)
+    assert seen[-1][2] == {"tau": 0.5}  # a loss argument
+    assert probe.probe("t9-mf-ssm", "lr", 1e-4, 1, tmp_path / "probes") == out  # cached
+    assert len(seen) == 2
+
+
+def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(repro, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "probe", ROOT / "examples" / "results" / "probe.py"
+    )
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    monkeypatch.setattr(probe, "_reproduce", lambda: repro)
+    seen = []
+    load = datasets.load
+
+    def spy(name, **kw):
+        seen.append(kw.get("val_ratio"))
+        return load(name, **kw)
+
+    monkeypatch.setattr(datasets, "load", spy)
+    out = probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit=True)
+    assert out.name == "t9-mf-ssm-tau=0.5-2ep-refit.json"
+    assert seen == [0.1, 0.0]  # the probe on the validation carve, then the full split
+    src = json.loads((tmp_path / "p" / "t9-mf-ssm-tau=0.5-2ep.json").read_text())
+    rec = json.loads(out.read_text())
+    assert rec["epochs_run"] == src["best_epoch"] and rec["converged"]
+    assert rec["loss_kwargs"]["tau"] == 0.5
+    assert rec["selected_from"]["probe"] == "t9-mf-ssm-tau=0.5-2ep.json"
+    assert rec["command"].endswith(f"t9-mf-ssm tau 0.5 2 {tmp_path / 'p'} --refit")
+    assert probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit=True) == out
+    assert seen == [0.1, 0.0]  # both cached

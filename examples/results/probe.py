@@ -5,9 +5,12 @@ Runs the cell of ``examples/reproduce.py`` with one setting changed — a field 
 epochs (or until its early stopping, or a ``BUDGET`` in seconds), on the same seed and
 validation carve as the cell itself. The record (validation and test history; test is read,
 never used for a choice) goes to ``OUT_DIR/<cell>-<key>=<value>-<epochs>ep[-<budget>s].json``;
-compare it with the same epochs of ``results/repro/<cell>.json``.
+compare it with the same epochs of ``results/repro/<cell>.json``. With ``--refit`` it then
+retrains the probed setting on the full training split for the probe's best-validation epoch
+count (as ``reproduce.py --refit`` does for a cell) and writes ``<probe record>-refit.json``.
 
-    python examples/results/probe.py t2-mf-bpr l2 1e-5 65 examples/results/bpr_l2_probe
+    python examples/results/probe.py t2-mf-bpr lr 1e-4 300 examples/results/bpr_probe 2700
+    python examples/results/probe.py t2-mf-bpr lr 1e-4 300 examples/results/bpr_probe 2700 --refit
 """
 
 from __future__ import annotations
@@ -40,41 +43,84 @@ def _parse(value: str) -> Any:
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
+def _command(
+    cell_id: str, key: str, value: Any, epochs: int, out_dir: Path, budget: float | None
+) -> str:
+    return " ".join(
+        ["python examples/results/probe.py", cell_id, key, str(value), str(epochs), str(out_dir)]
+        + ([f"{budget:g}"] if budget else [])
+    )
+
+
+def _probed_cell(mod: Any, cell_id: str, key: str, value: Any, name: str, epochs: int) -> Any:
+    """The cell with the probed setting (a ``Cell`` field; loss arguments go as overrides)."""
+    base = mod.BY_ID[cell_id]
+    changes: dict[str, Any] = {"id": name, "epochs": epochs}
+    if key in {f.name for f in dataclasses.fields(base)}:
+        changes[key] = value
+    return dataclasses.replace(base, **changes)
+
+
 def probe(
-    cell_id: str, key: str, value: Any, epochs: int, out_dir: Path, budget: float | None = None
+    cell_id: str,
+    key: str,
+    value: Any,
+    epochs: int,
+    out_dir: Path,
+    budget: float | None = None,
+    refit: bool = False,
 ) -> Path:
-    """Train the probe (unless its record exists) and return the record's path."""
+    """Train the probe (unless its record exists) and return the record's path; with
+    ``refit``, also retrain it on the full training split and return that record's path."""
     mod = _reproduce()
     suffix = f"-{budget:g}s" if budget else ""
     tag = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
     out = out_dir / f"{cell_id}-{tag}-{epochs}ep{suffix}.json"
+    cmd = _command(cell_id, key, value, epochs, out_dir, budget)
+    is_field = key in {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
     if out.exists():
-        print(f"{out} exists: nothing to do")
+        print(f"{out} exists: nothing to train for the probe")
+    else:
+        cell = _probed_cell(mod, cell_id, key, value, f"x-{cell_id}-{tag}{suffix}", epochs)
+        rec = mod.run_cell(cell, budget, overrides=None if is_field else {key: value})
+        rec["probe"] = {"base_cell": cell_id, key: value}
+        rec["command"] = cmd
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rec, indent=1))
+        print(rec["test"])
+    if not refit:
         return out
-    base = mod.BY_ID[cell_id]
-    changes: dict[str, Any] = {"id": f"x-{cell_id}-{tag}{suffix}", "epochs": epochs}
-    overrides = None
-    if key in {f.name for f in dataclasses.fields(base)}:
-        changes[key] = value
-    else:  # a loss argument
-        overrides = {key: value}
-    rec = mod.run_cell(dataclasses.replace(base, **changes), budget, overrides=overrides)
+    refit_out = out.with_name(f"{out.stem}-refit.json")
+    if refit_out.exists():
+        print(f"{refit_out} exists: nothing to do")
+        return refit_out
+    source = json.loads(out.read_text())
+    n = int(source["best_epoch"])
+    cell = _probed_cell(mod, cell_id, key, value, f"x-{cell_id}-{tag}{suffix}", n)
+    rec = mod.run_cell(cell, None, overrides=source.get("loss_kwargs"), epochs=n, refit=True)
     rec["probe"] = {"base_cell": cell_id, key: value}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rec, indent=1))
+    rec["selected_from"] = {
+        "probe": out.name,
+        "best_epoch": n,
+        "val_run_test_recall@20": source["test"]["recall@20"],
+    }
+    rec["command"] = cmd + " --refit"
+    refit_out.write_text(json.dumps(rec, indent=1))
     print(rec["test"])
-    return out
+    return refit_out
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (6, 7):
+    args = [a for a in sys.argv[1:] if a != "--refit"]
+    if len(args) not in (5, 6):
         sys.exit(__doc__)
-    cell_id, key, value, epochs, out_dir = sys.argv[1:6]
+    cell_id, key, value, epochs, out_dir = args[:5]
     probe(
         cell_id,
         key,
         _parse(value),
         int(epochs),
         Path(out_dir),
-        float(sys.argv[6]) if len(sys.argv) > 6 else None,
+        float(args[5]) if len(args) > 5 else None,
+        refit="--refit" in sys.argv[1:],
     )
