@@ -478,13 +478,21 @@ def test_checkpoint_root_follows_the_environment(tmp_path, monkeypatch, env):
     assert mod.CHECKPOINTS == expected
 
 
-def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(repro, tmp_path, monkeypatch):
+@pytest.fixture
+def probe(repro, monkeypatch):
+    """examples/results/probe.py, running its cells through the ``repro`` fixture's module."""
     spec = importlib.util.spec_from_file_location(
         "probe", ROOT / "examples" / "results" / "probe.py"
     )
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    monkeypatch.setattr(probe, "_reproduce", lambda: repro)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "_reproduce", lambda: repro)
+    return mod
+
+
+def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
+    repro, probe, tmp_path, monkeypatch
+):
     seen = []
     run_cell = repro.run_cell
 
@@ -506,13 +514,7 @@ def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(repro, tmp_path
     assert len(seen) == 2
 
 
-def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(repro, tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        "probe", ROOT / "examples" / "results" / "probe.py"
-    )
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    monkeypatch.setattr(probe, "_reproduce", lambda: repro)
+def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_path, monkeypatch):
     seen = []
     load = datasets.load
 
