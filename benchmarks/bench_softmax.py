@@ -11,6 +11,13 @@ propagation is the same for both and left out):
   product and the positive's score is its own ``[B]`` dot product, so no ``[B, I]`` division
   or gather (nor their ``[B, I]`` gradients) is formed. Same value (the table shows both).
 
+Second table: the batches an epoch is cut into. With ``sampling='edge'`` (a shuffled pass
+over the training interactions) a batch of 2048 holds about as many distinct users; with
+``sampling='user_blocks'`` (the same pass, grouped by user) it holds a few dozen whole users,
+and the loss forms one ``[I]`` logit row per distinct user. Both on Gowalla's training
+interactions when ``../shared/data`` has them, same loss, user embeddings gathered from one
+table (as the trainer does).
+
     python benchmarks/bench_softmax.py --threads 1
     python benchmarks/bench_softmax.py --quick
 """
@@ -18,6 +25,7 @@ propagation is the same for both and left out):
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +66,43 @@ def measure(b: int, n_items: int, steps: int, seed: int, d: int = 64, tau: float
             f"{values['ours']:.6f}"]  # fmt: skip
 
 
+def measure_blocks(
+    edge_index: torch.Tensor, num_users: int, num_items: int, b: int, steps: int, seed: int,
+    d: int = 64, tau: float = 0.1,
+) -> list[list]:  # fmt: skip
+    """Rows ``[sampling, B, distinct users per batch, ms/step, ÷ edge, s per epoch]``."""
+    from pyg_cf.loader import InteractionLoader
+
+    loss = get_loss("softmax", tau=tau, similarity="cos")
+    g = torch.Generator().manual_seed(seed)
+    table_u = torch.randn(num_users, d, generator=g).requires_grad_()
+    items = torch.randn(num_items, d, generator=g).requires_grad_()
+    rows: list[list] = []
+    for sampling in ("edge", "user_blocks"):
+        loader = InteractionLoader(
+            edge_index, num_users, num_items, batch_size=b, sampling=sampling,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+        batches = [bt for _, bt in zip(range(steps + 1), loader.index_batches())]
+        distinct = [torch.unique(edge_index[0, bt]).numel() for bt in batches]
+        queue = iter(batches)
+
+        def step(queue: Iterator[torch.Tensor] = queue) -> None:
+            idx = next(queue)
+            users, pos = edge_index[0, idx], edge_index[1, idx]
+            batch = LossBatch(
+                users=users, pos_items=pos, user_emb=table_u[users], pos_emb=items[pos],
+                all_item_emb=items,
+            )  # fmt: skip
+            loss(batch).backward()
+
+        ms = median(timeit(step, repeat=steps, warmup=1)) * 1e3
+        rows.append([sampling, b, sum(distinct) / len(distinct), ms, 0.0, ms * len(loader) / 1e3])
+    for r in rows:
+        r[4] = r[3] / rows[0][3]
+    return rows
+
+
 def main() -> None:
     p = base_parser(__doc__ or "")
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
@@ -72,6 +117,12 @@ def main() -> None:
     header = ["B", "items", "peer ms/step", "ours ms/step", "÷ peer", "loss peer", "loss ours"]
     tab = table(header, rows)
     print(tab)
+    edges, what = _training_edges(args.quick)
+    block_rows = measure_blocks(*edges, b=256 if args.quick else 2048, steps=args.steps,
+                                seed=args.seed)  # fmt: skip
+    header_b = ["sampling", "B", "distinct users / batch", "ms/step", "÷ edge", "s / epoch (loss)"]
+    tab_b = table(header_b, block_rows)
+    print(tab_b)
     info = (
         "Full softmax, cosine, τ 0.1, d=64: forward + backward of the loss from leaf "
         f"tensors; median of {args.steps} steps after one warm-up step, both in one process."
@@ -79,10 +130,46 @@ def main() -> None:
     path = write_results(
         args.name or "bench_softmax",
         "Full-softmax loss step",
-        ["## Loss step over the whole catalogue", "", info, "", tab],
+        [
+            "## Loss step over the whole catalogue",
+            "",
+            info,
+            "",
+            tab,
+            "",
+            "## Batches of an epoch: edge order vs user blocks",
+            "",
+            f"The loss step above (ours) on {what}: {args.steps} consecutive batches of each "
+            "sampling (median ms after one warm-up batch); 's / epoch' multiplies by the "
+            "epoch's batch count (loss only, the model's propagation excluded).",
+            "",
+            tab_b,
+        ],
         args.results_dir,
     )
     print(f"wrote {path}")
+
+
+def _training_edges(quick: bool) -> tuple[tuple[torch.Tensor, int, int], str]:
+    """``((edge_index, num_users, num_items), description)``: Gowalla's training pairs, or
+    a random power-law graph when ``quick`` or the data is absent."""
+    if not quick:
+        from pyg_cf import datasets
+        from pyg_cf.data.graph import train_edges
+
+        try:
+            data = datasets.load("gowalla")
+        except (FileNotFoundError, OSError):
+            pass
+        else:
+            n_u, n_i = data["user"].num_nodes, data["item"].num_nodes
+            return (train_edges(data), n_u, n_i), f"Gowalla's training interactions ({n_i} items)"
+    g = torch.Generator().manual_seed(0)
+    n_u, n_i, e = 300, 2000, 6000
+    users = (torch.rand(e, generator=g).pow(3) * n_u).long()
+    items = torch.randint(n_i, (e,), generator=g)
+    ei = torch.unique(torch.stack([users, items]), dim=1)
+    return (ei, n_u, n_i), f"a random graph ({n_u} users, {n_i} items)"
 
 
 if __name__ == "__main__":

@@ -206,6 +206,28 @@ def _scores(
     return pos, neg, None, None
 
 
+def _take(t: Temperature, index: Tensor) -> Temperature:
+    return t[index] if isinstance(t, Tensor) else t
+
+
+def _distinct_rows(users: Tensor, emb: Tensor, tau: Temperature) -> tuple[Tensor, Tensor] | None:
+    """``(first, inverse)`` when ``users`` repeat and rows of one user agree in ``emb`` and
+    ``tau``: ``first[k]`` is a row of the ``k``-th distinct user, ``inverse[r]`` the distinct
+    user of row ``r``. ``None`` when every user is distinct (nothing to share) or rows of
+    one user differ (e.g. per-row dropout), so the caller scores every row."""
+    uniq, inverse = torch.unique(users, return_inverse=True)
+    if uniq.numel() == users.numel():
+        return None
+    rows = torch.arange(users.numel(), device=users.device)
+    first = torch.full_like(uniq, users.numel()).scatter_reduce_(0, inverse, rows, "amin")
+    with torch.no_grad():
+        if not torch.equal(emb[first][inverse], emb):
+            return None
+        if isinstance(tau, Tensor) and not torch.equal(tau[first][inverse], tau):
+            return None
+    return first, inverse
+
+
 def _check_common(tau: float, negatives: str, allowed: tuple[str, ...]) -> None:
     if not tau > 0:
         raise ConfigError(f"tau must be > 0, got {tau}")
@@ -373,15 +395,26 @@ class SoftmaxLoss(CFLoss):
         # the product, and the positive's score is its own [B] dot product, so no [B, I]
         # division or gather (and no [B, I] gradient of either) is ever formed.
         pos = (u * items[batch.pos_items]).sum(-1)
-        logits = (u / _col(tau_n)) @ items.t()
-        mask = self._mask(batch, items.size(0), logits.device)
+        mask = self._mask(batch, items.size(0), u.device)
+        # Without a mask, a row's log-sum-exp depends only on its user's (scaled)
+        # embedding: one [U, I] row per distinct user, shared by that user's rows (same
+        # value and gradient as per row; see the loader's sampling='user_blocks').
+        share = None if mask is not None else _distinct_rows(batch.users, u, tau_n)
+        if share is None:
+            logits = (u / _col(tau_n)) @ items.t()
+        else:
+            first = share[0]
+            logits = (u[first] / _col(_take(tau_n, first))) @ items.t()
         if self.record_unit_loss and tau is None:
             with torch.no_grad():
-                unit = softmax_loss(pos, logits * _col(tau_n), 1.0, mask, "none")
+                t = tau_n if share is None else _take(tau_n, share[0])
+                lse_1, _ = masked_logsumexp(logits * _col(t), mask)
+                unit = (lse_1 if share is None else lse_1[share[1]]) - pos
                 self._record_unit(batch, unit)
         if mask is not None:  # the row's own positive is never masked: no empty row
             logits = logits.masked_fill_(mask, float("-inf"))
-        return row_logsumexp(logits) - pos / tau_p
+        lse = row_logsumexp(logits)
+        return (lse if share is None else lse[share[1]]) - pos / tau_p
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()

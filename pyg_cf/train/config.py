@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyg_cf.errors import ConfigError
+from pyg_cf.loader.interaction_loader import SAMPLINGS
 
 __all__ = ["TrainConfig"]
 
@@ -59,7 +60,8 @@ class TrainConfig:
             aggregate estimates the full-graph one without bias.
         sampling: ``'edge'`` (a shuffled pass over the training interactions) or
             ``'user'`` (each row a uniformly drawn user and one of its interactions, as
-            LightGCN's reference code samples for BPR); see
+            LightGCN's reference code samples for BPR) or ``'user_blocks'`` (every
+            interaction once, grouped by user: cheap batches for a full softmax); see
             :class:`~pyg_cf.loader.InteractionLoader`.
         sparse_grad: In ``'sampled'`` mode, use sparse embedding gradients and
             :class:`~pyg_cf.train.optim.LazyAdam` (lazy Adam, the update of
@@ -161,8 +163,8 @@ class TrainConfig:
             raise ConfigError(
                 f"sampler_backend must be 'torch' or 'pyg', got {self.sampler_backend!r}"
             )
-        if self.sampling not in ("edge", "user"):
-            raise ConfigError(f"sampling must be 'edge' or 'user', got {self.sampling!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.sparse_grad and self.mode != "sampled":
             raise ConfigError("sparse_grad=True needs mode='sampled'")
 

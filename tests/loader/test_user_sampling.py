@@ -44,3 +44,42 @@ def test_bad_sampling_is_rejected():
     ei = random_edges(5, 5, 10, 0)
     with pytest.raises(ConfigError, match="sampling"):
         InteractionLoader(ei, 5, 5, sampling="items")
+
+
+def _runs(users: torch.Tensor) -> int:
+    """Number of maximal runs of equal consecutive values."""
+    return 1 + int((users[1:] != users[:-1]).sum()) if users.numel() else 0
+
+
+def test_user_blocks_pass_every_edge_once_grouped_by_user():
+    ei = random_edges(40, 30, 500, 1)
+    ei = ei[:, torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(0))]
+    mk = lambda: InteractionLoader(  # noqa: E731
+        ei,
+        40,
+        30,
+        batch_size=64,
+        sampling="user_blocks",
+        generator=torch.Generator().manual_seed(5),
+    )
+    a = mk()
+    batches = list(a.index_batches())
+    assert len(batches) == len(a) == -(-ei.size(1) // 64)
+    assert all(b.numel() == 64 for b in batches[:-1])
+    order = torch.cat(batches)
+    # a pass: every interaction exactly once, as sampling='edge'
+    assert torch.equal(torch.sort(order).values, torch.arange(ei.size(1)))
+    users = ei[0, order]
+    # each user's interactions are contiguous: one run per user
+    assert _runs(users) == torch.unique(ei[0]).numel()
+    # so a batch holds far fewer distinct users than rows
+    assert max(torch.unique(ei[0, b]).numel() for b in batches) < 64 // 4
+    # seeded, and a new user order (and in-user order) each epoch
+    assert torch.equal(order, torch.cat(list(mk().index_batches())))
+    second = torch.cat(list(a.index_batches()))
+    assert not torch.equal(ei[0, second], users)
+    assert _runs(ei[0, second]) == torch.unique(ei[0]).numel()
+    # without shuffling: users in id order
+    plain = InteractionLoader(ei, 40, 30, batch_size=64, sampling="user_blocks", shuffle=False)
+    u = ei[0, torch.cat(list(plain.index_batches()))]
+    assert torch.equal(u, torch.sort(ei[0]).values)

@@ -360,3 +360,51 @@ def test_row_logsumexp_matches_torch_in_value_and_gradient():
     assert torch.autograd.gradcheck(row_logsumexp, (x.detach()[:3, :4].requires_grad_(),))
     plain = torch.randn(3, 4)  # without grad: torch's own
     assert torch.equal(row_logsumexp(plain), torch.logsumexp(plain, dim=1))
+
+
+@pytest.mark.parametrize("kind", ["ip", "cos"])
+def test_softmax_shares_one_logit_row_per_user(kind, monkeypatch):
+    # rows of one user carry the same embedding (as gathered from a table): the loss scores
+    # one [I] row per distinct user, with the per-row value and gradients
+    import pyg_cf.losses.softmax as sm
+
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(3, 4, generator=g, dtype=D, requires_grad=True)
+    items = torch.randn(9, 4, generator=g, dtype=D, requires_grad=True)
+    users = torch.tensor([2, 0, 2, 1, 0, 2])
+    pos = torch.tensor([1, 4, 7, 0, 8, 3])
+
+    def batch(t=table, i=items):
+        return LossBatch(
+            users=users, pos_items=pos, user_emb=t[users], pos_emb=i[pos], all_item_emb=i
+        )
+
+    loss = get_loss("softmax", tau=0.3, similarity=kind)
+    assert sm._distinct_rows(users, table[users], 0.3) is not None
+    shared = loss(batch())
+    g_shared = torch.autograd.grad(shared, [table, items])
+    want = ref_softmax(batch(table.detach(), items.detach()), 0.3, kind)
+    assert float(shared) == pytest.approx(want, rel=1e-10)
+    monkeypatch.setattr(sm, "_distinct_rows", lambda *a: None)  # one logit row per row
+    per_row = loss(batch())
+    g_rows = torch.autograd.grad(per_row, [table, items])
+    assert float(shared) == pytest.approx(float(per_row), rel=1e-12)
+    for x, y in zip(g_shared, g_rows):
+        assert torch.allclose(x, y, rtol=1e-10, atol=1e-12)
+
+
+def test_softmax_row_sharing_falls_back_when_rows_of_a_user_differ():
+    import pyg_cf.losses.softmax as sm
+
+    b = make_batch(B=4, users=[0, 1, 0, 1])  # independent embeddings per row
+    assert sm._distinct_rows(b.users, b.user_emb, 0.5) is None
+    assert float(get_loss("softmax", tau=0.5)(b)) == pytest.approx(
+        ref_softmax(b, 0.5, "cos"), rel=1e-10
+    )
+    # equal embeddings but per-row temperatures that differ within a user: no sharing
+    b.user_emb = b.user_emb[torch.tensor([0, 1, 0, 1])]
+    tau = torch.tensor([0.2, 0.3, 0.4, 0.3], dtype=D)
+    assert sm._distinct_rows(b.users, b.user_emb, tau) is None
+    assert sm._distinct_rows(b.users, b.user_emb, tau[torch.tensor([0, 1, 0, 1])]) is not None
+    # all users distinct: nothing to share
+    assert sm._distinct_rows(torch.arange(4), b.user_emb, 0.5) is None

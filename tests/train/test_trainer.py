@@ -177,6 +177,15 @@ def test_user_uniform_sampling_trains():
         TrainConfig(sampling="users")
 
 
+def test_full_softmax_trains_on_user_blocks():
+    data = synthetic()
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=2)
+    cfg = TrainConfig(epochs=8, batch_size=128, lr=0.02, sampling="user_blocks", progress=False)
+    hist = Trainer(m, data, get_loss("softmax", tau=0.2), cfg).fit()
+    pop = popularity_baseline(data, ks=(20,))
+    assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] + 0.05
+
+
 def test_step_decay_learning_rate():
     cfg = TrainConfig(lr=1e-2, lr_milestones=(4, 2), lr_gamma=0.5)
     assert cfg.lr_milestones == (2, 4)
