@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--sampling",
         default="edge",
-        choices=["edge", "user"],
-        help="rows of an epoch: a pass over interactions, or uniform users (LightGCN code)",
+        choices=["edge", "user", "user_blocks"],
+        help="rows of an epoch: a pass over interactions, uniform users (LightGCN code), or "
+        "the pass grouped by user (user_blocks: far cheaper batches for --loss softmax)",
     )
     t.add_argument(
         "--user-dropout",

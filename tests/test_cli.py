@@ -42,6 +42,17 @@ def test_user_sampling_and_shared_negatives_flags(tmp_path):
     assert s["args"]["sampling"] == "user" and s["test"]["recall@20"] > 0
 
 
+def test_full_softmax_on_user_blocks_flag(tmp_path):
+    out = tmp_path / "sm.json"
+    argv = [
+        *BASE.replace("--loss bpr", "--loss softmax").split(),
+        "--sampling", "user_blocks", "--epochs", "1", "--output", str(out),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    s = json.loads(out.read_text())
+    assert s["args"]["sampling"] == "user_blocks" and s["test"]["recall@20"] > 0
+
+
 def test_init_from_warm_starts_with_new_settings(tmp_path, capsys):
     ck = tmp_path / "ck"
     first, warm = tmp_path / "a.json", tmp_path / "b.json"
