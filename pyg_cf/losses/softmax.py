@@ -368,9 +368,10 @@ class SoftmaxLoss(CFLoss):
         self.mask_positives = mask_positives
         self.positives = positives
 
-    def _mask(self, batch: LossBatch, num_items: int, device: torch.device) -> Tensor | None:
-        if not self.mask_positives:
-            return None
+    def _positives_mask(
+        self, batch: LossBatch, users: Tensor, num_items: int, device: torch.device
+    ) -> Tensor:
+        """``[len(users), I]`` boolean: ``True`` at each user's training positives."""
         index = self.positives if self.positives is not None else batch.positives
         if index is None:
             raise ConfigError(
@@ -378,10 +379,9 @@ class SoftmaxLoss(CFLoss):
                 "positives=UserItemIndex(...) or set batch.positives"
             )
         index = index.to(device) if index.keys.device != device else index
-        row, item = index.gather(batch.users)
-        mask = torch.zeros(batch.users.numel(), num_items, dtype=torch.bool, device=device)
+        row, item = index.gather(users)
+        mask = torch.zeros(users.numel(), num_items, dtype=torch.bool, device=device)
         mask[row, item] = True
-        mask[torch.arange(batch.users.numel(), device=device), batch.pos_items] = False
         return mask
 
     def per_row(self, batch: LossBatch, tau: Temperature | None = None) -> Tensor:
@@ -391,30 +391,51 @@ class SoftmaxLoss(CFLoss):
         tau_p, tau_n = self.temperatures(batch, tau)
         u = normalize_if(batch.user_emb, self.similarity)
         items = normalize_if(batch.all_item_emb, self.similarity)
+        num_items, rows = items.size(0), torch.arange(u.size(0), device=u.device)
         # The [B, I] logits are the cost: the temperature scales the [B, d] user side before
         # the product, and the positive's score is its own [B] dot product, so no [B, I]
         # division or gather (and no [B, I] gradient of either) is ever formed.
         pos = (u * items[batch.pos_items]).sum(-1)
-        mask = self._mask(batch, items.size(0), u.device)
-        # Without a mask, a row's log-sum-exp depends only on its user's (scaled)
-        # embedding: one [U, I] row per distinct user, shared by that user's rows (same
-        # value and gradient as per row; see the loader's sampling='user_blocks').
-        share = None if mask is not None else _distinct_rows(batch.users, u, tau_n)
+        # A row's log-sum-exp depends only on its user's (scaled) embedding, and with
+        # mask_positives on its user's positives plus its own one: one [U, I] logit row per
+        # distinct user, shared by that user's rows (same value and gradients as one per
+        # row; see the loader's sampling='user_blocks'). With the mask, the user's row
+        # leaves out all its positives and each row adds its own back (log-add-exp).
+        share = _distinct_rows(batch.users, u, tau_n)
+        mask = own = None
+        if share is not None:
+            first, inverse = share
+            if self.mask_positives:
+                mask = self._positives_mask(batch, batch.users[first], num_items, u.device)
+                own = pos / tau_n
+                # exact only if each row's positive is among its user's masked positives and
+                # no user has every item as a positive
+                if not (bool(mask[inverse, batch.pos_items].all()) and bool((~mask).any(1).all())):
+                    share = mask = own = None
         if share is None:
             logits = (u / _col(tau_n)) @ items.t()
+            if self.mask_positives:  # the row's own positive is never masked: no empty row
+                mask = self._positives_mask(batch, batch.users, num_items, u.device)
+                mask[rows, batch.pos_items] = False
         else:
-            first = share[0]
-            logits = (u[first] / _col(_take(tau_n, first))) @ items.t()
+            logits = (u[share[0]] / _col(_take(tau_n, share[0]))) @ items.t()
         if self.record_unit_loss and tau is None:
             with torch.no_grad():
                 t = tau_n if share is None else _take(tau_n, share[0])
                 lse_1, _ = masked_logsumexp(logits * _col(t), mask)
-                unit = (lse_1 if share is None else lse_1[share[1]]) - pos
-                self._record_unit(batch, unit)
-        if mask is not None:  # the row's own positive is never masked: no empty row
+                if share is not None:
+                    lse_1 = lse_1[share[1]]
+                    if own is not None:
+                        lse_1 = torch.logaddexp(lse_1, pos)
+                self._record_unit(batch, lse_1 - pos)
+        if mask is not None:
             logits = logits.masked_fill_(mask, float("-inf"))
         lse = row_logsumexp(logits)
-        return (lse if share is None else lse[share[1]]) - pos / tau_p
+        if share is not None:
+            lse = lse[share[1]]
+            if own is not None:
+                lse = torch.logaddexp(lse, own)
+        return lse - pos / tau_p
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()
