@@ -340,6 +340,12 @@ class SoftmaxLoss(CFLoss):
     the training pairs come from ``positives`` (a
     :class:`~pyg_cf.data.pairs.UserItemIndex`) or else ``batch.positives``.
 
+    The sum depends only on the user (with ``mask_positives``: on the user and the row's own
+    positive), so the ``[B, I]`` logits are formed once per *distinct* user of the batch and
+    shared by that user's rows — the same value and gradients as one row per interaction.
+    Batches grouped by user (``InteractionLoader(sampling='user_blocks')``) make that the
+    cheap case: on Gowalla a batch of 2048 interactions holds ≈ 73 users instead of ≈ 1,885.
+
     Args:
         tau: Temperature (default 0.1).
         similarity: ``'cos'`` (default) or ``'ip'``.
