@@ -362,31 +362,45 @@ def test_row_logsumexp_matches_torch_in_value_and_gradient():
     assert torch.equal(row_logsumexp(plain), torch.logsumexp(plain, dim=1))
 
 
+# a batch whose rows of one user share that user's embedding (gathered from a table)
+SHARE_USERS = torch.tensor([2, 0, 2, 1, 0, 2])
+SHARE_POS = torch.tensor([1, 4, 7, 0, 8, 3])
+SHARE_PAIRS = {(2, 1), (2, 7), (2, 3), (2, 5), (0, 4), (0, 8), (1, 0), (1, 2)}
+
+
+def _shared_batch(table, items):
+    return LossBatch(
+        users=SHARE_USERS, pos_items=SHARE_POS, user_emb=table[SHARE_USERS],
+        pos_emb=items[SHARE_POS], all_item_emb=items,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("kind", ["ip", "cos"])
-def test_softmax_shares_one_logit_row_per_user(kind, monkeypatch):
-    # rows of one user carry the same embedding (as gathered from a table): the loss scores
-    # one [I] row per distinct user, with the per-row value and gradients
+@pytest.mark.parametrize("mask", [False, True])
+def test_softmax_shares_one_logit_row_per_user(kind, mask, monkeypatch):
+    # the loss scores one [I] row per distinct user (with mask_positives: the user's
+    # positives masked, each row's own positive added back), with the per-row value and
+    # gradients
     import pyg_cf.losses.softmax as sm
 
     g = torch.Generator().manual_seed(0)
     table = torch.randn(3, 4, generator=g, dtype=D, requires_grad=True)
     items = torch.randn(9, 4, generator=g, dtype=D, requires_grad=True)
-    users = torch.tensor([2, 0, 2, 1, 0, 2])
-    pos = torch.tensor([1, 4, 7, 0, 8, 3])
-
-    def batch(t=table, i=items):
-        return LossBatch(
-            users=users, pos_items=pos, user_emb=t[users], pos_emb=i[pos], all_item_emb=i
-        )
-
-    loss = get_loss("softmax", tau=0.3, similarity=kind)
-    assert sm._distinct_rows(users, table[users], 0.3) is not None
-    shared = loss(batch())
+    index = UserItemIndex(torch.tensor(sorted(SHARE_PAIRS)).t(), 3, 9)
+    loss = get_loss("softmax", tau=0.3, similarity=kind, mask_positives=mask, positives=index)
+    assert sm._distinct_rows(SHARE_USERS, table[SHARE_USERS], 0.3) is not None
+    shared = loss(_shared_batch(table, items))
     g_shared = torch.autograd.grad(shared, [table, items])
-    want = ref_softmax(batch(table.detach(), items.detach()), 0.3, kind)
+    plain = _shared_batch(table.detach(), items.detach())
+    want = ref_softmax(plain, 0.3, kind, positives=SHARE_PAIRS if mask else None)
     assert float(shared) == pytest.approx(want, rel=1e-10)
+    # the unit-temperature record takes the same path
+    loss.record_unit_loss = True
+    loss(plain)
+    assert torch.allclose(loss.unit_temperature_loss(plain), loss.per_row(plain, tau=1.0))
+    loss.record_unit_loss = False
     monkeypatch.setattr(sm, "_distinct_rows", lambda *a: None)  # one logit row per row
-    per_row = loss(batch())
+    per_row = loss(_shared_batch(table, items))
     g_rows = torch.autograd.grad(per_row, [table, items])
     assert float(shared) == pytest.approx(float(per_row), rel=1e-12)
     for x, y in zip(g_shared, g_rows):
@@ -410,43 +424,12 @@ def test_softmax_row_sharing_falls_back_when_rows_of_a_user_differ():
     assert sm._distinct_rows(torch.arange(4), b.user_emb, 0.5) is None
 
 
-def test_masked_softmax_shares_rows_and_adds_each_rows_positive_back(monkeypatch):
-    import pyg_cf.losses.softmax as sm
-
-    g = torch.Generator().manual_seed(1)
-    table = torch.randn(3, 4, generator=g, dtype=D, requires_grad=True)
-    items = torch.randn(9, 4, generator=g, dtype=D, requires_grad=True)
-    users = torch.tensor([2, 0, 2, 1, 0, 2])
-    pos = torch.tensor([1, 4, 7, 0, 8, 3])
-    pairs = {(2, 1), (2, 7), (2, 3), (2, 5), (0, 4), (0, 8), (1, 0), (1, 2)}
-    index = UserItemIndex(torch.tensor(sorted(pairs)).t(), 3, 9)
-
-    def batch(t=table, i=items):
-        return LossBatch(
-            users=users, pos_items=pos, user_emb=t[users], pos_emb=i[pos], all_item_emb=i
-        )
-
-    loss = get_loss("softmax", tau=0.3, mask_positives=True, positives=index)
-    shared = loss(batch())
-    g_shared = torch.autograd.grad(shared, [table, items])
-    want = ref_softmax(batch(table.detach(), items.detach()), 0.3, "cos", positives=pairs)
-    assert float(shared) == pytest.approx(want, rel=1e-10)
-    # the unit-temperature record takes the same path
-    loss.record_unit_loss = True
-    b = batch(table.detach(), items.detach())
-    loss(b)
-    assert torch.allclose(loss.unit_temperature_loss(b), loss.per_row(b, tau=1.0))
-    loss.record_unit_loss = False
-    monkeypatch.setattr(sm, "_distinct_rows", lambda *a: None)  # one masked row per row
-    per_row = loss(batch())
-    g_rows = torch.autograd.grad(per_row, [table, items])
-    assert float(shared) == pytest.approx(float(per_row), rel=1e-12)
-    for x, y in zip(g_shared, g_rows):
-        assert torch.allclose(x, y, rtol=1e-10, atol=1e-12)
+def test_masked_softmax_without_a_rows_positive_in_the_index_scores_per_row():
     # a row whose positive is not among its user's indexed pairs: no sharing, still exact
-    monkeypatch.undo()
-    fewer = pairs - {(2, 7)}
-    index2 = UserItemIndex(torch.tensor(sorted(fewer)).t(), 3, 9)
-    loss2 = get_loss("softmax", tau=0.3, mask_positives=True, positives=index2)
-    want2 = ref_softmax(batch(table.detach(), items.detach()), 0.3, "cos", positives=fewer)
-    assert float(loss2(batch())) == pytest.approx(want2, rel=1e-10)
+    g = torch.Generator().manual_seed(1)
+    plain = _shared_batch(torch.randn(3, 4, generator=g, dtype=D), torch.randn(9, 4, dtype=D))
+    fewer = SHARE_PAIRS - {(2, 7)}
+    index = UserItemIndex(torch.tensor(sorted(fewer)).t(), 3, 9)
+    loss = get_loss("softmax", tau=0.3, mask_positives=True, positives=index)
+    want = ref_softmax(plain, 0.3, "cos", positives=fewer)
+    assert float(loss(plain)) == pytest.approx(want, rel=1e-10)
