@@ -397,7 +397,7 @@ class SoftmaxLoss(CFLoss):
         tau_p, tau_n = self.temperatures(batch, tau)
         u = normalize_if(batch.user_emb, self.similarity)
         items = normalize_if(batch.all_item_emb, self.similarity)
-        num_items, rows = items.size(0), torch.arange(u.size(0), device=u.device)
+        num_items = items.size(0)
         # The [B, I] logits are the cost: the temperature scales the [B, d] user side before
         # the product, and the positive's score is its own [B] dot product, so no [B, I]
         # division or gather (and no [B, I] gradient of either) is ever formed.
@@ -408,40 +408,38 @@ class SoftmaxLoss(CFLoss):
         # row; see the loader's sampling='user_blocks'). With the mask, the user's row
         # leaves out all its positives and each row adds its own back (log-add-exp).
         share = _distinct_rows(batch.users, u, tau_n)
-        mask = own = None
-        if share is not None:
-            first, inverse = share
-            if self.mask_positives:
-                mask = self._positives_mask(batch, batch.users[first], num_items, u.device)
-                own = pos / tau_n
-                # exact only if each row's positive is among its user's masked positives and
-                # no user has every item as a positive
-                if not (bool(mask[inverse, batch.pos_items].all()) and bool((~mask).any(1).all())):
-                    share = mask = own = None
+        mask = None
+        if share is not None and self.mask_positives:
+            mask = self._positives_mask(batch, batch.users[share[0]], num_items, u.device)
+            # exact only if each row's positive is among its user's masked positives and
+            # no user has every item as a positive
+            if not (bool(mask[share[1], batch.pos_items].all()) and bool((~mask).any(1).all())):
+                share = mask = None
         if share is None:
-            logits = (u / _col(tau_n)) @ items.t()
+            scale = tau_n
+            logits = (u / _col(scale)) @ items.t()
             if self.mask_positives:  # the row's own positive is never masked: no empty row
                 mask = self._positives_mask(batch, batch.users, num_items, u.device)
-                mask[rows, batch.pos_items] = False
+                mask[torch.arange(u.size(0), device=u.device), batch.pos_items] = False
         else:
-            logits = (u[share[0]] / _col(_take(tau_n, share[0]))) @ items.t()
+            scale = _take(tau_n, share[0])
+            logits = (u[share[0]] / _col(scale)) @ items.t()
+
+        def per_row_lse(lse: Tensor, own: Tensor) -> Tensor:
+            """Row log-sum-exps from the logit rows' ones (``own``: each row's positive
+            logit, added back when the shared rows mask it)."""
+            if share is None:
+                return lse
+            lse = lse[share[1]]
+            return torch.logaddexp(lse, own) if mask is not None else lse
+
         if self.record_unit_loss and tau is None:
             with torch.no_grad():
-                t = tau_n if share is None else _take(tau_n, share[0])
-                lse_1, _ = masked_logsumexp(logits * _col(t), mask)
-                if share is not None:
-                    lse_1 = lse_1[share[1]]
-                    if own is not None:
-                        lse_1 = torch.logaddexp(lse_1, pos)
-                self._record_unit(batch, lse_1 - pos)
+                lse_1, _ = masked_logsumexp(logits * _col(scale), mask)
+                self._record_unit(batch, per_row_lse(lse_1, pos) - pos)
         if mask is not None:
             logits = logits.masked_fill_(mask, float("-inf"))
-        lse = row_logsumexp(logits)
-        if share is not None:
-            lse = lse[share[1]]
-            if own is not None:
-                lse = torch.logaddexp(lse, own)
-        return lse - pos / tau_p
+        return per_row_lse(row_logsumexp(logits), pos / tau_n) - pos / tau_p
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()
