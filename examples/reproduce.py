@@ -210,7 +210,7 @@ CELLS: list[Cell] = [
         {"tau": 0.1, "similarity": "cos"},
         published=(0.1756, 0.1429),
         # every interaction once per epoch, as 'edge', but grouped by user: the full
-        # softmax's log-sum-exp is then one [I] row per distinct user (≈ 75 per batch on
+        # softmax's log-sum-exp is then one [I] row per distinct user (≈ 73 per batch on
         # Gowalla) instead of one per interaction (2048); with 'edge' one epoch took
         # 35 min at one thread
         sampling="user_blocks",
