@@ -53,7 +53,12 @@ def machine(note: str = "") -> list[str]:
     except ImportError:
         ts = "not installed"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    dev = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    if DEVICE.type == "cuda":
+        dev = f"{torch.cuda.get_device_name(DEVICE)} (CUDA {torch.version.cuda}); timed on it"
+    else:
+        dev = "CPU (timed on it)" + (
+            f"; CUDA {torch.cuda.get_device_name()} visible" if torch.cuda.is_available() else ""
+        )
     lines = [
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores visible, {mem:.0f} GiB RAM; "
@@ -63,10 +68,13 @@ def machine(note: str = "") -> list[str]:
         f"torch_geometric {torch_geometric.__version__}, torch-sparse {ts}, "
         f"pyg-lib {'yes' if tgt.WITH_PYG_LIB else 'no'}",
         f"- load average (1/5/15 min) when the results were written: {load()}",
-        "- note: the machine was shared with other jobs during measurement (2 cores, other "
-        "agents' processes and training runs); absolute times are noisy and inflated, "
-        "ratios within one run are the meaningful numbers.",
     ]
+    if DEVICE.type == "cpu":
+        lines.append(
+            "- note: the machine was shared with other jobs during measurement (2 cores, other "
+            "agents' processes and training runs); absolute times are noisy and inflated, "
+            "ratios within one run are the meaningful numbers."
+        )
     if note:
         lines.append(f"- {note}")
     return lines
@@ -139,10 +147,25 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="results file name (default: the script's)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]' (where supported)")
     return p
 
 
+# the device a benchmark times on (``--device``; set by :func:`setup`)
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    """Wait for queued device work (a no-op on the CPU): call before reading a timer."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def setup(args: argparse.Namespace) -> None:
+    global DEVICE
+    DEVICE = torch.device(getattr(args, "device", "cpu"))
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible")
     if args.quick and args.name is None:  # never overwrite measured results with a smoke run
         args.name = Path(sys.argv[0]).stem + "_quick"
     if args.threads:

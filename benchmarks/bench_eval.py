@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, median, setup, synthetic_data, table, write_results
+import _common
+from _common import base_parser, median, setup, sync, synthetic_data, table, write_results
 
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.metrics import evaluate
@@ -37,7 +38,8 @@ def pyg_example_eval(u: torch.Tensor, i: torch.Tensor, data: Any, k: int, batch_
     from torch_geometric.utils import degree
 
     num_users = u.size(0)
-    train_eli, test_eli = train_edges(data), held_out_edges(data, "test")
+    train_eli = train_edges(data).to(u.device)
+    test_eli = held_out_edges(data, "test").to(u.device)
     precision = recall = 0.0
     total = 0
     for start in range(0, num_users, batch_size):
@@ -78,7 +80,8 @@ def main() -> None:
         g = torch.Generator().manual_seed(args.seed)
         u = torch.randn(nu, 64, generator=g) * 0.1
         i = torch.randn(ni, 64, generator=g) * 0.1
-    test_users = torch.unique(held_out_edges(data, "test")[0])
+    u, i = u.to(_common.DEVICE), i.to(_common.DEVICE)
+    test_users = torch.unique(held_out_edges(data, "test")[0]).to(_common.DEVICE)
     chunk = _chunk_size(256.0, ni)
 
     def bare_gemm() -> None:
@@ -95,8 +98,10 @@ def main() -> None:
     }
     for _ in range(args.repeat):
         for name, fn in runs.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
     s = {k: median(v) for k, v in times.items()}
     b = {k: min(v) for k, v in times.items()}

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, median, setup, synthetic_data, table, write_results
+import _common
+from _common import base_parser, median, setup, sync, synthetic_data, table, write_results
 
 from pyg_cf.data.graph import train_edges
 from pyg_cf.losses import get_loss
@@ -43,8 +44,9 @@ def ours(data: Any, mode: str, fanout: tuple[int, ...] | None, seed: int) -> Cal
     torch.manual_seed(seed)
     model = GraphCF.from_data(data, "lightgcn", embedding_dim=DIM, num_layers=K)
     cfg = TrainConfig(
-        batch_size=BATCH, lr=LR, l2_reg=L2, mode=mode, num_neighbors=fanout, progress=False
-    )
+        batch_size=BATCH, lr=LR, l2_reg=L2, mode=mode, num_neighbors=fanout, progress=False,
+        device=str(_common.DEVICE),
+    )  # fmt: skip
     tr = Trainer(model, data, get_loss("bpr"), cfg)
     tr.generator.manual_seed(seed)
     batches = iter(())
@@ -68,7 +70,8 @@ def ours(data: Any, mode: str, fanout: tuple[int, ...] | None, seed: int) -> Cal
 def pyg_lightgcn(data: Any, kind: str, seed: int) -> Callable[[], None] | None:
     from torch_geometric.nn.models import LightGCN
 
-    ei = train_edges(data)
+    dev = _common.DEVICE
+    ei = train_edges(data).to(dev)
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     n = nu + ni
     full = torch.cat([torch.stack([ei[0], ei[1] + nu]), torch.stack([ei[1] + nu, ei[0]])], 1)
@@ -85,14 +88,14 @@ def pyg_lightgcn(data: Any, kind: str, seed: int) -> Callable[[], None] | None:
             return None
         adj = SparseTensor(row=full[1], col=full[0], sparse_sizes=(n, n))  # adj_t
     torch.manual_seed(seed)
-    model = LightGCN(n, embedding_dim=DIM, num_layers=K)
+    model = LightGCN(n, embedding_dim=DIM, num_layers=K).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device=dev).manual_seed(seed)
 
     def step() -> None:
-        idx = torch.randint(ei.size(1), (BATCH,), generator=g)
+        idx = torch.randint(ei.size(1), (BATCH,), generator=g, device=dev)
         u, pos = ei[0, idx], ei[1, idx] + nu
-        neg = torch.randint(ni, (BATCH,), generator=g) + nu
+        neg = torch.randint(ni, (BATCH,), generator=g, device=dev) + nu
         eli = torch.stack([torch.cat([u, u]), torch.cat([pos, neg])])
         pos_rank, neg_rank = model(adj, eli).chunk(2)
         loss = model.recommendation_loss(pos_rank, neg_rank, node_id=eli.unique(), lambda_reg=L2)
@@ -108,17 +111,19 @@ def kernels(data: Any, repeat: int) -> list[list[Any]]:
     """One hop, forward + backward: our cached CSR SpMM vs torch-sparse's SpMM."""
     from pyg_cf.nn import CachedAdjacency, bipartite_norm, spmm_cached
 
-    ei = train_edges(data)
+    ei = train_edges(data).to(_common.DEVICE)
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     w = bipartite_norm(ei, (nu, ni), 0.5, 0.5)
-    x = torch.randn(ni, DIM, requires_grad=True)
+    x = torch.randn(ni, DIM, requires_grad=True, device=_common.DEVICE)
     adj = CachedAdjacency(ei[0], ei[1], w, nu, ni)  # items -> users
 
     def run(f: Callable[[], torch.Tensor]) -> float:
         ts = []
         for _ in range(repeat + 1):
+            sync()
             t0 = time.perf_counter()
             f().sum().backward()
+            sync()
             ts.append(time.perf_counter() - t0)
         return median(ts[1:]) * 1e3
 
@@ -175,6 +180,7 @@ def main() -> None:
                 continue
             n = steps or args.edge_index_steps
             for _ in range(n):
+                sync()
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)

@@ -67,6 +67,8 @@ PAGE = HERE / "REPRODUCTION.md"
 CHECKPOINTS = Path(
     os.environ.get("PYG_CF_REPRO_CHECKPOINTS") or HERE.parent / "runs" / "repro_checkpoints"
 )
+# where cells train: 'cpu' or 'cuda[:N]' (``--device``, default ``$PYG_CF_DEVICE`` or cpu)
+DEVICE = os.environ.get("PYG_CF_DEVICE") or "cpu"
 
 
 @dataclass
@@ -183,6 +185,8 @@ CELLS: list[Cell] = [
         published=(0.1743, 0.1491),
         l2=1e-4,
         sampling="user",  # LightGCN's own sampler, as MF + BPR
+        # LightGCN's own schedule: up to 1000 epochs (BPR needs hundreds), early-stopped
+        epochs=1000,
         eval_every=5,
         patience=4,
     ),
@@ -197,6 +201,8 @@ CELLS: list[Cell] = [
         published=(0.1824, 0.1554),
         l2=1e-4,
         sampling="user",  # LightGCN's own sampler, as MF + BPR
+        # LightGCN's own schedule: up to 1000 epochs (BPR needs hundreds), early-stopped
+        epochs=1000,
         eval_every=5,
         patience=4,
     ),
@@ -580,13 +586,17 @@ def machine() -> str:
                     break
     except OSError:
         pass
+    if DEVICE.startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(DEVICE))
+        return f"{gpu} (CUDA {torch.version.cuda}), {os.cpu_count()} cores, {cpu}, torch {torch.__version__}"
     return f"{os.cpu_count()} cores, {cpu}, torch {torch.__version__}, CPU"
 
 
 def command(cell: Cell) -> str:
     """The command that runs this cell (an alias cell runs as its source; a selection cell
     runs its sources)."""
-    return f"python examples/reproduce.py --cell {cell.id if cell.select_from else source_id(cell)}"
+    dev = f" --device {DEVICE}" if DEVICE != "cpu" else ""
+    return f"python examples/reproduce.py --cell {cell.id if cell.select_from else source_id(cell)}{dev}"
 
 
 def run_cell(
@@ -647,6 +657,7 @@ def run_cell(
         eval_test=not tag,
         time_budget_s=budget_s,
         sampling=cell.sampling,
+        device=DEVICE,
         checkpoint_dir=str(ckpt),
         progress=False,
     )
@@ -1422,6 +1433,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="retrain finished cells on the full training split with their validation choices",
     )
+    p.add_argument(
+        "--device", default=None, help="'cpu' or 'cuda[:N]' (default: $PYG_CF_DEVICE or cpu)"
+    )
     p.add_argument("--list", action="store_true")
     p.add_argument("--page", action="store_true", help="only rewrite REPRODUCTION.md")
     args = p.parse_args(argv)
@@ -1429,6 +1443,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, flag)
         if value is not None and not value > 0:
             p.error(f"--{flag.replace('_', '-')} must be a positive number of seconds, got {value}")
+    global DEVICE
+    DEVICE = args.device or DEVICE
     OUT.mkdir(parents=True, exist_ok=True)
     if args.list:
         for c in CELLS:

@@ -94,6 +94,15 @@ class CachedAdjacency:
         out.shape = self.shape
         return out
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> CachedAdjacency:
+        # sparse CSR tensors have no storage that ``copy.deepcopy`` can reach
+        out = object.__new__(CachedAdjacency)
+        out.matrix = self.matrix.clone()
+        out.matrix_t = self.matrix_t.clone()
+        out.shape = self.shape
+        memo[id(self)] = out
+        return out
+
     def __matmul__(self, x: Tensor) -> Tensor:
         return spmm_cached(self, x)
 

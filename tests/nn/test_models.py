@@ -96,3 +96,23 @@ def test_xavier_initialisation():
     m = GraphCF.mf(1000, 500, 64)
     bound = (6 / (1000 + 64)) ** 0.5
     assert m.user_embedding.weight.abs().max() <= bound + 1e-6
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "svdpp-user"])
+def test_deepcopy_after_forward(model):
+    """A model that has propagated (its sparse adjacency cached) can be deep-copied — e.g.
+    to keep the best weights — and the copy propagates to the same embeddings."""
+    import copy
+
+    m = (
+        GraphCF.lightgcn(NU, NI, 8, edge_index=EI)
+        if model == "lightgcn"
+        else GraphCF.svdpp_user(NU, NI, 8, edge_index=EI)
+    )
+    u, i = m()
+    twin = copy.deepcopy(m)
+    u2, i2 = twin()
+    assert torch.equal(u, u2) and torch.equal(i, i2)
+    with torch.no_grad():
+        twin.user_embedding.weight.add_(1.0)
+    assert torch.equal(m()[0], u)  # the copy shares nothing

@@ -1,0 +1,183 @@
+"""The package on a CUDA device: the same code paths as on the CPU, same numbers.
+
+Skipped where no GPU is visible (CI has none); run on a GPU machine with
+``python -m pytest -q tests/test_cuda.py``. Random streams differ between devices (a CUDA
+``torch.Generator`` draws other numbers than a CPU one), so the checks compare what is
+deterministic — propagation, losses on one batch, ranking metrics, checkpoints — and only
+ask that training runs and learns where sampling is involved.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+from pyg_cf.diagnostics.longtail import long_tail_recall
+from pyg_cf.losses import get_loss, list_losses
+from pyg_cf.losses.temperature import AdapTau, lambertw, lambertw_scipy
+from pyg_cf.metrics import popularity_baseline
+from pyg_cf.nn import GraphCF
+from pyg_cf.train import TrainConfig, Trainer, seed_everything
+from pyg_cf.train.checkpoint import load_checkpoint, save_checkpoint
+from tests.loader.conftest import random_data
+
+# PYG_CF_TEST_DEVICE=cpu runs the same checks against the CPU (a dry run of this file where
+# no GPU is visible)
+DEVICE = os.environ.get("PYG_CF_TEST_DEVICE", "cuda")
+KIND = torch.device(DEVICE).type
+pytestmark = pytest.mark.skipif(
+    DEVICE.startswith("cuda") and not torch.cuda.is_available(), reason="no CUDA device"
+)
+
+MODELS = ["mf", "lightgcn", "svdpp-user", "svdpp-item"]
+
+
+def _cfg(**kw):  # type: ignore[no-untyped-def]
+    base = dict(epochs=1, batch_size=64, lr=0.01, progress=False, seed=0, patience=None)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_model_forward_and_backward_match_cpu(model):
+    data = random_data(seed=3)
+    seed_everything(0)
+    cpu = GraphCF.from_data(data, model, embedding_dim=16)
+    gpu = copy.deepcopy(cpu).to(DEVICE)
+    u_c, i_c = cpu()
+    u_g, i_g = gpu()
+    assert u_g.device.type == KIND and i_g.device.type == KIND
+    torch.testing.assert_close(u_g.cpu(), u_c, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i_g.cpu(), i_c, atol=1e-5, rtol=1e-4)
+    ((u_c**2).sum() + (i_c**3).sum()).backward()
+    ((u_g**2).sum() + (i_g**3).sum()).backward()
+    for (name, p_c), p_g in zip(cpu.named_parameters(), gpu.parameters()):
+        assert p_c.grad is not None and p_g.grad is not None, name
+        torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_every_loss_gives_the_cpu_value_on_one_batch(name):
+    """One batch drawn on the CPU, moved to CUDA: the loss and its gradients agree."""
+    data = random_data(seed=4)
+    seed_everything(0)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+    loss = get_loss(name)
+    tr = Trainer(model, data, loss, _cfg())
+    idx = next(iter(tr.batches()))
+    batch, _ = tr.make_batch(idx)
+    value_cpu = loss(batch)
+    grad_cpu = torch.autograd.grad(value_cpu, batch.user_emb, allow_unused=True)[0]
+
+    moved = {}
+    for f in batch.__dataclass_fields__:
+        v = getattr(batch, f)
+        if isinstance(v, torch.Tensor):
+            v = v.detach().to(DEVICE).requires_grad_(v.requires_grad)
+        elif hasattr(v, "to"):  # the training-pair index of losses that mask positives
+            v = v.to(DEVICE)
+        moved[f] = v
+    gbatch = type(batch)(**moved)
+    gloss = copy.deepcopy(loss).to(DEVICE)
+    value_gpu = gloss(gbatch)
+    assert value_gpu.device.type == KIND
+    assert torch.isfinite(value_gpu)
+    torch.testing.assert_close(value_gpu.cpu(), value_cpu.detach(), atol=1e-4, rtol=1e-4)
+    if grad_cpu is not None and gbatch.user_emb.requires_grad:
+        grad_gpu = torch.autograd.grad(value_gpu, gbatch.user_emb, allow_unused=True)[0]
+        assert grad_gpu is not None
+        torch.testing.assert_close(grad_gpu.cpu(), grad_cpu, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("sampling", "mode", "loss", "kwargs"),
+    [
+        ("edge", "full", "bpr", {}),
+        ("user", "full", "bpr", {"reject_positives": True}),  # the LightGCN + BPR cell's
+        ("user", "full", "bce", {"num_negatives": 4, "reject_positives": True}),
+        ("user_blocks", "full", "softmax", {}),
+        ("edge", "full", "ssm", {}),
+        ("edge", "full", "ccl", {"num_negatives": 32, "shared_negatives": 4}),
+        ("edge", "sampled", "ssm", {}),
+        ("edge", "sampled", "bpr", {}),
+    ],
+)
+def test_training_on_cuda_learns(sampling, mode, loss, kwargs):
+    data = random_data(seed=0, num_edges=1500)
+    seed_everything(0)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+    cfg = _cfg(
+        epochs=10, batch_size=128, lr=0.02, device=DEVICE, sampling=sampling, mode=mode,
+        num_neighbors=(5, 5, 5), eval_every=10,
+    )  # fmt: skip
+    tr = Trainer(model, data, get_loss(loss, **kwargs), cfg)
+    hist = tr.fit()
+    assert next(model.parameters()).device.type == KIND
+    pop = popularity_baseline(data, ks=(20,))
+    assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] + 0.05
+
+
+def test_evaluation_matches_cpu():
+    data = random_data(seed=5, num_edges=1200)
+    seed_everything(0)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+    tr = Trainer(model, data, get_loss("bpr"), _cfg(epochs=3))
+    tr.fit()
+    cpu = {s: tr.evaluate("test", s) for s in ("ip", "cos")}
+    gpu_tr = Trainer(copy.deepcopy(model), data, get_loss("bpr"), _cfg(device=DEVICE))
+    for s in ("ip", "cos"):
+        assert gpu_tr.evaluate("test", s) == pytest.approx(cpu[s], abs=1e-6)
+    tail_cpu = long_tail_recall(model, data, k=20, groups=4)
+    tail_gpu = long_tail_recall(gpu_tr.model, data, k=20, groups=4)
+    assert tail_gpu.recall == pytest.approx(tail_cpu.recall, abs=1e-6)
+
+
+def test_checkpoint_moves_between_cuda_and_cpu(tmp_path):
+    data = random_data(seed=6)
+    seed_everything(0)
+    gpu = Trainer(
+        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
+        data,
+        get_loss("ssm"),
+        _cfg(epochs=2, device=DEVICE),
+    )
+    gpu.fit()
+    path = tmp_path / "last.pt"
+    save_checkpoint(gpu, path)
+    cpu = Trainer(
+        GraphCF.from_data(data, "lightgcn", embedding_dim=8), data, get_loss("ssm"), _cfg()
+    )
+    assert load_checkpoint(cpu, path) == 2
+    for p_g, p_c in zip(gpu.model.parameters(), cpu.model.parameters()):
+        assert p_c.device.type == "cpu"
+        torch.testing.assert_close(p_c, p_g.detach().cpu())
+    back = Trainer(
+        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
+        data,
+        get_loss("ssm"),
+        _cfg(epochs=3, device=DEVICE),
+    )
+    assert load_checkpoint(back, path) == 2
+    assert len(back.fit()) == 3  # resumes on CUDA: one more epoch
+
+
+def test_lambertw_on_cuda_matches_scipy():
+    x = torch.linspace(-0.3678, 20.0, 1001, device=DEVICE, dtype=torch.float64)
+    w = lambertw(x)
+    assert w.device.type == KIND
+    torch.testing.assert_close(w.cpu(), lambertw_scipy(x).cpu(), atol=1e-9, rtol=1e-9)
+
+
+def test_adaptau_schedule_on_cuda():
+    data = random_data(seed=7, num_edges=1200)
+    seed_everything(0)
+    model = GraphCF.from_data(data, "mf", embedding_dim=16)
+    sched = AdapTau(warmup_epochs=1)
+    cfg = _cfg(epochs=3, batch_size=128, device=DEVICE, eval_every=3)
+    tr = Trainer(model, data, get_loss("ssm", similarity="cos"), cfg, callbacks=[sched])
+    hist = tr.fit()
+    assert sched.user_tau is not None and sched.user_tau.device.type == KIND
+    assert torch.isfinite(sched.user_tau).all() and (sched.user_tau > 0).all()
+    assert len(hist) == 3
