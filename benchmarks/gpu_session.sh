@@ -48,7 +48,7 @@ for cell in "${CELLS[@]}"; do
     pids+=($!)
     stamp "started $cell (pid $!)"
 done
-timeout 240 python -m pytest -q -p no:cacheprovider tests/test_cuda.py >"$OUTDIR/pytest_cuda.log" 2>&1
+PYG_CF_TEST_DEVICE=$DEVICE timeout 240 python -m pytest -q -p no:cacheprovider tests/test_cuda.py >"$OUTDIR/pytest_cuda.log" 2>&1
 stamp "pytest tests/test_cuda.py rc $?"
 for i in "${!pids[@]}"; do
     wait "${pids[$i]}"
