@@ -17,6 +17,7 @@ compute Recall/Precision@20.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions (interleaved)")
     p.add_argument("--pyg-batch", type=int, default=8192, help="PyG example's user block")
     p.add_argument("--embeddings", default=None, help="a .pt file with (user_emb, item_emb)")
+    p.add_argument(
+        "--budgets-mb", default="", help="also time ours at these memory budgets, e.g. 256,4096"
+    )
     args = p.parse_args()
     setup(args)
     if args.quick:
@@ -82,7 +86,8 @@ def main() -> None:
         i = torch.randn(ni, 64, generator=g) * 0.1
     u, i = u.to(_common.DEVICE), i.to(_common.DEVICE)
     test_users = torch.unique(held_out_edges(data, "test")[0]).to(_common.DEVICE)
-    chunk = _chunk_size(256.0, ni)
+    chunk = _chunk_size(None, ni, _common.DEVICE)  # ours' default on this device
+    budgets = [float(b) for b in args.budgets_mb.split(",") if b]
 
     def bare_gemm() -> None:
         scorer = _GemmScores(u, i, chunk)
@@ -96,6 +101,14 @@ def main() -> None:
         "pyg": lambda: res.__setitem__("pyg", pyg_example_eval(u, i, data, 20, args.pyg_batch)),
         "gemm": bare_gemm,
     }
+    for mb in budgets:
+        runs[f"ours@{mb:g}"] = functools.partial(
+            lambda mb: res.__setitem__(
+                f"ours@{mb:g}", evaluate(u, i, data, "test", ks=(20,), memory_budget_mb=mb)
+            ),
+            mb,
+        )
+        times[f"ours@{mb:g}"] = []
     for _ in range(args.repeat):
         for name, fn in runs.items():
             sync()
@@ -107,7 +120,7 @@ def main() -> None:
     b = {k: min(v) for k, v in times.items()}
     rows = [
         [
-            "pyg-cf evaluate()",
+            f"pyg-cf evaluate() (default: chunks of {chunk})",
             s["ours"],
             s["ours"] / s["gemm"],
             b["ours"],
@@ -124,6 +137,19 @@ def main() -> None:
         ],
         [f"bare score GEMM (chunks of {chunk})", s["gemm"], 1.0, b["gemm"], 1.0, "-"],
     ]
+    for mb in budgets:
+        key, n = f"ours@{mb:g}", _chunk_size(mb, ni, _common.DEVICE)
+        rows.insert(
+            -2,
+            [
+                f"pyg-cf evaluate(memory_budget_mb={mb:g}): chunks of {n}",
+                s[key],
+                s[key] / s["gemm"],
+                b[key],
+                b[key] / b["gemm"],
+                f"{res[key]['recall@20']:.5f}",
+            ],
+        )
     header = ["evaluation", "s (median)", "÷ GEMM (median)", "s (best)", "÷ GEMM (best)"]
     tab = table([*header, "Recall@20"], rows)
     print(tab)

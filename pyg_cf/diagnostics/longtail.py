@@ -105,7 +105,7 @@ def long_tail_recall(
     split: str = "test",
     similarity: str = "ip",
     mask_val_at_test: bool = True,
-    memory_budget_mb: float = 256.0,
+    memory_budget_mb: float | None = None,
 ) -> LongTailRecall:
     r"""Decompose Recall@K into item-popularity groups (eq. 22).
 
@@ -119,7 +119,8 @@ def long_tail_recall(
         similarity: ``'ip'`` or ``'cos'`` at prediction time.
         mask_val_at_test: Mask validation positives when ``split='test'`` (as
             :func:`pyg_cf.metrics.evaluate`).
-        memory_budget_mb: Memory for one chunk of scores.
+        memory_budget_mb: Memory for one chunk of scores (``None``: the device's default,
+            256 MB on the CPU, 1 GB on a GPU).
 
     Returns:
         A :class:`LongTailRecall` whose ``table['recall']`` sums to the Recall@K of
@@ -150,7 +151,7 @@ def long_tail_recall(
     pos = UserItemIndex(positives.to(dev), nu, ni)
     masks = [UserItemIndex(s.to(dev), nu, ni) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
-    chunk = _chunk_size(memory_budget_mb, ni)
+    chunk = _chunk_size(memory_budget_mb, ni, dev)
     scorer = _GemmScores(u_emb, i_emb, chunk)
     contrib = torch.zeros(groups, dtype=torch.float64, device=dev)
     for start in range(0, users_all.numel(), chunk):

@@ -118,10 +118,22 @@ def ranking_metrics_from_hits(
     return out
 
 
-def _chunk_size(memory_budget_mb: float, num_items: int) -> int:
+# memory for one chunk of scores when none is given, and the most users per chunk: on the
+# CPU chunks beyond ~1k users stop paying off; on a GPU each chunk costs a dozen kernel
+# launches, so fewer, larger chunks win (Gowalla on an H200: benchmarks/results/bench_eval_gpu.md)
+_DEFAULT_BUDGET_MB = {"cpu": 256.0, "cuda": 1024.0}
+_MAX_CHUNK = {"cpu": 1024, "cuda": 8192}
+
+
+def _chunk_size(
+    memory_budget_mb: float | None, num_items: int, device: torch.device | str = "cpu"
+) -> int:
     """Users per chunk: one float32 score row per user (plus slack for the top-K
-    candidates) within ``memory_budget_mb``, capped where larger chunks stop paying off."""
-    return max(1, min(1024, int(memory_budget_mb * 2**20 / (num_items * 5))))
+    candidates) within ``memory_budget_mb`` (``None``: the device's default), capped where
+    larger chunks stop paying off on that device."""
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    budget = _DEFAULT_BUDGET_MB[kind] if memory_budget_mb is None else memory_budget_mb
+    return max(1, min(_MAX_CHUNK[kind], int(budget * 2**20 / (num_items * 5))))
 
 
 def evaluate_scores(
@@ -132,7 +144,7 @@ def evaluate_scores(
     seen: Sequence[Tensor] = (),
     ks: Sequence[int] = (20,),
     chunk_size: int | None = None,
-    memory_budget_mb: float = 256.0,
+    memory_budget_mb: float | None = None,
     device: torch.device | str | None = None,
     per_user: bool = False,
 ) -> dict[str, float] | tuple[dict[str, float], dict[str, Tensor]]:
@@ -146,7 +158,8 @@ def evaluate_scores(
         seen: ``[2, E]`` pair sets to mask (training, and validation at test time).
         ks: Cut-offs.
         chunk_size: Users per chunk; derived from ``memory_budget_mb`` when ``None``.
-        memory_budget_mb: Memory for one chunk's score and hit matrices.
+        memory_budget_mb: Memory for one chunk's score and hit matrices (``None``: 256 MB
+            on the CPU, 1 GB on a GPU).
         device: Where to run; the device of ``positives`` when ``None``.
         per_user: Also return the per-user metric tensors and the evaluated user ids.
 
@@ -161,7 +174,7 @@ def evaluate_scores(
     masks = [UserItemIndex.cached(s.to(dev), num_users, num_items) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     if chunk_size is None:
-        chunk_size = _chunk_size(memory_budget_mb, num_items)
+        chunk_size = _chunk_size(memory_budget_mb, num_items, dev)
     kmax = max(ks)
     # pyg-cf's own GEMM scorer returns rows padded with -inf columns (see _GemmScores).
     width = int(getattr(score_fn, "padded_width", num_items))
@@ -238,7 +251,7 @@ def evaluate(
         raise ConfigError(f"data has no {split} positives")
     res = evaluate_scores(
         _GemmScores(u, i, kwargs.get("chunk_size") or _chunk_size(
-            kwargs.get("memory_budget_mb", 256.0), ni)),
+            kwargs.get("memory_budget_mb"), ni, u.device)),
         nu, ni, positives, seen, ks, device=u.device, **kwargs,
     )  # fmt: skip
     assert isinstance(res, dict)

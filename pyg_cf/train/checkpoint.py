@@ -151,6 +151,7 @@ def _rng_state(trainer: Trainer) -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
         "generator": trainer.generator.get_state(),
+        "generator_device": trainer.generator.device.type,
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
@@ -163,7 +164,26 @@ def _set_rng_state(trainer: Trainer, rng: dict[str, Any]) -> None:
         (n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
     )
     torch.set_rng_state(rng["torch"].cpu())
-    trainer.generator.set_state(rng["generator"].cpu())
+    # a CPU generator's state cannot seed a CUDA one and vice versa (other algorithms);
+    # checkpoints from before the device was recorded hold a CPU state when their size says so
+    saved_on = rng.get("generator_device") or (
+        "cpu" if rng["generator"].numel() == torch.Generator().get_state().numel() else "cuda"
+    )
+    if saved_on == trainer.generator.device.type:
+        trainer.generator.set_state(rng["generator"].cpu())
+    else:
+        seed = int(torch.randint(2**62, (1,)).item())  # from the restored global stream
+        trainer.generator.manual_seed(seed)
+        log.warning(
+            "checkpoint's sampling generator was on %s, this trainer's is on %s: its state "
+            "cannot move between them, so sampling continues from a fresh seed derived "
+            "from the restored global random state (weights, optimizer and history are "
+            "restored exactly; the batch order after this epoch differs from an "
+            "uninterrupted %s run)",
+            saved_on,
+            trainer.generator.device.type,
+            saved_on,
+        )
     if rng["cuda"] and torch.cuda.is_available():
         if len(rng["cuda"]) != torch.cuda.device_count():
             log.warning(

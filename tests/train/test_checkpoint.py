@@ -140,7 +140,10 @@ def test_checkpoint_is_plain_data_loaded_with_weights_only(tmp_path):
     tr.fit()
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and len(state["history"]) == 1
-    assert set(state["rng"]) == {"python", "numpy", "torch", "generator", "cuda"}
+    assert set(state["rng"]) == {
+        "python", "numpy", "torch", "generator", "generator_device", "cuda"
+    }  # fmt: skip
+    assert state["rng"]["generator_device"] == "cpu"
     assert "user_embedding.weight" in state["model"]
     assert state["optimizer"]["state"], "Adam moments must be saved"
 
@@ -236,3 +239,29 @@ def test_nan_loss_keeps_last_good_checkpoint(tmp_path):
     fresh = build(data, CASES["mf-bpr-sampled"], None, extra_callbacks=[PoisonAt(-1)])
     assert load_checkpoint(fresh, tmp_path / "last.pt") == 2
     assert torch.isfinite(fresh.model.user_embedding.weight).all()
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_checkpoint_from_another_device_resumes_with_a_warning(tmp_path, caplog, recorded):
+    """A checkpoint whose sampling generator ran on CUDA (a 16-byte Philox state) loads
+    into a CPU trainer: weights, optimizer and history exactly, the generator re-seeded
+    with a warning that names the change — also for checkpoints that predate the recorded
+    device (told apart by the state's size)."""
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's size
+    if recorded:
+        state["rng"]["generator_device"] = "cuda"
+    else:
+        del state["rng"]["generator_device"]
+    torch.save(state, tmp_path / "gpu.pt")
+    other = build(data, CASES["mf-bpr-sampled"], tmp_path / "other")
+    other.config.epochs = 2
+    with caplog.at_level("WARNING"):
+        assert load_checkpoint(other, tmp_path / "gpu.pt") == 1
+    assert "generator was on cuda, this trainer's is on cpu" in caplog.text
+    assert torch.equal(other.model.embeddings()[0], tr.model.embeddings()[0])
+    assert len(other.fit()) == 2
