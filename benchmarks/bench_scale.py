@@ -151,7 +151,6 @@ def main() -> None:
         default=10_000_000,
         help="also time the full-graph step up to this many interactions",
     )
-    p.add_argument("--device", default="cpu")
     p.add_argument("--single", type=int, default=None, help=argparse_hidden())
     args = p.parse_args()
     setup(args)

@@ -319,6 +319,7 @@ CELLS: list[Cell] = [
         published=(0.1824, None),
         l2=1e-4,
         sampling="user",
+        epochs=1000,
         eval_every=5,
         patience=4,
         note="same run as t1-lightgcn-bpr",
