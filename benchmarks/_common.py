@@ -163,9 +163,15 @@ def sync() -> None:
 
 def setup(args: argparse.Namespace) -> None:
     global DEVICE
-    DEVICE = torch.device(getattr(args, "device", "cpu"))
+    name = getattr(args, "device", "cpu")
+    try:
+        DEVICE = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+    if DEVICE.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible")
+        raise SystemExit(f"--device {name}: no CUDA device is visible")
     if args.quick and args.name is None:  # never overwrite measured results with a smoke run
         args.name = Path(sys.argv[0]).stem + "_quick"
     if args.threads:

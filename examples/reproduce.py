@@ -1466,6 +1466,18 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{flag.replace('_', '-')} must be a positive number of seconds, got {value}")
     global DEVICE
     DEVICE = args.device or DEVICE
+    if DEVICE != "cpu":
+        import torch
+
+        from pyg_cf.errors import ConfigError
+        from pyg_cf.train import TrainConfig
+
+        try:
+            TrainConfig(device=DEVICE)
+        except ConfigError as e:
+            p.error(f"--device / $PYG_CF_DEVICE: {e}")
+        if torch.device(DEVICE).type == "cuda" and not torch.cuda.is_available():
+            p.error(f"--device / $PYG_CF_DEVICE is {DEVICE!r} but no CUDA device is visible")
     OUT.mkdir(parents=True, exist_ok=True)
     if args.list:
         for c in CELLS:

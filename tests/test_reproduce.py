@@ -84,6 +84,30 @@ def test_budgets_must_be_positive(repro, flag, capsys):
     assert "must be a positive number of seconds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("gpu", "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"), ("cuda", "no CUDA device")],
+)
+def test_a_bad_device_is_refused_before_any_training(repro, device, message, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        repro.main(["--cell", "t9-mf-ssm", "--device", device])
+    assert message in capsys.readouterr().err
+    assert not (repro.OUT / "t9-mf-ssm.json").exists()
+
+
+def test_a_run_records_its_device_in_machine_and_command(repro, monkeypatch):
+    monkeypatch.setattr(repro, "DEVICE", "cuda:0")
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Some GPU")
+    assert repro.machine().startswith("Some GPU (CUDA ")
+    assert repro.command(repro.BY_ID["t9-mf-ssm"]).endswith("--cell t9-mf-ssm --device cuda:0")
+    rec = {"machine": repro.machine(), "wall_s": 360.0}
+    assert repro.on_gpu(rec) and repro.wall(rec) == "6 min (Some GPU)"
+    monkeypatch.setattr(repro, "DEVICE", "cpu")
+    cpu = {"machine": repro.machine(), "wall_s": 120.0, "torch_threads": 2}
+    assert not repro.on_gpu(cpu) and repro.wall(cpu).endswith("2 threads)")
+
+
 def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeypatch):
     assert repro.main(["--refit", "--cell", "t9-mf-ssm"]) == 1  # nothing to refit yet
     assert not (repro.OUT / "refit" / "t9-mf-ssm.json").exists()
@@ -534,3 +558,22 @@ def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_pa
     assert rec["command"].endswith(f"t9-mf-ssm tau 0.5 2 {tmp_path / 'p'} --refit")
     assert probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit=True) == out
     assert seen == [0.1, 0.0]  # both cached
+
+
+def test_a_gpu_run_keeps_out_of_the_equal_time_view(repro):
+    """A cell reported from a GPU run shows 'GPU run' for its 600-s column, and the
+    equal-training-time section (CPU minutes) shows its earlier CPU run instead, marked."""
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    path = repro.OUT / "t9-mf-ssm.json"
+    rec = json.loads(path.read_text())
+    (repro.OUT / "t9-mf-ssm_cpu_budget60.json").write_text(json.dumps(rec))
+    rec["machine"] = "Some GPU (CUDA 13.0), 16 cores, Xeon, torch 2.11.0"
+    path.write_text(json.dumps(rec))
+    repro.write_page()
+    page = repro.PAGE.read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| MF + SSM | 0."))
+    assert "(Some GPU)" in row and "| GPU run |" in row
+    assert "earlier CPU run (t9-mf-ssm_cpu_budget60.json)" in page
+    (repro.OUT / "t9-mf-ssm_cpu_budget60.json").unlink()
+    repro.write_page()
+    assert "earlier CPU run (" not in repro.PAGE.read_text()  # no row without a CPU run

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.interaction_loader import SAMPLINGS
 
@@ -129,6 +131,14 @@ class TrainConfig:
             raise ConfigError(f"min_epochs must be >= 0, got {self.min_epochs}")
         if self.l2_reg < 0:
             raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
+        try:
+            kind = torch.device(self.device).type
+        except (RuntimeError, TypeError) as e:
+            raise ConfigError(
+                f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            ) from e
+        if kind not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.test_similarity not in ("ip", "cos"):
             raise ConfigError(
                 f"test_similarity must be 'ip' or 'cos', got {self.test_similarity!r}"

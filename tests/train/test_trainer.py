@@ -312,3 +312,12 @@ def test_extra_test_similarities_share_one_forward_pass():
 def test_extra_test_similarities_are_validated(extra):
     with pytest.raises(ConfigError, match="extra_test_similarities"):
         TrainConfig(test_similarity="ip", extra_test_similarities=extra)
+
+
+@pytest.mark.parametrize("device", ["gpu", "mps", "cuda:x", ""])
+def test_an_unknown_device_is_named(device):
+    with pytest.raises(
+        ConfigError, match=f"device must be 'cpu', 'cuda' or 'cuda:N', got '{device}'"
+    ):
+        TrainConfig(device=device)
+    assert TrainConfig(device="cuda:1").device == "cuda:1"  # checked when a Trainer uses it
