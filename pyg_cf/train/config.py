@@ -131,14 +131,13 @@ class TrainConfig:
             raise ConfigError(f"min_epochs must be >= 0, got {self.min_epochs}")
         if self.l2_reg < 0:
             raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
+        bad_device = f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
         try:
             kind = torch.device(self.device).type
         except (RuntimeError, TypeError) as e:
-            raise ConfigError(
-                f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
-            ) from e
+            raise ConfigError(bad_device) from e
         if kind not in ("cpu", "cuda"):
-            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            raise ConfigError(bad_device)
         if self.test_similarity not in ("ip", "cos"):
             raise ConfigError(
                 f"test_similarity must be 'ip' or 'cos', got {self.test_similarity!r}"
