@@ -1143,8 +1143,10 @@ def convergence_section() -> list[str]:
             cpu_runs = sorted(OUT.glob(f"{c.id}_cpu_*.json"))
             if not cpu_runs:
                 continue
-            history = json.loads(cpu_runs[-1].read_text())["history"]
-            state = f"earlier CPU run ({cpu_runs[-1].name}), budget reached"
+            cpu_rec = json.loads(cpu_runs[-1].read_text())
+            history = cpu_rec["history"]
+            ended = "finished" if ran_to_end(c, cpu_rec) else "budget reached"
+            state = f"earlier CPU run ({cpu_runs[-1].name}), {ended}"
         evals = [r for r in history if r.get("test_recall@20") is not None]
         if not evals:
             continue
