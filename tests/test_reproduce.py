@@ -536,6 +536,15 @@ def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
     assert seen[-1][2] == {"tau": 0.5}  # a loss argument
     assert probe.probe("t9-mf-ssm", "lr", 1e-4, 1, tmp_path / "probes") == out  # cached
     assert len(seen) == 2
+    # several settings at once: Cell fields and loss arguments, one record
+    both = probe.probe("t9-mf-ssm", "lr,tau", [1e-4, 0.5], 1, tmp_path / "probes")
+    assert both.name == "t9-mf-ssm-lr=0.0001+tau=0.5-1ep.json"
+    assert seen[-1] == (1e-4, 1, {"tau": 0.5})
+    rec = json.loads(both.read_text())
+    assert rec["probe"] == {"base_cell": "t9-mf-ssm", "lr": 1e-4, "tau": 0.5}
+    assert " t9-mf-ssm lr,tau 0.0001,0.5 1 " in rec["command"]
+    with pytest.raises(SystemExit, match="need as many values"):
+        probe.probe("t9-mf-ssm", "lr,tau", [1e-4], 1, tmp_path / "probes")
 
 
 def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_path, monkeypatch):

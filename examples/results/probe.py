@@ -1,7 +1,8 @@
 """Probe one hyperparameter of a reproduction cell under the validation protocol.
 
 Runs the cell of ``examples/reproduce.py`` with one setting changed — a field of its
-``Cell`` (``l2``, ``lr``, ``sampling``, …) or else one of its loss arguments — for ``EPOCHS``
+``Cell`` (``l2``, ``lr``, ``sampling``, …) or else one of its loss arguments; comma-separated
+keys and values change several at once (``lr,mask_positives 1e-4,true``) — for ``EPOCHS``
 epochs (or until its early stopping, or a ``BUDGET`` in seconds), on the same seed and
 validation carve as the cell itself. The record (validation and test history; test is read,
 never used for a choice) goes to ``OUT_DIR/<cell>-<key>=<value>-<epochs>ep[-<budget>s].json``;
@@ -43,22 +44,29 @@ def _parse(value: str) -> Any:
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
+def _settings(key: str, value: Any) -> dict[str, Any]:
+    """``{key: value}``; comma-separated keys take a sequence of as many values."""
+    keys = key.split(",")
+    values = list(value) if len(keys) > 1 else [value]
+    if len(values) != len(keys) or len(set(keys)) != len(keys):
+        raise SystemExit(f"probe: keys {keys} need as many values, got {values}")
+    return dict(zip(keys, values, strict=True))
+
+
 def _command(
-    cell_id: str, key: str, value: Any, epochs: int, out_dir: Path, budget: float | None
+    cell_id: str, settings: dict[str, Any], epochs: int, out_dir: Path, budget: float | None
 ) -> str:
+    key = ",".join(settings)
+    value = ",".join(str(v) for v in settings.values())
     return " ".join(
-        ["python examples/results/probe.py", cell_id, key, str(value), str(epochs), str(out_dir)]
+        ["python examples/results/probe.py", cell_id, key, value, str(epochs), str(out_dir)]
         + ([f"{budget:g}"] if budget else [])
     )
 
 
-def _probed_cell(mod: Any, cell_id: str, key: str, value: Any, name: str, epochs: int) -> Any:
-    """The cell with the probed setting (a ``Cell`` field; loss arguments go as overrides)."""
-    base = mod.BY_ID[cell_id]
-    changes: dict[str, Any] = {"id": name, "epochs": epochs}
-    if key in {f.name for f in dataclasses.fields(base)}:
-        changes[key] = value
-    return dataclasses.replace(base, **changes)
+def _probed_cell(mod: Any, cell_id: str, fields: dict[str, Any], name: str, epochs: int) -> Any:
+    """The cell with the probed ``Cell`` fields (loss arguments go as overrides)."""
+    return dataclasses.replace(mod.BY_ID[cell_id], id=name, epochs=epochs, **fields)
 
 
 def probe(
@@ -73,17 +81,22 @@ def probe(
     """Train the probe (unless its record exists) and return the record's path; with
     ``refit``, also retrain it on the full training split and return that record's path."""
     mod = _reproduce()
+    settings = _settings(key, value)
     suffix = f"-{budget:g}s" if budget else ""
-    tag = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+    tag = "+".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+    )
     out = out_dir / f"{cell_id}-{tag}-{epochs}ep{suffix}.json"
-    cmd = _command(cell_id, key, value, epochs, out_dir, budget)
-    is_field = key in {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
+    cmd = _command(cell_id, settings, epochs, out_dir, budget)
+    names = {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
+    fields = {k: v for k, v in settings.items() if k in names}
+    loss_args = {k: v for k, v in settings.items() if k not in names}
     if out.exists():
         print(f"{out} exists: nothing to train for the probe")
     else:
-        cell = _probed_cell(mod, cell_id, key, value, f"x-{cell_id}-{tag}{suffix}", epochs)
-        rec = mod.run_cell(cell, budget, overrides=None if is_field else {key: value})
-        rec["probe"] = {"base_cell": cell_id, key: value}
+        cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", epochs)
+        rec = mod.run_cell(cell, budget, overrides=loss_args or None)
+        rec["probe"] = {"base_cell": cell_id, **settings}
         rec["command"] = cmd
         out_dir.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rec, indent=1))
@@ -96,9 +109,9 @@ def probe(
         return refit_out
     source = json.loads(out.read_text())
     n = int(source["best_epoch"])
-    cell = _probed_cell(mod, cell_id, key, value, f"x-{cell_id}-{tag}{suffix}", n)
+    cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", n)
     rec = mod.run_cell(cell, None, overrides=source.get("loss_kwargs"), epochs=n, refit=True)
-    rec["probe"] = {"base_cell": cell_id, key: value}
+    rec["probe"] = {"base_cell": cell_id, **settings}
     rec["selected_from"] = {
         "probe": out.name,
         "best_epoch": n,
@@ -118,7 +131,7 @@ if __name__ == "__main__":
     probe(
         cell_id,
         key,
-        _parse(value),
+        [_parse(v) for v in value.split(",")] if "," in key else _parse(value),
         int(epochs),
         Path(out_dir),
         float(args[5]) if len(args) > 5 else None,
