@@ -163,13 +163,15 @@ def sync() -> None:
 
 def setup(args: argparse.Namespace) -> None:
     global DEVICE
+    from pyg_cf.errors import ConfigError
+    from pyg_cf.train import TrainConfig
+
     name = getattr(args, "device", "cpu")
     try:
-        DEVICE = torch.device(name)
-    except RuntimeError:
-        raise SystemExit(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
-    if DEVICE.type not in ("cpu", "cuda"):
-        raise SystemExit(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+        TrainConfig(device=name)  # the package's own check of a device name
+    except ConfigError as e:
+        raise SystemExit(f"--device: {e}") from None
+    DEVICE = torch.device(name)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {name}: no CUDA device is visible")
     if args.quick and args.name is None:  # never overwrite measured results with a smoke run
