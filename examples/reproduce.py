@@ -69,6 +69,9 @@ CHECKPOINTS = Path(
 )
 # where cells train: 'cpu' or 'cuda[:N]' (``--device``, default ``$PYG_CF_DEVICE`` or cpu)
 DEVICE = os.environ.get("PYG_CF_DEVICE") or "cpu"
+# replay full-graph training steps as CUDA graphs on a GPU (``--cuda-graphs``, or
+# ``$PYG_CF_CUDA_GRAPHS=1``): the same steps without the launch overhead
+CUDA_GRAPHS = os.environ.get("PYG_CF_CUDA_GRAPHS", "") == "1"
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Cell:
     temperature: str = "fixed"
     temperature_kwargs: dict[str, Any] = field(default_factory=dict)
     sampling: str = "edge"
+    batch_size: int = 2048  # the protocol's; probes may change it
     patience: int = 5
     min_epochs: int = 0  # early stopping never stops before this epoch
     eval_every: int = 1
@@ -598,6 +602,8 @@ def command(cell: Cell) -> str:
     """The command that runs this cell (an alias cell runs as its source; a selection cell
     runs its sources)."""
     dev = f" --device {DEVICE}" if DEVICE != "cpu" else ""
+    if DEVICE != "cpu" and CUDA_GRAPHS:
+        dev += " --cuda-graphs"
     cid = cell.id if cell.select_from else source_id(cell)
     return f"python examples/reproduce.py --cell {cid}{dev}"
 
@@ -660,7 +666,9 @@ def run_cell(
         eval_test=not tag,
         time_budget_s=budget_s,
         sampling=cell.sampling,
+        batch_size=cell.batch_size,
         device=DEVICE,
+        cuda_graphs=CUDA_GRAPHS and DEVICE != "cpu",
         checkpoint_dir=str(ckpt),
         progress=False,
     )
@@ -1459,6 +1467,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--device", default=None, help="'cpu' or 'cuda[:N]' (default: $PYG_CF_DEVICE or cpu)"
     )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on a GPU, replay full-graph training steps as CUDA graphs (same steps, less "
+        "launch overhead; default: $PYG_CF_CUDA_GRAPHS=1)",
+    )
     p.add_argument("--list", action="store_true")
     p.add_argument("--page", action="store_true", help="only rewrite REPRODUCTION.md")
     args = p.parse_args(argv)
@@ -1466,8 +1480,11 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, flag)
         if value is not None and not value > 0:
             p.error(f"--{flag.replace('_', '-')} must be a positive number of seconds, got {value}")
-    global DEVICE
+    global DEVICE, CUDA_GRAPHS
     DEVICE = args.device or DEVICE
+    if (CUDA_GRAPHS or args.cuda_graphs) and DEVICE == "cpu":
+        p.error("--cuda-graphs / $PYG_CF_CUDA_GRAPHS needs --device cuda")
+    CUDA_GRAPHS = CUDA_GRAPHS or args.cuda_graphs
     if DEVICE != "cpu":
         import torch
 

@@ -181,3 +181,76 @@ def test_adaptau_schedule_on_cuda():
     assert sched.user_tau is not None and sched.user_tau.device.type == KIND
     assert torch.isfinite(sched.user_tau).all() and (sched.user_tau > 0).all()
     assert len(hist) == 3
+
+
+# CUDA graph replay of the training step (TrainConfig.cuda_graphs): the same steps as eager
+# execution — same sampled batches, same kernels — so the same weights up to atomic-add
+# rounding. 'edge' epochs end with a short batch, which runs eagerly between replays.
+GRAPH_CASES = [
+    ("lightgcn", "bpr", {"reject_positives": True}, "user", 0.0),  # the BPR cell's recipe
+    ("lightgcn", "bce", {"num_negatives": 4, "reject_positives": True}, "user", 0.0),
+    ("lightgcn", "ssm", {"similarity": "cos"}, "edge", 0.0),
+    ("lightgcn", "ccl", {"num_negatives": 32, "shared_negatives": 4}, "edge", 0.0),
+    ("mf", "ssm", {}, "edge", 0.1),  # user dropout: RNG inside the graph
+]
+
+
+@pytest.mark.skipif(KIND != "cuda", reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize(("model_name", "loss", "kwargs", "sampling", "dropout"), GRAPH_CASES)
+def test_cuda_graph_steps_match_eager_steps(model_name, loss, kwargs, sampling, dropout):
+    data = random_data(seed=5, num_edges=1500)
+
+    def run(graphs: bool):  # type: ignore[no-untyped-def]
+        seed_everything(0)
+        model = GraphCF.from_data(data, model_name, embedding_dim=16)
+        cfg = _cfg(
+            epochs=3, batch_size=128, device=DEVICE, sampling=sampling, l2_reg=1e-4,
+            eval_every=3, cuda_graphs=graphs, user_dropout=dropout,
+        )  # fmt: skip
+        tr = Trainer(model, data, get_loss(loss, **kwargs), cfg)
+        return tr, tr.fit()
+
+    eager, h_eager = run(False)
+    graph, h_graph = run(True)
+    g = graph._graphed
+    assert g is not None and not g.failed, "capture failed: see the logged warning"
+    assert g.captures == 3 and g.replays > 0  # one capture per epoch
+    if dropout:  # the dropout masks come from the graph's RNG offsets: same law, not bits
+        assert h_graph["loss"].iloc[-1] < h_graph["loss"].iloc[0]
+        return
+    torch.testing.assert_close(
+        torch.tensor(h_graph["loss"].to_list()),
+        torch.tensor(h_eager["loss"].to_list()),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    for p_e, p_g in zip(eager.model.parameters(), graph.model.parameters()):
+        torch.testing.assert_close(p_g, p_e, rtol=1e-3, atol=1e-4)
+    assert h_graph["test_recall@20"].iloc[-1] == pytest.approx(
+        h_eager["test_recall@20"].iloc[-1], abs=0.02
+    )
+
+
+@pytest.mark.skipif(KIND != "cuda", reason="CUDA graphs need a CUDA device")
+def test_cuda_graphs_resume_from_an_eager_checkpoint(tmp_path):
+    """A checkpoint of an eager run (non-capturable Adam state) continues under graphs."""
+    data = random_data(seed=6)
+    seed_everything(0)
+    first = Trainer(
+        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
+        data,
+        get_loss("bpr"),
+        _cfg(epochs=1, device=DEVICE, sampling="user"),
+    )
+    first.fit()
+    save_checkpoint(first, tmp_path / "last.pt")
+    second = Trainer(
+        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
+        data,
+        get_loss("bpr"),
+        _cfg(epochs=3, device=DEVICE, sampling="user", cuda_graphs=True),
+    )
+    assert load_checkpoint(second, tmp_path / "last.pt") == 1
+    hist = second.fit()
+    assert len(hist) == 3 and second._graphed is not None
+    assert not second._graphed.failed and second._graphed.replays > 0

@@ -96,6 +96,16 @@ def test_a_bad_device_is_refused_before_any_training(repro, device, message, cap
     assert not (repro.OUT / "t9-mf-ssm.json").exists()
 
 
+def test_cuda_graphs_need_a_gpu_and_show_in_the_command(repro, capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        repro.main(["--cell", "t9-mf-ssm", "--cuda-graphs"])
+    assert "--cuda-graphs / $PYG_CF_CUDA_GRAPHS needs --device cuda" in capsys.readouterr().err
+    assert not (repro.OUT / "t9-mf-ssm.json").exists()
+    monkeypatch.setattr(repro, "DEVICE", "cuda")
+    monkeypatch.setattr(repro, "CUDA_GRAPHS", True)
+    assert repro.command(repro.BY_ID["t9-mf-ssm"]).endswith("--device cuda --cuda-graphs")
+
+
 def test_a_run_records_its_device_in_machine_and_command(repro, monkeypatch):
     monkeypatch.setattr(repro, "DEVICE", "cuda:0")
     monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Some GPU")

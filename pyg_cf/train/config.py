@@ -80,6 +80,13 @@ class TrainConfig:
             embedding table is at least 32 MiB (glibc's largest mmap threshold), where it
             pays (1.4–1.6x faster sampled steps at 10 M interactions, measured); off for
             smaller graphs.
+        cuda_graphs: On a CUDA device in ``'full'`` mode, record the training step
+            (forward, loss, backward, Adam) as a CUDA graph at the start of each epoch and
+            replay it for every batch (:class:`~pyg_cf.train.cuda_graph.GraphedStep`): the
+            same kernels without the launch overhead that bounds small models on a GPU.
+            Batches of another shape run eagerly; a step that cannot be captured falls back
+            to eager execution with a warning. Python state that the loss reads must not
+            change within an epoch (per-epoch schedules are fine).
     """
 
     epochs: int = 100
@@ -110,6 +117,7 @@ class TrainConfig:
     sampling: str = "edge"
     user_dropout: float = 0.0
     retain_cpu_memory: bool | None = None
+    cuda_graphs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,6 +184,11 @@ class TrainConfig:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.sparse_grad and self.mode != "sampled":
             raise ConfigError("sparse_grad=True needs mode='sampled'")
+        if self.cuda_graphs and (kind != "cuda" or self.mode != "full"):
+            raise ConfigError(
+                "cuda_graphs=True needs a CUDA device and mode='full' (sampled subgraphs "
+                f"change shape every batch), got device={self.device!r}, mode={self.mode!r}"
+            )
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of (1-based) ``epoch`` under the step-decay schedule."""

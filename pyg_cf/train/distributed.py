@@ -57,6 +57,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.errors import ConfigError
+from pyg_cf.loader.interaction_loader import CFBatch
 from pyg_cf.losses.base import CFLoss, LossBatch
 from pyg_cf.metrics.ranking import evaluate_scores
 from pyg_cf.nn.models import GraphCF
@@ -166,6 +167,8 @@ class DistributedTrainer(Trainer):
             )
         if cfg.sparse_grad:
             raise ConfigError("sparse_grad=True is not supported by DistributedTrainer")
+        if cfg.cuda_graphs:
+            raise ConfigError("cuda_graphs=True is not supported by DistributedTrainer")
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
@@ -192,22 +195,32 @@ class DistributedTrainer(Trainer):
                 continue
             yield idx
 
-    def make_batch(self, idx: Tensor) -> tuple[LossBatch, Tensor]:
-        """This rank's rows of global batch ``idx`` (see the module documentation)."""
+    def collate(self, idx: Tensor) -> CFBatch:
+        """The ids of global batch ``idx`` this rank needs (see the module documentation):
+        the whole batch in ``'full'`` mode (its rows are sliced after the forward pass),
+        this rank's rows and their neighborhood in ``'sampled'`` mode."""
         rows = shard_rows(idx.numel(), self.rank, self.world_size, device=idx.device)
         self._weight = rows.numel() / idx.numel()
         if self.config.mode == "full":
-            batch, reg = super().make_batch(idx)
-            return slice_loss_batch(batch, rows), reg
+            return super().collate(idx)
         seed = torch.randint(
             2**62, (1,), generator=self.generator, device=self.generator.device
         ).item()
         self.local_generator.manual_seed(int(seed) + self.rank)
         self.loader.generator = self.local_generator
         try:
-            return super().make_batch(idx[rows])
+            return super().collate(idx[rows])
         finally:
             self.loader.generator = self.generator
+
+    def embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
+        """This rank's rows of the batch's :class:`~pyg_cf.losses.LossBatch`."""
+        batch, reg = super().embed_batch(cb)
+        if self.config.mode == "full":
+            n = cb.users.numel()
+            rows = shard_rows(n, self.rank, self.world_size, device=cb.users.device)
+            return slice_loss_batch(batch, rows), reg
+        return batch, reg
 
     def _average_gradients(self, *_: Any) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]

@@ -29,6 +29,7 @@ from pyg_cf.losses.negatives import NegativeSampler
 from pyg_cf.metrics.ranking import evaluate
 from pyg_cf.nn.models import GraphCF
 from pyg_cf.train.config import TrainConfig
+from pyg_cf.train.cuda_graph import GraphedStep
 from pyg_cf.train.memory import MMAP_THRESHOLD_MAX, retain_freed_memory
 from pyg_cf.train.optim import LazyAdam
 
@@ -154,6 +155,7 @@ class Trainer:
         self.bad_evals = 0
         self.collisions = 0
         self.last_batch: CFBatch | None = None
+        self._graphed: GraphedStep | None = None
 
     def _make_loader(self) -> InteractionLoader:
         cfg, model = self.config, self.model
@@ -210,10 +212,14 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
         if not self.config.sparse_grad:
+            # capturable: its step can be recorded in a CUDA graph (config.cuda_graphs)
+            capturable = self.config.cuda_graphs
             try:  # one fused kernel per step instead of ~6 passes over the embeddings
-                return torch.optim.Adam(params, lr=self.config.lr, fused=True)
+                return torch.optim.Adam(
+                    params, lr=self.config.lr, fused=True, capturable=capturable
+                )
             except (RuntimeError, TypeError, ValueError):  # pragma: no cover - old torch
-                return torch.optim.Adam(params, lr=self.config.lr)
+                return torch.optim.Adam(params, lr=self.config.lr, capturable=capturable)
         embeddings = [m for m in self.model.modules() if isinstance(m, torch.nn.Embedding)]
         if {id(p) for p in params} != {id(m.weight) for m in embeddings}:
             raise ConfigError("sparse_grad=True needs a model whose parameters are all embeddings")
@@ -232,19 +238,38 @@ class Trainer:
         In ``'full'`` mode the model propagates over the whole training graph; in
         ``'sampled'`` mode over the batch's K-hop neighborhood (same model, same call).
         """
+        return self.embed_batch(self.collate(idx))
+
+    def _negatives(self, rows: int) -> tuple[int, bool | int]:
+        """``(num_negatives, shared)`` of a batch of ``rows`` rows for the loss."""
         num_neg = self.loss.num_negatives if self.loss.negatives == "sampled" else 0
         shared: bool | int = (num_neg > 0) and getattr(self.loss, "shared_negatives", False)
-        if shared and negative_sets(idx.numel(), int(shared))[1] == 1:
+        if shared and negative_sets(rows, int(shared))[1] == 1:
             shared = False  # as many sets as rows: negatives per row
-        cos = getattr(self.loss, "similarity", None) == "cos"
-        unit = False
+        return num_neg, shared
+
+    def collate(self, idx: Tensor) -> CFBatch:
+        """The ids of one batch: users, positives, sampled negatives (and in ``'sampled'``
+        mode the batch's neighborhood)."""
+        num_neg, shared = self._negatives(idx.numel())
         cb = self.loader.collate(idx, num_negatives=num_neg, shared=shared)
         self.last_batch = cb
+        self.collisions += cb.num_collisions
+        return cb
+
+    def embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
+        """The :class:`~pyg_cf.losses.LossBatch` of ``cb`` (the model's forward pass) and
+        the L2 penalty: pure tensor work, which :class:`~pyg_cf.train.cuda_graph.GraphedStep`
+        can capture."""
+        _, shared = self._negatives(cb.users.numel())
+        cos = getattr(self.loss, "similarity", None) == "cos"
+        unit = False
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
         neg_emb = all_item_emb = None
         if cb.subgraph is None:
             u_all, i_all = self.model()
-            user_emb, pos_emb = u_all[users], i_all[pos]
+            # index_select: backward is an index_add (no host sync, capturable)
+            user_emb, pos_emb = u_all.index_select(0, users), i_all.index_select(0, pos)
             if neg is not None:
                 neg_emb, unit = _gather_negatives(i_all, neg, shared, cos)
             if self.loss.negatives == "all":
@@ -256,7 +281,6 @@ class Trainer:
                 neg_emb, unit = _gather_negatives(i_sub, cb.neg_index, shared, cos)
         if self.config.user_dropout > 0 and self.model.training:
             user_emb = F.dropout(user_emb, self.config.user_dropout, training=True)
-        self.collisions += cb.num_collisions
         extra: dict[str, Any] = {}
         if "positives" in getattr(LossBatch, "__dataclass_fields__", {}):
             extra["positives"] = self.seen
@@ -300,24 +324,11 @@ class Trainer:
         bar = tqdm(
             it, total=self._steps(), desc=f"epoch {self.epoch}", disable=not show, leave=False
         )
+        graphed = self._graphed_step()
+        if graphed is not None:  # capture anew: the epoch's schedule may have changed state
+            graphed.reset()
         for step, idx in enumerate(bar):
-            batch, reg = self.make_batch(idx)
-            loss = self.loss(batch)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                kept = (
-                    f"the last good checkpoint is {self.config.checkpoint_dir}/last.pt"
-                    if self.config.checkpoint_dir is not None
-                    else "no step was taken with it (set checkpoint_dir to keep a last good "
-                    "checkpoint)"
-                )
-                raise NonFiniteLossError(
-                    f"loss is {value} at epoch {self.epoch}, batch {step}; {kept}; lower the "
-                    "learning rate or check the inputs"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            (loss + reg).backward()
-            self.optimizer.step()
+            batch, loss, value = self.train_step(idx, step)
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch, loss)
             total += value
@@ -325,6 +336,71 @@ class Trainer:
             if show and step % 20 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
         return total / max(n, 1)
+
+    def train_step(self, idx: Tensor, step: int = 0) -> tuple[LossBatch, Tensor, float]:
+        """One optimizer step on the training-edge columns ``idx``; returns the batch, its
+        loss (without the L2 penalty) and the loss's value.
+
+        Eagerly, a non-finite loss raises :class:`NonFiniteLossError` before the step is
+        taken. With ``config.cuda_graphs`` the step is a CUDA graph replay whenever ``idx``
+        has the shape of the recorded batch (the graph is recorded on the first such batch
+        of each epoch, see :class:`~pyg_cf.train.cuda_graph.GraphedStep`); the loss is
+        checked after the step, and the returned batch and loss are the graph's buffers,
+        overwritten by the next replay. ``step`` numbers the batch in error messages.
+        """
+        cb = self.collate(idx)
+        graphed = self._graphed_step()
+        out = graphed(cb) if graphed is not None else None
+        if out is not None:  # already stepped, inside the graph
+            batch, loss = out
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                self._raise_non_finite(value, step, stepped=True)
+            return batch, loss, value
+        batch, reg = self.embed_batch(cb)
+        loss = self.loss(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self._raise_non_finite(value, step, stepped=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss + reg).backward()
+        self.optimizer.step()
+        return batch, loss, value
+
+    def _raise_non_finite(self, value: float, step: int, stepped: bool) -> None:
+        if self.config.checkpoint_dir is not None:
+            kept = f"the last good checkpoint is {self.config.checkpoint_dir}/last.pt"
+        elif stepped:  # a CUDA graph replay steps before the loss can be read
+            kept = "set checkpoint_dir to keep a last good checkpoint"
+        else:
+            kept = "no step was taken with it (set checkpoint_dir to keep a last good checkpoint)"
+        raise NonFiniteLossError(
+            f"loss is {value} at epoch {self.epoch}, batch {step}; {kept}; lower the "
+            "learning rate or check the inputs"
+        )
+
+    def _graph_step(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
+        """One whole training step of ``cb`` (what a CUDA graph captures)."""
+        batch, reg = self.embed_batch(cb)
+        loss = self.loss(batch)
+        (loss + reg).backward()
+        self.optimizer.step()
+        return batch, loss
+
+    def _graphed_step(self) -> GraphedStep | None:
+        """The CUDA-graph step runner when ``config.cuda_graphs`` (made on first use, after
+        any checkpoint was loaded: the optimizer is switched to its capturable form)."""
+        if not self.config.cuda_graphs:
+            return None
+        if self._graphed is None:
+            for group in self.optimizer.param_groups:  # a loaded state may say otherwise
+                group["capturable"] = True
+            # eager steps (warm-up, short batches) are expected with a capturable optimizer
+            self.optimizer._warned_capturable_if_run_uncaptured = True  # type: ignore[attr-defined]
+            self._graphed = GraphedStep(
+                self._graph_step, lambda: self.optimizer.zero_grad(set_to_none=True)
+            )
+        return self._graphed
 
     def _steps(self) -> int:
         return len(self.loader)

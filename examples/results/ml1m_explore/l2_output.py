@@ -34,8 +34,8 @@ class OutputL2Trainer(Trainer):
 
     lam = 0.0
 
-    def make_batch(self, idx):  # type: ignore[no-untyped-def]
-        batch, reg = super().make_batch(idx)
+    def embed_batch(self, cb):  # type: ignore[no-untyped-def]
+        batch, reg = super().embed_batch(cb)
         b = batch.users.numel()
         extra = batch.user_emb.pow(2).sum() + batch.pos_emb.pow(2).sum()
         return batch, reg + self.lam * extra / (2 * b)

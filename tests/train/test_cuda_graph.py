@@ -1,0 +1,165 @@
+"""GraphedStep's control flow on the CPU, with torch.cuda's graph API replaced by fakes.
+
+A real CUDA graph runs nothing at capture and re-runs the recorded kernels on replay; the
+fakes mimic that with a recorded Python call (capture runs the step once to build its
+outputs, then restores the counter, as recording executes no kernel). The equivalence of
+graph replays and eager steps on a GPU is checked in tests/test_cuda.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.loader.interaction_loader import CFBatch
+from pyg_cf.train import TrainConfig
+from pyg_cf.train import cuda_graph as cg
+
+
+@dataclass
+class Recorder:
+    """A training step that counts its real executions and records what it read."""
+
+    fail_capture: bool = False
+    runs: int = 0
+    capturing: bool = False
+    seen: list[list[int]] | None = None
+
+    def __call__(self, cb: CFBatch) -> tuple[Any, torch.Tensor]:
+        if self.capturing and self.fail_capture:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        if not self.capturing:
+            self.runs += 1
+            self.seen = (self.seen or []) + [cb.users.tolist()]
+        return cb, cb.users.float().sum()
+
+
+class FakeGraph:
+    def __init__(self) -> None:
+        self.fn: Any = None
+
+    def replay(self) -> None:
+        self.fn()
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):  # type: ignore[no-untyped-def]
+    state: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def graph(g: FakeGraph):  # type: ignore[no-untyped-def]
+        rec: Recorder = state["rec"]
+        rec.capturing = True
+        try:
+            yield
+        finally:
+            rec.capturing = False
+        static_cb = state["last_static"]
+        out = state["out"]
+
+        def replay() -> None:  # re-run on the static inputs, writing the static output
+            _, loss = rec(static_cb)
+            out[1].copy_(loss)
+
+        g.fn = replay
+
+    class Stream:
+        def wait_stream(self, other: Any) -> None:
+            pass
+
+    monkeypatch.setattr(cg.torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(cg.torch.cuda, "graph", graph)
+    monkeypatch.setattr(cg.torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(cg.torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(cg.torch.cuda, "current_stream", lambda: Stream())
+    return state
+
+
+def _runner(state: dict[str, Any], rec: Recorder, warmup: int = 2) -> cg.GraphedStep:
+    state["rec"] = rec
+    zeroed: list[int] = []
+
+    def step(cb: CFBatch) -> tuple[Any, torch.Tensor]:
+        out = rec(cb)
+        if rec.capturing:  # what the graph's outputs will be
+            state["last_static"] = cb
+            state["out"] = (out[0], out[1].clone())
+            return state["out"]
+        return out
+
+    runner = cg.GraphedStep(step, lambda: zeroed.append(1), warmup=warmup)
+    runner.zeroed = zeroed  # type: ignore[attr-defined]
+    return runner
+
+
+def _cb(users: list[int], neg: bool = True) -> CFBatch:
+    u = torch.tensor(users)
+    return CFBatch(
+        edge_ids=torch.arange(len(users)),
+        users=u,
+        pos_items=u + 100,
+        neg_items=(u + 200).view(-1, 1) if neg else None,
+    )
+
+
+def test_warmup_then_capture_then_replay_with_fresh_inputs(fake_cuda):
+    rec = Recorder()
+    run = _runner(fake_cuda, rec, warmup=2)
+    run(_cb([1, 2]))
+    run(_cb([3, 4]))
+    assert rec.runs == 2 and run.captures == 0  # warm-up steps are ordinary steps
+    _, loss = run(_cb([5, 6]))  # captures (runs nothing), then replays once
+    assert run.captures == 1 and run.replays == 1 and rec.runs == 3
+    assert rec.seen[-1] == [5, 6] and float(loss) == 11
+    _, loss = run(_cb([7, 9]))  # the new ids reach the graph through its static inputs
+    assert run.captures == 1 and run.replays == 2
+    assert rec.seen[-1] == [7, 9] and float(loss) == 16
+    assert len(run.zeroed) == 3  # before each warm-up step and before the capture
+
+
+def test_other_shapes_run_eagerly_until_reset_records_anew(fake_cuda):
+    rec = Recorder()
+    run = _runner(fake_cuda, rec, warmup=0)
+    run(_cb([1, 2]))
+    assert run(_cb([1, 2, 3])) is None  # another batch size (a short last batch)
+    assert run(_cb([4, 5], neg=False)) is None  # no negatives: another field set
+    assert run.captures == 1 and run.replays == 1
+    run(_cb([8, 8]))
+    assert run.replays == 2 and rec.seen[-1] == [8, 8]
+    run.reset()
+    run(_cb([4, 5, 6], neg=False))
+    assert run.captures == 2 and run.replays == 3 and rec.seen[-1] == [4, 5, 6]
+    assert run(_cb([1, 2])) is None
+
+
+def test_sampled_mode_batches_are_left_to_the_caller(fake_cuda):
+    run = _runner(fake_cuda, Recorder(), warmup=0)
+    cb = _cb([1, 2])
+    cb.subgraph = object()  # type: ignore[assignment]
+    assert run(cb) is None and run.captures == 0
+
+
+def test_a_failed_capture_falls_back_to_eager_for_good(fake_cuda, caplog):
+    rec = Recorder(fail_capture=True)
+    run = _runner(fake_cuda, rec, warmup=0)
+    with caplog.at_level(logging.WARNING, logger="pyg_cf.train.cuda_graph"):
+        assert run(_cb([1, 2])) is None
+    assert run.failed and not run.active and rec.runs == 0
+    assert "capture of the training step failed" in caplog.text
+    assert "operation not permitted" in caplog.text
+    assert run(_cb([1, 2])) is None  # never tried again
+    assert len(run.zeroed) == 2  # gradients cleared again after the failed capture
+
+
+def test_config_accepts_cuda_graphs_only_for_full_graph_cuda_training():
+    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device"):
+        TrainConfig(cuda_graphs=True)
+    with pytest.raises(ConfigError, match="mode='sampled'"):
+        TrainConfig(cuda_graphs=True, device="cuda", mode="sampled")
+    assert TrainConfig(cuda_graphs=True, device="cuda").cuda_graphs
