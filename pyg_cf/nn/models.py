@@ -329,10 +329,10 @@ class GraphCF(nn.Module):
         if ids.dim() != 1:
             raise PygCFError(f"{kind} ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
         ids = ids.to(device=self.user_embedding.weight.device, dtype=torch.long)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise PygCFError(
-                f"{kind} ids must lie in [0, {n}); got min {int(ids.min())}, max {int(ids.max())}"
-            )
+        if ids.numel():
+            low, high = torch.stack(torch.aminmax(ids)).tolist()  # one host read
+            if low < 0 or high >= n:
+                raise PygCFError(f"{kind} ids must lie in [0, {n}); got min {low}, max {high}")
         return ids
 
     @torch.no_grad()

@@ -174,17 +174,41 @@ def test_config_accepts_cuda_graphs_only_for_full_graph_cuda_training():
 HOST_SYNC_OPS = {
     "_local_scalar_dense", "nonzero", "unique", "_unique2", "unique_consecutive",
     "masked_select", "repeat_interleave", "bincount", "is_nonzero", "equal",
+    "Tensor.tolist", "Tensor.numpy", "Tensor.cpu",
 }  # fmt: skip
 
 
 class _OpRecorder(TorchDispatchMode):
+    """Records every aten op, and the host reads that dispatch none on a CPU tensor
+    (``tolist``, ``numpy``, ``cpu``, which copy to the host from a GPU)."""
+
+    HOST_READS = ("tolist", "numpy", "cpu")
+
     def __init__(self) -> None:
         super().__init__()
         self.ops: list[str] = []
+        self._saved: dict[str, Any] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         self.ops.append(func.overloadpacket.__name__)
         return func(*args, **(kwargs or {}))
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        for name in self.HOST_READS:
+            original = getattr(torch.Tensor, name)
+            self._saved[name] = original
+
+            def read(t, *a, _name=name, _original=original, **kw):  # type: ignore[no-untyped-def]
+                self.ops.append(f"Tensor.{_name}")
+                return _original(t, *a, **kw)
+
+            setattr(torch.Tensor, name, read)
+        return super().__enter__()
+
+    def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+        for name, original in self._saved.items():
+            setattr(torch.Tensor, name, original)
+        return super().__exit__(*exc)
 
 
 def _step_ops(model_name: str, loss: str, kwargs: dict[str, Any], sampling: str) -> list[str]:
@@ -220,6 +244,18 @@ def test_the_recorded_step_never_syncs_with_the_host(model_name, loss, kwargs, s
     ops = _step_ops(model_name, loss, kwargs, sampling)
     assert len(ops) > 50 and "_fused_adam_" in ops  # the whole step was seen
     assert not HOST_SYNC_OPS.intersection(ops)
+
+
+def test_the_sync_check_sees_host_reads_that_dispatch_no_op():
+    t = torch.arange(3)
+    with _OpRecorder() as rec:
+        t.tolist()
+        t.cpu()
+    assert rec.ops == ["Tensor.tolist", "Tensor.cpu"]
+    assert torch.Tensor.tolist is _TOLIST  # restored
+
+
+_TOLIST = torch.Tensor.tolist
 
 
 def test_the_sync_check_sees_the_full_softmax_user_grouping():
