@@ -12,6 +12,8 @@
 # 2. then, side by side: the reproduction cells (default: LightGCN + BPR and + BCE, whose CPU
 #    runs ended at their time budget) with --budget REPRO_BUDGET_S seconds of training each,
 #    and the CUDA test file (tests/test_cuda.py).
+# AHEAD_EPOCHS=N also starts each cell's refit beside it (reproduce.py --refit-ahead N, same
+# budget): `reproduce.py --cell C --refit` then reads the epoch the validation run chose.
 # DETACH=1 starts the cells in their own process sessions (setsid), which outlive this call
 # on a device machine that stays warm: the script returns after the tests, and a second call
 # right after it, `bash benchmarks/gpu_collect.sh OUTDIR`, waits for the cells and collects
@@ -66,6 +68,7 @@ mkdir -p "$OUTDIR/previous"
 pids=()
 for cell in "${CELLS[@]}"; do
     [ -f "examples/results/repro/$cell.json" ] && mv "examples/results/repro/$cell.json" "$OUTDIR/previous/"
+    [ -f "examples/results/repro/refit/$cell.json" ] && mv "examples/results/repro/refit/$cell.json" "$OUTDIR/previous/${cell}_refit.json"
     # the cell writes its record and exit status into OUTDIR itself, so that a later call
     # (gpu_collect.sh) can collect a detached cell
     setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 150)) python examples/reproduce.py \
@@ -74,6 +77,14 @@ for cell in "${CELLS[@]}"; do
     pids+=($!)
     echo "$cell $!" >>"$OUTDIR/pids"
     stamp "started $cell (pid $!)"
+    if [ -n "${AHEAD_EPOCHS:-}" ]; then  # its refit beside it (reproduce.py --refit-ahead)
+        setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 150)) python examples/reproduce.py \
+            --cell $cell --refit-ahead $AHEAD_EPOCHS --budget $BUDGET --device $DEVICE \
+            >'$OUTDIR/repro_${cell}_ahead.log' 2>&1; echo \$? >'$OUTDIR/${cell}_ahead.rc'; \
+            cp examples/results/repro/refit/${cell}_ahead.json '$OUTDIR/' 2>/dev/null" &
+        echo "${cell}_ahead $!" >>"$OUTDIR/pids"
+        stamp "started ${cell}'s refit ahead, $AHEAD_EPOCHS epochs (pid $!)"
+    fi
 done
 PYG_CF_TEST_DEVICE=$DEVICE timeout 240 python -m pytest -q -p no:cacheprovider tests/test_cuda.py >"$OUTDIR/pytest_cuda.log" 2>&1
 stamp "pytest tests/test_cuda.py rc $?"

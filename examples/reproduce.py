@@ -615,6 +615,7 @@ def run_cell(
     tag: str = "",
     epochs: int | None = None,
     refit: bool = False,
+    eval_every: int | None = None,
 ) -> dict[str, Any]:
     """Train one cell with validation-based early stopping; returns its record.
 
@@ -658,7 +659,7 @@ def run_cell(
         l2_reg=cell.l2,
         user_dropout=cell.user_dropout,
         # a refit's test curve is for reading only: every 5 epochs is enough
-        eval_every=max(cell.eval_every, 5) if refit else cell.eval_every,
+        eval_every=eval_every or (max(cell.eval_every, 5) if refit else cell.eval_every),
         patience=None if refit else cell.patience,
         min_epochs=cell.min_epochs,
         test_similarity=cell.test_similarity,
@@ -811,18 +812,93 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
         return None
     chosen = source.get("loss_kwargs") or dict(cell.loss_kwargs)
     epochs = int(source["best_epoch"])
-    rec = run_cell(cell, budget_s, overrides=chosen, epochs=epochs, refit=True)
+    rec = refit_from_ahead(cell, chosen, epochs)
+    if rec is None:
+        rec = run_cell(cell, budget_s, overrides=chosen, epochs=epochs, refit=True)
+        rec["command"] = (
+            command(cell) + " --refit" + (f" --budget {budget_s:g}" if budget_s else "")
+        )
     rec["selected_from"] = {
         "loss_kwargs": chosen,
         "best_epoch": epochs,
         "val_run_test_recall@20": source["test"]["recall@20"],
     }
-    rec["command"] = command(cell) + " --refit" + (f" --budget {budget_s:g}" if budget_s else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         json.dump(rec, f, indent=1)
     print(f"[{cell.id} refit] test {rec['test']}", flush=True)
     return rec
+
+
+def ahead_path(cell: Cell) -> Path:
+    return OUT / "refit" / f"{cell.id}_ahead.json"
+
+
+def run_refit_ahead(cell: Cell, epochs: int, budget_s: float | None) -> dict[str, Any] | None:
+    """Train a cell's refit before its validation run has chosen the epoch count: on the
+    full training split, up to ``epochs`` epochs (or ``budget_s`` seconds), logging test
+    metrics at every evaluation epoch of the cell. Training for ``N`` epochs is the first
+    ``N`` epochs of this run (same seed, same batches, no schedule that depends on the
+    total), so ``--refit`` later reads the refit at the epoch the validation run chose from
+    this record instead of training again (:func:`refit_from_ahead`) — which lets the two
+    runs share one short GPU lease side by side. Only for cells whose loss arguments are
+    fixed (no grid, no selection)."""
+    if cell.grid or cell.select_from or source_id(cell) != cell.id:
+        print(f"[{cell.id}] chooses on validation first (grid, selection or alias): no refit ahead")
+        return None
+    path = ahead_path(cell)
+    if (done := _read_json(path)) is not None:
+        return done
+    chosen = dict(cell.loss_kwargs)
+    rec = run_cell(
+        cell, budget_s, overrides=chosen, epochs=epochs, refit=True, eval_every=cell.eval_every
+    )
+    rec["command"] = (
+        command(cell) + f" --refit-ahead {epochs}" + (f" --budget {budget_s:g}" if budget_s else "")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(rec, f, indent=1)
+    print(f"[{cell.id} refit ahead] {rec['epochs_run']} epochs, test {rec['test']}", flush=True)
+    return rec
+
+
+def refit_from_ahead(cell: Cell, chosen: dict[str, Any], epochs: int) -> dict[str, Any] | None:
+    """The refit of ``epochs`` epochs read from the cell's refit-ahead run, if that run
+    trained the same loss arguments at least that long and evaluated at that epoch; else
+    ``None``. Its long-tail groups are not available (measured at the ahead run's end)."""
+    ahead = _read_json(ahead_path(cell))
+    if ahead is None or (ahead.get("loss_kwargs") or {}) != chosen:
+        return None
+    row = next(
+        (
+            r
+            for r in ahead["history"]
+            if r["epoch"] == epochs and r.get("test_recall@20") is not None
+        ),
+        None,
+    )
+    if row is None:
+        print(f"[{cell.id}] its refit-ahead run has no evaluation at epoch {epochs}: training")
+        return None
+    history = [r for r in ahead["history"] if r["epoch"] <= epochs]
+    return {
+        **{k: v for k, v in ahead.items() if k not in ("test", "long_tail", "history")},
+        "test": {m: row[f"test_{m}"] for m in ahead["test"] if f"test_{m}" in row},
+        "best_epoch": epochs,
+        "epochs_run": epochs,
+        "wall_s": float(row["elapsed_s"]),
+        "converged": True,
+        "long_tail": None,
+        "history": history,
+        # the run that trained it, then the command that read it at the chosen epoch
+        "command": f"{ahead['command']} then {command(cell)} --refit",
+        "read_from_ahead": {
+            "record": ahead_path(cell).relative_to(OUT).as_posix(),
+            "epoch": epochs,
+            "ahead_epochs_run": ahead["epochs_run"],
+        },
+    }
 
 
 def best_val_ndcg(record: dict[str, Any]) -> float:
@@ -874,6 +950,12 @@ def no_refit_reason(cell: Cell) -> str:
     sid = source_id(cell)
     if cell.read_similarity and _read_json(OUT / "refit" / f"{sid}.json"):
         return f"{sid}'s refit logged no {cell.read_similarity.upper()} test metrics"
+    ahead = _read_json(ahead_path(BY_ID[sid])) if sid in BY_ID else None
+    if ahead is not None:
+        return (
+            f"a refit-ahead run trained {ahead['epochs_run']} epochs; `--cell {sid} --refit` "
+            "reads the validation run's chosen epoch from it"
+        )
     epoch = refit_checkpoint_epoch(cell)
     if epoch is not None:
         return f"in progress: `--cell {sid} --refit` resumes after epoch {epoch}"
@@ -1468,6 +1550,14 @@ def main(argv: list[str] | None = None) -> int:
         "--device", default=None, help="'cpu' or 'cuda[:N]' (default: $PYG_CF_DEVICE or cpu)"
     )
     p.add_argument(
+        "--refit-ahead",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="train the cells' refits for up to EPOCHS epochs before their validation runs "
+        "choose the epoch count; --refit then reads the chosen epoch from that run",
+    )
+    p.add_argument(
         "--cuda-graphs",
         action="store_true",
         help="on a GPU, replay full-graph training steps as CUDA graphs (same steps, less "
@@ -1510,6 +1600,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in args.cell if c not in BY_ID]
     if unknown:
         p.error(f"unknown cell(s) {', '.join(unknown)}; --list shows the cells")
+    if args.refit_ahead is not None and not args.page:
+        if args.refit_ahead < 1:
+            p.error(f"--refit-ahead must be a positive number of epochs, got {args.refit_ahead}")
+        failed = [
+            c for c in args.cell if run_refit_ahead(BY_ID[c], args.refit_ahead, args.budget) is None
+        ]
+        write_page()
+        return 1 if failed else 0
     if args.refit and not args.page:
         missing = []
         for cell in [BY_ID[c] for c in args.cell] + [c for c in CELLS if c.table in args.table]:

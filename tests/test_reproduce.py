@@ -143,6 +143,41 @@ def test_refit_retrains_on_full_train_with_the_validation_choices(repro, monkeyp
     assert seen == [0.0]
 
 
+def test_a_refit_ahead_is_read_at_the_epoch_validation_chooses(repro, monkeypatch):
+    """A refit trained ahead (before the validation run) for more epochs gives, at the
+    chosen epoch, exactly the refit that trains that many epochs (seeded, on the CPU)."""
+    bpr = repro.Cell(
+        "t9-mf-bpr", 1, "MF + BPR", "toy", "mf", "bpr", model_kwargs={"embedding_dim": 8},
+        published=(0.5, 0.4), epochs=3, patience=None,
+    )  # fmt: skip
+    cells = [*repro.CELLS, bpr]
+    monkeypatch.setattr(repro, "CELLS", cells)
+    monkeypatch.setattr(repro, "BY_ID", {c.id: c for c in cells})
+    assert repro.main(["--cell", "t9-mf-ssm", "--refit-ahead", "4"]) == 1  # τ grid first
+    assert repro.main(["--cell", "t9-mf-bpr", "--refit-ahead", "5"]) == 0
+    ahead = json.loads((repro.OUT / "refit" / "t9-mf-bpr_ahead.json").read_text())
+    assert ahead["epochs_run"] == 5
+    assert ahead["command"].endswith("--cell t9-mf-bpr --refit-ahead 5")
+    assert "a refit-ahead run trained 5 epochs" not in repro.PAGE.read_text()  # no val run
+    assert repro.main(["--cell", "t9-mf-bpr"]) == 0
+    source = json.loads((repro.OUT / "t9-mf-bpr.json").read_text())
+    n = source["best_epoch"]
+    assert repro.main(["--refit", "--cell", "t9-mf-bpr"]) == 0
+    read = json.loads((repro.OUT / "refit" / "t9-mf-bpr.json").read_text())
+    assert read["read_from_ahead"] == {
+        "record": "refit/t9-mf-bpr_ahead.json", "epoch": n, "ahead_epochs_run": 5,
+    }  # fmt: skip
+    assert read["epochs_run"] == n
+    assert read["command"] == f"{ahead['command']} then {repro.command(bpr)} --refit"
+    # the same refit trained for exactly n epochs
+    (repro.OUT / "refit" / "t9-mf-bpr.json").unlink()
+    (repro.OUT / "refit" / "t9-mf-bpr_ahead.json").unlink()
+    assert repro.main(["--refit", "--cell", "t9-mf-bpr"]) == 0
+    trained = json.loads((repro.OUT / "refit" / "t9-mf-bpr.json").read_text())
+    assert "read_from_ahead" not in trained and trained["epochs_run"] == n
+    assert read["test"] == pytest.approx(trained["test"], abs=1e-7)
+
+
 def test_the_page_says_why_a_finished_cell_has_no_refit(repro, capsys):
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     cmd = "`python examples/reproduce.py --cell t9-mf-ssm --refit`"
