@@ -71,14 +71,14 @@ for cell in "${CELLS[@]}"; do
     [ -f "examples/results/repro/refit/$cell.json" ] && mv "examples/results/repro/refit/$cell.json" "$OUTDIR/previous/${cell}_refit.json"
     # the cell writes its record and exit status into OUTDIR itself, so that a later call
     # (gpu_collect.sh) can collect a detached cell
-    setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 150)) python examples/reproduce.py \
+    setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 300)) python examples/reproduce.py \
         --cell $cell --budget $BUDGET --device $DEVICE >'$OUTDIR/repro_$cell.log' 2>&1; \
         echo \$? >'$OUTDIR/$cell.rc'; cp examples/results/repro/$cell.json '$OUTDIR/' 2>/dev/null" &
     pids+=($!)
     echo "$cell $!" >>"$OUTDIR/pids"
     stamp "started $cell (pid $!)"
     if [ -n "${AHEAD_EPOCHS:-}" ]; then  # its refit beside it (reproduce.py --refit-ahead)
-        setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 150)) python examples/reproduce.py \
+        setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 300)) python examples/reproduce.py \
             --cell $cell --refit-ahead $AHEAD_EPOCHS --budget $BUDGET --device $DEVICE \
             >'$OUTDIR/repro_${cell}_ahead.log' 2>&1; echo \$? >'$OUTDIR/${cell}_ahead.rc'; \
             cp examples/results/repro/refit/${cell}_ahead.json '$OUTDIR/' 2>/dev/null" &

@@ -178,6 +178,12 @@ def test_a_refit_ahead_is_read_at_the_epoch_validation_chooses(repro, monkeypatc
     assert read["test"] == pytest.approx(trained["test"], abs=1e-7)
 
 
+def test_refit_ahead_needs_a_positive_epoch_count(repro, capsys):
+    with pytest.raises(SystemExit):
+        repro.main(["--cell", "t9-mf-ssm", "--refit-ahead", "0"])
+    assert "--refit-ahead must be a positive number of epochs, got 0" in capsys.readouterr().err
+
+
 def test_the_page_says_why_a_finished_cell_has_no_refit(repro, capsys):
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     cmd = "`python examples/reproduce.py --cell t9-mf-ssm --refit`"
