@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import math
+
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import LossBatch, SampledScoreLoss, reduce_loss
 from pyg_cf.losses.registry import register_loss
 
 __all__ = ["BinaryCrossEntropyLoss", "MeanSquaredErrorLoss", "bce_loss", "mse_loss"]
 
 
-def bce_loss(pos_score: Tensor, neg_score: Tensor, reduction: str = "mean") -> Tensor:
+def bce_loss(
+    pos_score: Tensor, neg_score: Tensor, reduction: str = "mean", logit_bias: float = 0.0
+) -> Tensor:
     r"""Binary cross-entropy on one positive and its ``M`` negatives (summed), computed as
     softplus so that it stays finite for any score.
 
     .. math::
-        \mathcal{L} = -\log\sigma(s_{ui}) - \sum_{j \in N_u} \log\big(1 - \sigma(s_{uj})\big)
-        = \operatorname{softplus}(-s_{ui}) + \sum_{j \in N_u} \operatorname{softplus}(s_{uj})
+        \mathcal{L} = -\log\sigma(s_{ui} + b)
+            - \sum_{j \in N_u} \log\big(1 - \sigma(s_{uj} + b)\big)
+        = \operatorname{softplus}(-s_{ui} - b)
+            + \sum_{j \in N_u} \operatorname{softplus}(s_{uj} + b)
 
     Args:
         pos_score: ``[B]`` positive scores (logits).
         neg_score: ``[B, M]`` negative scores (logits).
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
+        logit_bias: A fixed global logit bias :math:`b` (default 0): it leaves every ranking
+            unchanged but lets a model whose scores cannot all be negative (LightGCN, whose
+            layer mean mixes user and item embeddings) reach the base rate
+            :math:`\sigma(b) = 1 / (1 + M)` (``b = -log M``) without training for it.
     """
+    if logit_bias:
+        pos_score, neg_score = pos_score + logit_bias, neg_score + logit_bias
     loss = F.softplus(-pos_score) + F.softplus(neg_score).sum(-1)
     return reduce_loss(loss, reduction)
 
@@ -63,6 +76,8 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
             (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
             see :class:`~pyg_cf.losses.base.CFLoss`.
+        logit_bias: Fixed global logit bias :math:`b` added to every score inside the
+            sigmoid (default 0; see :func:`bce_loss`). Rankings are unchanged.
     """
 
     paper = (
@@ -78,15 +93,20 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         pop_beta: float = 1.0,
         reject_positives: bool = False,
         shared_negatives: bool | int = False,
+        logit_bias: float = 0.0,
     ) -> None:
         super().__init__(
             num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
         )
+        bias = float(logit_bias)
+        if not math.isfinite(bias):
+            raise ConfigError(f"logit_bias must be a finite number, got {logit_bias!r}")
+        self.logit_bias = bias
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""
         pos, neg = self._pos_neg(batch)
-        return bce_loss(pos, neg, "none")
+        return bce_loss(pos, neg, "none", self.logit_bias)
 
 
 @register_loss("mse")

@@ -33,11 +33,11 @@ def sigmoid(x):
     return 1 / (1 + math.exp(-x))
 
 
-def ref(b, name, kind, w=1.0):
+def ref(b, name, kind, w=1.0, bias=0.0):
     out = []
     for r in range(b.users.numel()):
-        sp = score(b.user_emb[r], b.pos_emb[r], kind)
-        sn = [score(b.user_emb[r], b.neg_emb[r, m], kind) for m in range(b.neg_emb.size(1))]
+        sp = score(b.user_emb[r], b.pos_emb[r], kind) + bias
+        sn = [score(b.user_emb[r], b.neg_emb[r, m], kind) + bias for m in range(b.neg_emb.size(1))]
         if name == "bce":
             out.append(-math.log(sigmoid(sp)) - sum(math.log(1 - sigmoid(s)) for s in sn))
         else:
@@ -50,6 +50,26 @@ def test_bce_matches_reference(kind):
     b = make_batch()
     loss = get_loss("bce", similarity=kind, num_negatives=3)
     assert float(loss(b)) == pytest.approx(ref(b, "bce", kind), rel=1e-10)
+
+
+@pytest.mark.parametrize("bias", [-math.log(3), 0.7])
+def test_bce_logit_bias_shifts_every_score(bias):
+    b = make_batch()
+    loss = get_loss("bce", num_negatives=3, logit_bias=bias)
+    assert float(loss(b)) == pytest.approx(ref(b, "bce", "ip", bias=bias), rel=1e-10)
+    # at zero scores the bias -log M gives the base-rate loss, below the unbiased 5 log 2
+    zero = make_batch()
+    zero.user_emb = torch.zeros_like(zero.user_emb)
+    want = math.log(4) + 3 * math.log(4 / 3) if bias < 0 else None
+    if want is not None:
+        assert float(loss(zero)) == pytest.approx(want, rel=1e-10)
+        assert float(get_loss("bce", num_negatives=3)(zero)) == pytest.approx(4 * math.log(2))
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_bce_logit_bias_must_be_finite(bad):
+    with pytest.raises(Exception, match="logit_bias must be a finite number"):
+        get_loss("bce", logit_bias=bad)
 
 
 @pytest.mark.parametrize("kind", ["ip", "cos"])
