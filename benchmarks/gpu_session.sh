@@ -13,7 +13,8 @@
 #    runs ended at their time budget) with --budget REPRO_BUDGET_S seconds of training each,
 #    and the CUDA test file (tests/test_cuda.py).
 # AHEAD_EPOCHS=N also starts each cell's refit beside it (reproduce.py --refit-ahead N, same
-# budget): `reproduce.py --cell C --refit` then reads the epoch the validation run chose.
+# budget; only for the cells in AHEAD_CELLS="C1 C2" when that is set): `reproduce.py --cell C
+# --refit` then reads the epoch the validation run chose.
 # DETACH=1 starts the cells in their own process sessions (setsid), which outlive this call
 # on a device machine that stays warm: the script returns after the tests, and a second call
 # right after it, `bash benchmarks/gpu_collect.sh OUTDIR`, waits for the cells and collects
@@ -77,7 +78,8 @@ for cell in "${CELLS[@]}"; do
     pids+=($!)
     echo "$cell $!" >>"$OUTDIR/pids"
     stamp "started $cell (pid $!)"
-    if [ -n "${AHEAD_EPOCHS:-}" ]; then  # its refit beside it (reproduce.py --refit-ahead)
+    if [ -n "${AHEAD_EPOCHS:-}" ] && [[ " ${AHEAD_CELLS:-$cell} " == *" $cell "* ]]; then
+        # its refit beside it (reproduce.py --refit-ahead)
         setsid bash -c "OMP_NUM_THREADS=4 timeout $((BUDGET + 300)) python examples/reproduce.py \
             --cell $cell --refit-ahead $AHEAD_EPOCHS --budget $BUDGET --device $DEVICE \
             >'$OUTDIR/repro_${cell}_ahead.log' 2>&1; echo \$? >'$OUTDIR/${cell}_ahead.rc'; \
