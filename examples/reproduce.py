@@ -126,6 +126,15 @@ class Cell:
 
 
 SSM_IB = {"tau": 0.1, "similarity": "cos"}
+# LightGCN + BPR / BCE: LightGCN's own sampler (uniform users, as MF + BPR) and schedule (up to
+# 1000 epochs: BPR needs hundreds), L2 1e-4, early-stopped
+LIGHTGCN_PAIRWISE: dict[str, Any] = {
+    "l2": 1e-4,
+    "sampling": "user",
+    "epochs": 1000,
+    "eval_every": 5,
+    "patience": 4,
+}
 # the sampled-softmax paper's coarse τ grid (issue 8): then a finer one around the winner
 TAU_GRID: dict[str, tuple[Any, ...]] = {"tau": (0.1, 0.2, 0.5, 1.0)}
 # LightGCN epochs cost ~2 min here: a short grid (2 epochs a point, one refinement step each
@@ -188,12 +197,7 @@ CELLS: list[Cell] = [
         "bce",
         {"num_negatives": 4, "reject_positives": True},
         published=(0.1743, 0.1491),
-        l2=1e-4,
-        sampling="user",  # LightGCN's own sampler, as MF + BPR
-        # LightGCN's own schedule: up to 1000 epochs (BPR needs hundreds), early-stopped
-        epochs=1000,
-        eval_every=5,
-        patience=4,
+        **LIGHTGCN_PAIRWISE,
     ),
     Cell(
         "t1-lightgcn-bce-bias",
@@ -207,11 +211,7 @@ CELLS: list[Cell] = [
         # without it the training loss stays above the constant predictor's (RESULTS.md)
         {"num_negatives": 4, "reject_positives": True, "logit_bias": -math.log(4)},
         published=(0.1743, 0.1491),
-        l2=1e-4,
-        sampling="user",
-        epochs=1000,
-        eval_every=5,
-        patience=4,
+        **LIGHTGCN_PAIRWISE,
         note="the BCE cell with a fixed logit bias −ln 4 (not in the paper's text)",
     ),
     Cell(
@@ -223,12 +223,7 @@ CELLS: list[Cell] = [
         "bpr",
         {"reject_positives": True},
         published=(0.1824, 0.1554),
-        l2=1e-4,
-        sampling="user",  # LightGCN's own sampler, as MF + BPR
-        # LightGCN's own schedule: up to 1000 epochs (BPR needs hundreds), early-stopped
-        epochs=1000,
-        eval_every=5,
-        patience=4,
+        **LIGHTGCN_PAIRWISE,
     ),
     Cell(
         "t1-lightgcn-sm",
@@ -341,11 +336,7 @@ CELLS: list[Cell] = [
         "bpr",
         {"reject_positives": True},
         published=(0.1824, None),
-        l2=1e-4,
-        sampling="user",
-        epochs=1000,
-        eval_every=5,
-        patience=4,
+        **LIGHTGCN_PAIRWISE,
         note="same run as t1-lightgcn-bpr",
     ),
     Cell(
@@ -649,7 +640,7 @@ def run_cell(
     from pyg_cf import datasets
     from pyg_cf.losses import get_loss
     from pyg_cf.nn import GraphCF
-    from pyg_cf.train import TrainConfig, Trainer, seed_everything
+    from pyg_cf.train import Callback, TrainConfig, Trainer, seed_everything
 
     if refit and not epochs:
         raise ValueError("a refit needs the epoch count chosen on validation")
@@ -667,7 +658,7 @@ def run_cell(
     elif overrides:  # the grid's choice: its own checkpoint, never another value's
         ckpt = ckpt / f"final-{point_tag(overrides)}"
     name = f"{cell.id}{' ' + tag if tag else ''}{' refit' if refit else ''}"
-    callbacks = []
+    callbacks: list[Callback] = []
     if cell.temperature != "fixed":
         from pyg_cf.losses import temperature as temp
 
@@ -818,11 +809,11 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
     if (done := _read_json(path)) is not None:
         return done
     if cell.select_from:
-        chosen = source_id(cell)
-        if chosen == cell.id:
+        picked = source_id(cell)
+        if picked == cell.id:
             print(f"[{cell.id}] selects among {', '.join(cell.select_from)}: run them first")
             return None
-        return run_refit(BY_ID[chosen], budget_s)
+        return run_refit(BY_ID[picked], budget_s)
     if source_id(cell) != cell.id:
         print(f"[{cell.id}] is the {cell.note}: refit that cell")
         return None
