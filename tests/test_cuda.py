@@ -134,31 +134,24 @@ def test_evaluation_matches_cpu():
     assert tail_gpu.recall == pytest.approx(tail_cpu.recall, abs=1e-6)
 
 
+def _small_lightgcn(data, loss: str, **cfg):  # type: ignore[no-untyped-def]
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=8)
+    return Trainer(model, data, get_loss(loss), _cfg(**cfg))
+
+
 def test_checkpoint_moves_between_cuda_and_cpu(tmp_path):
     data = random_data(seed=6)
     seed_everything(0)
-    gpu = Trainer(
-        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
-        data,
-        get_loss("ssm"),
-        _cfg(epochs=2, device=DEVICE),
-    )
+    gpu = _small_lightgcn(data, "ssm", epochs=2, device=DEVICE)
     gpu.fit()
     path = tmp_path / "last.pt"
     save_checkpoint(gpu, path)
-    cpu = Trainer(
-        GraphCF.from_data(data, "lightgcn", embedding_dim=8), data, get_loss("ssm"), _cfg()
-    )
+    cpu = _small_lightgcn(data, "ssm")
     assert load_checkpoint(cpu, path) == 2
     for p_g, p_c in zip(gpu.model.parameters(), cpu.model.parameters()):
         assert p_c.device.type == "cpu"
         torch.testing.assert_close(p_c, p_g.detach().cpu())
-    back = Trainer(
-        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
-        data,
-        get_loss("ssm"),
-        _cfg(epochs=3, device=DEVICE),
-    )
+    back = _small_lightgcn(data, "ssm", epochs=3, device=DEVICE)
     assert load_checkpoint(back, path) == 2
     assert len(back.fit()) == 3  # resumes on CUDA: one more epoch
 
@@ -236,19 +229,11 @@ def test_cuda_graphs_resume_from_an_eager_checkpoint(tmp_path):
     """A checkpoint of an eager run (non-capturable Adam state) continues under graphs."""
     data = random_data(seed=6)
     seed_everything(0)
-    first = Trainer(
-        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
-        data,
-        get_loss("bpr"),
-        _cfg(epochs=1, device=DEVICE, sampling="user"),
-    )
+    first = _small_lightgcn(data, "bpr", epochs=1, device=DEVICE, sampling="user")
     first.fit()
     save_checkpoint(first, tmp_path / "last.pt")
-    second = Trainer(
-        GraphCF.from_data(data, "lightgcn", embedding_dim=8),
-        data,
-        get_loss("bpr"),
-        _cfg(epochs=3, device=DEVICE, sampling="user", cuda_graphs=True),
+    second = _small_lightgcn(
+        data, "bpr", epochs=3, device=DEVICE, sampling="user", cuda_graphs=True
     )
     assert load_checkpoint(second, tmp_path / "last.pt") == 1
     hist = second.fit()
