@@ -876,37 +876,40 @@ def run_refit_ahead(cell: Cell, epochs: int, budget_s: float | None) -> dict[str
 
 def refit_from_ahead(cell: Cell, chosen: dict[str, Any], epochs: int) -> dict[str, Any] | None:
     """The refit of ``epochs`` epochs read from the cell's refit-ahead run, if that run
-    trained the same loss arguments at least that long and evaluated at that epoch; else
-    ``None``. Its long-tail groups are not available (measured at the ahead run's end)."""
+    trained the same loss arguments at least that long; else ``None``. It is read at that
+    epoch when the run evaluated there; a validation run stopped by its budget may choose its
+    last epoch, between two of the ahead run's evaluations, and is then read at the last
+    evaluation before it (less than one evaluation interval earlier; both epochs are kept in
+    ``read_from_ahead``). Its long-tail groups are not available (measured at the ahead
+    run's end)."""
     ahead = _read_json(ahead_path(cell))
     if ahead is None or (ahead.get("loss_kwargs") or {}) != chosen:
         return None
-    row = next(
-        (
-            r
-            for r in ahead["history"]
-            if r["epoch"] == epochs and r.get("test_recall@20") is not None
-        ),
-        None,
-    )
-    if row is None:
+    evaluated = [
+        r
+        for r in ahead["history"]
+        if r.get("test_recall@20") is not None and epochs - cell.eval_every < r["epoch"] <= epochs
+    ]
+    if not evaluated:
         print(f"[{cell.id}] its refit-ahead run has no evaluation at epoch {epochs}: training")
         return None
-    history = [r for r in ahead["history"] if r["epoch"] <= epochs]
+    row = evaluated[-1]
+    read = int(row["epoch"])
     return {
         **{k: v for k, v in ahead.items() if k not in ("test", "long_tail", "history")},
         "test": {m: row[f"test_{m}"] for m in ahead["test"] if f"test_{m}" in row},
-        "best_epoch": epochs,
-        "epochs_run": epochs,
+        "best_epoch": read,
+        "epochs_run": read,
         "wall_s": float(row["elapsed_s"]),
         "converged": True,
         "long_tail": None,
-        "history": history,
+        "history": [r for r in ahead["history"] if r["epoch"] <= read],
         # the run that trained it, then the command that read it at the chosen epoch
         "command": f"{ahead['command']} then {command(cell)} --refit",
         "read_from_ahead": {
             "record": ahead_path(cell).relative_to(OUT).as_posix(),
-            "epoch": epochs,
+            "epoch": read,
+            "chosen_epoch": epochs,
             "ahead_epochs_run": ahead["epochs_run"],
         },
     }

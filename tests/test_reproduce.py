@@ -165,7 +165,8 @@ def test_a_refit_ahead_is_read_at_the_epoch_validation_chooses(repro, monkeypatc
     assert repro.main(["--refit", "--cell", "t9-mf-bpr"]) == 0
     read = json.loads((repro.OUT / "refit" / "t9-mf-bpr.json").read_text())
     assert read["read_from_ahead"] == {
-        "record": "refit/t9-mf-bpr_ahead.json", "epoch": n, "ahead_epochs_run": 5,
+        "record": "refit/t9-mf-bpr_ahead.json", "epoch": n, "chosen_epoch": n,
+        "ahead_epochs_run": 5,
     }  # fmt: skip
     assert read["epochs_run"] == n
     assert read["command"] == f"{ahead['command']} then {repro.command(bpr)} --refit"
@@ -176,6 +177,32 @@ def test_a_refit_ahead_is_read_at_the_epoch_validation_chooses(repro, monkeypatc
     trained = json.loads((repro.OUT / "refit" / "t9-mf-bpr.json").read_text())
     assert "read_from_ahead" not in trained and trained["epochs_run"] == n
     assert read["test"] == pytest.approx(trained["test"], abs=1e-7)
+
+
+def test_a_refit_ahead_is_read_within_one_evaluation_interval_or_not_at_all(repro):
+    """A budget-stopped validation run may choose an epoch the ahead run did not evaluate:
+    it is read at the ahead run's last evaluation before it, never after and never further
+    back than one evaluation interval; other loss arguments are never read."""
+    cell = repro.Cell("t9-x", 1, "x", "toy", "mf", "bpr", {"k": 1}, eval_every=5)
+    rows = [
+        {"epoch": e, "elapsed_s": float(e), "test_recall@20": e / 100, "test_ndcg@20": e / 200}
+        for e in (5, 10, 15)
+    ]
+    ahead = {
+        "loss_kwargs": {"k": 1}, "epochs_run": 15, "history": rows, "machine": "m",
+        "test": {"recall@20": 0.15, "ndcg@20": 0.075}, "command": "ahead-cmd",
+    }  # fmt: skip
+    repro.ahead_path(cell).parent.mkdir(parents=True)
+    repro.ahead_path(cell).write_text(json.dumps(ahead))
+    exact = repro.refit_from_ahead(cell, {"k": 1}, 10)
+    assert exact["test"] == {"recall@20": 0.10, "ndcg@20": 0.05} and exact["epochs_run"] == 10
+    between = repro.refit_from_ahead(cell, {"k": 1}, 13)
+    assert between["read_from_ahead"]["epoch"] == 10
+    assert between["read_from_ahead"]["chosen_epoch"] == 13
+    assert [r["epoch"] for r in between["history"]] == [5, 10]
+    assert repro.refit_from_ahead(cell, {"k": 1}, 21) is None  # 15 is too far back
+    assert repro.refit_from_ahead(cell, {"k": 1}, 4) is None
+    assert repro.refit_from_ahead(cell, {"k": 2}, 10) is None
 
 
 def test_refit_ahead_needs_a_positive_epoch_count(repro, capsys):
