@@ -91,11 +91,6 @@ class GraphedStep:
         self._static: dict[str, Tensor | None] = {}
         self._out: tuple[LossBatch, Tensor] | None = None
 
-    @property
-    def active(self) -> bool:
-        """Whether batches may still be replayed (capture has not failed)."""
-        return not self.failed
-
     def reset(self) -> None:
         """Drop the recorded graph: the next batch is recorded anew (the trainer resets at
         every epoch start, after Python state that the step reads may have changed)."""
