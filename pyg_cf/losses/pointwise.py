@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -15,7 +16,10 @@ __all__ = ["BinaryCrossEntropyLoss", "MeanSquaredErrorLoss", "bce_loss", "mse_lo
 
 
 def bce_loss(
-    pos_score: Tensor, neg_score: Tensor, reduction: str = "mean", logit_bias: float = 0.0
+    pos_score: Tensor,
+    neg_score: Tensor,
+    reduction: str = "mean",
+    logit_bias: float | Tensor = 0.0,
 ) -> Tensor:
     r"""Binary cross-entropy on one positive and its ``M`` negatives (summed), computed as
     softplus so that it stays finite for any score.
@@ -30,12 +34,13 @@ def bce_loss(
         pos_score: ``[B]`` positive scores (logits).
         neg_score: ``[B, M]`` negative scores (logits).
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
-        logit_bias: A fixed global logit bias :math:`b` (default 0): it leaves every ranking
-            unchanged but lets a model whose scores cannot all be negative (LightGCN, whose
-            layer mean mixes user and item embeddings) reach the base rate
-            :math:`\sigma(b) = 1 / (1 + M)` (``b = -log M``) without training for it.
+        logit_bias: A global logit bias :math:`b` (default 0; a number, or a scalar tensor
+            such as a trainable parameter): it leaves every ranking unchanged but lets a
+            model whose scores cannot all be negative (LightGCN, whose layer mean mixes user
+            and item embeddings) reach the base rate :math:`\sigma(b) = 1 / (1 + M)`
+            (``b = -log M``).
     """
-    if logit_bias:
+    if isinstance(logit_bias, Tensor) or logit_bias != 0:  # no truth test of a tensor
         pos_score, neg_score = pos_score + logit_bias, neg_score + logit_bias
     loss = F.softplus(-pos_score) + F.softplus(neg_score).sum(-1)
     return reduce_loss(loss, reduction)
@@ -76,8 +81,11 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
             (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
             see :class:`~pyg_cf.losses.base.CFLoss`.
-        logit_bias: Fixed global logit bias :math:`b` added to every score inside the
-            sigmoid (default 0; see :func:`bce_loss`). Rankings are unchanged.
+        logit_bias: Global logit bias :math:`b` added to every score inside the sigmoid
+            (default 0; see :func:`bce_loss`). Rankings are unchanged.
+        learn_bias: Make :math:`b` a trainable parameter (starting at ``logit_bias``),
+            optimised with the model by :class:`~pyg_cf.train.Trainer` and saved in its
+            checkpoints; ``False`` (default) keeps it fixed.
     """
 
     paper = (
@@ -94,14 +102,28 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         reject_positives: bool = False,
         shared_negatives: bool | int = False,
         logit_bias: float = 0.0,
+        learn_bias: bool = False,
     ) -> None:
         super().__init__(
             num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
         )
-        bias = float(logit_bias)
+        try:
+            bias = float(logit_bias)
+        except (TypeError, ValueError):
+            bias = math.nan
         if not math.isfinite(bias):
             raise ConfigError(f"logit_bias must be a finite number, got {logit_bias!r}")
-        self.logit_bias = bias
+        if not isinstance(learn_bias, bool):
+            raise ConfigError(f"learn_bias must be True or False, got {learn_bias!r}")
+        self.logit_bias: float | torch.nn.Parameter = (
+            torch.nn.Parameter(torch.tensor(bias)) if learn_bias else bias
+        )
+
+    def extra_repr(self) -> str:
+        b = self.logit_bias
+        learned = isinstance(b, Tensor)
+        value = float(b.detach()) if isinstance(b, Tensor) else b
+        return f"num_negatives={self.num_negatives}, logit_bias={value:g}, learn_bias={learned}"
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""

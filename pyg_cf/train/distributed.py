@@ -179,7 +179,7 @@ class DistributedTrainer(Trainer):
             )
         super().__init__(model, data, loss, cfg, callbacks)
         with torch.no_grad():
-            for t in [*self.model.parameters(), *self.model.buffers()]:
+            for t in [*self.model.parameters(), *self.model.buffers(), *self.loss.parameters()]:
                 dist.broadcast(t, src=dist.get_global_rank(group, 0) if group else 0, group=group)
         self.local_generator = torch.Generator(device=self.device)
         self._weight = 1.0

@@ -211,7 +211,10 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
+        # a loss's own trainable parameters (e.g. a learned logit bias) train with the model
+        loss_params = [p for p in self.loss.parameters() if p.requires_grad]
         if not self.config.sparse_grad:
+            params += loss_params
             # capturable: its step can be recorded in a CUDA graph (config.cuda_graphs)
             capturable = self.config.cuda_graphs
             try:  # one fused kernel per step instead of ~6 passes over the embeddings
@@ -220,6 +223,11 @@ class Trainer:
                 )
             except (RuntimeError, TypeError, ValueError):  # pragma: no cover - old torch
                 return torch.optim.Adam(params, lr=self.config.lr, capturable=capturable)
+        if loss_params:
+            raise ConfigError(
+                f"sparse_grad=True needs a loss without trainable parameters; "
+                f"{type(self.loss).__name__} has {len(loss_params)}"
+            )
         embeddings = [m for m in self.model.modules() if isinstance(m, torch.nn.Embedding)]
         if {id(p) for p in params} != {id(m.weight) for m in embeddings}:
             raise ConfigError("sparse_grad=True needs a model whose parameters are all embeddings")

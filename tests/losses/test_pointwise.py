@@ -72,6 +72,28 @@ def test_bce_logit_bias_must_be_finite(bad):
         get_loss("bce", logit_bias=bad)
 
 
+def test_bce_learned_bias_is_a_parameter_with_the_analytic_gradient():
+    b = make_batch()
+    loss = get_loss("bce", num_negatives=3, logit_bias=-0.5, learn_bias=True)
+    (param,) = loss.parameters()
+    assert float(param) == -0.5 and "learn_bias=True" in repr(loss)
+    assert float(loss(b)) == pytest.approx(ref(b, "bce", "ip", bias=-0.5), rel=1e-6)
+    loss(b).backward()
+    # d/db of the row mean: -(1 - sigma(s+ + b)) + sum_j sigma(s_j + b)
+    sp = (b.user_emb * b.pos_emb).sum(-1) - 0.5
+    sn = (b.user_emb.unsqueeze(1) * b.neg_emb).sum(-1) - 0.5
+    want = (-(1 - torch.sigmoid(sp)) + torch.sigmoid(sn).sum(-1)).mean()
+    assert float(param.grad) == pytest.approx(float(want), rel=1e-5)
+    # fixed (default): no parameter, nothing for an optimizer to move
+    assert list(get_loss("bce", logit_bias=-0.5).parameters()) == []
+
+
+@pytest.mark.parametrize("bad", [{"learn_bias": "yes"}, {"logit_bias": "x"}])
+def test_bce_bias_arguments_are_checked(bad):
+    with pytest.raises(Exception, match="must be"):
+        get_loss("bce", **bad)
+
+
 @pytest.mark.parametrize("kind", ["ip", "cos"])
 def test_mse_matches_reference(kind):
     b = make_batch()

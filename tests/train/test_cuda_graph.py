@@ -233,6 +233,7 @@ def _step_ops(model_name: str, loss: str, kwargs: dict[str, Any], sampling: str)
     [
         ("lightgcn", "bpr", {"reject_positives": True}, "user"),  # the reproduction cells'
         ("lightgcn", "bce", {"num_negatives": 4, "reject_positives": True}, "user"),
+        ("lightgcn", "bce", {"num_negatives": 4, "learn_bias": True}, "user"),
         ("lightgcn", "ssm", {"similarity": "cos"}, "edge"),
         ("lightgcn", "ccl", {"num_negatives": 32, "shared_negatives": 4}, "edge"),
         ("svdpp-user", "ssm", {}, "edge"),

@@ -86,6 +86,17 @@ def test_one_rank_equals_plain_trainer(one_process_group):
         assert out[0][1][key].tolist() == pytest.approx(out[1][1][key].tolist(), abs=1e-6)
 
 
+def test_one_rank_trains_a_loss_parameter_like_the_plain_trainer(one_process_group):
+    data = clustered()
+    learned = []
+    for cls in (Trainer, DistributedTrainer):
+        seed_everything(0)
+        loss = get_loss("bce", learn_bias=True)
+        cls(GraphCF.from_data(data, "lightgcn", embedding_dim=8), data, loss, _cfg()).fit()
+        learned.append(float(loss.logit_bias))
+    assert learned[0] != 0.0 and learned[1] == pytest.approx(learned[0], abs=1e-6)
+
+
 def test_sampled_mode_resumes_exactly(one_process_group, tmp_path):
     data = clustered()
     cfg = dict(mode="sampled", num_neighbors=(4, 2), checkpoint_dir=str(tmp_path))

@@ -186,6 +186,36 @@ def test_full_softmax_trains_on_user_blocks():
     assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] + 0.05
 
 
+def test_a_loss_parameter_trains_with_the_model_and_is_checkpointed(tmp_path):
+    """A learned BCE logit bias is optimised with the embeddings: LightGCN cannot express
+    the 1:4 base rate itself, so the bias moves down from 0; checkpoints restore it."""
+    from pyg_cf.train import load_checkpoint
+
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=2)
+    loss = get_loss("bce", num_negatives=4, learn_bias=True)
+    cfg = TrainConfig(
+        epochs=10, batch_size=128, lr=0.02, patience=None, progress=False,
+        checkpoint_dir=str(tmp_path),
+    )  # fmt: skip
+    tr = Trainer(m, data, loss, cfg)
+    assert any(p is loss.logit_bias for g in tr.optimizer.param_groups for p in g["params"])
+    hist = tr.fit()
+    learned = float(loss.logit_bias)
+    assert learned < -0.3
+    assert hist["test_recall@20"].iloc[-1] > popularity_baseline(data, ks=(20,))["recall@20"]
+    fresh = get_loss("bce", num_negatives=4, learn_bias=True)
+    m2 = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=2)
+    load_checkpoint(Trainer(m2, data, fresh, cfg), tmp_path / "last.pt")
+    assert float(fresh.logit_bias) == learned
+    with pytest.raises(ConfigError, match="loss without trainable parameters"):
+        Trainer(
+            GraphCF.from_data(data, "mf", embedding_dim=8), data, fresh,
+            TrainConfig(sparse_grad=True, mode="sampled", num_neighbors=[5], progress=False),
+        )  # fmt: skip
+
+
 def test_step_decay_learning_rate():
     cfg = TrainConfig(lr=1e-2, lr_milestones=(4, 2), lr_gamma=0.5)
     assert cfg.lr_milestones == (2, 4)
