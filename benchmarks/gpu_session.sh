@@ -28,7 +28,7 @@ OUTDIR=${1:?usage: gpu_session.sh OUTDIR [REPRO_BUDGET_S] [CELLS...]}
 BUDGET=${2:-360}
 shift $(($# > 1 ? 2 : 1))
 CELLS=("$@")
-[ ${#CELLS[@]} -eq 0 ] && CELLS=(t1-lightgcn-bpr t1-lightgcn-bce-bias)
+[ ${#CELLS[@]} -eq 0 ] && CELLS=(t1-lightgcn-bpr)  # LightGCN + BCE with bias converged on the CPU
 DEVICE=${PYG_CF_DEVICE:-cuda}
 mkdir -p "$OUTDIR"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
