@@ -686,6 +686,8 @@ def run_cell(
     )
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
     last = ckpt / "last.pt"
+    if refit and not last.exists():
+        last = _same_refit_checkpoint(ckpt, epochs) or last
     if last.exists():  # an interrupted cell continues where it stopped
         from pyg_cf.train.checkpoint import load_checkpoint
 
@@ -839,6 +841,27 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
         json.dump(rec, f, indent=1)
     print(f"[{cell.id} refit] test {rec['test']}", flush=True)
     return rec
+
+
+def _same_refit_checkpoint(ckpt: Path, epochs: int) -> Path | None:
+    """The checkpoint of another refit of the same choices (for more epochs: an unfinished
+    run ahead, ``--refit-ahead``; or for fewer) that has not passed ``epochs``: its epochs
+    are the first epochs of this refit (same seed and batches, no schedule that depends on
+    the total), so the refit continues it instead of starting again (``epochs`` may change
+    on resume). The furthest such checkpoint, or ``None``."""
+    import re
+
+    def choices(name: str) -> str:  # 'refit-<point_tag>' without its epochs
+        return re.sub(r"(^|,)epochs=\d+(?=,|$)", "", name.removeprefix("refit-"))
+
+    best: tuple[int, Path] | None = None
+    for other in ckpt.parent.glob("refit-*/last.pt"):
+        if other.parent == ckpt or choices(other.parent.name) != choices(ckpt.name):
+            continue
+        done = int(_checkpoint(other)["epoch"])
+        if done <= epochs and (best is None or done > best[0]):
+            best = (done, other)
+    return None if best is None else best[1]
 
 
 def ahead_path(cell: Cell) -> Path:

@@ -179,6 +179,41 @@ def test_a_refit_ahead_is_read_at_the_epoch_validation_chooses(repro, monkeypatc
     assert read["test"] == pytest.approx(trained["test"], abs=1e-7)
 
 
+def test_a_refit_continues_an_unfinished_run_ahead(repro, monkeypatch, capsys):
+    """A refit resumes from the checkpoint of a run ahead (same choices, more epochs) that
+    stopped before the chosen epoch, and equals the refit trained from scratch."""
+    import shutil
+
+    bpr = repro.Cell(
+        "t9-mf-bpr", 1, "MF + BPR", "toy", "mf", "bpr", model_kwargs={"embedding_dim": 8},
+        published=(0.5, 0.4), epochs=3, patience=None, eval_every=5,
+    )  # fmt: skip
+    monkeypatch.setattr(repro, "CELLS", [*repro.CELLS, bpr])
+    monkeypatch.setattr(repro, "BY_ID", {c.id: c for c in repro.CELLS})
+    assert repro.main(["--cell", "t9-mf-bpr", "--refit-ahead", "2"]) == 0
+    (repro.OUT / "refit" / "t9-mf-bpr_ahead.json").unlink()  # as if it had been stopped
+    capsys.readouterr()
+    chosen = dict(bpr.loss_kwargs)
+    resumed = repro.run_cell(bpr, None, overrides=chosen, epochs=3, refit=True)
+    assert "refit] resuming after epoch 2" in capsys.readouterr().out
+    assert resumed["epochs_run"] == 3
+    shutil.rmtree(repro.CHECKPOINTS / "t9-mf-bpr")
+    fresh = repro.run_cell(bpr, None, overrides=chosen, epochs=3, refit=True)
+    assert "resuming" not in capsys.readouterr().out
+    # it continued the run ahead: the same first two epochs, then its own third
+    assert [r["loss"] for r in resumed["history"][:2]] == [r["loss"] for r in fresh["history"][:2]]
+    assert resumed["history"][2]["epoch"] == 3
+    # not bit-exact here: this run ahead *finished* at epoch 2, so its checkpoint is the
+    # state of a run's last epoch, not of one that goes on (differences in the 4th digit)
+    assert resumed["test"] == pytest.approx(fresh["test"], abs=1e-3)
+    # a checkpoint past the chosen epoch, or of other choices, is never continued
+    d = repro.CHECKPOINTS / "t9-mf-bpr"
+    assert repro._same_refit_checkpoint(d / "refit-epochs=5", 5) == d / "refit-epochs=3" / "last.pt"
+    assert repro._same_refit_checkpoint(d / "refit-epochs=2", 2) is None
+    shutil.copytree(d / "refit-epochs=3", d / "refit-epochs=3,x=1")
+    assert repro._same_refit_checkpoint(d / "refit-epochs=5,x=2", 5) is None
+
+
 def test_a_refit_ahead_is_read_within_one_evaluation_interval_or_not_at_all(repro):
     """A budget-stopped validation run may choose an epoch the ahead run did not evaluate:
     it is read at the ahead run's last evaluation before it, never after and never further
