@@ -53,6 +53,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -849,7 +850,6 @@ def _same_refit_checkpoint(ckpt: Path, epochs: int) -> Path | None:
     are the first epochs of this refit (same seed and batches, no schedule that depends on
     the total), so the refit continues it instead of starting again (``epochs`` may change
     on resume). The furthest such checkpoint, or ``None``."""
-    import re
 
     def choices(name: str) -> str:  # 'refit-<point_tag>' without its epochs
         return re.sub(r"(^|,)epochs=\d+(?=,|$)", "", name.removeprefix("refit-"))
