@@ -11,7 +11,7 @@ from pyg_cf.train import NonFiniteLossError, TrainConfig, Trainer, seed_everythi
 from tests.conftest import data_dir
 
 
-def synthetic(n_users=60, n_items=40, seed=0):
+def synthetic(n_users=60, n_items=40, seed=0, ratios=(0.7, 0.1, 0.2)):
     from pyg_cf.data import from_dataframe
 
     g = torch.Generator().manual_seed(seed)
@@ -19,7 +19,8 @@ def synthetic(n_users=60, n_items=40, seed=0):
     users = torch.randint(n_users, (1500,), generator=g)
     half = n_items // 2
     items = torch.randint(half, (1500,), generator=g) + (users % 2) * half
-    return from_dataframe(pd.DataFrame({"user": users.numpy(), "item": items.numpy()}), seed=0)
+    df = pd.DataFrame({"user": users.numpy(), "item": items.numpy()})
+    return from_dataframe(df, ratios=ratios, seed=0)
 
 
 @pytest.mark.parametrize("model", ["mf", "lightgcn", "svdpp-user", "svdpp-item"])
