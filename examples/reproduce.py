@@ -99,6 +99,9 @@ class Cell:
     temperature_kwargs: dict[str, Any] = field(default_factory=dict)
     sampling: str = "edge"
     batch_size: int = 2048  # the protocol's; probes may change it
+    # seed of the initialisation and of the training draws (batches, negatives); the
+    # validation carve and the split stay seed 0 for every cell: probes may change it
+    seed: int = 0
     patience: int = 5
     min_epochs: int = 0  # early stopping never stops before this epoch
     eval_every: int = 1
@@ -646,7 +649,7 @@ def run_cell(
     if refit and not epochs:
         raise ValueError("a refit needs the epoch count chosen on validation")
     data = datasets.load(cell.dataset, val_ratio=0.0 if refit else 0.1, seed=0)
-    seed_everything(0)
+    seed_everything(cell.seed)
     mkw = dict(cell.model_kwargs)
     model = GraphCF.from_data(data, cell.model, **mkw)
     loss_kwargs = {**cell.loss_kwargs, **(overrides or {})}
@@ -680,6 +683,7 @@ def run_cell(
         time_budget_s=budget_s,
         sampling=cell.sampling,
         batch_size=cell.batch_size,
+        seed=cell.seed,
         device=DEVICE,
         cuda_graphs=CUDA_GRAPHS and DEVICE != "cpu",
         checkpoint_dir=str(ckpt),

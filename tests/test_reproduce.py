@@ -703,3 +703,23 @@ def test_a_gpu_run_keeps_out_of_the_equal_time_view(repro):
     (repro.OUT / "t9-mf-ssm_cpu_budget60.json").unlink()
     repro.write_page()
     assert "earlier CPU run (" not in repro.PAGE.read_text()  # no row without a CPU run
+
+
+def test_a_cells_seed_changes_the_initialisation_and_draws_not_the_split(repro, monkeypatch):
+    import dataclasses
+
+    cell = dataclasses.replace(repro.BY_ID["t9-mf-ssm"], epochs=1, grid={})
+    seen = []
+    load = datasets.load  # the fixture's toy data
+
+    def spy(name, **kw):
+        seen.append(kw)
+        return load(name, **kw)
+
+    monkeypatch.setattr(datasets, "load", spy)
+    a = repro.run_cell(cell, None, eval_every=1)
+    b = repro.run_cell(dataclasses.replace(cell, id="t9-seed1", seed=1), None, eval_every=1)
+    again = repro.run_cell(dataclasses.replace(cell, id="t9-seed0"), None, eval_every=1)
+    assert a["history"][0]["loss"] == again["history"][0]["loss"]
+    assert a["history"][0]["loss"] != b["history"][0]["loss"]
+    assert all(kw.get("seed") == 0 for kw in seen) and len(seen) == 3  # one carve for all
