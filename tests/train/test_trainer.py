@@ -352,3 +352,9 @@ def test_an_unknown_device_is_named(device):
     ):
         TrainConfig(device=device)
     assert TrainConfig(device="cuda:1").device == "cuda:1"  # checked when a Trainer uses it
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, True])
+def test_a_bad_seed_is_a_config_error(seed):
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        TrainConfig(seed=seed)
