@@ -38,6 +38,10 @@ def pyg_sampler_available() -> bool:
     return bool(tgt.WITH_PYG_LIB or tgt.WITH_TORCH_SPARSE)
 
 
+def _cat_ids(parts: list[Tensor], device: torch.device) -> Tensor:
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
+
+
 def _edge_index_with_caches(
     row: Tensor, col: Tensor, t_perm: Tensor, num_rows: int, num_cols: int
 ) -> EdgeIndex:
@@ -69,8 +73,10 @@ class BipartiteSubgraph:
             :class:`~torch_geometric.EdgeIndex` of size ``(n_u, n_i)``, sorted by row with
             its column-order permutation cached.
         e_id: ``[E_s]`` column of each edge in the training ``edge_index``.
-        edge_weight: ``[E_s]`` weights of the user :math:`\to` item messages.
-        rev_edge_weight: ``[E_s]`` weights of the item :math:`\to` user messages.
+        edge_weight: ``[E_s]`` weights of the user :math:`\to` item messages (0 on an edge
+            its item did not draw).
+        rev_edge_weight: ``[E_s]`` weights of the item :math:`\to` user messages (0 on an
+            edge its user did not draw).
         num_sampled_nodes: Newly reached users / items per hop (hop 0 = seeds).
     """
 
@@ -129,19 +135,27 @@ class BipartiteNeighborSampler(BaseSampler):
     From seed users and items, hop :math:`h` draws up to ``num_neighbors[h]`` neighbors of
     every node first reached at hop :math:`h-1` (``-1``: all neighbors), uniformly without
     replacement, in both directions at once; the subgraph holds exactly the drawn edges
-    (each once). With ``num_neighbors = [-1] * K`` every node within :math:`K-1` hops of a
-    seed keeps all of its edges, so ``K`` propagation hops give the seeds their exact
-    full-graph embeddings.
+    (each once). A node receives messages only along the edges *it* drew: an edge drawn
+    from its other end (e.g. a seed user's edge to a seed item, which the item may draw
+    back) carries weight 0 towards it, as in PyG's directed neighbor sampling. With
+    ``num_neighbors = [-1] * K`` every node within :math:`K-1` hops of a seed draws all of
+    its edges, so ``K`` propagation hops give the seeds their exact full-graph embeddings.
 
     Edge weights use *full-graph* training degrees,
 
     .. math::
-        w_{s \to t} = \frac{1}{|\mathcal{P}_t|^{\alpha_0}\, |\mathcal{P}_s|^{\alpha_1}}
-        \cdot \Big(\frac{|\mathcal{P}_t|}{|\mathcal{N}_{\mathrm{sub}}(t)|}\Big)^{c},
+        w_{s \to t} = \frac{\mathbb{1}[t \text{ drew } (s, t)]}
+        {|\mathcal{P}_t|^{\alpha_0}\, |\mathcal{P}_s|^{\alpha_1}}
+        \cdot \Big(\frac{|\mathcal{P}_t|}{|\mathcal{D}(t)|}\Big)^{c},
 
-    where the optional second factor (:math:`c = 1` with ``degree_correction``) rescales a
-    target whose neighbors were sampled so that its aggregate is an unbiased estimate of
-    the full-graph one; it is exactly 1 for every node whose neighbors were all taken.
+    where :math:`\mathcal{D}(t)` are the neighbors :math:`t` drew and the optional last
+    factor (:math:`c = 1` with ``degree_correction``) rescales a target whose neighbors
+    were sampled: each neighbor is drawn with probability
+    :math:`|\mathcal{D}(t)| / |\mathcal{P}_t|`, so the target's aggregate of given inputs
+    is an unbiased estimate of its full-graph one. The factor is exactly 1 for every node
+    whose neighbors were all taken. (Counting edges that reached :math:`t` from their other
+    end as draws of :math:`t` would bias this: a seed user's edge to its own seed item
+    would be counted about ``deg / fan-out`` times too often.)
 
     This class implements :class:`torch_geometric.sampler.BaseSampler`, so it plugs into
     :class:`torch_geometric.loader.LinkLoader` / :class:`~torch_geometric.loader.NodeLoader`
@@ -244,19 +258,21 @@ class BipartiteNeighborSampler(BaseSampler):
     # -- neighborhoods -------------------------------------------------------------------
     def _expand_torch(
         self, users: Tensor, items: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor, Tensor, dict[str, list[int]]]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, list[int]]]:
         g = self.graph
         seen_u, seen_i = self._seen_u, self._seen_i
         seen_u[users] = True
         seen_i[items] = True
         counts = {"user": [int(users.numel())], "item": [int(items.numel())]}
-        eids, touched_u, touched_i = [], [users], [items]
+        by_u: list[Tensor] = []  # canonical ids of the edges drawn by users
+        by_i: list[Tensor] = []  # ... and by items
+        touched_u, touched_i = [users], [items]
         front_u, front_i = users, items
         for k in self.num_neighbors:
             _, pos_u = sample_neighbors(g.user_rowptr, front_u, k, generator)
             _, pos_i = sample_neighbors(g.item_rowptr, front_i, k, generator)
-            eids.append(pos_u)  # user-major position == canonical edge id
-            eids.append(g.item_eid[pos_i])
+            by_u.append(pos_u)  # user-major position == canonical edge id
+            by_i.append(g.item_eid[pos_i])
             nbr_i = g.user_col[pos_u]
             nbr_u = g.item_col[pos_i]
             front_i = self._sorted_unique(nbr_i[~seen_i[nbr_i]], self._new_i)
@@ -270,8 +286,7 @@ class BipartiteNeighborSampler(BaseSampler):
         all_u, all_i = torch.cat(touched_u), torch.cat(touched_i)
         seen_u[all_u] = False
         seen_i[all_i] = False
-        e = torch.cat(eids) if eids else torch.empty(0, dtype=torch.long, device=users.device)
-        return all_u, all_i, e, counts
+        return all_u, all_i, _cat_ids(by_u, users.device), _cat_ids(by_i, users.device), counts
 
     def _pyg_sampler(self) -> Any:
         if self._pyg is None:
@@ -292,24 +307,27 @@ class BipartiteNeighborSampler(BaseSampler):
 
     def _expand_pyg(
         self, users: Tensor, items: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, dict[str, list[int]]]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, list[int]]]:
         # PyG's sampler draws from torch's global generator (seed it with torch.manual_seed).
         s = self._pyg_sampler()
         dev = users.device
         out = s._sample({"user": users.cpu(), "item": items.cpu()})
         perm = s.edge_permutation or {}
-        eids = []
-        for et in (USER_ITEM, REV_EDGE):
+
+        def drawn(et: tuple[str, str, str]) -> Tensor:
+            """Canonical ids of the sampled edges of type ``et`` (PyG samples a node's
+            incoming edges: ``USER_ITEM`` edges were drawn by items, ``REV_EDGE`` by users)."""
             e = out.edge.get(et) if out.edge is not None else None
             if e is None:
-                continue
+                return torch.empty(0, dtype=torch.long, device=dev)
             e = e.long()
             if perm.get(et) is not None:
                 e = perm[et][e]
-            eids.append(e)
-        e = torch.cat(eids) if eids else torch.empty(0, dtype=torch.long)
+            return e.to(dev)
+
         counts = {k: [int(c) for c in v] for k, v in (out.num_sampled_nodes or {}).items()}
-        return out.node["user"].to(dev), out.node["item"].to(dev), e.to(dev), counts
+        node_u, node_i = out.node["user"].to(dev), out.node["item"].to(dev)
+        return node_u, node_i, drawn(REV_EDGE), drawn(USER_ITEM), counts
 
     def sample(
         self, users: Tensor, items: Tensor, generator: torch.Generator | None = None
@@ -330,13 +348,13 @@ class BipartiteNeighborSampler(BaseSampler):
         users = torch.unique(users.to(g.device))
         items = torch.unique(items.to(g.device))
         if self.backend == "pyg":
-            all_u, all_i, e, counts = self._expand_pyg(users, items)
+            all_u, all_i, e_u, e_i, counts = self._expand_pyg(users, items)
         else:
-            all_u, all_i, e, counts = self._expand_torch(users, items, generator)
+            all_u, all_i, e_u, e_i, counts = self._expand_torch(users, items, generator)
         user_id = self._sorted_unique(all_u, self._new_u)
         item_id = self._sorted_unique(all_i, self._new_i)
         # Sorted canonical ids == edges sorted by (user, item) == CSR order of the subgraph.
-        e = self._sorted_unique(e, self._edge_mask)
+        e = self._sorted_unique(torch.cat([e_u, e_i]), self._edge_mask)
         n_u, n_i, n_e = user_id.numel(), item_id.numel(), e.numel()
         dev = g.device
         self._local_u[user_id] = torch.arange(n_u, device=dev)
@@ -345,18 +363,36 @@ class BipartiteNeighborSampler(BaseSampler):
         col = self._local_i[g.items[e]]
         # The item-major (CSC) order: item-major positions of the edges, sorted.
         self._local_e[e] = torch.arange(n_e, device=dev)
+        drawn_by_user = torch.zeros(n_e, dtype=torch.bool, device=dev)
+        drawn_by_user[self._local_e[e_u]] = True
+        drawn_by_item = torch.zeros(n_e, dtype=torch.bool, device=dev)
+        drawn_by_item[self._local_e[e_i]] = True
         t_pos = self._sorted_unique(g.item_pos[e], self._edge_mask)
         t_perm = self._local_e[g.item_eid[t_pos]]
         ei = _edge_index_with_caches(row, col, t_perm, n_u, n_i)
-        w_ui, w_iu = self.edge_weights(user_id, item_id, row, col)
+        w_ui, w_iu = self.edge_weights(user_id, item_id, row, col, drawn_by_user, drawn_by_item)
         e_id = e if g.perm is None else g.perm[e]
         return BipartiteSubgraph(user_id, item_id, ei, e_id, w_ui, w_iu, counts)
 
     def edge_weights(
-        self, user_id: Tensor, item_id: Tensor, row: Tensor, col: Tensor
+        self,
+        user_id: Tensor,
+        item_id: Tensor,
+        row: Tensor,
+        col: Tensor,
+        drawn_by_user: Tensor | None = None,
+        drawn_by_item: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``(w_user_to_item, w_item_to_user)`` of local edges ``(row, col)`` with
-        full-graph degrees (and the degree correction when enabled)."""
+        full-graph degrees (and the degree correction when enabled).
+
+        ``drawn_by_user`` / ``drawn_by_item`` (``[E_s]`` booleans, default all ``True``)
+        say which end drew each edge: messages flow into a node only along its own draws,
+        and the correction divides by the number of them."""
+        if drawn_by_user is None:
+            drawn_by_user = torch.ones_like(row, dtype=torch.bool)
+        if drawn_by_item is None:
+            drawn_by_item = torch.ones_like(col, dtype=torch.bool)
         du = self.graph.user_deg[user_id]
         di = self.graph.item_deg[item_id]
         n_u, n_i = user_id.numel(), item_id.numel()
@@ -365,9 +401,11 @@ class BipartiteNeighborSampler(BaseSampler):
         w_iu = bipartite_norm(
             ei.flip(0), (n_i, n_u), self.alpha0, self.alpha1, deg_src=di, deg_dst=du
         )
+        w_ui = w_ui * drawn_by_item.to(w_ui.dtype)
+        w_iu = w_iu * drawn_by_user.to(w_iu.dtype)
         if self.degree_correction:
-            sub_i = torch.bincount(col, minlength=n_i).clamp_(min=1)
-            sub_u = torch.bincount(row, minlength=n_u).clamp_(min=1)
+            sub_i = torch.bincount(col[drawn_by_item], minlength=n_i).clamp_(min=1)
+            sub_u = torch.bincount(row[drawn_by_user], minlength=n_u).clamp_(min=1)
             w_ui = w_ui * (di / sub_i).to(w_ui.dtype)[col]
             w_iu = w_iu * (du / sub_u).to(w_iu.dtype)[row]
         return w_ui, w_iu
@@ -393,11 +431,14 @@ class BipartiteNeighborSampler(BaseSampler):
         inv_i[perm_i] = torch.arange(perm_i.numel(), device=dev)
         ei = sub.edge_index.as_subclass(Tensor)
         row, col = inv_u[ei[0]], inv_i[ei[1]]
+        # PyG's convention: an edge type holds the edges its targets drew, i.e. those that
+        # carry a nonzero weight towards them (items drew the user -> item edges)
+        to_item, to_user = sub.edge_weight != 0, sub.rev_edge_weight != 0
         return HeteroSamplerOutput(
             node={"user": sub.user_id[perm_u], "item": sub.item_id[perm_i]},
-            row={USER_ITEM: row, REV_EDGE: col},
-            col={USER_ITEM: col, REV_EDGE: row},
-            edge={USER_ITEM: sub.e_id, REV_EDGE: sub.e_id},
+            row={USER_ITEM: row[to_item], REV_EDGE: col[to_user]},
+            col={USER_ITEM: col[to_item], REV_EDGE: row[to_user]},
+            edge={USER_ITEM: sub.e_id[to_item], REV_EDGE: sub.e_id[to_user]},
             num_sampled_nodes=sub.num_sampled_nodes,
         )
 

@@ -105,13 +105,19 @@ def test_weights_use_full_graph_degrees():
     sampler = BipartiteNeighborSampler(
         ei, [1], alpha0=0.5, alpha1=0.5, degree_correction=False, num_users=NU, num_items=NI
     )
-    sub = sampler.sample(torch.tensor([0, 1]), torch.tensor([2]), torch.Generator())
+    seeds_u, seeds_i = torch.tensor([0, 1]), torch.tensor([2])
+    sub = sampler.sample(seeds_u, seeds_i, torch.Generator())
     du = torch.bincount(ei[0], minlength=NU).float()
     di = torch.bincount(ei[1], minlength=NI).float()
     loc = sub.edge_index.as_subclass(torch.Tensor)
     u, i = sub.user_id[loc[0]], sub.item_id[loc[1]]
     ref = 1 / (du[u].sqrt() * di[i].sqrt())
-    assert torch.allclose(sub.edge_weight, ref) and torch.allclose(sub.rev_edge_weight, ref)
+    # one hop: only the seeds drew, one edge each, and a message flows into a node only
+    # along its own draw (full-graph weight there, 0 elsewhere)
+    to_item, to_user = sub.edge_weight != 0, sub.rev_edge_weight != 0
+    assert torch.allclose(sub.edge_weight[to_item], ref[to_item])
+    assert torch.allclose(sub.rev_edge_weight[to_user], ref[to_user])
+    assert torch.equal(i[to_item], seeds_i) and torch.equal(u[to_user], seeds_u)
 
 
 def make_model(kind):
@@ -178,6 +184,35 @@ def test_degree_correction_is_unbiased_for_one_hop():
         msg = x[sub.item_id[loc[1]]] * sub.rev_edge_weight.unsqueeze(1)
         acc += msg[sub.user_id[loc[0]] == user].sum(0)
     assert torch.allclose(acc / n, full, atol=0.05 * full.abs().max() + 0.02)
+
+
+def test_degree_correction_is_unbiased_when_the_positive_is_a_seed_too():
+    """A training batch seeds a user and its positive item. The item may draw the edge
+    back; counting that as one of the user's draws would weigh the positive ~9x too much
+    here (deg 100, fan-out 10). Messages into the user follow only the user's own draws."""
+    others = torch.arange(1, 31)
+    ei = torch.cat(
+        [
+            torch.stack([torch.zeros(100, dtype=torch.long), torch.arange(100)]),
+            torch.stack([others, others % 5]),  # items 0-4 have more users
+        ],
+        dim=1,
+    )
+    sampler = BipartiteNeighborSampler(ei, [10], 0.5, 0.5, num_users=31, num_items=100)
+    du = torch.bincount(ei[0], minlength=31).float()
+    di = torch.bincount(ei[1], minlength=100).float()
+    full = 1 / (du[0].sqrt() * di.sqrt())  # weight of item j -> user 0 in the full graph
+    g = torch.Generator().manual_seed(0)
+    acc = torch.zeros(100)
+    n = 2000
+    for _ in range(n):
+        sub = sampler.sample(torch.tensor([0]), torch.tensor([0]), g)
+        loc = sub.edge_index.as_subclass(torch.Tensor)
+        into_user0 = sub.user_id[loc[0]] == 0
+        acc.index_add_(0, sub.item_id[loc[1]][into_user0], sub.rev_edge_weight[into_user0])
+    ratio = acc / n / full
+    assert abs(float(ratio[0]) - 1) < 0.3  # the seed positive: 9.2 before the fix
+    assert abs(float(ratio.mean()) - 1) < 0.05
 
 
 def test_seeded_sampling_repeats():
