@@ -53,8 +53,14 @@ def directau_loss(user_emb: Tensor, item_emb: Tensor, gamma: float = 1.0) -> Ten
         user_emb: ``[B, d]`` user embeddings of the batch's positive pairs.
         item_emb: ``[B, d]`` item embeddings of the same pairs.
         gamma: Weight :math:`\gamma` of the uniformity term.
+
+    A batch of one pair (an epoch's last batch can be one) has no uniformity term: it is
+    the alignment alone.
     """
-    return alignment(user_emb, item_emb) + gamma * (uniformity(user_emb) + uniformity(item_emb)) / 2
+    align = alignment(user_emb, item_emb)
+    if user_emb.size(0) < 2:
+        return align
+    return align + gamma * (uniformity(user_emb) + uniformity(item_emb)) / 2
 
 
 @register_loss("directau")

@@ -190,6 +190,8 @@ class MultiMarginLoss(SampledScoreLoss):
         "Ozsoy, Multi-Margin Loss: Proposal and Application in Recommender Systems, "
         "arXiv:2405.04614, 2024"
     )
+    margin_values: Tensor
+    weight_values: Tensor
 
     def __init__(
         self,
@@ -217,6 +219,14 @@ class MultiMarginLoss(SampledScoreLoss):
         if any(w < 0 for w in weights):
             raise ConfigError(f"weights must be >= 0, got {weights}")
         self.margins, self.weights = margins, weights
+        # as (non-persistent) buffers too: they follow loss.to(device), so a CUDA step
+        # makes no host-to-device copy of them (which a CUDA graph could not record)
+        self.register_buffer(
+            "margin_values", torch.tensor(margins, dtype=torch.float64), persistent=False
+        )
+        self.register_buffer(
+            "weight_values", torch.tensor(weights, dtype=torch.float64), persistent=False
+        )
         self.neg_weight = float(neg_weight)
         self.pos_weight = float(pos_weight)
 
@@ -224,7 +234,13 @@ class MultiMarginLoss(SampledScoreLoss):
         """Loss of each row ``[B]``."""
         pos, neg = self._pos_neg(batch)
         return mml_loss(
-            pos, neg, self.margins, self.weights, self.neg_weight, self.pos_weight, "none"
+            pos,
+            neg,
+            self.margin_values,
+            self.weight_values,
+            self.neg_weight,
+            self.pos_weight,
+            "none",
         )
 
     def extra_repr(self) -> str:

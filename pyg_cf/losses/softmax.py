@@ -173,7 +173,8 @@ def bsl_loss(
         pos_term = lse - count.to(lse.dtype).log()
     neg = neg_score / _col(tau_n)
     if include_positive:
-        neg = torch.cat([(own / tau_n).unsqueeze(-1), neg], dim=-1)
+        # the own positive keeps the positive's temperature (Adap-τ scope='negatives')
+        neg = torch.cat([(own / tau1).unsqueeze(-1), neg], dim=-1)
         if neg_mask is not None:
             neg_mask = torch.cat([torch.zeros_like(neg_mask[..., :1]), neg_mask], dim=-1)
     lse, valid = masked_logsumexp(neg, neg_mask)
@@ -407,6 +408,10 @@ class SoftmaxLoss(CFLoss):
         # distinct user, shared by that user's rows (same value and gradients as one per
         # row; see the loader's sampling='user_blocks'). With the mask, the user's row
         # leaves out all its positives and each row adds its own back (log-add-exp).
+        # With a per-user temperature on the negatives only (Adap-τ's scope='negatives'),
+        # the row's own positive keeps tau_p in the denominator too, as in the sampled
+        # softmax: it is masked out of the [., I] logits and added back at tau_p.
+        split = tau_p is not tau_n
         share = _distinct_rows(batch.users, u, tau_n)
         mask = None
         if share is not None and self.mask_positives:
@@ -415,23 +420,30 @@ class SoftmaxLoss(CFLoss):
             # no user has every item as a positive
             if not (bool(mask[share[1], batch.pos_items].all()) and bool((~mask).any(1).all())):
                 share = mask = None
+        if share is not None and mask is None and split:
+            share = None  # a shared row cannot hold each row's own positive at tau_p
         if share is None:
             scale = tau_n
             logits = (u / _col(scale)) @ items.t()
-            if self.mask_positives:  # the row's own positive is never masked: no empty row
-                mask = self._positives_mask(batch, batch.users, num_items, u.device)
-                mask[torch.arange(u.size(0), device=u.device), batch.pos_items] = False
+            if self.mask_positives or split:
+                mask = (
+                    self._positives_mask(batch, batch.users, num_items, u.device)
+                    if self.mask_positives
+                    else torch.zeros(logits.shape, dtype=torch.bool, device=u.device)
+                )
+                # the row's own positive stays in (no empty row), or is added back at tau_p
+                mask[torch.arange(u.size(0), device=u.device), batch.pos_items] = split
         else:
             scale = _take(tau_n, share[0])
             logits = (u[share[0]] / _col(scale)) @ items.t()
+        own_masked = split if share is None else mask is not None
 
         def per_row_lse(lse: Tensor, own: Tensor) -> Tensor:
             """Row log-sum-exps from the logit rows' ones (``own``: each row's positive
-            logit, added back when the shared rows mask it)."""
-            if share is None:
-                return lse
-            lse = lse[share[1]]
-            return torch.logaddexp(lse, own) if mask is not None else lse
+            logit, added back where the logit rows mask it)."""
+            if share is not None:
+                lse = lse[share[1]]
+            return torch.logaddexp(lse, own) if own_masked else lse
 
         if self.record_unit_loss and tau is None:
             with torch.no_grad():
@@ -439,7 +451,7 @@ class SoftmaxLoss(CFLoss):
                 self._record_unit(batch, per_row_lse(lse_1, pos) - pos)
         if mask is not None:
             logits = logits.masked_fill_(mask, float("-inf"))
-        return per_row_lse(row_logsumexp(logits), pos / tau_n) - pos / tau_p
+        return per_row_lse(row_logsumexp(logits), pos / tau_p) - pos / tau_p
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses import LossBatch, get_loss
@@ -70,6 +71,18 @@ def test_finite_for_huge_embeddings():
     assert torch.isfinite(value)
     value.backward()
     assert torch.isfinite(u.grad).all() and torch.isfinite(p.grad).all()
+
+
+def test_a_batch_of_one_pair_is_its_alignment():
+    """An epoch's last batch can hold one pair (drop_last=False): no uniformity term then,
+    instead of an error mid-epoch."""
+    u, p = make(B=1)
+    u.requires_grad_()
+    value = get_loss("directau", gamma=5.0)(LossBatch(torch.arange(1), torch.arange(1), u, p))
+    align = (F.normalize(u.detach(), dim=-1) - F.normalize(p, dim=-1)).pow(2).sum()
+    assert float(value) == pytest.approx(float(align), rel=1e-10)
+    value.backward()
+    assert torch.isfinite(u.grad).all()
 
 
 def test_validation():

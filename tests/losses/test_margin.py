@@ -76,6 +76,15 @@ def test_mml_matches_reference(kind):
     assert float(loss(b)) == pytest.approx(ref_mml(b, m, w, 7.0, 2.0, kind), rel=1e-10)
 
 
+def test_mml_margins_are_device_buffers_outside_the_state_dict():
+    loss = get_loss("mml", margins=[0.5, 0.9], weights=[0.3, 0.7]).to(D)
+    assert loss.margin_values.dtype == D and loss.margin_values.tolist() == [0.5, 0.9]
+    assert loss.weight_values.tolist() == pytest.approx([0.3, 0.7])
+    assert loss.state_dict() == {}  # checkpoints stay as they were
+    b = make_batch()
+    assert float(loss(b)) == pytest.approx(ref_mml(b, [0.5, 0.9], [0.3, 0.7], 700, 1, "cos"))
+
+
 @pytest.mark.parametrize("kind", ["ip", "cos"])
 def test_hinge_matches_reference(kind):
     b = make_batch()

@@ -79,18 +79,22 @@ def ref_ssm_in_batch(b, tau, include_positive, kind, collision=None):
     return sum(out) / len(out)
 
 
-def ref_softmax(b, tau, kind, positives=None):
+def ref_softmax(b, tau, kind, positives=None, tau_neg=None, reduce=True):
+    """``tau_neg`` (per row): the other items' temperature; the row's own positive keeps
+    ``tau`` in the numerator and the denominator."""
     out = []
     for r in range(b.users.numel()):
+        tn = tau if tau_neg is None else tau_neg[r]
         s_pos = score(b.user_emb[r], b.pos_emb[r], kind)
-        terms = []
+        terms = [s_pos / tau]
         for j in range(b.all_item_emb.size(0)):
-            other_pos = positives is not None and (int(b.users[r]), j) in positives
-            if other_pos and j != int(b.pos_items[r]):
+            if j == int(b.pos_items[r]):
                 continue
-            terms.append(score(b.user_emb[r], b.all_item_emb[j], kind) / tau)
+            if positives is not None and (int(b.users[r]), j) in positives:
+                continue
+            terms.append(score(b.user_emb[r], b.all_item_emb[j], kind) / tn)
         out.append(-s_pos / tau + lse(terms))
-    return sum(out) / len(out)
+    return sum(out) / len(out) if reduce else out
 
 
 def ref_bsl(b, tau1, tau2, form, kind):
@@ -233,6 +237,45 @@ def test_per_user_temperature_table_and_scope():
     # the batch's own per-row temperature takes precedence over the table
     b.user_tau = torch.full((4,), 0.3, dtype=D)
     assert float(loss(b)) == pytest.approx(plain, rel=1e-12)
+
+
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("users", [[2, 0, 1, 2], [0, 1, 2, 3]])
+def test_softmax_negatives_scope_keeps_the_positive_at_its_temperature(mask, users):
+    """Adap-τ's scope='negatives': tau_u divides the other items only; the row's own
+    positive is at tau in the numerator *and* the denominator, so the loss is >= 0 (with
+    the positive at tau_u in the denominator it went to -8 for tau 0.1, tau_u 1)."""
+    b = make_batch(users=users, num_items=6)
+    pairs = {(int(u), int(i)) for u, i in zip(b.users, b.pos_items)} | {(0, 1), (2, 3)}
+    index = UserItemIndex(torch.tensor(sorted(pairs)).t(), 4, 6)
+    loss = get_loss("softmax", tau=0.1, mask_positives=mask, positives=index)
+    table = torch.tensor([1.0, 0.5, 0.05, 0.3], dtype=D)
+    loss.user_tau_table = table
+    loss.user_tau_scope = "negatives"
+    row_tau = [float(table[u]) for u in b.users]
+    want = ref_softmax(b, 0.1, "cos", pairs if mask else None, tau_neg=row_tau, reduce=False)
+    got = loss.per_row(b)
+    assert torch.allclose(got, torch.tensor(want, dtype=D), rtol=1e-10)
+    assert (got >= 0).all()
+    loss.user_tau_scope = "both"  # every logit at tau_u: the plain softmax at tau_u
+    both = [
+        ref_softmax(b, t, "cos", pairs if mask else None, reduce=False)[r]
+        for r, t in enumerate(row_tau)
+    ]
+    assert torch.allclose(loss.per_row(b), torch.tensor(both, dtype=D), rtol=1e-10)
+
+
+def test_bsl_negatives_scope_keeps_the_added_positive_at_its_temperature():
+    b = make_batch(users=[2, 0, 1, 2])
+    loss = get_loss("bsl", tau1=0.1, tau2=1.0, negatives="sampled", include_positive=True)
+    table = torch.tensor([1.0, 0.5, 0.05], dtype=D)
+    loss.user_tau_table = table
+    loss.user_tau_scope = "negatives"
+    # tau2 = 1 with the positive added is the sampled softmax with the positive included
+    ssm = get_loss("ssm", tau=0.1, negatives="sampled", include_positive=True)
+    ssm.user_tau_table, ssm.user_tau_scope = table, "negatives"
+    assert torch.allclose(loss.per_row(b), ssm.per_row(b), rtol=1e-12)
+    assert (loss.per_row(b) >= 0).all()
 
 
 @pytest.mark.parametrize("name", ["ssm", "softmax", "bsl"])

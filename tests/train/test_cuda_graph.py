@@ -236,6 +236,7 @@ def _step_ops(model_name: str, loss: str, kwargs: dict[str, Any], sampling: str)
         ("lightgcn", "bce", {"num_negatives": 4, "learn_bias": True}, "user"),
         ("lightgcn", "ssm", {"similarity": "cos"}, "edge"),
         ("lightgcn", "ccl", {"num_negatives": 32, "shared_negatives": 4}, "edge"),
+        ("lightgcn", "mml", {"num_negatives": 32, "shared_negatives": 4}, "edge"),
         ("svdpp-user", "ssm", {}, "edge"),
     ],
 )
