@@ -137,7 +137,7 @@ def drop_duplicates(df: pd.DataFrame, name: str = "interactions") -> pd.DataFram
     dup = df.duplicated(subset=["user", "item"], keep="first").to_numpy()
     n = int(dup.sum())
     if n:
-        log.info("%s: dropped %d duplicate interaction(s) of %d", name, n, len(df))
+        log.warning("%s: dropped %d duplicate interaction(s) of %d", name, n, len(df))
         return df.loc[~dup].reset_index(drop=True)
     return df
 
@@ -176,10 +176,12 @@ def random_split(
     """Split interactions at random into parts with the given ratios.
 
     With ``per_user=True`` (default, as in the sampled-softmax paper) each user's
-    interactions are shuffled and cut by the ratios, so each user appears in training
-    whenever it has at least one interaction: a user with ``n`` interactions gives
-    ``round(n * r_k)`` rows to the later parts, the rest to the first part. With
-    ``per_user=False`` the whole table is shuffled and cut.
+    interactions are shuffled and cut at the rounded cumulative ratios: of a user's ``n``
+    shuffled interactions, part ``k`` holds ranks ``[round(n c_{k-1}), round(n c_k))``
+    with ``c`` the cumulative ratios (``c_{-1} = 0``), and the first part at least one,
+    so each user appears in training (e.g. ``n = 8`` at 7:1:2 gives 6 / 0 / 2). With
+    ``per_user=False`` the whole table is shuffled and cut at the rounded cumulative
+    ratios.
 
     Args:
         df: Interactions.

@@ -27,6 +27,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
+_FIELDS = re.compile(r"[\s,;]+")
 
 
 def _open_lines(path: str | os.PathLike[str]) -> list[str]:
@@ -213,6 +214,13 @@ def read_edge_list_with_lines(
             continue
         if not skipped_header:
             skipped_header = True
+            if all(_is_number(f) for f in _FIELDS.split(line)):
+                raise DataFormatError(
+                    "header=True but this line is all numbers, i.e. data: it would be "
+                    "dropped; pass header=False",
+                    spath,
+                    lineno,
+                )
             continue
         if sep is None:
             fields = _WS.split(line)

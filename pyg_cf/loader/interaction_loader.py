@@ -196,11 +196,11 @@ class InteractionLoader:
         if positives is None and needs_index:
             positives = UserItemIndex(edge_index, self.num_users, self.num_items)
         self.positives = positives
-        if negative_sampler is None and num_negatives > 0:
+        if negative_sampler is None:  # also for negatives asked for only at collate time
             negative_sampler = NegativeSampler(
                 self.num_items, positives=positives if reject_positives else None
             )
-        self.negative_sampler = negative_sampler
+        self.negative_sampler: NegativeSampler = negative_sampler
         self.sampler: BipartiteNeighborSampler | None = None
         if num_neighbors is not None:
             self.sampler = BipartiteNeighborSampler(
@@ -289,8 +289,6 @@ class InteractionLoader:
         m = self.num_negatives if num_negatives is None else num_negatives
         neg = neg_logp = None
         if m > 0:
-            if self.negative_sampler is None:
-                self.negative_sampler = NegativeSampler(self.num_items)
             neg, neg_logp = self.negative_sampler.sample(users, m, self.generator, shared=shared)
         coll, ncoll = None, 0
         if self.mask_in_batch:

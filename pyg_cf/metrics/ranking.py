@@ -25,7 +25,6 @@ selection; hits are looked up in the sorted pair index of the held-out positives
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -212,7 +211,8 @@ def evaluate(
     ks: Sequence[int] = (20,),
     similarity: str = "ip",
     mask_val_at_test: bool = True,
-    **kwargs: Any,
+    chunk_size: int | None = None,
+    memory_budget_mb: float | None = None,
 ) -> dict[str, float]:
     """All-ranking metrics of final embeddings on ``data``'s ``split``.
 
@@ -226,7 +226,11 @@ def evaluate(
         ks: Cut-offs.
         similarity: ``'ip'`` (inner product) or ``'cos'`` (cosine) at prediction time.
         mask_val_at_test: Mask validation positives when ``split='test'``.
-        **kwargs: Passed to :func:`evaluate_scores` (``chunk_size``, ``memory_budget_mb``).
+        chunk_size: Users per chunk (see :func:`evaluate_scores`).
+        memory_budget_mb: Memory for one chunk (see :func:`evaluate_scores`).
+
+    Per-user metrics: :func:`evaluate_scores` with ``per_user=True``. The embeddings'
+    device is where the ranking runs.
     """
     from pyg_cf.data.graph import held_out_edges, train_edges
 
@@ -249,11 +253,10 @@ def evaluate(
     positives = held_out_edges(data, split)
     if positives.numel() == 0:
         raise ConfigError(f"data has no {split} positives")
+    chunk = chunk_size or _chunk_size(memory_budget_mb, ni, u.device)
     res = evaluate_scores(
-        _GemmScores(u, i, kwargs.get("chunk_size") or _chunk_size(
-            kwargs.get("memory_budget_mb"), ni, u.device)),
-        nu, ni, positives, seen, ks, device=u.device, **kwargs,
-    )  # fmt: skip
+        _GemmScores(u, i, chunk), nu, ni, positives, seen, ks, chunk, memory_budget_mb, u.device
+    )
     assert isinstance(res, dict)
     return res
 

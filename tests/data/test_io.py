@@ -62,6 +62,8 @@ def test_edge_list(tmp_path):
         ("user item\n0 1\n", {}, "line 1.*'user'"),
         ("0\t1\n0,2\n", {"sep": "\t"}, "line 2.*mixed"),
         ("0 0 1 5 9\n", {}, "expected 2 to 4 fields"),
+        ("0 1\n2 3\n", {"header": True}, "line 1.*header=True.*data"),
+        ("0,1\n2,3\n", {"header": True, "sep": ","}, "line 1.*header=True.*data"),
     ],
 )
 def test_edge_list_errors(tmp_path, text, kw, match):

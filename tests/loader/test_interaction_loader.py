@@ -72,6 +72,20 @@ def test_rejected_negatives_are_not_positives():
         assert not index.contains(b.users.unsqueeze(1), b.neg_items).any()
 
 
+def test_negatives_asked_for_at_collate_time_are_rejected_too():
+    # one user with 8 of 10 items: unrejected draws hit a positive 80 % of the time
+    ei = torch.stack([torch.zeros(8, dtype=torch.long), torch.arange(8)])
+    index = UserItemIndex(ei, 1, 10)
+    loader = InteractionLoader(
+        ei, 1, 10, batch_size=8, reject_positives=True,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    b = loader.collate(torch.arange(8), num_negatives=50)
+    hits = int(index.contains(b.users.unsqueeze(1), b.neg_items).sum())
+    # 5 rejection rounds leave 400 * 0.8**6 = 105 hits on average; 320 without rejection
+    assert hits < 200  # (311 before the fix)
+
+
 def test_seeded_loaders_repeat():
     ei = random_edges(40, 30, 400, 4)
 

@@ -78,3 +78,13 @@ def test_evaluate_masks_train_and_val_at_test_time(tiny_data):
     assert res["recall@5"] == pytest.approx(1.0)
     pop = popularity_baseline(tiny_data, ks=(1,))
     assert 0 <= pop["recall@1"] <= 1
+
+
+def test_evaluate_chunking_options_and_unknown_options(tiny_data):
+    torch.manual_seed(0)
+    u, i = torch.randn(4, 3), torch.randn(5, 3)
+    ref = evaluate(u, i, tiny_data, "val", ks=(2,))
+    assert evaluate(u, i, tiny_data, "val", ks=(2,), chunk_size=1) == ref
+    assert evaluate(u, i, tiny_data, "val", ks=(2,), memory_budget_mb=1e-6) == ref
+    with pytest.raises(TypeError, match="per_user"):  # per-user rows: evaluate_scores
+        evaluate(u, i, tiny_data, "val", per_user=True)  # type: ignore[call-arg]
