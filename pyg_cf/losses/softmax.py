@@ -261,7 +261,12 @@ class SampledSoftmaxLoss(CFLoss):
             official in-batch code; the Adap-τ and BSL codes exclude it).
         mask_collisions: With in-batch negatives, ignore other rows' items that are in fact
             training positives of the row's user (default ``True``).
-        logq_correction: Subtract the log sampling probability of sampled negatives.
+        logq_correction: Subtract the log sampling probability :math:`\log Q_j` of one
+            draw from each sampled negative's logit (the correction of Yi et al., RecSys
+            2019, in the form of :func:`sampled_softmax_loss`). The importance-sampling
+            estimate of the full softmax's denominator would subtract
+            :math:`\log(M Q_j)`; the two differ by a constant, so only in how much the
+            positive weighs against the negatives when ``include_positive`` keeps it.
         pop_beta: Popularity exponent :math:`\beta` of the ``'popularity'`` sampler.
         reject_positives: Re-draw sampled negatives that are positives of the user.
         shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``

