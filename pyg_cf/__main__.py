@@ -82,7 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs after which the learning rate is multiplied by --lr-gamma",
     )
     t.add_argument("--lr-gamma", type=float, default=0.1)
-    t.add_argument("--l2", type=float, default=0.0, help="L2 weight on layer-0 embeddings")
+    t.add_argument("--l2", type=float, default=0.0, help="L2 weight (see --l2-layers)")
+    t.add_argument(
+        "--l2-layers",
+        default="input",
+        choices=["input", "all"],
+        help="which embeddings --l2 penalises: layer 0 (LightGCN's code) or every hop's "
+        "(the Adap-tau authors' LightGCN)",
+    )
     t.add_argument(
         "--sampling",
         default="edge",
@@ -183,6 +190,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         lr_milestones=tuple(args.lr_milestones),
         lr_gamma=args.lr_gamma,
         l2_reg=args.l2,
+        l2_layers=args.l2_layers,
         sampling=args.sampling,
         user_dropout=args.user_dropout,
         eval_every=args.eval_every,

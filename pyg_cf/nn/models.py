@@ -267,6 +267,22 @@ class GraphCF(nn.Module):
             ``(user_emb, item_emb)`` of shapes ``[num_users_or_len(user_nodes), d]`` and
             ``[num_items_or_len(item_nodes), d]``.
         """
+        return self.combine(*self.layers(edge_index, user_nodes, item_nodes, edge_weight))
+
+    def layers(
+        self,
+        edge_index: Tensor | None = None,
+        user_nodes: Tensor | None = None,
+        item_nodes: Tensor | None = None,
+        edge_weight: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        r"""Every hop's embeddings, before the layer weighting: ``([p^(0), ..., p^(K)],
+        [q^(0), ..., q^(K)])``; an unpropagated side has the single entry ``[p^(0)]``.
+
+        :meth:`forward` is :meth:`combine` of this. The per-layer embeddings are what an L2
+        penalty over all layers (the Adap-τ authors' LightGCN regulariser,
+        ``TrainConfig(l2_layers='all')``) needs. Same arguments as :meth:`forward`.
+        """
         if edge_index is not None and not isinstance(edge_index, Tensor):
             raise TypeError(f"edge_index must be a [2, E] tensor, got {type(edge_index).__name__}")
         if user_nodes is not None:
@@ -275,18 +291,16 @@ class GraphCF(nn.Module):
             item_nodes = self._check_ids(item_nodes, self.num_items, "item")
         x_u = self.user_embedding.weight if user_nodes is None else self.user_embedding(user_nodes)
         x_i = self.item_embedding.weight if item_nodes is None else self.item_embedding(item_nodes)
+        hs_u, hs_i = [x_u], [x_i]
         if not (self.propagate_users or self.propagate_items):
-            return x_u, x_i
+            return hs_u, hs_i
         if edge_index is None:
             edge_index = self._graph_on(x_u.device)
         rev = self._reverse(edge_index)
         w_ui, w_iu = edge_weight if edge_weight is not None else (None, None)
         size = (x_u.size(0), x_i.size(0))
-        w: Tensor = self.layer_weights  # type: ignore[assignment]
-        out_u = x_u * w[0] if self.propagate_users else x_u
-        out_i = x_i * w[0] if self.propagate_items else x_i
         h_u, h_i = x_u, x_i
-        for k in range(1, self.num_layers + 1):
+        for _ in range(self.num_layers):
             new_u = (
                 self.user_conv((h_i, h_u), rev, w_iu, size=(size[1], size[0]))
                 if self.propagate_users
@@ -299,10 +313,25 @@ class GraphCF(nn.Module):
             )
             h_u, h_i = new_u, new_i
             if self.propagate_users:
-                out_u = out_u + w[k] * h_u
+                hs_u.append(h_u)
             if self.propagate_items:
-                out_i = out_i + w[k] * h_i
-        return out_u, out_i
+                hs_i.append(h_i)
+        return hs_u, hs_i
+
+    def combine(self, hs_u: Sequence[Tensor], hs_i: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        r"""The final embeddings :math:`\sum_k w_k \mathbf{p}^{(k)}` of :meth:`layers`'
+        output (a side with one entry, unpropagated, is returned as it is)."""
+        w: Tensor = self.layer_weights  # type: ignore[assignment]
+
+        def one(hs: Sequence[Tensor]) -> Tensor:
+            if len(hs) == 1:
+                return hs[0]
+            out = hs[0] * w[0]
+            for k in range(1, len(hs)):
+                out = out + w[k] * hs[k]
+            return out
+
+        return one(hs_u), one(hs_i)
 
     def layer0(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         """Layer-0 embeddings of the given users and items (for L2 regularisation)."""

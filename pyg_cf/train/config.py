@@ -30,6 +30,12 @@ class TrainConfig:
         lr_gamma: Decay factor at each milestone.
         l2_reg: Weight of the L2 penalty on the batch's layer-0 embeddings,
             :math:`\\lambda (\\|p_u\\|^2 + \\|q_i\\|^2 + \\|q_j\\|^2) / (2B)`.
+        l2_layers: ``'input'`` (default): ``l2_reg`` penalises the layer-0 embeddings, as
+            LightGCN's code does; ``'all'``: every hop's embeddings of the batch's users,
+            positives and negatives, :math:`\\lambda \\sum_{k=0}^{K} (\\|p^{(k)}_u\\|^2 +
+            \\|q^{(k)}_i\\|^2 + \\|q^{(k)}_j\\|^2) / (2B)`, as the Adap-τ authors' LightGCN
+            does (their penalty is on the stacked ``[B, K+1, d]`` embeddings). Same as
+            ``'input'`` for MF.
         eval_every: Evaluate every this many epochs (0: only at the end).
         ks: Cut-offs of the metrics.
         monitor: Validation metric for early stopping and best-weight selection.
@@ -96,6 +102,7 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
     l2_reg: float = 0.0
+    l2_layers: str = "input"
     eval_every: int = 1
     ks: tuple[int, ...] = (20,)
     monitor: str = "ndcg@20"
@@ -142,6 +149,8 @@ class TrainConfig:
             raise ConfigError(f"min_epochs must be >= 0, got {self.min_epochs}")
         if self.l2_reg < 0:
             raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
+        if self.l2_layers not in ("input", "all"):
+            raise ConfigError(f"l2_layers must be 'input' or 'all', got {self.l2_layers!r}")
         bad_device = f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
         try:
             kind = torch.device(self.device).type

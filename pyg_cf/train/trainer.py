@@ -124,6 +124,13 @@ class Trainer:
                 f"model is built for {model.num_users} users / "
                 f"{model.num_items} items but the data has {nu} / {ni}"
             )
+        if self.config.l2_layers == "all" and not (
+            callable(getattr(model, "layers", None)) and callable(getattr(model, "combine", None))
+        ):
+            raise ConfigError(
+                f"l2_layers='all' needs a model with layers() and combine() (GraphCF); "
+                f"{type(model).__name__} has not"
+            )
         self.device = torch.device(self.config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device='cuda' but CUDA is not available")
@@ -274,8 +281,14 @@ class Trainer:
         unit = False
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
         neg_emb = all_item_emb = None
+        layers = self.config.l2_reg > 0 and self.config.l2_layers == "all"
+        hs: tuple[list[Tensor], list[Tensor]] | None = None
         if cb.subgraph is None:
-            u_all, i_all = self.model()
+            if layers:
+                hs = self.model.layers()
+                u_all, i_all = self.model.combine(*hs)
+            else:
+                u_all, i_all = self.model()
             # index_select: backward is an index_add (no host sync, capturable)
             user_emb, pos_emb = u_all.index_select(0, users), i_all.index_select(0, pos)
             if neg is not None:
@@ -283,7 +296,11 @@ class Trainer:
             if self.loss.negatives == "all":
                 all_item_emb = i_all
         else:
-            u_sub, i_sub = self.model(**cb.model_inputs())
+            if layers:
+                hs = self.model.layers(**cb.model_inputs())
+                u_sub, i_sub = self.model.combine(*hs)
+            else:
+                u_sub, i_sub = self.model(**cb.model_inputs())
             user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
             if cb.neg_index is not None:
                 neg_emb, unit = _gather_negatives(i_sub, cb.neg_index, shared, cos)
@@ -307,20 +324,50 @@ class Trainer:
         )
         reg = torch.zeros((), device=self.device)
         if self.config.l2_reg > 0:
-            u0, p0 = self.model.layer0(users, pos)
-            reg = u0.pow(2).sum() + p0.pow(2).sum()
-            if neg is not None and not shared:
-                reg = reg + self.model.item_embedding(neg).pow(2).sum()
-            elif neg is not None:  # each set penalised once per row of its block
-                b = users.numel()
-                rows = negative_sets(b, int(shared))[1]
-                sets = neg[::rows]
-                count = torch.full((sets.size(0),), float(rows), device=self.device)
-                count[-1] = b - rows * (sets.size(0) - 1)
-                sq = self.model.item_embedding(sets).pow(2).sum(-1)
-                reg = reg + (count.unsqueeze(1) * sq).sum()
-            reg = self.config.l2_reg * reg / (2 * users.numel())
+            reg = self.config.l2_reg * self._l2_sum(cb, hs, shared) / (2 * users.numel())
         return batch, reg
+
+    def _l2_sum(
+        self, cb: CFBatch, hs: tuple[list[Tensor], list[Tensor]] | None, shared: int | None
+    ) -> Tensor:
+        """Sum of the squared norms ``l2_reg`` penalises: layer 0 looked up by global id
+        (``hs is None``), or every hop of ``hs`` in the ids of the propagated tensors.
+        Negatives count once per row that scores them (a shared set once per row of its
+        block)."""
+        users = cb.users
+        neg: Tensor | None
+        if hs is None:
+            u0, p0 = self.model.layer0(users, cb.pos_items)
+            total = u0.pow(2).sum() + p0.pow(2).sum()
+            neg = cb.neg_items
+
+            def sq_items(ids: Tensor) -> Tensor:
+                return self.model.item_embedding(ids).pow(2).sum(-1)
+
+        else:
+            hs_u, hs_i = hs
+            u_ids, p_ids, neg = users, cb.pos_items, cb.neg_items
+            if cb.subgraph is not None:  # local ids of the subgraph
+                assert cb.user_index is not None and cb.pos_index is not None
+                u_ids, p_ids, neg = cb.user_index, cb.pos_index, cb.neg_index
+            total = torch.stack(
+                [h.index_select(0, u_ids).pow(2).sum() for h in hs_u]
+                + [h.index_select(0, p_ids).pow(2).sum() for h in hs_i]
+            ).sum()
+
+            def sq_items(ids: Tensor) -> Tensor:
+                return torch.stack([h[ids].pow(2).sum(-1) for h in hs_i]).sum(0)
+
+        if neg is None:
+            return total
+        b = users.numel()
+        if not shared:
+            return total + sq_items(neg).sum()
+        rows = negative_sets(b, int(shared))[1]
+        sets = neg[::rows]
+        count = torch.full((sets.size(0),), float(rows), device=self.device)
+        count[-1] = b - rows * (sets.size(0) - 1)
+        return total + (count.unsqueeze(1) * sq_items(sets)).sum()
 
     # -- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:

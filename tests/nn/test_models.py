@@ -60,6 +60,27 @@ def test_lightgcn_equation(k):
     assert torch.allclose(u[4], m.user_embedding.weight[4] / (k + 1))  # isolated user
 
 
+def test_layers_are_each_hop_and_combine_is_forward():
+    m = GraphCF.lightgcn(NU, NI, 8, num_layers=2, edge_index=EI)
+    to_users, to_items = norm_adj(0.5, 0.5)
+    hs_u, hs_i = m.layers()
+    p, q = m.user_embedding.weight.double(), m.item_embedding.weight.double()
+    assert len(hs_u) == len(hs_i) == 3
+    for k in range(3):
+        assert torch.allclose(hs_u[k].double(), p, atol=1e-5)
+        assert torch.allclose(hs_i[k].double(), q, atol=1e-5)
+        p, q = to_users @ q, to_items @ p
+    u, i = m.combine(hs_u, hs_i)
+    fu, fi = m()
+    assert torch.allclose(u, fu) and torch.allclose(i, fi)
+    # an unpropagated side has only layer 0, returned as it is
+    s = GraphCF.svdpp_user(NU, NI, 8, edge_index=EI)
+    hs_u, hs_i = s.layers()
+    assert len(hs_u) == 2 and len(hs_i) == 1 and hs_i[0] is s.item_embedding.weight
+    assert torch.allclose(s.combine(hs_u, hs_i)[0], s()[0])
+    assert GraphCF.mf(NU, NI, 8).layers()[0][0] is not None
+
+
 def test_subgraph_forward_with_node_ids_equals_full_graph():
     m = GraphCF.lightgcn(NU, NI, 4, num_layers=2, edge_index=EI)
     full_u, full_i = m()

@@ -167,6 +167,62 @@ def test_grouped_negatives_step_matches_the_materialised_batch(mode, num_neg):
         assert torch.equal(n_id[tr.last_batch.neg_index], batch.neg_items)
 
 
+@pytest.mark.parametrize("mode", ["full", "sampled"])
+@pytest.mark.parametrize("shared", [False, 4])
+def test_l2_over_all_layers_penalises_every_hop(mode, shared):
+    """``l2_layers='all'`` penalises every hop's embeddings of the batch's users, positives
+    and negatives (each negative once per row that scores it): with the full neighborhood
+    the sampled subgraph's hops equal the full graph's."""
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=2)
+    loss = get_loss("ssm", negatives="sampled", num_negatives=9, shared_negatives=shared)
+    kw = dict(epochs=1, batch_size=30, l2_reg=1e-2, mode=mode, num_neighbors=(-1, -1))
+    tr = Trainer(m, data, loss, TrainConfig(**kw, l2_layers="all", progress=False))
+    batch, reg = tr.make_batch(next(iter(tr.batches())))
+    hs_u, hs_i = m.layers()
+    assert len(hs_u) == len(hs_i) == 3
+    sq = sum(
+        h[batch.users].pow(2).sum()
+        + g[batch.pos_items].pow(2).sum()
+        + g[batch.neg_items].pow(2).sum()
+        for h, g in zip(hs_u, hs_i)
+    )
+    assert torch.allclose(reg, 1e-2 * sq / (2 * 30), rtol=1e-5)
+    # more than layer 0 alone, which 'input' penalises
+    tr0 = Trainer(m, data, loss, TrainConfig(**kw, progress=False))
+    _, reg0 = tr0.make_batch(next(iter(tr0.batches())))
+    u0, p0 = m.layer0(batch.users, batch.pos_items)
+    n0 = m.item_embedding(batch.neg_items)
+    assert torch.allclose(reg0, 1e-2 * (u0.pow(2).sum() + p0.pow(2).sum() + n0.pow(2).sum()) / 60)
+    assert reg > reg0 * 1.01
+    reg.backward()  # the penalty reaches layer 0 through the propagation
+    assert m.user_embedding.weight.grad.abs().sum() > 0
+
+
+def test_l2_over_all_layers_is_layer0_for_mf():
+    data = synthetic()
+    m = GraphCF.from_data(data, "mf", embedding_dim=8)
+    loss = get_loss("bpr")
+    regs = []
+    for layers in ("input", "all"):
+        cfg = TrainConfig(epochs=1, batch_size=30, l2_reg=1e-2, l2_layers=layers, seed=3)
+        tr = Trainer(m, data, loss, cfg)
+        regs.append(tr.make_batch(next(iter(tr.batches())))[1])
+    assert torch.allclose(regs[0], regs[1])
+
+
+def test_l2_layers_is_checked():
+    with pytest.raises(ConfigError, match="l2_layers"):
+        TrainConfig(l2_layers="final")
+
+    class Plain(torch.nn.Module):
+        num_users, num_items = 60, 40
+
+    with pytest.raises(ConfigError, match="layers\\(\\) and combine"):
+        Trainer(Plain(), synthetic(), get_loss("bpr"), TrainConfig(l2_layers="all"))
+
+
 def test_user_uniform_sampling_trains():
     data = synthetic()
     m = GraphCF.from_data(data, "mf", embedding_dim=16)

@@ -53,3 +53,16 @@ run lgn3-ssm-inbatch-t0.15-l2-1e-1 $LGC --loss ssm --train-sim cos --tau 0.15 \
 # the same with an L2 pull on the batch's *final* (propagated) embeddings instead of layer 0
 # (script beside this file; stopped by hand after 3 epochs, log only):
 #   python examples/results/ml1m_explore/l2_output.py lgn3-ssm-sampled-t0.15-l2out-1e-1 0.1 4
+# 2026-12-05: the Adap-tau authors' LightGCN penalises every hop's embeddings of the batch's
+# users, positives and (sampled) negatives, not layer 0 alone (their stacked [B, K+1, d]
+# tensors; pyg-cf: --l2-layers all). Does that keep the inner-product ranking learning?
+run lgn3-ssm-sampled-t0.15-l2all-1e-1 $LGC $S --tau 0.15 --l2 1e-1 --l2-layers all
+run lgn3-ssm-sampled-t0.15-l2all-1e-2 $LGC $S --tau 0.15 --l2 1e-2 --l2-layers all
+run lgn3-ssm-sampled-t0.15-l2all-1e-3 $LGC $S --tau 0.15 --l2 1e-3 --l2-layers all
+run lgn3-ssm-inbatch-t0.15-l2all-1e-1 $LGC --loss ssm --train-sim cos --tau 0.15 \
+  --loss-arg include_positive=false --l2 1e-1 --l2-layers all
+# It does not (4 epochs each). In-batch negatives with a strong L2 (the authors' LightGCN
+# recipe on their other sets: no_sample, nocosine, L2 1e-1) gave the best inner-product
+# numbers at epoch 4 (0.2228, still rising): run that one on, 30 epochs
+run lgn3-ssm-inbatch-t0.15-l2-1e-1-30ep $LGC --loss ssm --train-sim cos --tau 0.15 \
+  --loss-arg include_positive=false --l2 1e-1 --epochs 30 --eval-every 2
