@@ -2,7 +2,7 @@ r"""One graph-CF model with named constructors: MF, user/item-side SVD++ and Lig
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -267,7 +267,7 @@ class GraphCF(nn.Module):
             ``(user_emb, item_emb)`` of shapes ``[num_users_or_len(user_nodes), d]`` and
             ``[num_items_or_len(item_nodes), d]``.
         """
-        return self.combine(*self.layers(edge_index, user_nodes, item_nodes, edge_weight))
+        return self._combine(self._hops(edge_index, user_nodes, item_nodes, edge_weight))
 
     def layers(
         self,
@@ -279,10 +279,33 @@ class GraphCF(nn.Module):
         r"""Every hop's embeddings, before the layer weighting: ``([p^(0), ..., p^(K)],
         [q^(0), ..., q^(K)])``; an unpropagated side has the single entry ``[p^(0)]``.
 
-        :meth:`forward` is :meth:`combine` of this. The per-layer embeddings are what an L2
-        penalty over all layers (the Adap-τ authors' LightGCN regulariser,
+        ``combine(*layers(...))`` equals :meth:`forward` (which combines the hops as they
+        come, without holding them all). The per-layer embeddings are what an L2 penalty over
+        all layers (the Adap-τ authors' LightGCN regulariser,
         ``TrainConfig(l2_layers='all')``) needs. Same arguments as :meth:`forward`.
         """
+        hops = list(self._hops(edge_index, user_nodes, item_nodes, edge_weight))
+        hs_u = [h for h, _ in hops] if self.propagate_users else [hops[0][0]]
+        hs_i = [h for _, h in hops] if self.propagate_items else [hops[0][1]]
+        return hs_u, hs_i
+
+    def combine(self, hs_u: Sequence[Tensor], hs_i: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        r"""The final embeddings :math:`\sum_k w_k \mathbf{p}^{(k)}` of :meth:`layers`'
+        output (an unpropagated side, one entry, is returned as it is)."""
+        n = max(len(hs_u), len(hs_i))
+        return self._combine(
+            (hs_u[min(k, len(hs_u) - 1)], hs_i[min(k, len(hs_i) - 1)]) for k in range(n)
+        )
+
+    def _hops(
+        self,
+        edge_index: Tensor | None,
+        user_nodes: Tensor | None,
+        item_nodes: Tensor | None,
+        edge_weight: tuple[Tensor, Tensor] | None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yields ``(p^(k), q^(k))`` for ``k = 0 .. K`` (only ``k = 0`` when nothing
+        propagates; an unpropagated side repeats its layer 0)."""
         if edge_index is not None and not isinstance(edge_index, Tensor):
             raise TypeError(f"edge_index must be a [2, E] tensor, got {type(edge_index).__name__}")
         if user_nodes is not None:
@@ -291,9 +314,9 @@ class GraphCF(nn.Module):
             item_nodes = self._check_ids(item_nodes, self.num_items, "item")
         x_u = self.user_embedding.weight if user_nodes is None else self.user_embedding(user_nodes)
         x_i = self.item_embedding.weight if item_nodes is None else self.item_embedding(item_nodes)
-        hs_u, hs_i = [x_u], [x_i]
+        yield x_u, x_i
         if not (self.propagate_users or self.propagate_items):
-            return hs_u, hs_i
+            return
         if edge_index is None:
             edge_index = self._graph_on(x_u.device)
         rev = self._reverse(edge_index)
@@ -312,26 +335,21 @@ class GraphCF(nn.Module):
                 else h_i
             )
             h_u, h_i = new_u, new_i
-            if self.propagate_users:
-                hs_u.append(h_u)
-            if self.propagate_items:
-                hs_i.append(h_i)
-        return hs_u, hs_i
+            yield h_u, h_i
 
-    def combine(self, hs_u: Sequence[Tensor], hs_i: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        r"""The final embeddings :math:`\sum_k w_k \mathbf{p}^{(k)}` of :meth:`layers`'
-        output (a side with one entry, unpropagated, is returned as it is)."""
+    def _combine(self, hops: Iterable[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Layer-weighted sums of the hops, accumulated as they come."""
         w: Tensor = self.layer_weights  # type: ignore[assignment]
-
-        def one(hs: Sequence[Tensor]) -> Tensor:
-            if len(hs) == 1:
-                return hs[0]
-            out = hs[0] * w[0]
-            for k in range(1, len(hs)):
-                out = out + w[k] * hs[k]
-            return out
-
-        return one(hs_u), one(hs_i)
+        it = iter(hops)
+        x_u, x_i = next(it)
+        out_u = x_u * w[0] if self.propagate_users else x_u
+        out_i = x_i * w[0] if self.propagate_items else x_i
+        for k, (h_u, h_i) in enumerate(it, 1):
+            if self.propagate_users:
+                out_u = out_u + w[k] * h_u
+            if self.propagate_items:
+                out_i = out_i + w[k] * h_i
+        return out_u, out_i
 
     def layer0(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         """Layer-0 embeddings of the given users and items (for L2 regularisation)."""
