@@ -281,29 +281,24 @@ class Trainer:
         unit = False
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
         neg_emb = all_item_emb = None
-        layers = self.config.l2_reg > 0 and self.config.l2_layers == "all"
+        inputs = cb.model_inputs()  # {} (the whole graph) or the batch's sampled subgraph
         hs: tuple[list[Tensor], list[Tensor]] | None = None
-        if cb.subgraph is None:
-            if layers:
-                hs = self.model.layers()
-                u_all, i_all = self.model.combine(*hs)
-            else:
-                u_all, i_all = self.model()
-            # index_select: backward is an index_add (no host sync, capturable)
-            user_emb, pos_emb = u_all.index_select(0, users), i_all.index_select(0, pos)
-            if neg is not None:
-                neg_emb, unit = _gather_negatives(i_all, neg, shared, cos)
-            if self.loss.negatives == "all":
-                all_item_emb = i_all
+        if self.config.l2_reg > 0 and self.config.l2_layers == "all":  # keep every hop
+            hs = self.model.layers(**inputs)
+            u_out, i_out = self.model.combine(*hs)
         else:
-            if layers:
-                hs = self.model.layers(**cb.model_inputs())
-                u_sub, i_sub = self.model.combine(*hs)
-            else:
-                u_sub, i_sub = self.model(**cb.model_inputs())
-            user_emb, pos_emb = u_sub[cb.user_index], i_sub[cb.pos_index]
+            u_out, i_out = self.model(**inputs)
+        if cb.subgraph is None:
+            # index_select: backward is an index_add (no host sync, capturable)
+            user_emb, pos_emb = u_out.index_select(0, users), i_out.index_select(0, pos)
+            if neg is not None:
+                neg_emb, unit = _gather_negatives(i_out, neg, shared, cos)
+            if self.loss.negatives == "all":
+                all_item_emb = i_out
+        else:
+            user_emb, pos_emb = u_out[cb.user_index], i_out[cb.pos_index]
             if cb.neg_index is not None:
-                neg_emb, unit = _gather_negatives(i_sub, cb.neg_index, shared, cos)
+                neg_emb, unit = _gather_negatives(i_out, cb.neg_index, shared, cos)
         if self.config.user_dropout > 0 and self.model.training:
             user_emb = F.dropout(user_emb, self.config.user_dropout, training=True)
         extra: dict[str, Any] = {}
