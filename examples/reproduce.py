@@ -98,6 +98,7 @@ class Cell:
     temperature: str = "fixed"
     temperature_kwargs: dict[str, Any] = field(default_factory=dict)
     sampling: str = "edge"
+    user_block_size: int | None = None  # with sampling='user_blocks' (probes may set it)
     batch_size: int = 2048  # the protocol's; probes may change it
     # seed of the initialisation and of the training draws (batches, negatives); the
     # validation carve and the split stay seed 0 for every cell: probes may change it
@@ -682,6 +683,7 @@ def run_cell(
         eval_test=not tag,
         time_budget_s=budget_s,
         sampling=cell.sampling,
+        user_block_size=cell.user_block_size,
         batch_size=cell.batch_size,
         seed=cell.seed,
         device=DEVICE,

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the pass grouped by user (user_blocks: far cheaper batches for --loss softmax)",
     )
     t.add_argument(
+        "--user-block-size",
+        type=int,
+        default=None,
+        help="with --sampling user_blocks: at most this many of a user's interactions per "
+        "block, blocks shuffled apart (more direct updates per user; default: whole users)",
+    )
+    t.add_argument(
         "--user-dropout",
         type=float,
         default=0.0,
@@ -192,6 +199,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         l2_reg=args.l2,
         l2_layers=args.l2_layers,
         sampling=args.sampling,
+        user_block_size=args.user_block_size,
         user_dropout=args.user_dropout,
         eval_every=args.eval_every,
         patience=args.patience,

@@ -138,3 +138,17 @@ def test_l2_layers_flag_reaches_the_trainer(tmp_path):
         assert s["args"]["l2_layers"] == layers
         losses[layers] = s["history"][0]["loss"]
     assert losses["input"] != pytest.approx(losses["all"], rel=1e-6)
+
+
+def test_user_block_size_flag_reaches_the_trainer(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    argv = [
+        *BASE.replace("--loss bpr", "--loss softmax").split(),
+        "--sampling", "user_blocks", "--user-block-size", "3", "--epochs", "1",
+        "--output", str(out),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert json.loads(out.read_text())["args"]["user_block_size"] == 3
+    bad = [*BASE.split(), "--epochs", "1", "--user-block-size", "3"]
+    assert cli.main(bad) == 2
+    assert "user_block_size only applies to sampling='user_blocks'" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.loader.interaction_loader import SAMPLINGS
+from pyg_cf.loader.interaction_loader import SAMPLINGS, check_user_block_size
 
 __all__ = ["TrainConfig"]
 
@@ -72,6 +72,9 @@ class TrainConfig:
             LightGCN's reference code samples for BPR) or ``'user_blocks'`` (every
             interaction once, grouped by user: cheap batches for a full softmax); see
             :class:`~pyg_cf.loader.InteractionLoader`.
+        user_block_size: With ``sampling='user_blocks'``, at most this many of a user's
+            interactions per block (``None``: whole users); see
+            :class:`~pyg_cf.loader.InteractionLoader`.
         sparse_grad: In ``'sampled'`` mode, use sparse embedding gradients and
             :class:`~pyg_cf.train.optim.LazyAdam` (lazy Adam, the update of
             :class:`torch.optim.SparseAdam` in fewer passes: only the rows in the batch's
@@ -123,6 +126,7 @@ class TrainConfig:
     degree_correction: bool = True
     sparse_grad: bool = False
     sampling: str = "edge"
+    user_block_size: int | None = None
     user_dropout: float = 0.0
     retain_cpu_memory: bool | None = None
     cuda_graphs: bool = False
@@ -194,6 +198,7 @@ class TrainConfig:
             )
         if self.sampling not in SAMPLINGS:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        check_user_block_size(self.user_block_size, self.sampling)
         if self.sparse_grad and self.mode != "sampled":
             raise ConfigError("sparse_grad=True needs mode='sampled'")
         if self.cuda_graphs and (kind != "cuda" or self.mode != "full"):

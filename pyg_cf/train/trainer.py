@@ -203,6 +203,7 @@ class Trainer:
             generator=self.generator,
             max_steps=cfg.max_steps_per_epoch,
             sampling=cfg.sampling,
+            user_block_size=cfg.user_block_size,
         )
 
     def _tune_allocator(self) -> bool:

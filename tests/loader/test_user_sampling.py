@@ -83,3 +83,73 @@ def test_user_blocks_pass_every_edge_once_grouped_by_user():
     plain = InteractionLoader(ei, 40, 30, batch_size=64, sampling="user_blocks", shuffle=False)
     u = ei[0, torch.cat(list(plain.index_batches()))]
     assert torch.equal(u, torch.sort(ei[0]).values)
+
+
+def test_capped_user_blocks_cut_users_into_shuffled_blocks():
+    ei = random_edges(40, 30, 500, 2)
+    size = 3
+    mk = lambda: InteractionLoader(  # noqa: E731
+        ei,
+        40,
+        30,
+        batch_size=50,
+        sampling="user_blocks",
+        user_block_size=size,
+        generator=torch.Generator().manual_seed(7),
+    )
+    a = mk()
+    order = torch.cat(list(a.index_batches()))
+    # still a pass: every interaction exactly once
+    assert torch.equal(torch.sort(order).values, torch.arange(ei.size(1)))
+    users = ei[0, order]
+    deg = torch.bincount(ei[0], minlength=40)
+    # each user's rows come in runs made of whole blocks: every run's length is a sum
+    # of blocks of `size` and at most one shorter last block (deg % size)
+    change = torch.nonzero(users[1:] != users[:-1]).view(-1) + 1
+    bounds = torch.cat([torch.tensor([0]), change, torch.tensor([users.numel()])])
+    blocks = int(((deg + size - 1) // size).sum())
+    runs_per_user = torch.zeros(40, dtype=torch.long)
+    for s0, s1 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        u, n = int(users[s0]), s1 - s0
+        assert n % size in (0, int(deg[u]) % size), (u, n)
+        runs_per_user[u] += 1
+    # at most one run per block, and only chance meetings of a user's blocks merge them
+    assert bool((runs_per_user <= (deg + size - 1) // size).all())
+    assert int(runs_per_user.sum()) >= 0.8 * blocks
+    # seeded and re-shuffled each epoch
+    assert torch.equal(order, torch.cat(list(mk().index_batches())))
+    assert not torch.equal(torch.cat(list(a.index_batches())), order)
+    # block size 1 cuts every user into single rows: no structure left beyond a pass
+    one = InteractionLoader(
+        ei,
+        40,
+        30,
+        batch_size=50,
+        sampling="user_blocks",
+        user_block_size=1,
+        generator=torch.Generator().manual_seed(1),
+    )
+    o1 = torch.cat(list(one.index_batches()))
+    assert torch.equal(torch.sort(o1).values, torch.arange(ei.size(1)))
+    assert _runs(ei[0, o1]) > ei.size(1) // 2
+    # a block size above every degree keeps whole users
+    big = InteractionLoader(
+        ei,
+        40,
+        30,
+        batch_size=50,
+        sampling="user_blocks",
+        user_block_size=10_000,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert _runs(ei[0, torch.cat(list(big.index_batches()))]) == torch.unique(ei[0]).numel()
+
+
+@pytest.mark.parametrize(
+    ("size", "sampling", "match"),
+    [(0, "user_blocks", ">= 1"), (2.5, "user_blocks", "int"), (4, "edge", "user_blocks")],
+)
+def test_user_block_size_is_checked(size, sampling, match):
+    ei = random_edges(5, 5, 10, 0)
+    with pytest.raises(ConfigError, match=match):
+        InteractionLoader(ei, 5, 5, sampling=sampling, user_block_size=size)

@@ -243,6 +243,32 @@ def test_full_softmax_trains_on_user_blocks():
     assert hist["test_recall@20"].iloc[-1] > pop["recall@20"] + 0.05
 
 
+def test_capped_user_blocks_reach_the_loader_and_train():
+    data = synthetic()
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=2)
+    cfg = TrainConfig(
+        epochs=8, batch_size=128, lr=0.02, sampling="user_blocks", user_block_size=4,
+        progress=False,
+    )  # fmt: skip
+    tr = Trainer(m, data, get_loss("softmax", tau=0.2), cfg)
+    assert tr.loader.user_block_size == 4
+    # blocks of at most 4 rows per user: more distinct users per batch than whole users give
+    whole = Trainer(
+        GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=2),
+        data,
+        get_loss("softmax", tau=0.2),
+        TrainConfig(batch_size=128, sampling="user_blocks", progress=False),
+    )
+    distinct = lambda t: max(  # noqa: E731
+        torch.unique(t.train_ei[0, b]).numel() for b in t.batches()
+    )
+    assert distinct(tr) > distinct(whole)
+    hist = tr.fit()
+    assert hist["test_recall@20"].iloc[-1] > popularity_baseline(data, ks=(20,))["recall@20"]
+    with pytest.raises(ConfigError, match="user_blocks"):
+        TrainConfig(user_block_size=4)
+
+
 def test_a_loss_parameter_trains_with_the_model_and_is_checkpointed(tmp_path):
     """A learned BCE logit bias is optimised with the embeddings: LightGCN cannot express
     the 1:4 base rate itself, so the bias moves down from 0; checkpoints restore it."""
