@@ -14,7 +14,9 @@ propagation is the same for both and left out):
 Second table: the batches an epoch is cut into. With ``sampling='edge'`` (a shuffled pass
 over the training interactions) a batch of 2048 holds about as many distinct users; with
 ``sampling='user_blocks'`` (the same pass, grouped by user) it holds a few dozen whole users,
-and the loss forms one ``[I]`` logit row per distinct user. Both on Gowalla's training
+and the loss forms one ``[I]`` logit row per distinct user; ``user_block_size=N`` cuts each
+user into shuffled blocks of at most N rows (more distinct users per batch, more direct
+updates per user and epoch). All on Gowalla's training
 interactions when ``../shared/data`` has them, same loss, user embeddings gathered from one
 table (as the trainer does).
 
@@ -66,6 +68,10 @@ def measure(b: int, n_items: int, steps: int, seed: int, d: int = 64, tau: float
             f"{values['ours']:.6f}"]  # fmt: skip
 
 
+# user blocks cut into blocks of at most this many rows per user (more direct updates)
+BLOCK_SIZES = (("user_blocks", 16), ("user_blocks", 8), ("user_blocks", 4))
+
+
 def measure_blocks(
     edge_index: torch.Tensor, num_users: int, num_items: int, b: int, steps: int, seed: int,
     d: int = 64, tau: float = 0.1,
@@ -78,10 +84,10 @@ def measure_blocks(
     table_u = torch.randn(num_users, d, generator=g).requires_grad_()
     items = torch.randn(num_items, d, generator=g).requires_grad_()
     rows: list[list] = []
-    for sampling in ("edge", "user_blocks"):
+    for sampling, size in (("edge", None), ("user_blocks", None), *BLOCK_SIZES):
         loader = InteractionLoader(
             edge_index, num_users, num_items, batch_size=b, sampling=sampling,
-            generator=torch.Generator().manual_seed(seed),
+            user_block_size=size, generator=torch.Generator().manual_seed(seed),
         )  # fmt: skip
         batches = [bt for _, bt in zip(range(steps + 1), loader.index_batches())]
         distinct = [torch.unique(edge_index[0, bt]).numel() for bt in batches]
@@ -97,7 +103,8 @@ def measure_blocks(
             loss(batch).backward()
 
         ms = median(timeit(step, repeat=steps, warmup=1)) * 1e3
-        rows.append([sampling, b, sum(distinct) / len(distinct), ms, 0.0, ms * len(loader) / 1e3])
+        name = sampling if size is None else f"{sampling}, user_block_size={size}"
+        rows.append([name, b, sum(distinct) / len(distinct), ms, 0.0, ms * len(loader) / 1e3])
     for r in rows:
         r[4] = r[3] / rows[0][3]
     return rows
@@ -137,7 +144,7 @@ def main() -> None:
             "",
             tab,
             "",
-            "## Batches of an epoch: edge order vs user blocks",
+            "## Batches of an epoch: edge order vs user blocks (whole or capped)",
             "",
             f"The loss step above (ours) on {what}: {args.steps} consecutive batches of each "
             "sampling (median ms after one warm-up batch); 's / epoch' multiplies by the "
