@@ -270,9 +270,9 @@ class InteractionLoader:
         users = self.edge_index[0].long()
         if not self.shuffle:
             return torch.argsort(users, stable=True)
-        dev, g = self._device, self.generator
         if self.user_block_size is not None:
             return self._capped_user_blocks(users, e, self.user_block_size)
+        dev, g = self._device, self.generator
         rank = torch.empty(self.num_users, dtype=torch.long, device=dev)
         rank[torch.randperm(self.num_users, device=dev, generator=g)] = torch.arange(
             self.num_users, device=dev
