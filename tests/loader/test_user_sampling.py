@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 import torch
 
@@ -51,17 +53,20 @@ def _runs(users: torch.Tensor) -> int:
     return 1 + int((users[1:] != users[:-1]).sum()) if users.numel() else 0
 
 
+def _blocks(
+    ei: torch.Tensor, num_users: int, num_items: int, batch_size: int, seed: int, **kw: Any
+) -> InteractionLoader:
+    """A seeded ``sampling='user_blocks'`` loader."""
+    return InteractionLoader(
+        ei, num_users, num_items, batch_size=batch_size, sampling="user_blocks",
+        generator=torch.Generator().manual_seed(seed), **kw,
+    )  # fmt: skip
+
+
 def test_user_blocks_pass_every_edge_once_grouped_by_user():
     ei = random_edges(40, 30, 500, 1)
     ei = ei[:, torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(0))]
-    mk = lambda: InteractionLoader(  # noqa: E731
-        ei,
-        40,
-        30,
-        batch_size=64,
-        sampling="user_blocks",
-        generator=torch.Generator().manual_seed(5),
-    )
+    mk = lambda: _blocks(ei, 40, 30, batch_size=64, seed=5)  # noqa: E731
     a = mk()
     batches = list(a.index_batches())
     assert len(batches) == len(a) == -(-ei.size(1) // 64)
@@ -88,15 +93,7 @@ def test_user_blocks_pass_every_edge_once_grouped_by_user():
 def test_capped_user_blocks_cut_users_into_shuffled_blocks():
     ei = random_edges(40, 30, 500, 2)
     size = 3
-    mk = lambda: InteractionLoader(  # noqa: E731
-        ei,
-        40,
-        30,
-        batch_size=50,
-        sampling="user_blocks",
-        user_block_size=size,
-        generator=torch.Generator().manual_seed(7),
-    )
+    mk = lambda: _blocks(ei, 40, 30, batch_size=50, seed=7, user_block_size=size)  # noqa: E731
     a = mk()
     order = torch.cat(list(a.index_batches()))
     # still a pass: every interaction exactly once
@@ -120,28 +117,12 @@ def test_capped_user_blocks_cut_users_into_shuffled_blocks():
     assert torch.equal(order, torch.cat(list(mk().index_batches())))
     assert not torch.equal(torch.cat(list(a.index_batches())), order)
     # block size 1 cuts every user into single rows: no structure left beyond a pass
-    one = InteractionLoader(
-        ei,
-        40,
-        30,
-        batch_size=50,
-        sampling="user_blocks",
-        user_block_size=1,
-        generator=torch.Generator().manual_seed(1),
-    )
+    one = _blocks(ei, 40, 30, batch_size=50, seed=1, user_block_size=1)
     o1 = torch.cat(list(one.index_batches()))
     assert torch.equal(torch.sort(o1).values, torch.arange(ei.size(1)))
     assert _runs(ei[0, o1]) > ei.size(1) // 2
     # a block size above every degree keeps whole users
-    big = InteractionLoader(
-        ei,
-        40,
-        30,
-        batch_size=50,
-        sampling="user_blocks",
-        user_block_size=10_000,
-        generator=torch.Generator().manual_seed(1),
-    )
+    big = _blocks(ei, 40, 30, batch_size=50, seed=1, user_block_size=10_000)
     assert _runs(ei[0, torch.cat(list(big.index_batches()))]) == torch.unique(ei[0]).numel()
 
 
