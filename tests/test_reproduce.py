@@ -360,6 +360,13 @@ def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
         assert sorted(s.model_kwargs["alpha0"] for s in sources) == [0.0, 0.5, 1.0]
         assert {s.model_kwargs["alpha1"] for s in sources} == {0.0}
         assert {(s.model, s.loss) for s in sources} == {("svdpp-user", loss)}
+    ccl = mod.BY_ID["t6-mf-ccl-tuned"]  # the paper tunes CCL's negative weight
+    sources = [mod.BY_ID[s] for s in ccl.select_from]
+    assert sorted(s.loss_kwargs["neg_weight"] for s in sources) == [75, 100, 150, 300]
+    rest = [{k: v for k, v in s.loss_kwargs.items() if k != "neg_weight"} for s in sources]
+    assert all(r == rest[0] for r in rest) and {(s.model, s.loss) for s in sources} == {
+        ("mf", "ccl")
+    }
 
 
 def test_a_selection_cell_reports_its_best_validation_source(repro, monkeypatch):

@@ -114,6 +114,7 @@ def probe(
     rec["probe"] = {"base_cell": cell_id, **settings}
     rec["selected_from"] = {
         "probe": out.name,
+        "loss_kwargs": rec["loss_kwargs"],
         "best_epoch": n,
         "val_run_test_recall@20": source["test"]["recall@20"],
     }
