@@ -1,8 +1,8 @@
 """Named real data sets: ``load("gowalla" | "ml-1m" | "citeulike")``.
 
-Files are looked up in ``root`` if given, else in the ``datasets/`` folder of a source
-checkout, else in ``../shared/data`` beside it, else in ``$PYG_CF_DATA``. Nothing is ever
-downloaded.
+Files are looked up in ``root`` if given, else in ``$PYG_CF_DATA`` when it is set, else in
+the ``datasets/`` folder of a source checkout, else in ``../shared/data`` beside it. Nothing
+is ever downloaded.
 """
 
 from __future__ import annotations

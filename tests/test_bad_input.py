@@ -389,3 +389,35 @@ def test_non_finite_loss_stops_with_location_and_keeps_last_good_checkpoint(tmp_
     )
     fresh.callbacks = [Poison(-1, value)]
     assert load_checkpoint(fresh, tmp_path / "last.pt") == 2
+
+
+@pytest.mark.parametrize("policy", ["drop", "error"])
+def test_validation_carve_never_changes_the_given_test_split(tmp_path, policy):
+    # item 9 has one training interaction; whichever seed carves it into validation, the
+    # test pair (0, 9) is judged against the training file as given and stays
+    d = tmp_path / "lgn"
+    d.mkdir()
+    (d / "train.txt").write_text("0 0 1 2 9\n1 0 1 2\n2 1 2 3\n")
+    (d / "test.txt").write_text("0 3\n1 9\n")
+    carved = 0
+    for seed in range(8):
+        data = from_lightgcn_files(d, val_ratio=0.5, seed=seed, cold_start=policy)
+        item9 = 9  # LightGCN ids are kept as they are
+        in_train = bool((train_edges(data)[1] == item9).any())
+        carved += not in_train
+        test = held_out_edges(data, "test").t().tolist()
+        assert sorted(map(tuple, test)) == [(0, 3), (1, 9)]
+        edges = tmp_path / f"e{seed}"
+        edges.mkdir()
+        tr = write(edges, "train.txt", "0 0\n0 1\n0 9\n1 0\n1 1\n")
+        te = write(edges, "test.txt", "1 9\n")
+        data2 = from_edge_list_files(tr, te, val_ratio=0.5, seed=seed, cold_start=policy)
+        assert held_out_edges(data2, "test").size(1) == 1
+    assert carved > 0  # some seed did carve item 9's only training pair away
+
+
+def test_validation_file_and_carve_are_exclusive(tmp_path):
+    tr = write(tmp_path, "train.txt", "0 0\n0 1\n1 1\n")
+    va = write(tmp_path, "val.txt", "1 0\n")
+    with pytest.raises(ConfigError, match="val_path or val_ratio"):
+        from_edge_list_files(tr, val_path=va, val_ratio=0.1)

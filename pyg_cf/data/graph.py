@@ -135,7 +135,8 @@ def held_out_edges(data: HeteroData, split: str) -> Tensor:
         raise PygCFError(f"split must be 'val' or 'test', got {split!r}")
     ei = getattr(data[USER_ITEM], f"{split}_edge_index", None)
     if ei is None:
-        return torch.empty(2, 0, dtype=torch.long)
+        dev = data[USER_ITEM].edge_index.device
+        return torch.empty(2, 0, dtype=torch.long, device=dev)
     return ei
 
 

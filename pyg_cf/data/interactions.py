@@ -195,8 +195,8 @@ def random_split(
     """
     validate_frame(df, "random_split input")
     r = np.asarray(ratios, dtype=np.float64)
-    if r.ndim != 1 or len(r) < 2 or (r < 0).any() or r.sum() <= 0:
-        raise ConfigError(f"ratios must be >= 2 non-negative numbers, got {list(ratios)}")
+    if r.ndim != 1 or len(r) < 2 or not np.isfinite(r).all() or (r < 0).any() or r.sum() <= 0:
+        raise ConfigError(f"ratios must be >= 2 finite non-negative numbers, got {list(ratios)}")
     r = r / r.sum()
     rng = np.random.default_rng(seed)
     n = len(df)

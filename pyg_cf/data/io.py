@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
 _FIELDS = re.compile(r"[\s,;]+")
+_INT = re.compile(r"[+-]?[0-9]+")
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def _open_lines(path: str | os.PathLike[str]) -> list[str]:
@@ -37,8 +39,14 @@ def _open_lines(path: str | os.PathLike[str]) -> list[str]:
     if os.path.isdir(path):
         raise DataFormatError("expected a file but found a directory", path=path)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        # utf-8-sig drops a byte-order mark; universal newlines turn '\r\n' and '\r' into
+        # '\n'. Split on '\n' only: str.splitlines would also break lines at form feeds,
+        # vertical tabs and other Unicode separators, shifting the reported line numbers.
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
     except UnicodeDecodeError as e:
         raise DataFormatError(f"file is not UTF-8 text ({e.reason})", path=path) from e
     if not any(line.strip() for line in lines):
@@ -47,15 +55,24 @@ def _open_lines(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _parse_int(token: str, path: str, lineno: int, field: str) -> int:
-    try:
-        value = int(token)
-    except ValueError:
+    """Parse an id strictly: ASCII digits with an optional sign (Python's ``int`` would also
+    take ``'1_0'`` as 10, so that ids ``'1_0'`` and ``'10'`` would silently merge)."""
+    if not _INT.fullmatch(token):
         raise DataFormatError(
             f"field '{field}' must be a non-negative integer id, got {token!r}", path, lineno
-        ) from None
+        )
+    value = int(token)
     if value < 0:
         raise DataFormatError(f"field '{field}' is a negative id ({value})", path, lineno)
+    if value > _INT64_MAX:
+        raise DataFormatError(f"field '{field}' is too large for int64 ({token})", path, lineno)
     return value
+
+
+def _plain(line: str) -> bool:
+    """Whether numpy's integer parsing of the tokens of ``line`` is as strict as
+    :func:`_parse_int` (no digit group separators, no non-ASCII digits)."""
+    return line.isascii() and "_" not in line
 
 
 def _is_number(token: str) -> bool:
@@ -131,6 +148,8 @@ def read_adjacency_list_with_lines(
                 )
         tokens = _WS.split(line)
         try:
+            if not _plain(line):
+                raise ValueError(line)
             ids = np.array(tokens, dtype=np.int64)
         except (ValueError, OverflowError):
             for k, tok in enumerate(tokens):
@@ -205,6 +224,7 @@ def read_edge_list_with_lines(
     lines = _open_lines(spath)
     rows: list[list[str]] = []
     linenos: list[int] = []
+    odd: list[int] = []  # rows whose ids numpy would parse more leniently than _parse_int
     width: int | None = None
     skipped_header = not header
     other_seps = [s for s in ("\t", ",", ";", " ") if s != sep]
@@ -254,6 +274,8 @@ def read_edge_list_with_lines(
                 spath,
                 lineno,
             )
+        if not _plain(line):
+            odd.append(len(rows))
         rows.append(fields)
         linenos.append(lineno)
     if not rows:
@@ -280,6 +302,8 @@ def read_edge_list_with_lines(
         column = arr[:, k]
         if name in ("user", "item"):
             if numeric_ids:
+                for j in odd:
+                    _parse_int(column[j], spath, linenos[j], name)
                 try:
                     out[name] = column.astype(np.int64)
                 except (ValueError, OverflowError):
@@ -317,7 +341,8 @@ def read_edge_list_with_lines(
             vals_i = np.empty(len(column), dtype=np.int64)
             for j, tok in enumerate(column):
                 try:
-                    vals_i[j] = int(float(tok))
+                    # exact for integer strings (float() would round nanosecond stamps)
+                    vals_i[j] = int(tok) if _INT.fullmatch(tok) else int(float(tok))
                 except (ValueError, OverflowError):
                     raise DataFormatError(
                         f"field '{name}' must be a number, got {tok!r}", spath, linenos[j]

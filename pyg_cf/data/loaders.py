@@ -111,13 +111,34 @@ def from_splits(
         cold_start: What to do with held-out pairs whose user or item never occurs in
             training: ``'keep'`` (default; reported in a log line), ``'drop'`` or ``'error'``.
     """
+    _check_policy(cold_start)
+    return _from_frames(train, val, test, name, keep_dense, cold_start, cold_start, train)
+
+
+def _check_policy(cold_start: str) -> None:
     if cold_start not in ("keep", "drop", "error"):
         raise ConfigError(f"cold_start must be 'keep', 'drop' or 'error', got {cold_start!r}")
+
+
+def _from_frames(
+    train: pd.DataFrame,
+    val: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+    name: str | None,
+    keep_dense: bool,
+    val_policy: str,
+    test_policy: str,
+    test_reference: pd.DataFrame,
+) -> HeteroData:
+    """:func:`from_splits` with a cold-start policy per split, and test pairs judged
+    against ``test_reference`` (the file loaders pass the training file as read, before a
+    validation carve, so that their carve never changes the given test split)."""
     train = drop_duplicates(train, "train")
     val = drop_duplicates(val, "val") if val is not None else None
     test = drop_duplicates(test, "test") if test is not None else None
-    val = _remove_train_overlap(train, _cold_start(train, val, "val", cold_start), "val")
-    test = _remove_train_overlap(train, _cold_start(train, test, "test", cold_start), "test")
+    val = _remove_train_overlap(train, _cold_start(train, val, "val", val_policy), "val")
+    test = _cold_start(test_reference, test, "test", test_policy)
+    test = _remove_train_overlap(train, test, "test")
     if val is not None and test is not None:
         test = _remove_train_overlap(val, test, "test (vs val)")
     frames = [f for f in (train, val, test) if f is not None]
@@ -127,6 +148,28 @@ def from_splits(
     va = next(it) if val is not None else None
     te = next(it) if test is not None else None
     return build_graph(tr, id_map, val=va, test=te, name=name)
+
+
+def _carved(
+    train: pd.DataFrame,
+    val: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+    val_ratio: float,
+    seed: int,
+    name: str | None,
+    keep_dense: bool,
+    cold_start: str,
+) -> HeteroData:
+    """The file loaders' common end: carve a validation split from ``train`` when none was
+    given and ``val_ratio > 0``, then build. ``cold_start`` is the policy for the given
+    files; pairs the carve itself leaves cold in validation are kept (``'error'``) or
+    dropped (``'drop'``), never an error the caller could not fix, and test pairs are judged
+    against the training file as given."""
+    full_train, val_policy = train, cold_start
+    if val is None and val_ratio > 0:
+        train, val = _carve(train, val_ratio, seed)
+        val_policy = "keep" if cold_start == "error" else cold_start
+    return _from_frames(train, val, test, name, keep_dense, val_policy, cold_start, full_train)
 
 
 def from_dataframe(
@@ -159,12 +202,21 @@ def from_dataframe(
         raise ConfigError(
             f"columns {user_col!r} and {item_col!r} are required; the frame has {list(df.columns)}"
         )
+    if user_col == item_col:
+        raise ConfigError(f"user_col and item_col are the same column {user_col!r}")
+    for col, target in ((user_col, "user"), (item_col, "item")):
+        if col != target and target in df.columns and target not in (user_col, item_col):
+            raise ConfigError(
+                f"{col!r} is to be read as {target!r}, but the frame already has a "
+                f"{target!r} column; drop or rename it first"
+            )
     frame = df.rename(columns={user_col: "user", item_col: "item"})
     validate_frame(frame, "dataframe")
     if min_rating is not None:
         if "rating" not in frame.columns:
             raise ConfigError("min_rating needs a 'rating' column")
-        frame = frame.loc[frame["rating"] >= min_rating]
+        rating = pd.to_numeric(frame["rating"], errors="coerce")  # finite: validate_frame
+        frame = frame.loc[(rating >= min_rating).to_numpy()]
     frame = drop_duplicates(frame, "dataframe")
     if user_k or item_k:
         frame = k_core(frame, user_k, item_k)
@@ -206,27 +258,20 @@ def from_lightgcn_files(
         name: Data set name (defaults to the directory name).
         train_file: Training file name.
         test_file: Test file name.
-        cold_start: Test pairs whose user or item never occurs in training: ``'keep'``
-            (default, reported in a log line), ``'drop'`` or ``'error'`` (naming the file
-            and line).
+        cold_start: Test pairs whose user or item never occurs in ``train_file``:
+            ``'keep'`` (default, reported in a log line), ``'drop'`` or ``'error'`` (naming
+            the file and line). Validation pairs the carve leaves cold are kept (dropped
+            under ``'drop'``).
     """
+    _check_policy(cold_start)
     root = os.fspath(root)
     train, _ = read_adjacency_list_with_lines(os.path.join(root, train_file))
     test_path = os.path.join(root, test_file)
     test, test_lines = read_adjacency_list_with_lines(test_path, allow_empty=True)
     if cold_start == "error":
         _check_cold_lines(train, test, test_lines, test_path)
-    val = None
-    if val_ratio > 0:
-        train, val = _carve(train, val_ratio, seed)
-    return from_splits(
-        train,
-        val,
-        test,
-        name=name or os.path.basename(os.path.normpath(root)),
-        keep_dense=True,
-        cold_start=cold_start,
-    )
+    name = name or os.path.basename(os.path.normpath(root))
+    return _carved(train, None, test, val_ratio, seed, name, True, cold_start)
 
 
 def from_edge_list_files(
@@ -248,15 +293,16 @@ def from_edge_list_files(
         val_path: Validation edge list, or ``None`` (then ``val_ratio`` may carve one).
         sep: Field separator (``None``: white space).
         header: Skip a header line in each file.
-        val_ratio: Carve a validation split from training when ``val_path`` is ``None``.
+        val_ratio: Carve a validation split from training (only without ``val_path``).
         seed: Seed of the carve.
         name: Data set name.
-        cold_start: Policy for held-out pairs with unseen users/items
-            (``'keep'``, ``'drop'``, ``'error'``).
+        cold_start: Policy for held-out pairs whose user or item never occurs in
+            ``train_path`` (``'keep'``, ``'drop'``, ``'error'``); validation pairs a carve
+            leaves cold are kept (dropped under ``'drop'``).
     """
-
-    if cold_start not in ("keep", "drop", "error"):
-        raise ConfigError(f"cold_start must be 'keep', 'drop' or 'error', got {cold_start!r}")
+    _check_policy(cold_start)
+    if val_path is not None and val_ratio > 0:
+        raise ConfigError("give val_path or val_ratio (a carve from training), not both")
 
     def read(p: str | os.PathLike[str] | None) -> tuple[pd.DataFrame | None, np.ndarray | None]:
         if p is None:
@@ -270,6 +316,4 @@ def from_edge_list_files(
     if cold_start == "error":
         _check_cold_lines(train, val, val_lines, os.fspath(val_path) if val_path else None)
         _check_cold_lines(train, test, test_lines, os.fspath(test_path) if test_path else None)
-    if val is None and val_ratio > 0:
-        train, val = _carve(train, val_ratio, seed)
-    return from_splits(train, val, test, name=name, cold_start=cold_start)
+    return _carved(train, val, test, val_ratio, seed, name, False, cold_start)

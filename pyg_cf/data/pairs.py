@@ -35,7 +35,8 @@ class UserItemIndex:
     """
 
     def __init__(self, edge_index: Tensor, num_users: int, num_items: int) -> None:
-        users, items = edge_index[0], edge_index[1]
+        # int64 keys: user * num_items + item overflows int32 beyond 2^31 pairs (Amazon-Book)
+        users, items = edge_index[0].long(), edge_index[1].long()
         self.num_users, self.num_items = int(num_users), int(num_items)
         keys, perm = torch.sort(users * self.num_items + items)
         self.keys = keys
@@ -96,7 +97,7 @@ class UserItemIndex:
 
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
         """Boolean membership of the broadcast pairs ``(users, items)``."""
-        q = users * self.num_items + items
+        q = users.long() * self.num_items + items.long()
         if self.keys.numel() == 0:
             return torch.zeros_like(q, dtype=torch.bool)
         flat = q.reshape(-1)

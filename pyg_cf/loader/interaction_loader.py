@@ -197,6 +197,7 @@ class InteractionLoader:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if num_negatives < 0:
             raise ConfigError(f"num_negatives must be >= 0, got {num_negatives}")
+        edge_index = edge_index.long()  # int32 input: batch ids and pair keys in int64
         self.edge_index = edge_index
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from pyg_cf.data import (
     REV_EDGE,
@@ -97,3 +98,27 @@ def test_cold_start_policies(tiny_frames, caplog):
     assert held_out_edges(dropped, "test").size(1) == held_out_edges(kept, "test").size(1) - 1
     with pytest.raises(ConfigError, match="never appears in training"):
         from_splits(train, val, test, cold_start="error")
+
+
+@pytest.mark.parametrize("ratios", [(float("nan"), 0.5), (0.7, float("inf"), 0.2)])
+def test_random_split_rejects_non_finite_ratios(ratios):
+    df = pd.DataFrame({"user": np.repeat(np.arange(10), 10), "item": np.arange(100)})
+    with pytest.raises(ConfigError, match="finite"):
+        random_split(df, ratios)
+
+
+def test_from_dataframe_column_collision_and_string_ratings():
+    df = pd.DataFrame({"user": [9, 9, 9], "uid": [0, 1, 2], "iid": [0, 0, 1]})
+    with pytest.raises(ConfigError, match="already has a 'user' column"):
+        from_dataframe(df, user_col="uid", item_col="iid")
+    df = pd.DataFrame(
+        {"user": [0, 0, 0, 1, 1, 1], "item": [0, 1, 2, 0, 1, 2], "rating": list("541452")}
+    )
+    data = from_dataframe(df, ratios=(1, 0), min_rating=4)
+    assert sorted(map(tuple, train_edges(data).t().tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_missing_held_out_split_is_on_the_edges_device():
+    data = HeteroData()
+    data[USER_ITEM].edge_index = torch.empty(2, 3, dtype=torch.long, device="meta")
+    assert held_out_edges(data, "val").device.type == "meta"

@@ -25,6 +25,9 @@ def test_adjacency_list(tmp_path):
         ("0 -1\n", "negative"),
         ("", "empty"),
         ("0,1,2\n", r"line 1.*','"),
+        ("0 1\n1 1_0\n", r"line 2.*item #1.*'1_0'"),
+        ("0 99999999999999999999\n", r"line 1.*item #1.*too large"),
+        ("0 1\x0c2\n3 x\n", r"line 2.*item #1.*'x'"),
     ],
 )
 def test_adjacency_list_errors(tmp_path, text, match):
@@ -64,6 +67,8 @@ def test_edge_list(tmp_path):
         ("0 0 1 5 9\n", {}, "expected 2 to 4 fields"),
         ("0 1\n2 3\n", {"header": True}, "line 1.*header=True.*data"),
         ("0,1\n2,3\n", {"header": True, "sep": ","}, "line 1.*header=True.*data"),
+        ("0 1\n1_0 2\n", {}, "line 2.*'user'.*'1_0'"),
+        ("0 1\n0 99999999999999999999\n", {}, "line 2.*'item'.*too large"),
     ],
 )
 def test_edge_list_errors(tmp_path, text, kw, match):
@@ -79,3 +84,25 @@ def test_error_names_the_file(tmp_path):
 
 def test_returns_dataframe(tmp_path):
     assert isinstance(read_edge_list(write(tmp_path, "e.txt", "1 2\n")), pd.DataFrame)
+
+
+def test_byte_order_mark_and_windows_line_endings(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    p = tmp_path / "train.txt"
+    p.write_bytes(bom + b"0 1 2 \r\n1 2\r\n")
+    df = read_adjacency_list(p)
+    assert df["user"].tolist() == [0, 0, 1] and df["item"].tolist() == [1, 2, 2]
+    p.write_bytes(bom + b"0 1\r\n0 2\r\n")
+    assert read_edge_list(p)["user"].tolist() == [0, 0]
+    # string ids: the BOM must not make a second user '\ufeff0' beside '0'
+    assert read_edge_list(p, numeric_ids=False)["user"].tolist() == ["0", "0"]
+
+
+def test_form_feed_is_white_space_not_a_line_break(tmp_path):
+    df = read_adjacency_list(write(tmp_path, "t.txt", "0 1\x0c2\n"), allow_empty=True)
+    assert df["item"].tolist() == [1, 2]
+
+
+def test_timestamps_are_exact(tmp_path):
+    df = read_edge_list(write(tmp_path, "e.txt", "0 1 1 1700000000123456789\n"))
+    assert df["timestamp"].tolist() == [1700000000123456789]

@@ -46,3 +46,14 @@ def test_cache_is_bounded():
     for ei in keep:
         UserItemIndex.cached(ei, 1, 5)
     assert len(pairs._CACHE) <= pairs._CACHE_SIZE
+
+
+def test_int32_pairs_do_not_overflow():
+    # 70,000 users x 40,000 items: user * num_items + item exceeds 2^31
+    ei = torch.tensor([[69_999, 0], [39_999, 5]], dtype=torch.int32)
+    index = UserItemIndex(ei, 70_000, 40_000)
+    assert index.contains(torch.tensor([69_999, 0]), torch.tensor([39_999, 39_999])).tolist() == [
+        True,
+        False,
+    ]
+    assert bool(index.contains(ei[0], ei[1]).all())

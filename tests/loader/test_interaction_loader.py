@@ -124,3 +124,12 @@ def test_bad_arguments():
         InteractionLoader(ei, 5, 5, batch_size=0)
     with pytest.raises(ConfigError, match="num_negatives"):
         InteractionLoader(ei, 5, 5, num_negatives=-1)
+
+
+def test_int32_edges_give_int64_batches():
+    ei = torch.tensor([[0, 0, 1, 2, 2], [1, 3, 0, 2, 4]], dtype=torch.int32)
+    loader = InteractionLoader(
+        ei, 3, 5, batch_size=5, num_negatives=2, reject_positives=True, mask_in_batch=True
+    )
+    batch = next(iter(loader))
+    assert batch.users.dtype == batch.pos_items.dtype == torch.long
