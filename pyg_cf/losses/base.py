@@ -161,10 +161,13 @@ class _RowLogSumExp(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
         m = x.amax(dim=1, keepdim=True)
         p = (x - m).exp_()
-        s = p.sum(dim=1, keepdim=True)
+        # float16 rows of more than 65504 near-equal logits would sum to inf: accumulate
+        # in float32 (no [B, N] copy), return in the input's dtype
+        acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        s = p.sum(dim=1, keepdim=True, dtype=acc)
         p.div_(s)
         ctx.save_for_backward(p)
-        return (m + s.log()).squeeze(1)
+        return (m + s.log()).squeeze(1).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
@@ -175,8 +178,9 @@ class _RowLogSumExp(torch.autograd.Function):
 def row_logsumexp(x: Tensor) -> Tensor:
     r"""``torch.logsumexp(x, dim=1)`` of a ``[B, N]`` tensor whose rows each have a finite
     entry, with fewer ``[B, N]`` temporaries (one saved softmax, one gradient): for large
-    ``N`` such as full-catalogue logits."""
-    if not x.requires_grad:
+    ``N`` such as full-catalogue logits. Half-precision rows are summed in float32 (where
+    ``torch.logsumexp`` overflows to ``inf`` once :math:`\sum_j e^{x_j - \max x} > 65504`)."""
+    if not x.requires_grad and x.dtype not in (torch.float16, torch.bfloat16):
         return torch.logsumexp(x, dim=1)
     out: Tensor = _RowLogSumExp.apply(x)
     return out
@@ -364,7 +368,10 @@ class SampledScoreLoss(CFLoss):
         self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
 
     def _pos_neg(self, batch: LossBatch) -> tuple[Tensor, Tensor]:
-        assert batch.neg_emb is not None, f"{type(self).__name__} needs sampled negatives"
+        if batch.neg_emb is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs sampled negatives (batch.neg_emb is None)"
+            )
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
         neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity, batch.neg_unit)
         return pos, neg

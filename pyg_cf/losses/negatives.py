@@ -38,6 +38,8 @@ class NegativeSampler:
     ) -> None:
         if kind not in ("uniform", "popularity"):
             raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {kind!r}")
+        if int(num_items) < 1:
+            raise ConfigError(f"num_items must be >= 1, got {num_items}")
         self.num_items, self.kind, self.beta = num_items, kind, beta
         self.positives, self.max_rounds = positives, max_rounds
         self.probs: Tensor | None = None
@@ -45,8 +47,19 @@ class NegativeSampler:
         if kind == "popularity":
             if item_degree is None:
                 raise ConfigError("popularity sampling needs item_degree")
+            if item_degree.shape != (num_items,):
+                # more entries would draw ids past the catalogue, fewer never draw the last
+                raise ConfigError(
+                    f"item_degree must have shape ({num_items},) (one degree per item), got "
+                    f"{tuple(item_degree.shape)}"
+                )
             w = item_degree.double().clamp(min=0).pow(beta)
             w = torch.where(item_degree > 0, w, torch.zeros_like(w))
+            if not bool(torch.isfinite(w).all()) or not float(w.sum()) > 0:
+                raise ConfigError(
+                    "popularity sampling needs finite item degrees with at least one item of "
+                    f"positive degree (beta={beta})"
+                )
             self.probs = (w / w.sum()).float()
             self.log_probs = torch.log(self.probs.clamp_min(1e-30))
         self.last_collisions = 0

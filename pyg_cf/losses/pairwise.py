@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import (
     CFLoss,
     LossBatch,
@@ -68,7 +69,8 @@ class BPRLoss(CFLoss):
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]`` (averaged over its negatives)."""
-        assert batch.neg_emb is not None, "BPR needs sampled negatives"
+        if batch.neg_emb is None:
+            raise ConfigError("BPR needs sampled negatives (batch.neg_emb is None)")
         pos = similarity(batch.user_emb, batch.pos_emb, self.similarity)
         neg = negative_scores(batch.user_emb, batch.neg_emb, self.similarity, batch.neg_unit)
         return F.softplus(neg - pos.unsqueeze(-1)).mean(-1)

@@ -220,7 +220,10 @@ def _distinct_rows(users: Tensor, emb: Tensor, tau: Temperature) -> tuple[Tensor
     if uniq.numel() == users.numel():
         return None
     rows = torch.arange(users.numel(), device=users.device)
-    first = torch.full_like(uniq, users.numel()).scatter_reduce_(0, inverse, rows, "amin")
+    # int64 whatever the dtype of ``users`` (scatter_reduce_ needs one dtype; int32 ids)
+    first = torch.full_like(uniq, users.numel(), dtype=torch.long).scatter_reduce_(
+        0, inverse, rows, "amin"
+    )
     with torch.no_grad():
         if not torch.equal(emb[first][inverse], emb):
             return None

@@ -24,6 +24,8 @@ selection; hits are looked up in the sorted pair index of the held-out positives
 
 from __future__ import annotations
 
+import logging
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -42,6 +44,8 @@ __all__ = [
     "topk_indices",
 ]
 
+log = logging.getLogger(__name__)
+
 TOPK_BLOCK = 64
 
 
@@ -50,7 +54,10 @@ def mask_seen(
 ) -> Tensor:
     """Set ``scores[r, i] = value`` in place for every item ``i`` seen by ``users[r]``."""
     if isinstance(seen, Tensor):
-        n = max(int(seen[0].max()) + 1 if seen.numel() else 0, int(users.max()) + 1)
+        n = max(
+            int(seen[0].max()) + 1 if seen.numel() else 0,
+            int(users.max()) + 1 if users.numel() else 0,
+        )
         seen = UserItemIndex(seen, n, scores.size(1))
     row, col = seen.gather(users)
     scores[row, col] = value
@@ -103,6 +110,7 @@ def ranking_metrics_from_hits(
     """Per-user metrics from a ``[U, K_max]`` 0/1 hit matrix and ``[U]`` positive counts."""
     hits = hits.float()
     kmax = hits.size(1)
+    _check_ks(ks, kmax, "the hit matrix's width")
     disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, device=hits.device, dtype=torch.float))
     out: dict[str, Tensor] = {}
     for k in ks:
@@ -122,6 +130,48 @@ def ranking_metrics_from_hits(
 # launches, so fewer, larger chunks win (Gowalla on an H200: benchmarks/results/bench_eval_gpu.md)
 _DEFAULT_BUDGET_MB = {"cpu": 256.0, "cuda": 1024.0}
 _MAX_CHUNK = {"cpu": 1024, "cuda": 8192}
+
+
+def _check_ks(ks: Sequence[int], limit: int, what: str) -> None:
+    """A :class:`ConfigError` unless ``ks`` is a non-empty list of integers in
+    ``[1, limit]``."""
+    ok = bool(ks) and all(
+        isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= k <= limit for k in ks
+    )
+    if not ok:
+        raise ConfigError(
+            f"ks must be positive integers at most {what} ({limit}), got {tuple(ks)!r}"
+        )
+
+
+def _check_chunk_size(chunk_size: int | None) -> None:
+    """A :class:`ConfigError` unless ``chunk_size`` is ``None`` or an integer ``>= 1``."""
+    if chunk_size is not None and (
+        not isinstance(chunk_size, numbers.Integral)
+        or isinstance(chunk_size, bool)
+        or chunk_size < 1
+    ):
+        raise ConfigError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
+
+
+def _check_pairs(ei: Tensor, num_users: int, num_items: int, name: str) -> None:
+    """A :class:`ConfigError` unless ``ei`` is a ``[2, E]`` integer tensor of (user, item)
+    ids in ``[0, num_users) x [0, num_items)`` (an item id past the end would otherwise be
+    read as an item of the next user)."""
+    if ei.dim() != 2 or ei.size(0) != 2:
+        raise ConfigError(
+            f"{name} must be a [2, E] tensor of (user, item) ids, got shape {tuple(ei.shape)}"
+        )
+    if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
+        raise ConfigError(f"{name} must hold integer ids, got dtype {ei.dtype}")
+    if ei.numel() == 0:
+        return
+    lo, hi = ei.amin(dim=1).tolist(), ei.amax(dim=1).tolist()
+    if min(lo) < 0 or hi[0] >= num_users or hi[1] >= num_items:
+        raise ConfigError(
+            f"{name} ids out of range for {num_users} users / {num_items} items: users in "
+            f"[{lo[0]}, {hi[0]}], items in [{lo[1]}, {hi[1]}]"
+        )
 
 
 def _chunk_size(
@@ -153,7 +203,8 @@ def evaluate_scores(
         score_fn: Maps a ``[C]`` tensor of user ids to ``[C, num_items]`` scores.
         num_users: Number of users.
         num_items: Number of items.
-        positives: ``[2, E]`` held-out (user, item) pairs to find.
+        positives: ``[2, E]`` held-out (user, item) pairs to find (a repeated pair counts
+            once, with a warning).
         seen: ``[2, E]`` pair sets to mask (training, and validation at test time).
         ks: Cut-offs.
         chunk_size: Users per chunk; derived from ``memory_budget_mb`` when ``None``.
@@ -166,10 +217,23 @@ def evaluate_scores(
         Mean of each metric over users with at least one positive (keys like
         ``'recall@20'``), and with ``per_user`` a dict of ``[U]`` tensors plus ``'users'``.
     """
-    if not ks or min(ks) <= 0 or max(ks) > num_items:
-        raise ConfigError(f"ks must be positive and at most num_items={num_items}, got {ks}")
+    _check_ks(ks, num_items, "num_items")
+    _check_chunk_size(chunk_size)
+    _check_pairs(positives, num_users, num_items, "positives")
+    for s in seen:
+        _check_pairs(s, num_users, num_items, "seen")
+    if positives.numel() == 0:
+        raise ConfigError("positives is empty: no user has a held-out pair to find")
     dev = torch.device(device) if device is not None else positives.device
     pos = UserItemIndex.cached(positives.to(dev), num_users, num_items)
+    repeated = pos.keys.numel() > 1 and bool((pos.keys[1:] == pos.keys[:-1]).any())
+    if repeated:  # T_u is a set: a repeated pair would count twice in |T_u| but hit once
+        unique = torch.unique(positives.to(dev), dim=1)
+        log.warning(
+            "evaluate_scores: positives repeat %d (user, item) pair(s); each is counted once",
+            positives.size(1) - unique.size(1),
+        )
+        pos = UserItemIndex(unique, num_users, num_items)
     masks = [UserItemIndex.cached(s.to(dev), num_users, num_items) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     if chunk_size is None:
@@ -184,7 +248,7 @@ def evaluate_scores(
         if scores.shape != (users.numel(), width):
             raise ConfigError(
                 f"score_fn returned shape {tuple(scores.shape)}, expected "
-                f"({users.numel()}, {num_items})"
+                f"({users.numel()}, {width})"
             )
         scores = scores.float()
         for m in masks:
@@ -253,6 +317,7 @@ def evaluate(
     positives = held_out_edges(data, split)
     if positives.numel() == 0:
         raise ConfigError(f"data has no {split} positives")
+    _check_chunk_size(chunk_size)
     chunk = chunk_size or _chunk_size(memory_budget_mb, ni, u.device)
     res = evaluate_scores(
         _GemmScores(u, i, chunk), nu, ni, positives, seen, ks, chunk, memory_budget_mb, u.device

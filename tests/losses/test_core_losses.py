@@ -58,3 +58,23 @@ def test_registry():
     assert isinstance(get_loss("test-zero"), Zero)
     with pytest.raises(ConfigError, match="already registered"):
         register_loss("test-zero")(type("Other", (CFLoss,), {}))
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("bpr", {}),
+        ("bce", {}),
+        ("mse", {}),
+        ("ccl", {}),
+        ("mml", {}),
+        ("hinge", {}),
+        ("ssm", {"negatives": "sampled"}),
+        ("bsl", {"negatives": "sampled"}),
+    ],
+)
+def test_sampled_losses_without_negatives_raise_a_config_error(name, kw):
+    # a ConfigError naming the missing field (not an assert, which `python -O` strips)
+    b = LossBatch(torch.arange(2), torch.arange(2), torch.randn(2, 3), torch.randn(2, 3))
+    with pytest.raises(ConfigError, match="neg_emb is None"):
+        get_loss(name, **kw)(b)

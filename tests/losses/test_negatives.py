@@ -74,3 +74,19 @@ def test_shared_negatives_must_be_a_bool_or_a_count(bad):
 def test_grouped_negatives_cannot_reject_positives():
     with pytest.raises(ConfigError, match="reject_positives"):
         get_loss("ssm", negatives="sampled", shared_negatives=4, reject_positives=True)
+
+
+def test_popularity_sampler_refuses_degrees_that_do_not_fit_the_catalogue():
+    # a longer degree vector used to draw ids past the catalogue (crash at the gather), a
+    # shorter one never drew the last items, an all-zero one gave NaN probabilities
+    with pytest.raises(ConfigError, match="item_degree must have shape"):
+        NegativeSampler(4, torch.ones(6), kind="popularity")
+    with pytest.raises(ConfigError, match="item_degree must have shape"):
+        NegativeSampler(4, torch.ones(3), kind="popularity")
+    with pytest.raises(ConfigError, match="positive degree"):
+        NegativeSampler(4, torch.zeros(4), kind="popularity")
+    with pytest.raises(ConfigError, match="num_items"):
+        NegativeSampler(0)
+    s = NegativeSampler(4, torch.tensor([0.0, 1.0, 0.0, 3.0]), kind="popularity")
+    items, _ = s.sample(torch.arange(50), 4, torch.Generator().manual_seed(0))
+    assert set(items.unique().tolist()) == {1, 3}

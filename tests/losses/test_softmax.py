@@ -476,3 +476,33 @@ def test_masked_softmax_without_a_rows_positive_in_the_index_scores_per_row():
     loss = get_loss("softmax", tau=0.3, mask_positives=True, positives=index)
     want = ref_softmax(plain, 0.3, "cos", positives=fewer)
     assert float(loss(plain)) == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_softmax_row_sharing_accepts_int32_ids(mask):
+    # repeated users with int32 ids: the shared-row path gives the int64 path's value
+    g = torch.Generator().manual_seed(2)
+    table = torch.randn(3, 4, generator=g, dtype=D)
+    items = torch.randn(9, 4, generator=g, dtype=D)
+    index = UserItemIndex(torch.tensor(sorted(SHARE_PAIRS)).t(), 3, 9)
+    loss = get_loss("softmax", tau=0.3, mask_positives=mask, positives=index)
+    want = float(loss(_shared_batch(table, items)))
+    b = _shared_batch(table, items)
+    b.users, b.pos_items = b.users.int(), b.pos_items.int()
+    assert float(loss(b)) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("grad", [False, True])
+def test_row_logsumexp_of_a_wide_half_precision_row_stays_finite(dtype, grad):
+    # 100,000 equal logits (a catalogue at initialisation): the row sum 1e5 exceeds
+    # float16's 65504, so an in-dtype sum is inf; the result is log(1e5) in the input dtype
+    from pyg_cf.losses.base import row_logsumexp
+
+    x = torch.zeros(2, 100_000, dtype=dtype, requires_grad=grad)
+    out = row_logsumexp(x)
+    assert out.dtype == dtype
+    assert torch.allclose(out.float(), torch.full((2,), math.log(1e5)), rtol=1e-2)
+    if grad:
+        (g,) = torch.autograd.grad(out.sum(), x)
+        assert torch.isfinite(g).all() and g.dtype == dtype

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from pyg_cf.data.pairs import UserItemIndex
-from pyg_cf.metrics import evaluate, evaluate_scores, mask_seen, popularity_baseline
+from pyg_cf.errors import ConfigError
+from pyg_cf.metrics import (
+    evaluate,
+    evaluate_scores,
+    mask_seen,
+    popularity_baseline,
+    ranking_metrics_from_hits,
+)
 
 
 def test_hand_computed_metrics():
@@ -88,3 +95,60 @@ def test_evaluate_chunking_options_and_unknown_options(tiny_data):
     assert evaluate(u, i, tiny_data, "val", ks=(2,), memory_budget_mb=1e-6) == ref
     with pytest.raises(TypeError, match="per_user"):  # per-user rows: evaluate_scores
         evaluate(u, i, tiny_data, "val", per_user=True)  # type: ignore[call-arg]
+
+
+def _const_scores(users, n=5):
+    return torch.arange(n, 0, -1, dtype=torch.float).expand(users.numel(), n).clone()
+
+
+def test_out_of_range_ids_are_refused_not_read_as_another_users_pair():
+    # (user 0, item 7) with 5 items has the key of (user 1, item 2): it must not be counted
+    # as user 1's positive; every bad id is refused with the argument named
+    with pytest.raises(ConfigError, match="positives ids out of range"):
+        evaluate_scores(_const_scores, 2, 5, torch.tensor([[0, 1], [7, 1]]), ks=(2,))
+    with pytest.raises(ConfigError, match="positives ids out of range"):
+        evaluate_scores(_const_scores, 2, 5, torch.tensor([[2], [1]]), ks=(2,))
+    with pytest.raises(ConfigError, match="positives ids out of range"):
+        evaluate_scores(_const_scores, 2, 5, torch.tensor([[-1], [1]]), ks=(2,))
+    with pytest.raises(ConfigError, match="seen ids out of range"):
+        evaluate_scores(
+            _const_scores, 2, 5, torch.tensor([[0], [1]]), [torch.tensor([[1], [5]])], (2,)
+        )
+    with pytest.raises(ConfigError, match=r"\[2, E\]"):
+        evaluate_scores(_const_scores, 2, 5, torch.tensor([0, 1]), ks=(2,))
+    with pytest.raises(ConfigError, match="integer ids"):
+        evaluate_scores(_const_scores, 2, 5, torch.tensor([[0.0], [1.0]]), ks=(2,))
+
+
+def test_repeated_positives_count_once_and_no_positives_are_refused(caplog):
+    # a repeated pair used to make |T_u| = 2 for one item: recall@1 0.5, not 1
+    res = evaluate_scores(_const_scores, 2, 5, torch.tensor([[0, 0, 1], [0, 0, 1]]), ks=(1,))
+    assert res["recall@1"] == 0.5 and res["ndcg@1"] == 0.5  # user 0: 1.0, user 1: 0.0
+    assert "repeat 1" in caplog.text
+    with pytest.raises(ConfigError, match="empty"):
+        evaluate_scores(_const_scores, 1, 5, torch.empty(2, 0, dtype=torch.long), ks=(1,))
+
+
+@pytest.mark.parametrize("ks", [(), (0,), (6,), (2.0,), (True,)])
+def test_bad_cutoffs_are_refused(ks):
+    with pytest.raises(ConfigError, match="ks must be"):
+        evaluate_scores(_const_scores, 1, 5, torch.tensor([[0], [0]]), ks=ks)
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5])
+def test_bad_chunk_sizes_are_refused(chunk):
+    # a negative chunk size used to evaluate no user at all and return {}
+    with pytest.raises(ConfigError, match="chunk_size"):
+        evaluate_scores(_const_scores, 1, 5, torch.tensor([[0], [0]]), ks=(1,), chunk_size=chunk)
+
+
+def test_metrics_from_hits_refuse_cutoffs_beyond_the_hit_matrix():
+    hits = torch.tensor([[1, 0, 1]])
+    assert ranking_metrics_from_hits(hits, torch.tensor([2]), (3,))["recall@3"] == 1.0
+    with pytest.raises(ConfigError, match="ks must be"):
+        ranking_metrics_from_hits(hits, torch.tensor([5]), (5,))
+
+
+def test_mask_seen_with_no_users():
+    out = mask_seen(torch.zeros(0, 4), torch.empty(0, dtype=torch.long), torch.tensor([[0], [1]]))
+    assert out.shape == (0, 4)
