@@ -34,7 +34,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_cf.data.pairs import UserItemIndex
-from pyg_cf.errors import ConfigError
+from pyg_cf.errors import ConfigError, PygCFError
 
 __all__ = [
     "evaluate",
@@ -242,6 +242,7 @@ def evaluate_scores(
     # pyg-cf's own GEMM scorer returns rows padded with -inf columns (see _GemmScores).
     width = int(getattr(score_fn, "padded_width", num_items))
     per: dict[str, list[Tensor]] = {}
+    nan_rows = torch.zeros((), dtype=torch.long, device=dev)  # read once, after the loop
     for start in range(0, users_all.numel(), chunk_size):
         users = users_all[start : start + chunk_size]
         scores = score_fn(users).to(dev)
@@ -254,11 +255,18 @@ def evaluate_scores(
         for m in masks:
             mask_seen(scores, users, m)
         top = topk_indices(scores, kmax)
+        # topk ranks NaN first: a row with a NaN score has one in its top k
+        nan_rows += scores.gather(1, top).isnan().any(dim=1).sum()
         hits = pos.contains(users.unsqueeze(1), top)
         if width > num_items:  # padding columns (score -inf) are never hits
             hits &= top < num_items
         for key, val in ranking_metrics_from_hits(hits, pos.counts[users], ks).items():
             per.setdefault(key, []).append(val)
+    if int(nan_rows):
+        raise PygCFError(
+            f"scores are NaN for {int(nan_rows)} of {users_all.numel()} users (diverged or "
+            "corrupted embeddings?): their rankings, and so the metrics, would be meaningless"
+        )
     cat = {k: torch.cat(v) for k, v in per.items()}
     means = {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat.items()}
     if per_user:

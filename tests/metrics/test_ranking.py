@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyg_cf.data.pairs import UserItemIndex
-from pyg_cf.errors import ConfigError
+from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.metrics import (
     evaluate,
     evaluate_scores,
@@ -152,3 +152,16 @@ def test_metrics_from_hits_refuse_cutoffs_beyond_the_hit_matrix():
 def test_mask_seen_with_no_users():
     out = mask_seen(torch.zeros(0, 4), torch.empty(0, dtype=torch.long), torch.tensor([[0], [1]]))
     assert out.shape == (0, 4)
+
+
+@pytest.mark.parametrize("num_items", [30, 1000])  # plain topk, and the blocked path
+def test_nan_scores_are_refused_not_ranked_first(num_items):
+    # topk ranks NaN first: a diverged user would "hit" whatever its NaN columns are
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, num_items, generator=g)
+    scores[2, 7] = float("nan")
+    positives = torch.tensor([[0, 1, 2, 3], [1, 2, 7, 4]])
+    with pytest.raises(PygCFError, match="NaN for 1 of 4 users"):
+        evaluate_scores(lambda u: scores[u], 4, num_items, positives, [], ks=(5,))
+    scores[2, 7] = 0.0
+    evaluate_scores(lambda u: scores[u], 4, num_items, positives, [], ks=(5,))
