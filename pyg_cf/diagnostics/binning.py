@@ -144,7 +144,7 @@ def fit_loglog_slope(
         b = binned_summary(d, v, num_bins)
         b = b[b["mean"] > 0]
         d, v = b["degree_mean"].to_numpy(), b["mean"].to_numpy()
-    keep = (d > 0) & (v > 0) & np.isfinite(v)
+    keep = (d > 0) & np.isfinite(d) & (v > 0) & np.isfinite(v)
     x, y = np.log(d[keep]), np.log(v[keep])
     if x.size < 2 or np.ptp(x) == 0:
         raise ConfigError(

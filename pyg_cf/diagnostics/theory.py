@@ -194,7 +194,9 @@ def fit_theory(
     d, y = _np(degree), _np(sq_norm)
     if d.shape != y.shape:
         raise ConfigError(f"degree and sq_norm differ in shape: {d.shape} vs {y.shape}")
-    keep = (d > 0) & np.isfinite(y)
+    if not np.isfinite(alpha0):
+        raise ConfigError(f"alpha0 must be a finite number, got {alpha0}")
+    keep = (d > 0) & np.isfinite(d) & np.isfinite(y)
     d, y = d[keep], y[keep]
     if d.size == 0:
         raise ConfigError("no node with a positive degree to fit")
@@ -214,6 +216,12 @@ def fit_theory(
         w = np.ones_like(y)
     if y.size == 0:
         raise ConfigError("no positive squared norm to fit")
+    if y.size < 2 or np.ptp(basis[:, 1] / basis[:, 0]) == 0:
+        # d^(2-2 alpha0) / d^(1-2 alpha0) = d: one distinct degree cannot separate a from b
+        raise ConfigError(
+            "need points at two or more distinct positive degrees to fit (a, b), got "
+            f"{y.size} point(s) at one degree"
+        )
     A, t = basis * w[:, None], y * w
     if nonnegative:
         coef, _ = nnls(A, t)

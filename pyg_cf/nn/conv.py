@@ -135,11 +135,13 @@ def bipartite_norm(
         deg_src = torch.bincount(src, minlength=size[0])
     if deg_dst is None:
         deg_dst = torch.bincount(dst, minlength=size[1])
-    ps = deg_src.to(dtype).pow(-alpha1)
-    pt = deg_dst.to(dtype).pow(-alpha0)
+    # powers in at least float32: a float16 degree above 65504 would be inf (weight 0)
+    calc = torch.promote_types(dtype, torch.float32)
+    ps = deg_src.to(calc).pow(-alpha1)
+    pt = deg_dst.to(calc).pow(-alpha0)
     ps = ps.masked_fill(deg_src == 0, 0.0)
     pt = pt.masked_fill(deg_dst == 0, 0.0)
-    return pt[dst] * ps[src]
+    return (pt[dst] * ps[src]).to(dtype)
 
 
 class BipartiteNormConv(MessagePassing):
@@ -319,12 +321,15 @@ class BipartiteNormConv(MessagePassing):
                 raise ConfigError("edge_weight is only accepted with an [2, E] edge_index")
             if (
                 isinstance(edge_index, EdgeIndex)
+                and edge_index.is_sorted
                 and self.aggr == "add"
                 and tuple(edge_index.sparse_size()) == tuple(size)
             ):
-                # A subgraph index of known size (neighbor-sampled batches): one CSR product
-                # whose backward uses the index's cached transpose ordering.
+                # A sorted subgraph index of known size (neighbor-sampled batches): one CSR
+                # product whose backward uses the index's cached transpose ordering.
                 return spmm_edge_index(edge_index, edge_weight, x_src)
+            # the output keeps the features' dtype (as on every other path)
+            edge_weight = edge_weight.to(x_src.dtype)
             return self.propagate(edge_index, x=(x_src, x_dst), edge_weight=edge_weight, size=size)
         if is_sparse or self.cached:
             adj = self.normalized_adjacency(edge_index, size, x_src.dtype)

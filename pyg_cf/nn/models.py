@@ -2,6 +2,7 @@ r"""One graph-CF model with named constructors: MF, user/item-side SVD++ and Lig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -96,6 +97,8 @@ class GraphCF(nn.Module):
             w = [float(v) for v in layer_weights]
             if len(w) != num_layers + 1:
                 raise ConfigError(f"layer_weights needs {num_layers + 1} values, got {len(w)}")
+            if not all(math.isfinite(v) for v in w):
+                raise ConfigError(f"layer_weights must be finite, got {w}")
         self.register_buffer("layer_weights", torch.tensor(w), persistent=False)
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
@@ -211,6 +214,9 @@ class GraphCF(nn.Module):
         self._check_edges(edge_index, self.num_users, self.num_items)
         self.graph = edge_index
         self._rev = None
+        # the layers cache by tensor identity: a re-attached (possibly edited) tensor rebuilds
+        self.user_conv.reset_parameters()
+        self.item_conv.reset_parameters()
         return self
 
     @staticmethod
@@ -359,7 +365,9 @@ class GraphCF(nn.Module):
     @torch.no_grad()
     def embeddings(self) -> tuple[Tensor, Tensor]:
         """Final embeddings of all users and items over the attached graph, without grad."""
-        return self.forward()
+        u, i = self.forward()
+        # an unpropagated side is the embedding table itself: detach it too
+        return u.detach(), i.detach()
 
     def _check_ids(self, ids: Tensor, n: int, kind: str) -> Tensor:
         if not isinstance(ids, Tensor):

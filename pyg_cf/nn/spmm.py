@@ -49,7 +49,8 @@ def csr_matrix(crow: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) 
 
 def csr_from_edges(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_cols: int) -> Tensor:
     """A ``[num_rows, num_cols]`` torch CSR matrix from COO triplets (sorted here)."""
-    key = row * num_cols + col
+    # the sort key in int64: with int32 ids, row * num_cols overflows past 2**31 entries
+    key = row.long() * num_cols + col.long()
     perm = torch.argsort(key)
     counts = torch.bincount(row, minlength=num_rows)
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=row.device)
@@ -64,6 +65,9 @@ def _mm(matrix: Tensor, x: Tensor) -> Tensor:
         # and no temporary (torch.sparse.mm fills and copies one per call).
         out = x.new_empty(matrix.size(0), x.size(1))
         return torch.addmm(out, matrix, x, beta=0.0, out=out)
+    if x.device.type == "cpu":
+        # no CPU CSR kernel for float16 / bfloat16: multiply in float32, round once
+        return _mm(matrix.to(torch.float32), x.float()).to(x.dtype)
     return torch.sparse.mm(matrix, x)
 
 

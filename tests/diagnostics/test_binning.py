@@ -57,3 +57,8 @@ def test_fit_loglog_slope_flat_and_errors():
         fit_loglog_slope(np.array([5, 5]), np.array([1.0, 2.0]))
     with pytest.raises(ConfigError, match="shape"):
         fit_loglog_slope(np.array([1, 2]), np.array([1.0]))
+
+
+def test_fit_loglog_slope_leaves_out_non_finite_degrees():
+    fit = fit_loglog_slope(np.array([1.0, 2.0, 4.0, np.inf]), np.array([1.0, 2.0, 4.0, 3.0]))
+    assert fit.num_points == 3 and fit.slope == pytest.approx(1.0)

@@ -142,3 +142,17 @@ def test_monte_carlo_detects_wrong_alpha0(power_law_graph):
     wrong = expected_squared_norm(sim["degree"].to_numpy(), 0.75, 0.5, alpha, 1.0, 1.0, 30)
     big = sim["degree"].to_numpy() >= 100
     assert np.median(sim["sq_norm"].to_numpy()[big] / wrong[big]) > 2.0
+
+
+@pytest.mark.parametrize("num_bins", [20, None])
+def test_fit_theory_needs_two_distinct_degrees(num_bins):
+    # one degree cannot separate a from b (any split fits): a clear error, not a made-up fit
+    with pytest.raises(ConfigError, match="two or more distinct"):
+        fit_theory(np.full(3, 5.0), np.array([1.0, 2.0, 3.0]), 0.5, num_bins)
+    with pytest.raises(ConfigError, match="alpha0"):
+        fit_theory(np.array([1.0, 2.0, 4.0]), np.ones(3), float("nan"), num_bins)
+    # a non-finite degree is left out like a non-finite value
+    fit = fit_theory(
+        np.array([1.0, 2.0, 4.0, np.inf]), np.array([1.0, 2.0, 4.0, 1.0]), 0.5, num_bins
+    )
+    assert fit.num_points == 3

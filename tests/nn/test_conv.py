@@ -103,3 +103,46 @@ def test_bad_edge_index_is_reported():
 
 def test_repr_names_exponents():
     assert repr(BipartiteNormConv(1.0, 0.0)) == "BipartiteNormConv(alpha0=1.0, alpha1=0.0)"
+
+
+def test_int32_edges_beyond_2_31_cells_keep_their_rows():
+    # 60000 x 60000 cells: an int32 sort key row * num_cols + col would overflow
+    n = 60_000
+    ei = torch.tensor([[1, n - 1], [n - 1, 1]], dtype=torch.int32)
+    x = torch.zeros(n, 1)
+    x[n - 1], x[1] = 1.0, 2.0
+    ref = BipartiteNormConv(0.0, 0.0)(x, ei.long())
+    out = BipartiteNormConv(0.0, 0.0, cached=True)(x, ei)
+    assert out[n - 1].item() == 2.0 and out[1].item() == 1.0
+    torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cached_path_runs_in_half_precision_on_cpu(dtype):
+    x_u = torch.randn(NU, 8)
+    ref = dense_reference(x_u, EI, NU, NI, 0.5, 0.5)
+    xs = x_u.to(dtype).requires_grad_()
+    out = BipartiteNormConv(cached=True)((xs, None), EI, size=(NU, NI))
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+    out.float().sum().backward()
+    assert xs.grad is not None and xs.grad.dtype == dtype
+
+
+def test_edge_weight_with_unsorted_edge_index_and_float64_weights():
+    ei = EI[:, torch.randperm(EI.size(1))]
+    w = torch.rand(ei.size(1), dtype=torch.float64)
+    x_u, x_i = torch.randn(NU, 4), torch.randn(NI, 4)
+    ref = BipartiteNormConv()((x_u, x_i), ei, w.float())
+    out = BipartiteNormConv()((x_u, x_i), EdgeIndex(ei, sparse_size=(NU, NI)), w)
+    torch.testing.assert_close(out, ref)
+    # the output keeps the features' dtype on the edge_index path too
+    assert BipartiteNormConv()((x_u, x_i), ei, w).dtype == torch.float32
+
+
+def test_half_precision_weights_of_degrees_beyond_float16_range():
+    n = 70_000  # one item with more interactions than float16 can count
+    ei = torch.stack([torch.arange(n), torch.zeros(n, dtype=torch.long)])
+    w = bipartite_norm(ei, (n, 1), 0.5, 0.5, dtype=torch.float16)
+    assert w.dtype == torch.float16
+    torch.testing.assert_close(w.float(), torch.full((n,), n**-0.5))

@@ -137,3 +137,31 @@ def test_deepcopy_after_forward(model):
     with torch.no_grad():
         twin.user_embedding.weight.add_(1.0)
     assert torch.equal(m()[0], u)  # the copy shares nothing
+
+
+def test_embeddings_are_detached_for_an_unpropagated_side():
+    for model in (
+        GraphCF.mf(NU, NI, 4, edge_index=EI),
+        GraphCF.svdpp_user(NU, NI, 4, edge_index=EI),
+    ):
+        u, i = model.embeddings()
+        assert not u.requires_grad and not i.requires_grad
+        u.numpy(), i.numpy()  # as a user exporting them would
+
+
+def test_set_graph_rebuilds_the_cached_adjacency_of_an_edited_tensor():
+    g = EI.clone()
+    model = GraphCF.lightgcn(NU, NI, 4, 2, edge_index=g)
+    model()
+    g[1, 0] = (int(g[1, 0]) + 1) % NI  # edit in place, then re-attach
+    u, i = model.set_graph(g)()
+    fresh = GraphCF.lightgcn(NU, NI, 4, 2, edge_index=g.clone())
+    fresh.load_state_dict(model.state_dict())
+    fu, fi = fresh()
+    torch.testing.assert_close(u, fu)
+    torch.testing.assert_close(i, fi)
+
+
+def test_non_finite_layer_weights_are_rejected():
+    with pytest.raises(ConfigError, match="finite"):
+        GraphCF(NU, NI, 4, 2, layer_weights=[1.0, float("nan"), 1.0])
