@@ -10,7 +10,9 @@ had never stopped:
   (shuffling, negatives, neighbor sampling);
 * the loss's state (``state_dict`` and plain attributes such as a scheduled ``tau``) and
   the state of the callbacks (e.g. the per-user losses of an adaptive temperature);
-* the data fingerprint (:func:`~pyg_cf.data.data_fingerprint`) and the configuration.
+* the data fingerprint (:func:`~pyg_cf.data.data_fingerprint`), the model's settings
+  (class, layers, exponents), the loss's class and settings as built, and the
+  configuration.
 
 The file is written to a temporary name in the target directory and renamed over the
 target (:func:`os.replace`), so a crash leaves either the previous checkpoint or the new
@@ -109,6 +111,40 @@ def _attributes(obj: Any, private: bool) -> dict[str, Any]:
         if ok:
             out[k] = pv
     return out
+
+
+def _model_settings(model: torch.nn.Module) -> dict[str, Any]:
+    """What a model computes beyond its ``state_dict``: its class and propagation settings
+    (MF, LightGCN of any depth and SVD++ share the same parameters)."""
+    out: dict[str, Any] = {"type": type(model).__name__}
+    for name in ("num_layers", "alpha0", "alpha1", "propagate_users", "propagate_items"):
+        ok, value = _plain(getattr(model, name, None))
+        out[name] = value if ok else None
+    weights = getattr(model, "layer_weights", None)
+    out["layer_weights"] = weights.tolist() if isinstance(weights, Tensor) else None
+    return out
+
+
+def loss_settings(loss: torch.nn.Module) -> dict[str, Any]:
+    """The plain-data attributes of ``loss`` (temperature, negatives, similarity, ...);
+    :class:`~pyg_cf.train.Trainer` records them as built, before any schedule runs."""
+    return _attributes(loss, private=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of plain data (tensors by value)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return (
+            isinstance(a, Tensor)
+            and isinstance(b, Tensor)
+            and a.shape == b.shape
+            and torch.equal(a.cpu(), b.cpu())
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
 
 
 def _callback_state(cb: Any) -> dict[str, Any]:
@@ -231,6 +267,9 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
             int(getattr(model, "num_users", -1)),
             int(getattr(model, "num_items", -1)),
         ],
+        "model_settings": _model_settings(model),
+        "loss_type": type(trainer.loss).__name__,
+        "loss_settings": getattr(trainer, "loss_settings", None),
         "optimizer": trainer.optimizer.state_dict(),
         "epoch": int(trainer.epoch),
         "history": history,
@@ -356,11 +395,41 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
 
     Raises:
         PygCFError: if the file is missing, not a pyg-cf checkpoint, unsafe to load,
-            written for other data (fingerprint mismatch) or for a model of other sizes.
+            written for other data (fingerprint mismatch), for a model of other sizes or
+            settings (class, layers, exponents) or with a loss of another class or other
+            settings (as built, e.g. another ``tau`` or number of negatives).
     """
     path = os.fspath(path)
     state = read_checkpoint(path, map_location=trainer.device)
     _check_fits(trainer, state, path)
+    # older checkpoints lack these entries: nothing to compare then
+    saved_model, model = state.get("model_settings"), _model_settings(trainer.model)
+    if saved_model is not None and saved_model != model:
+        diff = {k: (saved_model.get(k), v) for k, v in model.items() if saved_model.get(k) != v}
+        raise PygCFError(
+            f"checkpoint {path} was written for another model (saved vs this: {diff}); "
+            "resume with the same model, or warm start with load_weights"
+        )
+    saved_loss, loss = state.get("loss_type"), type(trainer.loss).__name__
+    if saved_loss is not None and saved_loss != loss:
+        raise PygCFError(
+            f"checkpoint {path} was written with loss {saved_loss}, this trainer has {loss}; "
+            "resume with the same loss, or warm start with load_weights"
+        )
+    # the loss as built (the loader and negative sampler were made from it); the saved
+    # attributes restored below would silently replace other settings
+    saved_settings, settings = state.get("loss_settings"), getattr(trainer, "loss_settings", None)
+    if saved_settings is not None and settings is not None and not _same(saved_settings, settings):
+        keys = sorted(set(saved_settings) | set(settings))
+        diff = {
+            k: (saved_settings.get(k), settings.get(k))
+            for k in keys
+            if not _same(saved_settings.get(k), settings.get(k))
+        }
+        raise PygCFError(
+            f"checkpoint {path} was written with other loss settings (saved vs this: {diff}); "
+            "resume with the same loss, or warm start with load_weights"
+        )
     try:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])

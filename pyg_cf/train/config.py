@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from numbers import Integral
 from typing import Any
@@ -12,6 +13,12 @@ from pyg_cf.errors import ConfigError
 from pyg_cf.loader.interaction_loader import SAMPLINGS, check_user_block_size
 
 __all__ = ["TrainConfig"]
+
+
+def _check_integer(name: str, value: Any) -> None:
+    """Counts must be integers (``2.5`` epochs would never reach the final evaluation)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
 
 
 @dataclass
@@ -133,15 +140,30 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every", "min_epochs"):
+            _check_integer(name, getattr(self, name))
+        for name in ("patience", "max_steps_per_epoch"):
+            if getattr(self, name) is not None:
+                _check_integer(name, getattr(self, name))
         self.ks = tuple(int(k) for k in self.ks)
+        if any(k < 1 for k in self.ks):
+            raise ConfigError(f"ks must be cut-offs >= 1, got {self.ks}")
+        if self.patience is not None and self.patience < 0:
+            raise ConfigError(f"patience must be >= 0 or None (never stop), got {self.patience}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(
+                f"max_steps_per_epoch must be >= 1 or None (no cap), got {self.max_steps_per_epoch}"
+            )
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"time_budget_s must be > 0 or None, got {self.time_budget_s}")
         if self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, Integral) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be > 0 and finite, got {self.lr}")
         self.lr_milestones = tuple(sorted(int(m) for m in self.lr_milestones))
         if any(m < 1 for m in self.lr_milestones):
             raise ConfigError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones}")
@@ -151,8 +173,8 @@ class TrainConfig:
             raise ConfigError(f"user_dropout must be in [0, 1), got {self.user_dropout}")
         if self.min_epochs < 0:
             raise ConfigError(f"min_epochs must be >= 0, got {self.min_epochs}")
-        if self.l2_reg < 0:
-            raise ConfigError(f"l2_reg must be >= 0, got {self.l2_reg}")
+        if not 0 <= self.l2_reg < math.inf:
+            raise ConfigError(f"l2_reg must be >= 0 and finite, got {self.l2_reg}")
         if self.l2_layers not in ("input", "all"):
             raise ConfigError(f"l2_layers must be 'input' or 'all', got {self.l2_layers!r}")
         bad_device = f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
@@ -180,7 +202,7 @@ class TrainConfig:
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
         name, _, k = self.monitor.partition("@")
-        if name not in ("recall", "ndcg", "precision", "hitrate") or not k.isdigit():
+        if name not in ("recall", "ndcg", "precision", "hitrate") or not k.isdigit() or int(k) < 1:
             raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
         if int(k) not in self.ks:
             self.ks = (*self.ks, int(k))

@@ -28,6 +28,7 @@ from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
 from pyg_cf.losses.negatives import NegativeSampler
 from pyg_cf.metrics.ranking import evaluate
 from pyg_cf.nn.models import GraphCF
+from pyg_cf.train.checkpoint import loss_settings
 from pyg_cf.train.config import TrainConfig
 from pyg_cf.train.cuda_graph import GraphedStep
 from pyg_cf.train.memory import MMAP_THRESHOLD_MAX, retain_freed_memory
@@ -138,6 +139,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.retains_cpu_memory = self._tune_allocator()
         self.loss = loss.to(self.device)
+        # as built, before any schedule changes them: a checkpoint checks them on resume
+        self.loss_settings = loss_settings(self.loss)
         self.callbacks = list(callbacks or [])
         self.train_ei = train_edges(data).to(self.device)
         self.model.set_graph(self.train_ei)
@@ -511,6 +514,17 @@ class Trainer:
             row.update({f"{split}_{sim}_{k}": v for k, v in extra.items()})
         return main, row
 
+    def _patience_spent(self) -> bool:
+        """Early stopping's verdict after an evaluation: ``config.patience`` evaluations
+        (at least one) without improvement, at or after ``config.min_epochs``."""
+        cfg = self.config
+        return (
+            cfg.patience is not None
+            and self.bad_evals > 0
+            and self.bad_evals >= cfg.patience
+            and self.epoch >= cfg.min_epochs
+        )
+
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
         """Train until ``epochs``, early stopping or the time budget; returns the history
         (one row per epoch: loss, time, and metrics at evaluation epochs)."""
@@ -519,7 +533,9 @@ class Trainer:
             seed_everything(cfg.seed)
             self.generator.manual_seed(cfg.seed)
         t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
-        while self.epoch < cfg.epochs:
+        # a run resumed from the checkpoint of its early stop stays stopped
+        stopped = self.has_val and self._patience_spent()
+        while not stopped and self.epoch < cfg.epochs:
             self.epoch += 1
             lr = cfg.lr_at(self.epoch)
             for group in self.optimizer.param_groups:
@@ -557,11 +573,7 @@ class Trainer:
                         row["best"] = True
                     else:
                         self.bad_evals += 1
-                        stop = (
-                            cfg.patience is not None
-                            and self.bad_evals >= cfg.patience
-                            and self.epoch >= cfg.min_epochs
-                        )
+                        stop = self._patience_spent()
                 if cfg.eval_test or not self.has_val:
                     row.update(self._evaluate_logged("test")[1])
                 row["eval_s"] = time.perf_counter() - t1

@@ -265,3 +265,70 @@ def test_checkpoint_from_another_device_resumes_with_a_warning(tmp_path, caplog,
     assert "generator was on cuda, this trainer's is on cpu" in caplog.text
     assert torch.equal(other.model.embeddings()[0], tr.model.embeddings()[0])
     assert len(other.fit()) == 2
+
+
+def test_resuming_an_early_stopped_run_stays_stopped(tmp_path):
+    """The checkpoint of the evaluation that stopped a run resumes to the same run: no
+    further epoch is trained (it could even move the selected best weights)."""
+    users = torch.randint(60, (1500,), generator=torch.Generator().manual_seed(0))
+    items = torch.randint(20, (1500,), generator=torch.Generator().manual_seed(1))
+    items = items + (users % 2) * 20
+    df = pd.DataFrame({"user": users.numpy(), "item": items.numpy()})
+    data = from_dataframe(df, ratios=(0.7, 0.1, 0.2), seed=0)
+
+    def make():
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(
+            epochs=40, batch_size=64, lr=0.05, patience=1, progress=False,
+            checkpoint_dir=str(tmp_path),
+        )  # fmt: skip
+        return Trainer(model, data, get_loss("bpr"), cfg)
+
+    first = make()
+    hist = first.fit()
+    assert len(hist) < 40  # stopped early
+    resumed = make()
+    assert load_checkpoint(resumed, tmp_path / "last.pt") == len(hist)
+    again = resumed.fit()
+    assert len(again) == len(hist)
+    pd.testing.assert_frame_equal(metrics_only(again), metrics_only(hist))
+    assert torch.equal(resumed.model.embeddings()[0], first.model.embeddings()[0])
+
+
+@pytest.mark.parametrize(
+    ("kind", "model_kw", "loss_name", "match"),
+    [
+        ("mf", {}, "ssm", "another model"),  # MF and LightGCN share their parameters
+        ("lightgcn", {"num_layers": 2}, "ssm", "another model"),
+        ("svdpp-user", {}, "ssm", "another model"),
+        ("lightgcn", {}, "bpr", "written with loss SampledSoftmaxLoss"),
+    ],
+)
+def test_resume_into_another_model_or_loss_is_refused(tmp_path, kind, model_kw, loss_name, match):
+    """Weights of the same shapes are no proof of the same run: the model's propagation
+    settings and the loss's class are checked too (the loss's saved attributes would be
+    set on an object of another class)."""
+    data = clustered()
+    tr = build(data, CASES["lightgcn-ssm-inbatch"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    model = GraphCF.from_data(data, kind, embedding_dim=8, **model_kw)
+    other = Trainer(model, data, get_loss(loss_name), TrainConfig(progress=False))
+    with pytest.raises(PygCFError, match=match):
+        load_checkpoint(other, tmp_path / "last.pt")
+    same = build(data, CASES["lightgcn-ssm-inbatch"], None)
+    assert load_checkpoint(same, tmp_path / "last.pt") == 1
+
+
+def test_resume_with_other_loss_settings_is_refused(tmp_path):
+    """The saved loss attributes would silently replace another ``tau`` (or number of
+    negatives) given to the resumed run; a schedule's later changes are no difference
+    (``test_resume_with_adaptive_temperature_callback``)."""
+    data = clustered()
+    tr = build(data, CASES["lightgcn-ssm-inbatch"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    case = ("lightgcn", "ssm", {"tau": 0.5}, {})
+    with pytest.raises(PygCFError, match=r"other loss settings .*'tau': \(0.2, 0.5\)"):
+        load_checkpoint(build(data, case, None), tmp_path / "last.pt")

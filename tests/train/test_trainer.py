@@ -440,3 +440,27 @@ def test_an_unknown_device_is_named(device):
 def test_a_bad_seed_is_a_config_error(seed):
     with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
         TrainConfig(seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"ks": (0, 20)}, "ks must be cut-offs >= 1"),
+        ({"monitor": "ndcg@0"}, "monitor must look like"),
+        ({"patience": -1}, "patience must be >= 0"),
+        ({"max_steps_per_epoch": 0}, "max_steps_per_epoch must be >= 1"),
+        ({"max_steps_per_epoch": -1}, "max_steps_per_epoch must be >= 1"),
+        ({"time_budget_s": -1.0}, "time_budget_s must be > 0"),
+        ({"l2_reg": float("nan")}, "l2_reg must be >= 0 and finite"),
+        ({"lr": float("inf")}, "lr must be > 0 and finite"),
+        ({"epochs": 2.5}, "epochs must be an integer"),
+        ({"eval_every": 1.5}, "eval_every must be an integer"),
+        ({"batch_size": True}, "batch_size must be an integer"),
+    ],
+)
+def test_bad_settings_fail_at_construction(kw, match):
+    """Settings that would fail only after a first epoch of training (a cut-off of 0),
+    train nothing silently (a step cap of 0: loss 0.0), crash inside the loader or never
+    reach the final evaluation (2.5 epochs) are refused up front."""
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kw)
