@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DiagnosticsCallback"]
 
+log = logging.getLogger(__name__)
+
 
 class DiagnosticsCallback(Callback):
     """Records magnitude-vs-degree (and optionally long-tail Recall and the per-user
@@ -25,7 +29,8 @@ class DiagnosticsCallback(Callback):
     magnitudes evolve during training.
 
     Per recorded epoch and node type it adds to the history row
-    ``'{type}_norm_mean'`` and ``'{type}_norm_slope'`` (log–log slope of norm on degree),
+    ``'{type}_norm_mean'`` and ``'{type}_norm_slope'`` (log–log slope of norm on degree;
+    NaN, with one warning, where no slope can be fitted, e.g. every node has one degree),
     and appends a row to :attr:`records`; with ``long_tail`` it stores the
     :class:`~pyg_cf.diagnostics.LongTailRecall` in :attr:`long_tail`; with
     ``temperature`` and a loss that exposes per-user temperatures, it adds
@@ -62,24 +67,31 @@ class DiagnosticsCallback(Callback):
         self.records: list[dict[str, Any]] = []
         self.frames: dict[int, pd.DataFrame] = {}
         self.long_tail: dict[int, LongTailRecall] = {}
+        self._unfitted: set[str] = set()  # node types whose slope could not be fitted
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
         if epoch % self.every:
             return
         df = magnitude_vs_degree(trainer.model, trainer.data, self.node_types)
-        slopes = magnitude_slopes(df)
         for t, g in df.groupby("node_type", sort=False):
-            s = slopes[str(t)]
+            try:
+                s = magnitude_slopes(g)[str(t)]
+                slope, r2 = s.slope, s.r2
+            except ConfigError as e:  # e.g. every node of the type has one degree
+                if str(t) not in self._unfitted:
+                    log.warning("DiagnosticsCallback: no %s norm slope (%s); recorded NaN", t, e)
+                    self._unfitted.add(str(t))
+                slope = r2 = math.nan
             rec = {
                 "epoch": epoch,
                 "node_type": t,
                 "norm_mean": float(g["norm"].mean()),
                 "norm_median": float(g["norm"].median()),
-                "slope": s.slope,
-                "r2": s.r2,
+                "slope": slope,
+                "r2": r2,
             }
             self.records.append(rec)
-            row[f"{t}_norm_mean"], row[f"{t}_norm_slope"] = rec["norm_mean"], s.slope
+            row[f"{t}_norm_mean"], row[f"{t}_norm_slope"] = rec["norm_mean"], slope
         if self.keep_frames:
             self.frames[epoch] = df
         if self.do_long_tail:

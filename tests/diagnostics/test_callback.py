@@ -51,3 +51,28 @@ def test_temperature_column_with_adaptive_loss(data):
 def test_bad_every():
     with pytest.raises(ConfigError, match="every"):
         DiagnosticsCallback(every=0)
+
+
+def test_a_node_type_of_one_degree_records_nan_instead_of_stopping_training(caplog):
+    import logging
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from pyg_cf.data import from_splits
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(40), 3)  # every user has degree 3: no user slope to fit
+    picks = [rng.choice(30, 4, replace=False) for _ in range(40)]  # 3 to train, 1 to test
+    items = np.concatenate([p[:3] for p in picks])
+    test = pd.DataFrame({"user": np.arange(40), "item": [p[3] for p in picks]})
+    data = from_splits(pd.DataFrame({"user": users, "item": items}), test=test)
+    cb = DiagnosticsCallback(every=1)
+    with caplog.at_level(logging.WARNING, logger="pyg_cf"):
+        hist = _trainer(data, [cb]).fit()
+    assert len(hist) == 3
+    h = cb.history()
+    assert h.loc[h["node_type"] == "user", "slope"].map(math.isnan).all()
+    assert h.loc[h["node_type"] == "item", "slope"].map(math.isfinite).all()
+    assert caplog.text.count("no user norm slope") == 1
