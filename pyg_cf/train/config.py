@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import torch
@@ -19,6 +19,12 @@ def _check_integer(name: str, value: Any) -> None:
     """Counts must be integers (``2.5`` epochs would never reach the final evaluation)."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
+
+
+def _check_real(name: str, value: Any) -> None:
+    """Rates and weights must be numbers (a string would fail later inside a comparison)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
 
 
 @dataclass
@@ -145,7 +151,14 @@ class TrainConfig:
         for name in ("patience", "max_steps_per_epoch"):
             if getattr(self, name) is not None:
                 _check_integer(name, getattr(self, name))
-        self.ks = tuple(int(k) for k in self.ks)
+        for name in ("lr", "lr_gamma", "l2_reg", "user_dropout"):
+            _check_real(name, getattr(self, name))
+        if self.time_budget_s is not None:
+            _check_real("time_budget_s", self.time_budget_s)
+        try:
+            self.ks = tuple(int(k) for k in self.ks)
+        except (TypeError, ValueError):
+            raise ConfigError(f"ks must be integer cut-offs, got {self.ks!r}") from None
         if any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be cut-offs >= 1, got {self.ks}")
         if self.patience is not None and self.patience < 0:

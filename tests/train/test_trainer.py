@@ -456,6 +456,11 @@ def test_a_bad_seed_is_a_config_error(seed):
         ({"epochs": 2.5}, "epochs must be an integer"),
         ({"eval_every": 1.5}, "eval_every must be an integer"),
         ({"batch_size": True}, "batch_size must be an integer"),
+        ({"lr": "abc"}, "lr must be a number"),
+        ({"l2_reg": "1e-4"}, "l2_reg must be a number"),
+        ({"user_dropout": None}, "user_dropout must be a number"),
+        ({"time_budget_s": "60"}, "time_budget_s must be a number"),
+        ({"ks": ("a",)}, "ks must be integer cut-offs"),
     ],
 )
 def test_bad_settings_fail_at_construction(kw, match):
