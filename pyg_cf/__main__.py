@@ -14,6 +14,16 @@ from typing import Any
 __all__ = ["build_parser", "main"]
 
 
+def _patience(text: str) -> int | None:
+    """``--patience``: an integer, or ``none`` (never stop early)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m pyg_cf``."""
     p = argparse.ArgumentParser(
@@ -111,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dropout on the batch's user embeddings in training (Adap-tau authors' MF: 0.1)",
     )
     t.add_argument("--eval-every", type=int, default=1)
-    t.add_argument("--patience", type=int, default=10)
+    t.add_argument(
+        "--patience",
+        type=_patience,
+        default=10,
+        help="evaluations without improvement before stopping; 'none': never stop early",
+    )
     t.add_argument(
         "--min-epochs", type=int, default=0, help="early stopping never stops before this epoch"
     )

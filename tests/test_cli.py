@@ -152,3 +152,12 @@ def test_user_block_size_flag_reaches_the_trainer(tmp_path, capsys):
     bad = [*BASE.split(), "--epochs", "1", "--user-block-size", "3"]
     assert cli.main(bad) == 2
     assert "user_block_size only applies to sampling='user_blocks'" in capsys.readouterr().err
+
+
+def test_patience_none_turns_early_stopping_off(capsys):
+    args = cli.build_parser().parse_args([*BASE.split(), "--patience", "none"])
+    assert args.patience is None
+    assert cli.build_parser().parse_args([*BASE.split(), "--patience", "3"]).patience == 3
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([*BASE.split(), "--patience", "soon"])
+    assert "expected an integer or 'none'" in capsys.readouterr().err
