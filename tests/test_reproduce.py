@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -322,7 +323,8 @@ def _fields(cell) -> dict:
     return {f.name: getattr(cell, f.name) for f in fields(cell)}
 
 
-def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
+def _real_cells():
+    """``examples/reproduce.py`` with its real cells (not the ``repro`` fixture's toy)."""
     spec = importlib.util.spec_from_file_location(
         "reproduce_cells", ROOT / "examples" / "reproduce.py"
     )
@@ -332,6 +334,11 @@ def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
         spec.loader.exec_module(mod)
     finally:
         sys.modules.pop("reproduce_cells")
+    return mod
+
+
+def test_alias_cells_share_their_sources_training_and_duplicates_are_aliased():
+    mod = _real_cells()
     runs: dict[str, str] = {}
     for cell in mod.CELLS:
         if cell.select_from:  # trains nothing itself: its sources are real, distinct cells
@@ -730,3 +737,16 @@ def test_a_cells_seed_changes_the_initialisation_and_draws_not_the_split(repro, 
     assert a["history"][0]["loss"] == again["history"][0]["loss"]
     assert a["history"][0]["loss"] != b["history"][0]["loss"]
     assert all(kw.get("seed") == 0 for kw in seen) and len(seen) == 3  # one carve for all
+
+
+def test_the_bce_bias_cells_differ_from_the_paper_cell_only_in_the_bias():
+    mod = _real_cells()
+    plain = mod.BY_ID["t1-lightgcn-bce"]
+    for cid, extra in (
+        ("t1-lightgcn-bce-bias", {"logit_bias": -math.log(4)}),
+        ("t1-lightgcn-bce-learned-bias", {"learn_bias": True}),
+    ):
+        cell = mod.BY_ID[cid]
+        assert cell.loss_kwargs == {**plain.loss_kwargs, **extra}
+        same = ("model", "loss", "epochs", "lr", "l2", "sampling", "patience")
+        assert all(getattr(cell, f) == getattr(plain, f) for f in same), cid
