@@ -161,7 +161,10 @@ def sync() -> None:
         torch.cuda.synchronize(DEVICE)
 
 
-def setup(args: argparse.Namespace) -> None:
+def setup(args: argparse.Namespace, cuda: bool = True) -> None:
+    """Apply the common options; ``cuda=False`` for a benchmark that times the CPU only (a
+    ``--device cuda`` is then refused rather than ignored under a results file that would
+    say it was timed on the GPU)."""
     global DEVICE
     from pyg_cf.errors import ConfigError
     from pyg_cf.train import TrainConfig
@@ -172,6 +175,11 @@ def setup(args: argparse.Namespace) -> None:
     except ConfigError as e:
         raise SystemExit(f"--device: {e}") from None
     DEVICE = torch.device(name)
+    if DEVICE.type != "cpu" and not cuda:
+        raise SystemExit(
+            f"--device {name}: {Path(sys.argv[0]).name} times the CPU only "
+            "(see benchmarks/README.md)"
+        )
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {name}: no CUDA device is visible")
     if args.quick and args.name is None:  # never overwrite measured results with a smoke run

@@ -79,7 +79,7 @@ def main() -> None:
         data = datasets.load("gowalla")
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     if args.embeddings:
-        u, i = torch.load(args.embeddings)
+        u, i = torch.load(args.embeddings, map_location="cpu")  # saved on any device
     else:
         g = torch.Generator().manual_seed(args.seed)
         u = torch.randn(nu, 64, generator=g) * 0.1

@@ -74,7 +74,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     p.add_argument("--groups", type=int, default=16, help="sets of the grouped variant")
     args = p.parse_args()
-    setup(args)
+    setup(args, cuda=False)  # times the CPU only
     if args.quick:
         data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         settings = [("ssm", 64), ("mml", 32)]

@@ -114,7 +114,7 @@ def main() -> None:
     p = base_parser(__doc__ or "")
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     args = p.parse_args()
-    setup(args)
+    setup(args, cuda=False)  # times the CPU only
     if args.quick:
         shapes = [(256, 2000)]
         args.steps = 2

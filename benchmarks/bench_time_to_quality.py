@@ -93,7 +93,16 @@ def main() -> None:
     p.add_argument("--fanouts", default="10,10,10;5,5,5")
     p.add_argument("--modes", default="full,sampled")
     args = p.parse_args()
-    setup(args)
+    modes = args.modes.split(",")
+    if not set(modes) <= {"full", "sampled"}:
+        p.error(f"--modes must be a comma-separated subset of full,sampled, got {args.modes!r}")
+    if args.max_epochs < 1:
+        p.error(f"--max-epochs must be >= 1, got {args.max_epochs}")
+    try:
+        fanouts = [tuple(int(v) for v in f.split(",")) for f in args.fanouts.split(";")]
+    except ValueError:
+        p.error(f"--fanouts must look like '10,10,10;5,5,5', got {args.fanouts!r}")
+    setup(args, cuda=False)  # times the CPU only
     max_steps = None
     if args.quick:
         data = synthetic_data(30000, 2000, 1500, seed=args.seed)
@@ -103,12 +112,10 @@ def main() -> None:
 
         data = datasets.load("gowalla")
     settings: list[tuple[str, tuple[int, ...] | None]] = []
-    modes = args.modes.split(",")
     if "full" in modes:
         settings.append(("full", None))
     if "sampled" in modes:
-        for f in args.fanouts.split(";"):
-            settings.append(("sampled", tuple(int(v) for v in f.split(","))))
+        settings += [("sampled", f) for f in fanouts]
     rows, detail = [], []
     for mode, fan in settings:
         r = run_mode(data, mode, fan, args.target, args.max_epochs, max_steps, args.seed)

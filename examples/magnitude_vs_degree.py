@@ -131,9 +131,21 @@ def main() -> None:
     p.add_argument("--plots", default=str(RESULTS / "diagnostics"))
     args = p.parse_args()
 
-    models = {k: MODELS[k] for k in args.models.split(",") if k}
-    for a0 in (float(v) for v in args.alpha0.split(",") if v):
+    if args.dataset.lower() not in datasets.DATASETS:
+        p.error(f"--dataset: unknown data set {args.dataset!r}; known: {sorted(datasets.DATASETS)}")
+    labels = [k.strip() for k in args.models.split(",") if k.strip()]
+    unknown = [k for k in labels if k not in MODELS]
+    if unknown:
+        p.error(f"--models: unknown label(s) {unknown}; known: {list(MODELS)}")
+    models = {k: MODELS[k] for k in labels}
+    try:
+        alpha0s = [float(v) for v in args.alpha0.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--alpha0 must be comma-separated numbers, got {args.alpha0!r}")
+    for a0 in alpha0s:
         models[f"SVD++ item (a0={a0:g})"] = ("svdpp-item", {"alpha0": a0, "alpha1": 0.0})
+    if not models:
+        p.error("no model to run: --models and --alpha0 are both empty")
     data = datasets.load(args.dataset)
     print(f"{args.dataset}: {data['user'].num_nodes} users, {data['item'].num_nodes} items")
 
@@ -191,10 +203,13 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}")
 
-    try:
-        from pyg_cf.diagnostics import plots
-    except ImportError:  # pragma: no cover
+    try:  # the plots need the optional extra
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install 'pyg-cf[plot]')")
         return
+    from pyg_cf.diagnostics import plots
+
     out = Path(args.plots)
     plots.plot_magnitude_vs_degree(frames, "item", path=out / "magnitude_item.png")
     plots.plot_magnitude_vs_degree(frames, "user", path=out / "magnitude_user.png")

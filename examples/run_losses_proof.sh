@@ -19,9 +19,13 @@
 # EXTRA: extra arguments for both commands, e.g. a smoke test on ML-1M:
 #   OUT=/tmp/p DATASET=ml-1m EXTRA="--max-steps 5 --epochs 1" bash examples/run_losses_proof.sh
 set -euo pipefail
+case "${OUT:-}" in "" | /*) ;; *) OUT="$PWD/$OUT" ;; esac  # relative to the caller's directory
 cd "$(dirname "$0")/.."
 DATASET="${DATASET:-gowalla}"
 OUT="${OUT:-examples/results}"
+# checkpoints: runs/ck_NAME for the recorded runs; beside the JSONs for any other OUT, so that
+# a smoke test neither resumes from nor overwrites a real run's checkpoint
+if [ "$(realpath -m "$OUT")" = "$(realpath -m examples/results)" ]; then CKPT=runs; else CKPT="$OUT"; fi
 read -r -a extra <<< "${EXTRA:-}"
 mkdir -p "$OUT"
 
@@ -33,7 +37,7 @@ run() {  # run NAME ARGS...
     return
   fi
   echo "== $name"
-  python -m pyg_cf train "$@" "${extra[@]}" --quiet --checkpoint-dir "runs/ck_$name" --resume \
+  python -m pyg_cf train "$@" "${extra[@]}" --quiet --checkpoint-dir "$CKPT/ck_$name" --resume \
     --output "$OUT/$name.json"
 }
 

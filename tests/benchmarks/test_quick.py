@@ -72,3 +72,34 @@ def test_bench_scale_names_a_bad_list(args, flag, tmp_path):
     )
     assert proc.returncode == 2 and flag in proc.stderr  # a usage error, before any run
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["bench_negatives", "bench_softmax", "bench_time_to_quality"])
+def test_cpu_only_benchmarks_refuse_a_cuda_device(name, tmp_path):
+    """These time the CPU whatever ``--device`` says: refused, not a results file claiming the
+    GPU."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--device", "cuda",
+         "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "CPU only" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "flag"),
+    [
+        ("bench_time_to_quality", ["--modes", "full,nope"], "--modes"),
+        ("bench_time_to_quality", ["--max-epochs", "0"], "--max-epochs"),
+        ("bench_time_to_quality", ["--fanouts", "10,x"], "--fanouts"),
+        ("bench_train_step", ["--fanouts", "10;x"], "--fanouts"),
+    ],
+)
+def test_bad_options_are_usage_errors(script, args, flag):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and flag in proc.stderr  # a usage error, before any run
+    assert "Traceback" not in proc.stderr
