@@ -275,6 +275,7 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
         "history": history,
         "best_score": float(trainer.best_score),
         "best_state": trainer.best_state,
+        "best_loss_state": getattr(trainer, "best_loss_state", None),
         "bad_evals": int(trainer.bad_evals),
         "collisions": int(getattr(trainer, "collisions", 0)),
         "fingerprint": data_fingerprint(trainer.data),
@@ -454,6 +455,9 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
         float(state["best_score"]) if state["best_score"] is not None else -math.inf
     )
     trainer.best_state = state["best_state"]
+    # checkpoints before 2026-12-05 kept only the model's best state: the loss then keeps
+    # its last values after fit(), as it did when they were written
+    trainer.best_loss_state = state.get("best_loss_state")
     trainer.bad_evals = int(state["bad_evals"])
     trainer.collisions = int(state.get("collisions", 0))
     loss_state = state["loss"]

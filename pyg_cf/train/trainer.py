@@ -162,6 +162,9 @@ class Trainer:
         self.epoch = 0
         self.best_score = -math.inf
         self.best_state: dict[str, Tensor] | None = None
+        # the loss's parameters and buffers at the best evaluation (a learned BCE bias):
+        # restored with the model's, so that both describe the same epoch
+        self.best_loss_state: dict[str, Tensor] | None = None
         self.bad_evals = 0
         self.collisions = 0
         self.last_batch: CFBatch | None = None
@@ -570,6 +573,7 @@ class Trainer:
                     if score > self.best_score:
                         self.best_score, self.bad_evals = score, 0
                         self.best_state = copy.deepcopy(self.model.state_dict())
+                        self.best_loss_state = copy.deepcopy(self.loss.state_dict())
                         row["best"] = True
                     else:
                         self.bad_evals += 1
@@ -596,4 +600,6 @@ class Trainer:
                 break
         if self.has_val and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+            if self.best_loss_state is not None:
+                self.loss.load_state_dict(self.best_loss_state)
         return pd.DataFrame(self.history)

@@ -272,7 +272,11 @@ def test_capped_user_blocks_reach_the_loader_and_train():
 def test_a_loss_parameter_trains_with_the_model_and_is_checkpointed(tmp_path):
     """A learned BCE logit bias is optimised with the embeddings: LightGCN cannot express
     the 1:4 base rate itself, so the bias moves down from 0; checkpoints restore it."""
-    from pyg_cf.train import load_checkpoint
+    from pyg_cf.train import Callback, load_checkpoint
+
+    class LastBias(Callback):
+        def on_epoch_end(self, trainer, epoch, row):
+            self.value = float(trainer.loss.logit_bias)
 
     data = synthetic()
     seed_everything(0)
@@ -282,21 +286,56 @@ def test_a_loss_parameter_trains_with_the_model_and_is_checkpointed(tmp_path):
         epochs=10, batch_size=128, lr=0.02, patience=None, progress=False,
         checkpoint_dir=str(tmp_path),
     )  # fmt: skip
-    tr = Trainer(m, data, loss, cfg)
+    last = LastBias()
+    tr = Trainer(m, data, loss, cfg, callbacks=[last])
     assert any(p is loss.logit_bias for g in tr.optimizer.param_groups for p in g["params"])
     hist = tr.fit()
-    learned = float(loss.logit_bias)
+    learned = last.value  # the last epoch's (fit() restores the best epoch's)
     assert learned < -0.3
     assert hist["test_recall@20"].iloc[-1] > popularity_baseline(data, ks=(20,))["recall@20"]
     fresh = get_loss("bce", num_negatives=4, learn_bias=True)
     m2 = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=2)
-    load_checkpoint(Trainer(m2, data, fresh, cfg), tmp_path / "last.pt")
+    load_checkpoint(Trainer(m2, data, fresh, cfg, callbacks=[LastBias()]), tmp_path / "last.pt")
     assert float(fresh.logit_bias) == learned
     with pytest.raises(ConfigError, match="loss without trainable parameters"):
         Trainer(
             GraphCF.from_data(data, "mf", embedding_dim=8), data, fresh,
             TrainConfig(sparse_grad=True, mode="sampled", num_neighbors=[5], progress=False),
         )  # fmt: skip
+
+
+def test_best_weights_come_back_with_the_loss_state_of_their_epoch(tmp_path):
+    """After early stopping, a learned loss parameter (the BCE bias) is restored to its
+    value at the best evaluation, with the model's weights, also after a resume."""
+    from pyg_cf.train import Callback, load_checkpoint
+
+    class Biases(Callback):
+        def __init__(self):
+            self.seen = {}
+
+        def on_epoch_end(self, trainer, epoch, row):
+            self.seen[epoch] = float(trainer.loss.logit_bias)
+
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "mf", embedding_dim=8)
+    loss = get_loss("bce", num_negatives=4, learn_bias=True)
+    rec = Biases()
+    cfg = TrainConfig(
+        epochs=60, batch_size=64, lr=0.05, patience=2, progress=False,
+        checkpoint_dir=str(tmp_path),
+    )  # fmt: skip
+    hist = Trainer(m, data, loss, cfg, callbacks=[rec]).fit()
+    best = int(hist.loc[hist["best"].fillna(False).astype(bool), "epoch"].max())
+    assert best < int(hist["epoch"].max())  # it stopped after its best epoch
+    assert rec.seen[best] != rec.seen[int(hist["epoch"].max())]
+    assert float(loss.logit_bias) == rec.seen[best]
+    # a run resumed from the stopped run's checkpoint restores the same epoch's bias
+    fresh = get_loss("bce", num_negatives=4, learn_bias=True)
+    tr = Trainer(GraphCF.from_data(data, "mf", embedding_dim=8), data, fresh, cfg, [Biases()])
+    load_checkpoint(tr, tmp_path / "last.pt")
+    tr.fit()
+    assert float(fresh.logit_bias) == rec.seen[best]
 
 
 def test_step_decay_learning_rate():
