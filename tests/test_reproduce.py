@@ -750,3 +750,24 @@ def test_the_bce_bias_cells_differ_from_the_paper_cell_only_in_the_bias():
         assert cell.loss_kwargs == {**plain.loss_kwargs, **extra}
         same = ("model", "loss", "epochs", "lr", "l2", "sampling", "patience")
         assert all(getattr(cell, f) == getattr(plain, f) for f in same), cid
+
+
+def test_the_committed_records_were_trained_with_their_cells_settings():
+    """The page puts a cell's record beside the cell's command: a record trained with other
+    loss arguments than the cell now names (the cell changed, its record did not) would show
+    another recipe's number. Grid keys take the value the record's grid chose."""
+    mod = _real_cells()
+    checked = 0
+    for cell in mod.CELLS:
+        if cell.select_from or mod.source_id(cell) != cell.id:
+            continue  # trains nothing itself; its source is checked
+        for path in (mod.OUT / f"{cell.id}.json", mod.OUT / "refit" / f"{cell.id}.json"):
+            rec = json.loads(path.read_text()) if path.exists() else {}
+            if "loss_kwargs" not in rec:  # not run yet, or recorded before the field existed
+                continue
+            chosen = {k: rec["loss_kwargs"].get(k) for k in cell.grid}
+            assert all(isinstance(v, (int, float)) for v in chosen.values()), (cell.id, chosen)
+            expected = {**cell.loss_kwargs, **chosen}
+            assert rec["loss_kwargs"] == expected, f"{path.name} was not trained as {cell.id}"
+            checked += 1
+    assert checked >= 20
