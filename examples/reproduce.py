@@ -632,7 +632,7 @@ CELLS: list[Cell] = [
         test_similarity="cos",
         eval_every=5,
         # 16 sets of 800 shared negatives (each shared by 128 rows), as BSL and CCL: higher
-        # validation NDCG@20 than one set for the batch (0.1208 vs 0.1174 at epoch 90). The
+        # best validation NDCG@20 than one set for the batch (0.1217 at 135 vs 0.1174 at 80). The
         # one-set run's records: t6-mf-mml_oneset.json (and its refit)
         epochs=400,
     ),
