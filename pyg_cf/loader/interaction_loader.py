@@ -165,6 +165,9 @@ class InteractionLoader:
             a user with ``d`` interactions gets ``ceil(d / user_block_size)`` direct updates
             per epoch (a middle ground between whole-user blocks, ``None``, and ``'edge'``,
             which is ``user_block_size=1`` at a full softmax's full cost).
+        targets: The node types the model propagates into (see
+            :class:`BipartiteNeighborSampler`): ``('user',)`` for user-side SVD++,
+            ``('item',)`` for item-side SVD++, both (default) for LightGCN.
     """
 
     def __init__(
@@ -189,6 +192,7 @@ class InteractionLoader:
         max_steps: int | None = None,
         sampling: str = "edge",
         user_block_size: int | None = None,
+        targets: Sequence[str] = ("user", "item"),
     ) -> None:
         if sampling not in SAMPLINGS:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
@@ -234,6 +238,7 @@ class InteractionLoader:
                 alpha1=alpha1,
                 degree_correction=degree_correction,
                 backend=backend,
+                targets=targets,
             )
         self.num_collisions = 0
         self._device = dev

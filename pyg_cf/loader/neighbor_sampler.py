@@ -141,6 +141,12 @@ class BipartiteNeighborSampler(BaseSampler):
     ``num_neighbors = [-1] * K`` every node within :math:`K-1` hops of a seed draws all of
     its edges, so ``K`` propagation hops give the seeds their exact full-graph embeddings.
 
+    A model that propagates into one side only (user-side SVD++: users aggregate their
+    items, items keep their own embeddings) needs only that side's draws: with
+    ``targets=('user',)`` items draw nothing, so a batch's subgraph is its users and their
+    items — about ``batch size × mean user degree`` edges instead of the popular positive
+    items' whole user lists — and the users' embeddings are still exact with ``-1``.
+
     Edge weights use *full-graph* training degrees,
 
     .. math::
@@ -177,6 +183,11 @@ class BipartiteNeighborSampler(BaseSampler):
         num_items: Number of items when ``graph`` is an edge tensor.
         generator: Random generator used by :meth:`sample_from_edges` /
             :meth:`sample_from_nodes` (``None``: torch's global one).
+        targets: The node types that receive messages, so draw neighbors: ``('user',
+            'item')`` (default), ``('user',)`` or ``('item',)`` (a one-sided model, see
+            above). With the ``'pyg'`` backend PyG draws both directions and the other
+            side's draws are dropped from the subgraph (the nodes they reached stay,
+            isolated).
     """
 
     def __init__(
@@ -190,7 +201,14 @@ class BipartiteNeighborSampler(BaseSampler):
         num_users: int | None = None,
         num_items: int | None = None,
         generator: torch.Generator | None = None,
+        targets: Sequence[str] = ("user", "item"),
     ) -> None:
+        targets = tuple(targets)
+        if not targets or any(t not in ("user", "item") for t in targets):
+            raise ConfigError(
+                f"targets must be a non-empty subset of ('user', 'item'), got {targets!r}"
+            )
+        self.targets = targets
         if isinstance(graph, BipartiteCSR):
             self.graph = graph
         elif isinstance(graph, HeteroData):
@@ -268,6 +286,10 @@ class BipartiteNeighborSampler(BaseSampler):
         by_i: list[Tensor] = []  # ... and by items
         touched_u, touched_i = [users], [items]
         front_u, front_i = users, items
+        if "user" not in self.targets:  # users draw nothing: no user frontier to expand
+            front_u = front_u[:0]
+        if "item" not in self.targets:
+            front_i = front_i[:0]
         for k in self.num_neighbors:
             _, pos_u = sample_neighbors(g.user_rowptr, front_u, k, generator)
             _, pos_i = sample_neighbors(g.item_rowptr, front_i, k, generator)
@@ -279,10 +301,16 @@ class BipartiteNeighborSampler(BaseSampler):
             front_u = self._sorted_unique(nbr_u[~seen_u[nbr_u]], self._new_u)
             seen_i[front_i] = True
             seen_u[front_u] = True
-            touched_u.append(front_u)
-            touched_i.append(front_i)
-            counts["user"].append(int(front_u.numel()))
-            counts["item"].append(int(front_i.numel()))
+            # a node reached here is recorded, but draws only if its side is a target
+            new_u, new_i = front_u, front_i
+            if "user" not in self.targets:
+                front_u = front_u[:0]
+            if "item" not in self.targets:
+                front_i = front_i[:0]
+            touched_u.append(new_u)
+            touched_i.append(new_i)
+            counts["user"].append(int(new_u.numel()))
+            counts["item"].append(int(new_i.numel()))
         all_u, all_i = torch.cat(touched_u), torch.cat(touched_i)
         seen_u[all_u] = False
         seen_i[all_i] = False
@@ -349,6 +377,10 @@ class BipartiteNeighborSampler(BaseSampler):
         items = torch.unique(items.to(g.device))
         if self.backend == "pyg":
             all_u, all_i, e_u, e_i, counts = self._expand_pyg(users, items)
+            if "user" not in self.targets:
+                e_u = e_u[:0]
+            if "item" not in self.targets:
+                e_i = e_i[:0]
         else:
             all_u, all_i, e_u, e_i, counts = self._expand_torch(users, items, generator)
         user_id = self._sorted_unique(all_u, self._new_u)
@@ -478,5 +510,6 @@ class BipartiteNeighborSampler(BaseSampler):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(num_neighbors={self.num_neighbors}, "
-            f"backend={self.backend!r}, degree_correction={self.degree_correction})"
+            f"backend={self.backend!r}, degree_correction={self.degree_correction}, "
+            f"targets={self.targets})"
         )

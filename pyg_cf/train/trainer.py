@@ -173,6 +173,7 @@ class Trainer:
     def _make_loader(self) -> InteractionLoader:
         cfg, model = self.config, self.model
         fanout: tuple[int, ...] | None = None
+        targets: tuple[str, ...] = ("user", "item")
         if cfg.mode == "sampled":
             if self.loss.negatives == "all":
                 raise ConfigError(
@@ -180,10 +181,12 @@ class Trainer:
                     "which needs mode='full'"
                 )
             hops = int(getattr(model, "num_layers", 0))
-            if not (
-                getattr(model, "propagate_users", True) or getattr(model, "propagate_items", True)
-            ):
+            into_users = bool(getattr(model, "propagate_users", True))
+            into_items = bool(getattr(model, "propagate_items", True))
+            if not (into_users or into_items):
                 hops = 0
+            else:  # a one-sided model (SVD++): only its receiving side draws neighbors
+                targets = tuple(t for t, on in (("user", into_users), ("item", into_items)) if on)
             fanout = cfg.num_neighbors if cfg.num_neighbors is not None else (10,) * hops
             if len(fanout) < hops:
                 log.warning(
@@ -210,6 +213,7 @@ class Trainer:
             max_steps=cfg.max_steps_per_epoch,
             sampling=cfg.sampling,
             user_block_size=cfg.user_block_size,
+            targets=targets,
         )
 
     def _tune_allocator(self) -> bool:

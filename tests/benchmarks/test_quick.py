@@ -16,6 +16,7 @@ SCRIPTS = [
     "bench_scale",
     "bench_negatives",
     "bench_softmax",
+    "bench_svdpp_step",
 ]
 
 

@@ -166,6 +166,44 @@ def test_full_fanout_gives_full_graph_embeddings(kind, correction):
     assert torch.allclose(g_sub[1], model.item_embedding.weight.grad, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["torch", "pyg"])
+@pytest.mark.parametrize("kind", ["svdpp-user", "svdpp-item"])
+def test_one_sided_targets_keep_exact_embeddings_on_a_smaller_subgraph(kind, backend):
+    """A one-sided model needs only its receiving side's draws: the seeds' embeddings and
+    gradients stay exact with fan-out -1 while the other side draws nothing."""
+    if backend == "pyg" and not pyg_sampler_available():
+        pytest.skip("needs pyg-lib or torch-sparse")
+    ei = sparse_graph()
+    model = make_model(kind)
+    model.set_graph(ei)
+    side = "user" if kind == "svdpp-user" else "item"
+    a0, a1 = model.alpha0, model.alpha1
+    both = BipartiteNeighborSampler(ei, [-1], a0, a1, num_users=NU, num_items=NI)
+    one = BipartiteNeighborSampler(
+        ei, [-1], a0, a1, num_users=NU, num_items=NI, targets=(side,), backend=backend
+    )
+    users, items = torch.tensor([0, 5, 9]), torch.tensor([3, 8])
+    sub_both = both.sample(users, items, torch.Generator())
+    sub = one.sample(users, items, torch.Generator())
+    assert 0 < sub.num_edges < sub_both.num_edges
+    # every edge of the one-sided subgraph was drawn by a seed of the receiving side
+    ends = ei[0 if side == "user" else 1, sub.e_id]
+    assert torch.isin(ends, users if side == "user" else items).all()
+    w = (sub.edge_weight, sub.rev_edge_weight)
+    model.zero_grad()
+    u_sub, i_sub = model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
+    u_full, i_full = model()
+    assert torch.allclose(u_sub[sub.local_users(users)], u_full[users], atol=1e-5)
+    assert torch.allclose(i_sub[sub.local_items(items)], i_full[items], atol=1e-5)
+    (u_sub[sub.local_users(users)].sum() * i_sub[sub.local_items(items)].sum()).backward()
+    g_sub = (model.user_embedding.weight.grad.clone(), model.item_embedding.weight.grad.clone())
+    model.zero_grad()
+    u_full, i_full = model()
+    (u_full[users].sum() * i_full[items].sum()).backward()
+    assert torch.allclose(g_sub[0], model.user_embedding.weight.grad, atol=1e-5)
+    assert torch.allclose(g_sub[1], model.item_embedding.weight.grad, atol=1e-5)
+
+
 def test_degree_correction_is_unbiased_for_one_hop():
     ei = random_edges(20, 200, 1500, 3)
     x = torch.randn(200, 4)
@@ -232,6 +270,9 @@ def test_bad_arguments():
         BipartiteNeighborSampler(ei, [1], backend="dgl", num_users=NU, num_items=NI)
     with pytest.raises(ConfigError, match="num_users"):
         BipartiteNeighborSampler(ei, [1])
+    for bad in ((), ("users",), ("user", "edge")):
+        with pytest.raises(ConfigError, match="targets"):
+            BipartiteNeighborSampler(ei, [1], num_users=NU, num_items=NI, targets=bad)
 
 
 def test_plugs_into_pyg_link_loader():

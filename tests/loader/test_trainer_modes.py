@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from pyg_cf.data.graph import REV_EDGE, USER_ITEM
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses import get_loss
 from pyg_cf.losses.base import CFLoss
@@ -13,16 +14,20 @@ from pyg_cf.train.optim import LazyAdam
 from tests.loader.conftest import random_data
 
 
-@pytest.mark.parametrize("loss", ["bpr", "ssm"])
-def test_sampled_step_with_full_fanout_equals_full_step(loss):
-    """With fan-out -1 for every hop, one sampled-mode step is the full-graph step."""
+@pytest.mark.parametrize(
+    "loss,kind", [("bpr", "lightgcn"), ("ssm", "lightgcn"), ("bpr", "svdpp-user"),
+                  ("ssm", "svdpp-item")],
+)  # fmt: skip
+def test_sampled_step_with_full_fanout_equals_full_step(loss, kind):
+    """With fan-out -1 for every hop, one sampled-mode step is the full-graph step (for a
+    one-sided SVD++ over the receiving side's neighborhood only)."""
     data = random_data(seed=1)
     out = []
     for mode in ("full", "sampled"):
         seed_everything(0)
-        model = GraphCF.from_data(data, "lightgcn", embedding_dim=8)
+        model = GraphCF.from_data(data, kind, embedding_dim=8)
         cfg = TrainConfig(
-            epochs=1, batch_size=64, lr=0.01, mode=mode, num_neighbors=(-1, -1, -1),
+            epochs=1, batch_size=64, lr=0.01, mode=mode, num_neighbors=(-1,) * model.num_layers,
             max_steps_per_epoch=3, progress=False, seed=0,
         )  # fmt: skip
         tr = Trainer(model, data, get_loss(loss), cfg)
@@ -30,6 +35,12 @@ def test_sampled_step_with_full_fanout_equals_full_step(loss):
         losses = []
         for idx in list(tr.batches()):
             batch, reg = tr.make_batch(idx)
+            if mode == "sampled" and kind != "lightgcn":  # one side draws, the other not
+                sub = tr.last_batch.subgraph
+                drawn = sub[USER_ITEM].edge_weight != 0  # drawn by items
+                drawn_rev = sub[REV_EDGE].edge_weight != 0  # drawn by users
+                assert (drawn.any() and not drawn_rev.any()) == (kind == "svdpp-item")
+                assert (drawn_rev.any() and not drawn.any()) == (kind == "svdpp-user")
             value = tr.loss(batch)
             tr.optimizer.zero_grad()
             (value + reg).backward()

@@ -1,0 +1,134 @@
+"""Training-step time of one-sided SVD++: full graph vs the batch's exact neighborhood.
+
+User-side SVD++ (users aggregate their items, items keep their own embeddings; α0 = 1,
+α1 = 0 as the chosen Gowalla cells) with BPR, one uniform negative, L2 1e-4, Adam lr 1e-3,
+batch 2048, LightGCN's user-uniform sampler — the ``t2-svdpp-bpr-1.0`` reproduction cell.
+Same run, same graph, the same steps (fan-out -1, so every variant computes the same
+embeddings and gradients for the batch):
+
+* ``TrainConfig(mode='full')``: every step propagates over the whole training graph;
+* ``mode='sampled'``, fan-out ``[-1]``: the batch's 1-hop neighborhood, only users drawing
+  (the trainer passes ``targets=('user',)`` for a one-sided model);
+* the same, both sides drawing (``targets=('user', 'item')``, what the sampler did before):
+  the popular positive items bring their whole user lists.
+
+The table reports the median ms/step over interleaved rounds and the ratio to the full
+graph, plus the mean subgraph size.
+
+    python benchmarks/bench_svdpp_step.py            # Gowalla
+    python benchmarks/bench_svdpp_step.py --quick    # small synthetic graph
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+from _common import base_parser, median, setup, sync, synthetic_data, table, write_results
+
+from pyg_cf.data.graph import train_edges
+from pyg_cf.losses import get_loss
+from pyg_cf.nn import GraphCF
+from pyg_cf.train import TrainConfig, Trainer
+
+DIM, BATCH, LR, L2 = 64, 2048, 1e-3, 1e-4
+
+
+def variant(data: Any, mode: str, both_sides: bool, seed: int) -> tuple[Callable[[], None], Any]:
+    torch.manual_seed(seed)
+    model = GraphCF.from_data(data, "svdpp-user", embedding_dim=DIM, alpha0=1.0, alpha1=0.0)
+    cfg = TrainConfig(
+        batch_size=BATCH, lr=LR, l2_reg=L2, mode=mode, sampling="user",
+        num_neighbors=(-1,) if mode == "sampled" else None, progress=False,
+        device=str(_common.DEVICE),
+    )  # fmt: skip
+    tr = Trainer(model, data, get_loss("bpr", reject_positives=True), cfg)
+    if both_sides:  # the sampler as it was: items draw their users too
+        assert tr.loader.sampler is not None
+        tr.loader.sampler.targets = ("user", "item")
+    tr.generator.manual_seed(seed)
+    batches = iter(())
+
+    def step() -> None:
+        nonlocal batches
+        idx = next(batches, None)
+        if idx is None:
+            batches = tr.batches()
+            idx = next(batches)
+        tr.train_step(idx)
+
+    return step, tr
+
+
+def main() -> None:
+    p = base_parser(__doc__ or "")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    args = p.parse_args()
+    setup(args)
+    if args.quick:
+        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
+        args.steps, args.rounds = 3, 1
+    else:
+        from pyg_cf import datasets
+
+        data = datasets.load("gowalla")
+    names = [
+        "full graph",
+        "exact neighborhood, users draw (one-sided)",
+        "exact neighborhood, both sides draw",
+    ]
+    runs = [
+        variant(data, "full", False, args.seed),
+        variant(data, "sampled", False, args.seed),
+        variant(data, "sampled", True, args.seed),
+    ]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    edges: dict[str, list[int]] = {n: [] for n in names}
+    for (fn, _), _n in zip(runs, names, strict=True):
+        fn()  # warm-up (caches)
+    for _ in range(args.rounds):
+        for (fn, tr), name in zip(runs, names, strict=True):
+            for _ in range(args.steps):
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                times[name].append(time.perf_counter() - t0)
+                cb = tr.last_batch
+                edges[name].append(
+                    train_edges(data).size(1) if cb is None or cb.subgraph is None
+                    else int(cb.subgraph[("user", "rates", "item")].edge_index.size(1))
+                )  # fmt: skip
+    ms = {k: median(v) * 1e3 for k, v in times.items()}
+    base = ms[names[0]]
+    rows = [[n, ms[n], ms[n] / base, sum(edges[n]) / len(edges[n]), len(times[n])] for n in names]
+    header = ["variant", "ms/step (median)", "÷ full graph", "edges propagated", "steps timed"]
+    main_table = table(header, rows)
+    print(main_table)
+    e = train_edges(data).size(1)
+    info = (
+        f"Graph: {data.name}, {data['user'].num_nodes} users, {data['item'].num_nodes} "
+        f"items, {e} training interactions; user-side SVD++ (α0 1, α1 0), d={DIM}, batch "
+        f"{BATCH} (user-uniform draws), BPR (1 uniform negative), L2 {L2}, Adam lr {LR}. "
+        f"Steps/epoch: {math.ceil(e / BATCH)}."
+    )
+    path = write_results(
+        args.name or "bench_svdpp_step",
+        "One-sided SVD++ training step: full graph vs exact neighborhood",
+        ["## Training step", "", info, "", main_table],
+        args.results_dir,
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
