@@ -948,15 +948,19 @@ def run_refit_ahead(cell: Cell, epochs: int, budget_s: float | None) -> dict[str
     return rec
 
 
-def refit_from_ahead(cell: Cell, chosen: dict[str, Any], epochs: int) -> dict[str, Any] | None:
+def refit_from_ahead(
+    cell: Cell, chosen: dict[str, Any], epochs: int, path: Path | None = None
+) -> dict[str, Any] | None:
     """The refit of ``epochs`` epochs read from the cell's refit-ahead run, if that run
     trained the same loss arguments at least that long; else ``None``. It is read at that
     epoch when the run evaluated there; a validation run stopped by its budget may choose its
     last epoch, between two of the ahead run's evaluations, and is then read at the last
     evaluation before it (less than one evaluation interval earlier; both epochs are kept in
     ``read_from_ahead``). Its long-tail groups are not available (measured at the ahead
-    run's end)."""
-    ahead = _read_json(ahead_path(cell))
+    run's end). ``path``: the ahead run's record (default: the cell's,
+    :func:`ahead_path`; a probe keeps its own)."""
+    path = path or ahead_path(cell)
+    ahead = _read_json(path)
     if ahead is None or (ahead.get("loss_kwargs") or {}) != chosen:
         return None
     evaluated = [
@@ -981,7 +985,7 @@ def refit_from_ahead(cell: Cell, chosen: dict[str, Any], epochs: int) -> dict[st
         # the run that trained it, then the command that read it at the chosen epoch
         "command": f"{ahead['command']} then {command(cell)} --refit",
         "read_from_ahead": {
-            "record": ahead_path(cell).relative_to(OUT).as_posix(),
+            "record": os.path.relpath(path, OUT).replace(os.sep, "/"),
             "epoch": read,
             "chosen_epoch": epochs,
             "ahead_epochs_run": ahead["epochs_run"],

@@ -700,6 +700,44 @@ def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_pa
     assert seen == [0.1, 0.0]  # both cached
 
 
+def test_a_probe_refit_ahead_is_read_at_the_chosen_epoch(repro, probe, tmp_path, monkeypatch):
+    """``--refit-ahead N`` trains the refit before the choice; ``--refit`` then reads the
+    chosen epoch from it, and that equals a refit trained for exactly that many epochs."""
+    seen = []
+    load = datasets.load
+
+    def spy(name, **kw):
+        seen.append(kw.get("val_ratio"))
+        return load(name, **kw)
+
+    monkeypatch.setattr(datasets, "load", spy)
+    ahead = probe.probe("t9-mf-ssm", "tau", 0.5, 3, tmp_path / "p", refit_ahead=3)
+    assert ahead.name == "t9-mf-ssm-tau=0.5-3ep-refit_ahead.json"
+    assert seen == [0.0]  # the full split only: the validation run has not run
+    arec = json.loads(ahead.read_text())
+    assert arec["epochs_run"] == 3 and arec["command"].endswith(" --refit-ahead 3")
+    assert [r["epoch"] for r in arec["history"] if r.get("test_recall@20") is not None] == [1, 2, 3]
+    out = probe.probe("t9-mf-ssm", "tau", 0.5, 3, tmp_path / "p", refit=True)
+    assert seen == [0.0, 0.1]  # the validation run trains; the refit is read, not trained
+    src = json.loads((tmp_path / "p" / "t9-mf-ssm-tau=0.5-3ep.json").read_text())
+    rec = json.loads(out.read_text())
+    n = src["best_epoch"]
+    assert rec["epochs_run"] == n and rec["read_from_ahead"]["epoch"] == n
+    row = next(r for r in arec["history"] if r["epoch"] == n)
+    assert rec["test"]["recall@20"] == row["test_recall@20"]
+    assert " --refit-ahead 3 then python examples/results/probe.py " in rec["command"]
+    assert rec["command"].endswith(" --refit")
+    # the same refit trained for exactly n epochs (from scratch: no checkpoint to resume)
+    # gives the same test metrics
+    monkeypatch.setattr(repro, "CHECKPOINTS", tmp_path / "fresh_checkpoints")
+    fresh = probe.probe("t9-mf-ssm", "tau", 0.5, 3, tmp_path / "q", refit=True)
+    assert seen[-1] == 0.0  # trained this time
+    assert (tmp_path / "fresh_checkpoints").exists()
+    assert json.loads(fresh.read_text())["test"]["recall@20"] == pytest.approx(
+        rec["test"]["recall@20"], abs=1e-6
+    )
+
+
 def test_a_gpu_run_keeps_out_of_the_equal_time_view(repro):
     """A cell reported from a GPU run shows 'GPU run' for its 600-s column, and the
     equal-training-time section (CPU minutes) shows its earlier CPU run instead, marked."""

@@ -9,9 +9,16 @@ never used for a choice) goes to ``OUT_DIR/<cell>-<key>=<value>-<epochs>ep[-<bud
 compare it with the same epochs of ``results/repro/<cell>.json``. With ``--refit`` it then
 retrains the probed setting on the full training split for the probe's best-validation epoch
 count (as ``reproduce.py --refit`` does for a cell) and writes ``<probe record>-refit.json``.
+With ``--refit-ahead N`` it instead trains that refit *before* the choice, for ``N`` epochs with
+test metrics at every evaluation (``<probe record>-refit_ahead.json``; the first ``n`` epochs
+of it are the refit of ``n`` epochs: same seed and batches, no schedule that depends on the
+total), so it can run beside the validation run; ``--refit`` then reads the refit at the
+chosen epoch from it instead of training again.
 
     python examples/results/probe.py t2-mf-bpr lr 1e-4 300 examples/results/bpr_probe 2700
     python examples/results/probe.py t2-mf-bpr lr 1e-4 300 examples/results/bpr_probe 2700 --refit
+    python examples/results/probe.py t2-mf-bpr lr 1e-4 300 examples/results/bpr_probe 2700 \
+        --refit-ahead 300
 """
 
 from __future__ import annotations
@@ -77,9 +84,11 @@ def probe(
     out_dir: Path,
     budget: float | None = None,
     refit: bool = False,
+    refit_ahead: int | None = None,
 ) -> Path:
     """Train the probe (unless its record exists) and return the record's path; with
-    ``refit``, also retrain it on the full training split and return that record's path."""
+    ``refit``, also retrain it on the full training split and return that record's path;
+    with ``refit_ahead``, only train the refit ahead of the choice and return its path."""
     mod = _reproduce()
     settings = _settings(key, value)
     suffix = f"-{budget:g}s" if budget else ""
@@ -87,10 +96,27 @@ def probe(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
     )
     out = out_dir / f"{cell_id}-{tag}-{epochs}ep{suffix}.json"
+    ahead_out = out.with_name(f"{out.stem}-refit_ahead.json")
     cmd = _command(cell_id, settings, epochs, out_dir, budget)
     names = {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
     fields = {k: v for k, v in settings.items() if k in names}
     loss_args = {k: v for k, v in settings.items() if k not in names}
+    if refit_ahead is not None:
+        if ahead_out.exists():
+            print(f"{ahead_out} exists: nothing to do")
+            return ahead_out
+        cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", refit_ahead)
+        chosen = {**cell.loss_kwargs, **loss_args}
+        rec = mod.run_cell(
+            cell, None, overrides=chosen, epochs=refit_ahead, refit=True,
+            eval_every=cell.eval_every,
+        )  # fmt: skip
+        rec["probe"] = {"base_cell": cell_id, **settings}
+        rec["command"] = cmd + f" --refit-ahead {refit_ahead}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ahead_out.write_text(json.dumps(rec, indent=1))
+        print(f"refit ahead: {rec['epochs_run']} epochs, test {rec['test']}")
+        return ahead_out
     if out.exists():
         print(f"{out} exists: nothing to train for the probe")
     else:
@@ -110,7 +136,13 @@ def probe(
     source = json.loads(out.read_text())
     n = int(source["best_epoch"])
     cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", n)
-    rec = mod.run_cell(cell, None, overrides=source.get("loss_kwargs"), epochs=n, refit=True)
+    chosen = source.get("loss_kwargs") or dict(cell.loss_kwargs)
+    rec = mod.refit_from_ahead(cell, chosen, n, path=ahead_out)
+    if rec is None:
+        rec = mod.run_cell(cell, None, overrides=chosen, epochs=n, refit=True)
+        rec["command"] = cmd + " --refit"
+    else:  # the run that trained it, then the command that read it at the chosen epoch
+        rec["command"] = f"{json.loads(ahead_out.read_text())['command']} then {cmd} --refit"
     rec["probe"] = {"base_cell": cell_id, **settings}
     rec["selected_from"] = {
         "probe": out.name,
@@ -118,14 +150,24 @@ def probe(
         "best_epoch": n,
         "val_run_test_recall@20": source["test"]["recall@20"],
     }
-    rec["command"] = cmd + " --refit"
     refit_out.write_text(json.dumps(rec, indent=1))
     print(rec["test"])
     return refit_out
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--refit"]
+    argv = sys.argv[1:]
+    ahead: int | None = None
+    if "--refit-ahead" in argv:
+        i = argv.index("--refit-ahead")
+        try:
+            ahead = int(argv[i + 1])
+        except (IndexError, ValueError):
+            sys.exit("probe: --refit-ahead needs a number of epochs")
+        if ahead < 1:
+            sys.exit(f"probe: --refit-ahead must be a positive number of epochs, got {ahead}")
+        argv = argv[:i] + argv[i + 2 :]
+    args = [a for a in argv if a != "--refit"]
     if len(args) not in (5, 6):
         sys.exit(__doc__)
     cell_id, key, value, epochs, out_dir = args[:5]
@@ -136,5 +178,6 @@ if __name__ == "__main__":
         int(epochs),
         Path(out_dir),
         float(args[5]) if len(args) > 5 else None,
-        refit="--refit" in sys.argv[1:],
+        refit="--refit" in argv,
+        refit_ahead=ahead,
     )
