@@ -15,7 +15,7 @@ from pyg_cf.data.graph import REV_EDGE, USER_ITEM
 from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
-from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler
+from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler, check_targets
 from pyg_cf.losses.base import negative_sets, spread_sets
 from pyg_cf.losses.negatives import NegativeSampler
 
@@ -197,6 +197,7 @@ class InteractionLoader:
         if sampling not in SAMPLINGS:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         check_user_block_size(user_block_size, sampling)
+        targets = check_targets(targets)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if num_negatives < 0:

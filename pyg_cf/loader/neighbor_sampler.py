@@ -38,6 +38,17 @@ def pyg_sampler_available() -> bool:
     return bool(tgt.WITH_PYG_LIB or tgt.WITH_TORCH_SPARSE)
 
 
+def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
+    """``targets`` as a tuple, or a :class:`ConfigError` unless it is a non-empty subset of
+    ``('user', 'item')``."""
+    if isinstance(targets, str):
+        raise ConfigError(f"targets must be a sequence of node types, got the string {targets!r}")
+    out = tuple(targets)
+    if not out or any(t not in ("user", "item") for t in out):
+        raise ConfigError(f"targets must be a non-empty subset of ('user', 'item'), got {out!r}")
+    return out
+
+
 def _cat_ids(parts: list[Tensor], device: torch.device) -> Tensor:
     return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
 
@@ -203,12 +214,7 @@ class BipartiteNeighborSampler(BaseSampler):
         generator: torch.Generator | None = None,
         targets: Sequence[str] = ("user", "item"),
     ) -> None:
-        targets = tuple(targets)
-        if not targets or any(t not in ("user", "item") for t in targets):
-            raise ConfigError(
-                f"targets must be a non-empty subset of ('user', 'item'), got {targets!r}"
-            )
-        self.targets = targets
+        self.targets = check_targets(targets)
         if isinstance(graph, BipartiteCSR):
             self.graph = graph
         elif isinstance(graph, HeteroData):

@@ -124,6 +124,8 @@ def test_bad_arguments():
         InteractionLoader(ei, 5, 5, batch_size=0)
     with pytest.raises(ConfigError, match="num_negatives"):
         InteractionLoader(ei, 5, 5, num_negatives=-1)
+    with pytest.raises(ConfigError, match="targets"):  # even without a neighborhood
+        InteractionLoader(ei, 5, 5, targets=("users",))
 
 
 def test_int32_edges_give_int64_batches():

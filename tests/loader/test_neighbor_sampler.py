@@ -270,7 +270,7 @@ def test_bad_arguments():
         BipartiteNeighborSampler(ei, [1], backend="dgl", num_users=NU, num_items=NI)
     with pytest.raises(ConfigError, match="num_users"):
         BipartiteNeighborSampler(ei, [1])
-    for bad in ((), ("users",), ("user", "edge")):
+    for bad in ((), ("users",), ("user", "edge"), "user"):
         with pytest.raises(ConfigError, match="targets"):
             BipartiteNeighborSampler(ei, [1], num_users=NU, num_items=NI, targets=bad)
 
