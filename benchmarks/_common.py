@@ -200,3 +200,19 @@ def synthetic_data(num_edges: int, num_users: int, num_items: int, seed: int = 0
         name=f"powerlaw-{num_edges}",
     )  # fmt: skip
     return data
+
+
+def trainer_stepper(tr: Any) -> Callable[[], None]:
+    """A closure that runs the next training step of the pyg-cf ``Trainer`` ``tr`` (its
+    own step, which reads the loss: one host sync), starting a new epoch when one ends."""
+    batches: Any = iter(())
+
+    def step() -> None:
+        nonlocal batches
+        idx = next(batches, None)
+        if idx is None:
+            batches = tr.batches()
+            idx = next(batches)
+        tr.train_step(idx)
+
+    return step

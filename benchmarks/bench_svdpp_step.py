@@ -32,7 +32,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from _common import base_parser, median, setup, sync, synthetic_data, table, write_results
+from _common import (
+    base_parser,
+    median,
+    setup,
+    sync,
+    synthetic_data,
+    table,
+    trainer_stepper,
+    write_results,
+)
 
 from pyg_cf.data.graph import train_edges
 from pyg_cf.losses import get_loss
@@ -55,15 +64,7 @@ def variant(data: Any, mode: str, both_sides: bool, seed: int) -> tuple[Callable
         assert tr.loader.sampler is not None
         tr.loader.sampler.targets = ("user", "item")
     tr.generator.manual_seed(seed)
-    batches = iter(())
-
-    def step() -> None:
-        nonlocal batches
-        idx = next(batches, None)
-        if idx is None:
-            batches = tr.batches()
-            idx = next(batches)
-        tr.train_step(idx)
+    step = trainer_stepper(tr)
 
     return step, tr
 

@@ -30,7 +30,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from _common import base_parser, median, setup, sync, synthetic_data, table, write_results
+from _common import (
+    base_parser,
+    median,
+    setup,
+    sync,
+    synthetic_data,
+    table,
+    trainer_stepper,
+    write_results,
+)
 
 from pyg_cf.data.graph import train_edges
 from pyg_cf.losses import get_loss
@@ -51,15 +60,7 @@ def ours(
     )  # fmt: skip
     tr = Trainer(model, data, get_loss("bpr"), cfg)
     tr.generator.manual_seed(seed)
-    batches = iter(())
-
-    def step() -> None:
-        nonlocal batches
-        idx = next(batches, None)
-        if idx is None:
-            batches = tr.batches()
-            idx = next(batches)
-        tr.train_step(idx)  # the trainer's own step (it reads the loss: one host sync)
+    step = trainer_stepper(tr)
 
     if graphs:  # the warm-up steps and the capture are not timed
         for _ in range(5):

@@ -678,7 +678,10 @@ def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
         probe.probe("t9-mf-ssm", "lr,tau", [1e-4], 1, tmp_path / "probes")
 
 
-def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_path, monkeypatch):
+@pytest.fixture
+def val_ratios(monkeypatch):
+    """The ``val_ratio`` of every ``datasets.load`` call, in order (0.0: the full training
+    split of a refit; 0.1: a validation run)."""
     seen = []
     load = datasets.load
 
@@ -687,6 +690,11 @@ def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_pa
         return load(name, **kw)
 
     monkeypatch.setattr(datasets, "load", spy)
+    return seen
+
+
+def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_path, val_ratios):
+    seen = val_ratios
     out = probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit=True)
     assert out.name == "t9-mf-ssm-tau=0.5-2ep-refit.json"
     assert seen == [0.1, 0.0]  # the probe on the validation carve, then the full split
@@ -700,17 +708,12 @@ def test_a_probe_refit_retrains_its_best_epoch_count_on_full_train(probe, tmp_pa
     assert seen == [0.1, 0.0]  # both cached
 
 
-def test_a_probe_refit_ahead_is_read_at_the_chosen_epoch(repro, probe, tmp_path, monkeypatch):
+def test_a_probe_refit_ahead_is_read_at_the_chosen_epoch(
+    repro, probe, tmp_path, monkeypatch, val_ratios
+):
     """``--refit-ahead N`` trains the refit before the choice; ``--refit`` then reads the
     chosen epoch from it, and that equals a refit trained for exactly that many epochs."""
-    seen = []
-    load = datasets.load
-
-    def spy(name, **kw):
-        seen.append(kw.get("val_ratio"))
-        return load(name, **kw)
-
-    monkeypatch.setattr(datasets, "load", spy)
+    seen = val_ratios
     ahead = probe.probe("t9-mf-ssm", "tau", 0.5, 3, tmp_path / "p", refit_ahead=3)
     assert ahead.name == "t9-mf-ssm-tau=0.5-3ep-refit_ahead.json"
     assert seen == [0.0]  # the full split only: the validation run has not run

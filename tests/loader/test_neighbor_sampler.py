@@ -131,6 +131,24 @@ def make_model(kind):
     return GraphCF(NU, NI, 8, num_layers=2, alpha0=1.0, alpha1=0.0, layer_weights=[0.2, 0.5, 1])
 
 
+def assert_subgraph_is_exact(model, sub, users, items):
+    """The seeds' embeddings over ``sub`` equal the full-graph ones, and so do the
+    gradients of a loss on them."""
+    w = (sub.edge_weight, sub.rev_edge_weight)
+    model.zero_grad()
+    u_sub, i_sub = model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
+    u_full, i_full = model()
+    assert torch.allclose(u_sub[sub.local_users(users)], u_full[users], atol=1e-5)
+    assert torch.allclose(i_sub[sub.local_items(items)], i_full[items], atol=1e-5)
+    (u_sub[sub.local_users(users)].sum() * i_sub[sub.local_items(items)].sum()).backward()
+    g_sub = (model.user_embedding.weight.grad.clone(), model.item_embedding.weight.grad.clone())
+    model.zero_grad()
+    u_full, i_full = model()
+    (u_full[users].sum() * i_full[items].sum()).backward()
+    assert torch.allclose(g_sub[0], model.user_embedding.weight.grad, atol=1e-5)
+    assert torch.allclose(g_sub[1], model.item_embedding.weight.grad, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item", "alpha"])
 @pytest.mark.parametrize("correction", [True, False])
 def test_full_fanout_gives_full_graph_embeddings(kind, correction):
@@ -150,20 +168,7 @@ def test_full_fanout_gives_full_graph_embeddings(kind, correction):
     users, items = torch.tensor([0, 5, 9]), torch.tensor([3, 8])
     sub = sampler.sample(users, items, torch.Generator())
     assert 0 < sub.num_edges < ei.size(1)  # a real subgraph, not the whole graph
-    w = (sub.edge_weight, sub.rev_edge_weight)
-    u_sub, i_sub = model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
-    u_full, i_full = model()
-    assert torch.allclose(u_sub[sub.local_users(users)], u_full[users], atol=1e-5)
-    assert torch.allclose(i_sub[sub.local_items(items)], i_full[items], atol=1e-5)
-    # ... and so are the gradients of a loss on the batch nodes
-    model.zero_grad()
-    (u_sub[sub.local_users(users)].sum() * i_sub[sub.local_items(items)].sum()).backward()
-    g_sub = (model.user_embedding.weight.grad.clone(), model.item_embedding.weight.grad.clone())
-    model.zero_grad()
-    u_full, i_full = model()
-    (u_full[users].sum() * i_full[items].sum()).backward()
-    assert torch.allclose(g_sub[0], model.user_embedding.weight.grad, atol=1e-5)
-    assert torch.allclose(g_sub[1], model.item_embedding.weight.grad, atol=1e-5)
+    assert_subgraph_is_exact(model, sub, users, items)
 
 
 @pytest.mark.parametrize("backend", ["torch", "pyg"])
@@ -189,19 +194,7 @@ def test_one_sided_targets_keep_exact_embeddings_on_a_smaller_subgraph(kind, bac
     # every edge of the one-sided subgraph was drawn by a seed of the receiving side
     ends = ei[0 if side == "user" else 1, sub.e_id]
     assert torch.isin(ends, users if side == "user" else items).all()
-    w = (sub.edge_weight, sub.rev_edge_weight)
-    model.zero_grad()
-    u_sub, i_sub = model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
-    u_full, i_full = model()
-    assert torch.allclose(u_sub[sub.local_users(users)], u_full[users], atol=1e-5)
-    assert torch.allclose(i_sub[sub.local_items(items)], i_full[items], atol=1e-5)
-    (u_sub[sub.local_users(users)].sum() * i_sub[sub.local_items(items)].sum()).backward()
-    g_sub = (model.user_embedding.weight.grad.clone(), model.item_embedding.weight.grad.clone())
-    model.zero_grad()
-    u_full, i_full = model()
-    (u_full[users].sum() * i_full[items].sum()).backward()
-    assert torch.allclose(g_sub[0], model.user_embedding.weight.grad, atol=1e-5)
-    assert torch.allclose(g_sub[1], model.item_embedding.weight.grad, atol=1e-5)
+    assert_subgraph_is_exact(model, sub, users, items)
 
 
 def test_degree_correction_is_unbiased_for_one_hop():
