@@ -280,6 +280,11 @@ class BipartiteNeighborSampler(BaseSampler):
         return self
 
     # -- neighborhoods -------------------------------------------------------------------
+    def _drawing(self, ids: Tensor, side: str) -> Tensor:
+        """``ids`` (of nodes, or of the edges they drew) if ``side`` draws neighbors (is
+        one of :attr:`targets`), else none of them."""
+        return ids if side in self.targets else ids[:0]
+
     def _expand_torch(
         self, users: Tensor, items: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, list[int]]]:
@@ -291,11 +296,7 @@ class BipartiteNeighborSampler(BaseSampler):
         by_u: list[Tensor] = []  # canonical ids of the edges drawn by users
         by_i: list[Tensor] = []  # ... and by items
         touched_u, touched_i = [users], [items]
-        front_u, front_i = users, items
-        if "user" not in self.targets:  # users draw nothing: no user frontier to expand
-            front_u = front_u[:0]
-        if "item" not in self.targets:
-            front_i = front_i[:0]
+        front_u, front_i = self._drawing(users, "user"), self._drawing(items, "item")
         for k in self.num_neighbors:
             _, pos_u = sample_neighbors(g.user_rowptr, front_u, k, generator)
             _, pos_i = sample_neighbors(g.item_rowptr, front_i, k, generator)
@@ -307,16 +308,11 @@ class BipartiteNeighborSampler(BaseSampler):
             front_u = self._sorted_unique(nbr_u[~seen_u[nbr_u]], self._new_u)
             seen_i[front_i] = True
             seen_u[front_u] = True
-            # a node reached here is recorded, but draws only if its side is a target
-            new_u, new_i = front_u, front_i
-            if "user" not in self.targets:
-                front_u = front_u[:0]
-            if "item" not in self.targets:
-                front_i = front_i[:0]
-            touched_u.append(new_u)
-            touched_i.append(new_i)
-            counts["user"].append(int(new_u.numel()))
-            counts["item"].append(int(new_i.numel()))
+            touched_u.append(front_u)
+            touched_i.append(front_i)
+            counts["user"].append(int(front_u.numel()))
+            counts["item"].append(int(front_i.numel()))
+            front_u, front_i = self._drawing(front_u, "user"), self._drawing(front_i, "item")
         all_u, all_i = torch.cat(touched_u), torch.cat(touched_i)
         seen_u[all_u] = False
         seen_i[all_i] = False
@@ -383,10 +379,7 @@ class BipartiteNeighborSampler(BaseSampler):
         items = torch.unique(items.to(g.device))
         if self.backend == "pyg":
             all_u, all_i, e_u, e_i, counts = self._expand_pyg(users, items)
-            if "user" not in self.targets:
-                e_u = e_u[:0]
-            if "item" not in self.targets:
-                e_i = e_i[:0]
+            e_u, e_i = self._drawing(e_u, "user"), self._drawing(e_i, "item")
         else:
             all_u, all_i, e_u, e_i, counts = self._expand_torch(users, items, generator)
         user_id = self._sorted_unique(all_u, self._new_u)
