@@ -357,9 +357,20 @@ class GraphCF(nn.Module):
                 out_i = out_i + w[k] * h_i
         return out_u, out_i
 
-    def layer0(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
-        """Layer-0 embeddings of the given users and items (for L2 regularisation)."""
-        return self.user_embedding(users), self.item_embedding(items)
+    def layer0(self, users: Tensor, items: Tensor, sparse: bool = False) -> tuple[Tensor, Tensor]:
+        """Layer-0 embeddings of the given users and items (for L2 regularisation).
+
+        ``sparse=True`` makes their gradient a sparse COO tensor of ``len(ids)`` rows (as
+        an ``nn.Embedding(sparse=True)`` lookup) rather than a dense table-sized one: when the
+        forward pass already gives the table a dense gradient, autograd adds the sparse one
+        into it in place, so the lookup's backward costs O(batch), not a table-sized
+        zero-fill and addition.
+        """
+        u, i = self.user_embedding, self.item_embedding
+        return (
+            F.embedding(users, u.weight, sparse=sparse or u.sparse),
+            F.embedding(items, i.weight, sparse=sparse or i.sparse),
+        )
 
     # -- inference helpers -----------------------------------------------------------------
     @torch.no_grad()

@@ -147,6 +147,10 @@ class Trainer:
         self.num_users, self.num_items = nu, ni
         self.has_val = held_out_edges(data, "val").numel() > 0
         self.seen = UserItemIndex(self.train_ei, nu, ni)
+        # the layer-0 L2 lookups give sparse gradients on the CPU (see _l2_sum); on a GPU
+        # table-sized fills are cheap and the dense lookups are safe to capture in a graph.
+        # Another model's layer0(users, items) is called as the contract says.
+        self._sparse_l2 = self.device.type == "cpu" and isinstance(self.model, GraphCF)
         _, item_deg = degrees(data)
         self.sampler = NegativeSampler(
             ni,
@@ -339,41 +343,47 @@ class Trainer:
         """Sum of the squared norms ``l2_reg`` penalises: layer 0 looked up by global id
         (``hs is None``), or every hop of ``hs`` in the ids of the propagated tensors.
         Negatives count once per row that scores them (a shared set once per row of its
-        block)."""
-        users = cb.users
-        neg: Tensor | None
+        block).
+
+        Layer 0 takes one lookup per table (positives and negatives together), with sparse
+        gradients on the CPU (``_sparse_l2``): three dense lookups cost three table-sized
+        zero-fills and additions a step, a large share of an MF step
+        (``benchmarks/bench_l2.py``)."""
+        b = cb.users.numel()
+        users, pos, neg = cb.users, cb.pos_items, cb.neg_items
+        if hs is not None and cb.subgraph is not None:  # local ids of the subgraph
+            assert cb.user_index is not None and cb.pos_index is not None
+            users, pos, neg = cb.user_index, cb.pos_index, cb.neg_index
+        count: Tensor | None = None
+        if neg is not None and shared:
+            rows = negative_sets(b, int(shared))[1]
+            neg = neg[::rows]  # one set per block of rows
+            count = torch.full((neg.size(0),), float(rows), device=self.device)
+            count[-1] = b - rows * (neg.size(0) - 1)
+            count = count.view(-1, *[1] * (neg.dim() - 1))
+        sq_neg: Tensor | None = None
         if hs is None:
-            u0, p0 = self.model.layer0(users, cb.pos_items)
-            total = u0.pow(2).sum() + p0.pow(2).sum()
-            neg = cb.neg_items
-
-            def sq_items(ids: Tensor) -> Tensor:
-                return self.model.item_embedding(ids).pow(2).sum(-1)
-
+            items = pos if neg is None else torch.cat([pos, neg.reshape(-1)])
+            u0, i0 = (
+                self.model.layer0(users, items, sparse=True)
+                if self._sparse_l2
+                else self.model.layer0(users, items)
+            )
+            sq = i0.pow(2).sum(-1)
+            total = u0.pow(2).sum() + sq[: pos.numel()].sum()
+            if neg is not None:
+                sq_neg = sq[pos.numel() :].view(neg.shape)
         else:
             hs_u, hs_i = hs
-            u_ids, p_ids, neg = users, cb.pos_items, cb.neg_items
-            if cb.subgraph is not None:  # local ids of the subgraph
-                assert cb.user_index is not None and cb.pos_index is not None
-                u_ids, p_ids, neg = cb.user_index, cb.pos_index, cb.neg_index
             total = torch.stack(
-                [h.index_select(0, u_ids).pow(2).sum() for h in hs_u]
-                + [h.index_select(0, p_ids).pow(2).sum() for h in hs_i]
+                [h.index_select(0, users).pow(2).sum() for h in hs_u]
+                + [h.index_select(0, pos).pow(2).sum() for h in hs_i]
             ).sum()
-
-            def sq_items(ids: Tensor) -> Tensor:
-                return torch.stack([h[ids].pow(2).sum(-1) for h in hs_i]).sum(0)
-
-        if neg is None:
+            if neg is not None:
+                sq_neg = torch.stack([h[neg].pow(2).sum(-1) for h in hs_i]).sum(0)
+        if sq_neg is None:
             return total
-        b = users.numel()
-        if not shared:
-            return total + sq_items(neg).sum()
-        rows = negative_sets(b, int(shared))[1]
-        sets = neg[::rows]
-        count = torch.full((sets.size(0),), float(rows), device=self.device)
-        count[-1] = b - rows * (sets.size(0) - 1)
-        return total + (count.unsqueeze(1) * sq_items(sets)).sum()
+        return total + (sq_neg if count is None else count * sq_neg).sum()
 
     # -- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:

@@ -17,6 +17,7 @@ SCRIPTS = [
     "bench_negatives",
     "bench_softmax",
     "bench_svdpp_step",
+    "bench_l2",
 ]
 
 

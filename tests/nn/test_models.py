@@ -165,3 +165,22 @@ def test_set_graph_rebuilds_the_cached_adjacency_of_an_edited_tensor():
 def test_non_finite_layer_weights_are_rejected():
     with pytest.raises(ConfigError, match="finite"):
         GraphCF(NU, NI, 4, 2, layer_weights=[1.0, float("nan"), 1.0])
+
+
+def test_layer0_sparse_lookup_gives_a_sparse_gradient_of_the_same_rows():
+    m = GraphCF.mf(5, 7, embedding_dim=4)
+    users, items = torch.tensor([0, 3, 3]), torch.tensor([6, 1, 6, 2])
+    grads = []
+    for sparse in (False, True):
+        m.zero_grad(set_to_none=True)
+        u, i = m.layer0(users, items, sparse=sparse)
+        assert torch.equal(u, m.user_embedding.weight[users])
+        assert torch.equal(i, m.item_embedding.weight[items])
+        (u.pow(2).sum() + 3 * i.pow(3).sum()).backward()
+        g = m.item_embedding.weight.grad
+        assert g.is_sparse == sparse
+        if sparse:
+            assert g._nnz() == len(items)  # O(batch) rows, not the table
+        grads.append((m.user_embedding.weight.grad.to_dense(), g.to_dense()))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b)

@@ -212,6 +212,36 @@ def test_l2_over_all_layers_is_layer0_for_mf():
     assert torch.allclose(regs[0], regs[1])
 
 
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+@pytest.mark.parametrize("mode", ["full", "sampled"])
+@pytest.mark.parametrize("shared", [False, 4])
+def test_sparse_l2_lookups_give_the_dense_step(kind, mode, shared):
+    """The layer-0 penalty's sparse lookups (the CPU default) give the gradients of dense
+    ones: the table gradients stay dense (Adam takes them) and equal, as do the losses."""
+    data = synthetic()
+    loss = get_loss("ssm", negatives="sampled", num_negatives=5, shared_negatives=shared)
+    grads = []
+    for sparse in (True, False):
+        seed_everything(0)
+        kw = {} if kind == "mf" else {"num_layers": 2}
+        m = GraphCF.from_data(data, kind, embedding_dim=8, **kw)
+        cfg = TrainConfig(
+            epochs=1, batch_size=30, l2_reg=1e-1, mode=mode, num_neighbors=(-1, -1), seed=3,
+            progress=False,
+        )  # fmt: skip
+        tr = Trainer(m, data, loss, cfg)
+        assert tr._sparse_l2  # the CPU default
+        tr._sparse_l2 = sparse
+        batch, reg = tr.make_batch(next(iter(tr.batches())))
+        (loss(batch) + reg).backward()
+        g = [p.grad for p in m.parameters()]
+        assert all(x is not None and x.layout == torch.strided for x in g)
+        grads.append((reg.detach(), g))
+    assert torch.allclose(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
 def test_l2_layers_is_checked():
     with pytest.raises(ConfigError, match="l2_layers"):
         TrainConfig(l2_layers="final")
