@@ -80,7 +80,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8, help="timed steps per variant and round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = p.parse_args()
-    setup(args)
+    setup(args, cuda=False)
     if args.quick:
         data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         args.steps, args.rounds = 2, 1
