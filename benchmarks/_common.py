@@ -10,11 +10,13 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+K = TypeVar("K")
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -200,6 +202,42 @@ def synthetic_data(num_edges: int, num_users: int, num_items: int, seed: int = 0
         name=f"powerlaw-{num_edges}",
     )  # fmt: skip
     return data
+
+
+def bench_data(args: argparse.Namespace) -> Any:
+    """The graph a benchmark times on: Gowalla (bundled), or with ``--quick`` a small
+    synthetic one (:func:`synthetic_data`, 30 000 interactions)."""
+    if args.quick:
+        return synthetic_data(30000, 2000, 1500, seed=args.seed)
+    from pyg_cf import datasets
+
+    return datasets.load("gowalla")
+
+
+def time_interleaved(
+    runs: Mapping[K, Callable[[], None]],
+    rounds: int,
+    steps: int,
+    after: Callable[[K], None] | None = None,
+) -> dict[K, list[float]]:
+    """Seconds per call of each run: one untimed warm-up call each (caches), then
+    ``rounds`` rounds in which every run in turn makes ``steps`` timed calls (device work
+    synced before and after each), so that drifts of a shared machine hit all alike.
+    ``after(key)`` runs after each timed call, outside the timer."""
+    for fn in runs.values():
+        fn()
+    times: dict[K, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for key, fn in runs.items():
+            for _ in range(steps):
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                times[key].append(time.perf_counter() - t0)
+                if after is not None:
+                    after(key)
+    return times
 
 
 def trainer_stepper(tr: Any) -> Callable[[], None]:

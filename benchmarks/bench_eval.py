@@ -27,7 +27,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from _common import base_parser, median, setup, sync, synthetic_data, table, write_results
+from _common import (
+    base_parser,
+    bench_data,
+    median,
+    setup,
+    sync,
+    table,
+    write_results,
+)
 
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.metrics import evaluate
@@ -70,13 +78,9 @@ def main() -> None:
     )
     args = p.parse_args()
     setup(args)
+    data = bench_data(args)
     if args.quick:
-        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         args.repeat = 1
-    else:
-        from pyg_cf import datasets
-
-        data = datasets.load("gowalla")
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     if args.embeddings:
         u, i = torch.load(args.embeddings, map_location="cpu")  # saved on any device

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 from _common import (
     base_parser,
+    bench_data,
     median,
     setup,
-    sync,
-    synthetic_data,
     table,
+    time_interleaved,
     trainer_stepper,
     write_results,
 )
@@ -51,7 +50,7 @@ from pyg_cf.nn import GraphCF
 from pyg_cf.train import TrainConfig, Trainer
 
 DIM, BATCH, LR, L2 = 64, 2048, 1e-3, 1e-4
-MODELS = {
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "MF": ("mf", {}),
     "LightGCN": ("lightgcn", {"num_layers": 3}),
     "SVD++ (user side)": ("svdpp-user", {"alpha0": 1.0, "alpha1": 0.0}),
@@ -81,29 +80,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = p.parse_args()
     setup(args, cuda=False)
+    data = bench_data(args)
     if args.quick:
-        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         args.steps, args.rounds = 2, 1
-    else:
-        from pyg_cf import datasets
-
-        data = datasets.load("gowalla")
     runs = {
         (m, pen): variant(data, kind, kw, pen, args.seed)
         for m, (kind, kw) in MODELS.items()
         for pen in PENALTIES
     }
-    times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()  # warm-up (caches)
-    for _ in range(args.rounds):
-        for key, fn in runs.items():
-            for _ in range(args.steps):
-                sync()
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                times[key].append(time.perf_counter() - t0)
+    times = time_interleaved(runs, args.rounds, args.steps)
     ms = {k: median(v) * 1e3 for k, v in times.items()}
     rows = []
     for m in MODELS:

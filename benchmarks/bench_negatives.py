@@ -28,7 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from _common import base_parser, median, setup, synthetic_data, table, timeit, write_results
+from _common import (
+    base_parser,
+    bench_data,
+    median,
+    setup,
+    table,
+    timeit,
+    write_results,
+)
 
 from pyg_cf.losses import LossBatch, get_loss
 from pyg_cf.nn import GraphCF
@@ -75,14 +83,10 @@ def main() -> None:
     p.add_argument("--groups", type=int, default=16, help="sets of the grouped variant")
     args = p.parse_args()
     setup(args, cuda=False)  # times the CPU only
+    data = bench_data(args)
     if args.quick:
-        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         settings = [("ssm", 64), ("mml", 32)]
         args.steps = 2
-    else:
-        from pyg_cf import datasets
-
-        data = datasets.load("gowalla")
         settings = [("ssm", 256), ("ssm", 1024), ("mml", 100), ("mml", 800)]
     base = {
         "ssm": {"negatives": "sampled", "include_positive": False, "tau": 0.1},

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 from _common import (
     base_parser,
+    bench_data,
     median,
     setup,
-    sync,
-    synthetic_data,
     table,
+    time_interleaved,
     trainer_stepper,
     write_results,
 )
@@ -75,13 +74,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = p.parse_args()
     setup(args)
+    data = bench_data(args)
     if args.quick:
-        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         args.steps, args.rounds = 3, 1
-    else:
-        from pyg_cf import datasets
-
-        data = datasets.load("gowalla")
     names = [
         "full graph",
         "exact neighborhood, users draw (one-sided)",
@@ -92,23 +87,18 @@ def main() -> None:
         variant(data, "sampled", False, args.seed),
         variant(data, "sampled", True, args.seed),
     ]
-    times: dict[str, list[float]] = {n: [] for n in names}
+    trainers = {n: tr for n, (_, tr) in zip(names, runs, strict=True)}
     edges: dict[str, list[int]] = {n: [] for n in names}
-    for (fn, _), _n in zip(runs, names, strict=True):
-        fn()  # warm-up (caches)
-    for _ in range(args.rounds):
-        for (fn, tr), name in zip(runs, names, strict=True):
-            for _ in range(args.steps):
-                sync()
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                times[name].append(time.perf_counter() - t0)
-                cb = tr.last_batch
-                edges[name].append(
-                    train_edges(data).size(1) if cb is None or cb.subgraph is None
-                    else int(cb.subgraph[("user", "rates", "item")].edge_index.size(1))
-                )  # fmt: skip
+
+    def count_edges(name: str) -> None:
+        cb = trainers[name].last_batch
+        edges[name].append(
+            train_edges(data).size(1) if cb is None or cb.subgraph is None
+            else int(cb.subgraph[("user", "rates", "item")].edge_index.size(1))
+        )  # fmt: skip
+
+    steps = {n: fn for n, (fn, _) in zip(names, runs, strict=True)}
+    times = time_interleaved(steps, args.rounds, args.steps, after=count_edges)
     ms = {k: median(v) * 1e3 for k, v in times.items()}
     base = ms[names[0]]
     rows = [[n, ms[n], ms[n] / base, sum(edges[n]) / len(edges[n]), len(times[n])] for n in names]

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, setup, synthetic_data, table, write_results
+from _common import (
+    base_parser,
+    bench_data,
+    setup,
+    table,
+    write_results,
+)
 
 from pyg_cf.losses import get_loss
 from pyg_cf.nn import GraphCF
@@ -104,13 +110,9 @@ def main() -> None:
         p.error(f"--fanouts must look like '10,10,10;5,5,5', got {args.fanouts!r}")
     setup(args, cuda=False)  # times the CPU only
     max_steps = None
+    data = bench_data(args)
     if args.quick:
-        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         args.max_epochs, max_steps, args.target = 2, 4, 0.0
-    else:
-        from pyg_cf import datasets
-
-        data = datasets.load("gowalla")
     settings: list[tuple[str, tuple[int, ...] | None]] = []
     if "full" in modes:
         settings.append(("full", None))

@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 from _common import (
     base_parser,
+    bench_data,
     median,
     setup,
     sync,
-    synthetic_data,
     table,
     trainer_stepper,
     write_results,
@@ -159,13 +159,9 @@ def main() -> None:
     except ValueError:
         p.error(f"--fanouts must look like '10,10,10;5,5,5', got {args.fanouts!r}")
     setup(args)
+    data = bench_data(args)
     if args.quick:
-        data = synthetic_data(30000, 2000, 1500, seed=args.seed)
         args.steps, args.rounds, args.edge_index_steps = 2, 1, 1
-    else:
-        from pyg_cf import datasets
-
-        data = datasets.load("gowalla")
     variants: list[tuple[str, Callable[[], None] | None, int]] = [
         ("pyg-cf full graph (cached CSR)", ours(data, "full", None, args.seed), args.steps),
     ]
