@@ -27,15 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from _common import (
-    base_parser,
-    bench_data,
-    median,
-    setup,
-    sync,
-    table,
-    write_results,
-)
+from _common import base_parser, bench_data, median, setup, sync, table, write_results
 
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.metrics import evaluate

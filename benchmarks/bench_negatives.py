@@ -28,15 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from _common import (
-    base_parser,
-    bench_data,
-    median,
-    setup,
-    table,
-    timeit,
-    write_results,
-)
+from _common import base_parser, bench_data, median, setup, table, timeit, write_results
 
 from pyg_cf.losses import LossBatch, get_loss
 from pyg_cf.nn import GraphCF

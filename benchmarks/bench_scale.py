@@ -33,14 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (
-    base_parser,
-    peak_rss_gib,
-    setup,
-    synthetic_data,
-    table,
-    write_results,
-)
+from _common import base_parser, peak_rss_gib, setup, synthetic_data, table, write_results
 
 from pyg_cf.losses import get_loss
 from pyg_cf.nn import GraphCF

@@ -20,13 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (
-    base_parser,
-    bench_data,
-    setup,
-    table,
-    write_results,
-)
+from _common import base_parser, bench_data, setup, table, write_results
 
 from pyg_cf.losses import get_loss
 from pyg_cf.nn import GraphCF
