@@ -50,26 +50,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _gather_negatives(
-    table: Tensor, index: Tensor, shared: bool | int, cos: bool
-) -> tuple[Tensor, bool]:
-    """``(emb, unit)``: the ``[B, M, d]`` rows of ``table`` at ``index`` ``[B, M]``; for
-    shared negatives the ``[G, M, d]`` rows of the ``G`` sets (``G = 1`` for
-    ``shared=True``; no ``[B, M, d]`` copy, forward or backward).
+def _gather_items(
+    table: Tensor, pos: Tensor, index: Tensor | None, shared: bool | int, cos: bool
+) -> tuple[Tensor, Tensor | None, bool]:
+    """``(pos_emb, neg_emb, unit)``: the ``[B, d]`` rows of ``table`` at the positives
+    ``pos`` and the ``[B, M, d]`` rows at the negatives ``index`` ``[B, M]`` (``None``
+    without negatives); for shared negatives the ``[G, M, d]`` rows of the ``G`` sets
+    (``G = 1`` for ``shared=True``; no ``[B, M, d]`` copy, forward or backward).
 
-    For cosine losses (``cos``) the rows are gathered from the L2-normalised table
+    For cosine losses (``cos``) the negatives are gathered from the L2-normalised table
     (``unit=True``) whenever that is less work than normalising the gathered rows: always
     for per-row negatives (``[I, d]`` rows once instead of ``[B, M, d]``), for sets when
-    ``G * M`` exceeds the table's rows.
+    ``G * M`` exceeds the table's rows. Otherwise positives and negatives are gathered in
+    one ``index_select``, whose backward is one ``index_add`` into one table-sized gradient
+    (two gathers cost two table-sized zero-fills and an addition a step).
     """
+    if index is None:
+        return table.index_select(0, pos), None, False
     rows = negative_sets(index.size(0), int(shared))[1] if shared else 1
     sets = index[::rows] if rows > 1 else index  # the first row of each block holds its set
     unit = cos and sets.numel() > (table.size(0) if rows > 1 else 0)
+    shape = (*sets.shape, table.size(-1))
     if unit:
-        table = F.normalize(table, dim=-1)
-    # index_select (backward: index_add) gathers rows faster than advanced indexing
-    emb = table.index_select(0, sets.reshape(-1)).view(*sets.shape, table.size(-1))
-    return emb, unit
+        neg = F.normalize(table, dim=-1).index_select(0, sets.reshape(-1)).view(shape)
+        return table.index_select(0, pos), neg, True
+    # index_select (backward: index_add, no host sync, capturable) gathers rows faster
+    # than advanced indexing
+    both = table.index_select(0, torch.cat([pos, sets.reshape(-1)]))
+    return both[: pos.numel()], both[pos.numel() :].view(shape), False
 
 
 class Callback:
@@ -305,15 +313,14 @@ class Trainer:
             u_out, i_out = self.model(**inputs)
         if cb.subgraph is None:
             # index_select: backward is an index_add (no host sync, capturable)
-            user_emb, pos_emb = u_out.index_select(0, users), i_out.index_select(0, pos)
-            if neg is not None:
-                neg_emb, unit = _gather_negatives(i_out, neg, shared, cos)
+            user_emb = u_out.index_select(0, users)
+            pos_emb, neg_emb, unit = _gather_items(i_out, pos, neg, shared, cos)
             if self.loss.negatives == "all":
                 all_item_emb = i_out
         else:
-            user_emb, pos_emb = u_out[cb.user_index], i_out[cb.pos_index]
-            if cb.neg_index is not None:
-                neg_emb, unit = _gather_negatives(i_out, cb.neg_index, shared, cos)
+            assert cb.user_index is not None and cb.pos_index is not None
+            user_emb = u_out.index_select(0, cb.user_index)
+            pos_emb, neg_emb, unit = _gather_items(i_out, cb.pos_index, cb.neg_index, shared, cos)
         if self.config.user_dropout > 0 and self.model.training:
             user_emb = F.dropout(user_emb, self.config.user_dropout, training=True)
         extra: dict[str, Any] = {}

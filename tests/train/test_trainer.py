@@ -538,3 +538,32 @@ def test_bad_settings_fail_at_construction(kw, match):
     reach the final evaluation (2.5 epochs) are refused up front."""
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kw)
+
+
+@pytest.mark.parametrize("shared", [False, True, 4])
+@pytest.mark.parametrize("cos", [False, True])
+def test_gather_items_is_two_plain_gathers(shared, cos):
+    """Positives and negatives gathered in one index_select give the rows and the table
+    gradient of separate gathers (negatives from the normalised table when ``unit``)."""
+    from pyg_cf.train.trainer import _gather_items
+
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(12, 4, generator=g, requires_grad=True)
+    pos = torch.randint(12, (10,), generator=g)
+    neg = torch.randint(12, (10, 3), generator=g)
+    if shared:  # every row of a block holds its set, as the loader draws them
+        rows = 10 if shared is True else 3
+        neg = neg[::rows].repeat_interleave(rows, 0)[:10]
+    p, n, unit = _gather_items(table, pos, neg, shared, cos)
+    w = torch.randn(*n.shape, generator=g)
+    (p.pow(2).sum() + (w * n).sum()).backward()
+    grad, table.grad = table.grad, None
+    sets = neg if not shared else neg[:: (10 if shared is True else 3)]
+    assert unit == (cos and (not shared or sets.numel() > 12))
+    src = torch.nn.functional.normalize(table, dim=-1) if unit else table
+    ref_p, ref_n = table[pos], src[sets]
+    assert torch.equal(p, ref_p) and torch.allclose(n, ref_n)
+    (ref_p.pow(2).sum() + (w * ref_n).sum()).backward()
+    assert torch.allclose(grad, table.grad, atol=1e-6)
+    p2, n2, unit2 = _gather_items(table, pos, None, shared, cos)
+    assert torch.equal(p2, ref_p) and n2 is None and not unit2
