@@ -355,7 +355,7 @@ class Trainer:
         Layer 0 takes one lookup per table (positives and negatives together), with sparse
         gradients on the CPU (``_sparse_l2``): three dense lookups cost three table-sized
         zero-fills and additions a step, a large share of an MF step
-        (``benchmarks/bench_l2.py``)."""
+        (``benchmarks/bench_table_grads.py``)."""
         b = cb.users.numel()
         users, pos, neg = cb.users, cb.pos_items, cb.neg_items
         if hs is not None and cb.subgraph is not None:  # local ids of the subgraph

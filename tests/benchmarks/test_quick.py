@@ -17,7 +17,7 @@ SCRIPTS = [
     "bench_negatives",
     "bench_softmax",
     "bench_svdpp_step",
-    "bench_l2",
+    "bench_table_grads",
 ]
 
 
