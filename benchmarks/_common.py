@@ -240,6 +240,35 @@ def time_interleaved(
     return times
 
 
+# the papers' protocol for the step benchmarks: d, batch, Adam lr, BPR cells' L2
+DIM, BATCH, LR, L2 = 64, 2048, 1e-3, 1e-4
+
+
+def bpr_trainer(
+    data: Any,
+    model: str,
+    seed: int,
+    model_kwargs: Mapping[str, Any] | None = None,
+    reject_positives: bool = False,
+    **config: Any,
+) -> Any:
+    """A pyg-cf ``Trainer`` of the ``GraphCF`` ``model`` with BPR (one uniform negative)
+    under the papers' protocol (``DIM``, ``BATCH``, Adam ``LR``, L2 ``L2``) on the
+    benchmark's device, its weights and batches seeded with ``seed``; ``config`` sets other
+    ``TrainConfig`` fields or overrides these."""
+    from pyg_cf.losses import get_loss
+    from pyg_cf.nn import GraphCF
+    from pyg_cf.train import TrainConfig, Trainer
+
+    torch.manual_seed(seed)
+    m = GraphCF.from_data(data, model, embedding_dim=DIM, **(model_kwargs or {}))
+    settings = dict(batch_size=BATCH, lr=LR, l2_reg=L2, progress=False, device=str(DEVICE))
+    cfg = TrainConfig(**{**settings, **config})
+    tr = Trainer(m, data, get_loss("bpr", reject_positives=reject_positives), cfg)
+    tr.generator.manual_seed(seed)
+    return tr
+
+
 def trainer_stepper(tr: Any) -> Callable[[], None]:
     """A closure that runs the next training step of the pyg-cf ``Trainer`` ``tr`` (its
     own step, which reads the loss: one host sync), starting a new epoch when one ends."""

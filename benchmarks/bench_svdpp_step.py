@@ -27,13 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 from _common import (
+    BATCH,
+    DIM,
+    L2,
+    LR,
     base_parser,
     bench_data,
+    bpr_trainer,
     median,
     setup,
     table,
@@ -43,29 +45,17 @@ from _common import (
 )
 
 from pyg_cf.data.graph import train_edges
-from pyg_cf.losses import get_loss
-from pyg_cf.nn import GraphCF
-from pyg_cf.train import TrainConfig, Trainer
-
-DIM, BATCH, LR, L2 = 64, 2048, 1e-3, 1e-4
 
 
 def variant(data: Any, mode: str, both_sides: bool, seed: int) -> tuple[Callable[[], None], Any]:
-    torch.manual_seed(seed)
-    model = GraphCF.from_data(data, "svdpp-user", embedding_dim=DIM, alpha0=1.0, alpha1=0.0)
-    cfg = TrainConfig(
-        batch_size=BATCH, lr=LR, l2_reg=L2, mode=mode, sampling="user",
-        num_neighbors=(-1,) if mode == "sampled" else None, progress=False,
-        device=str(_common.DEVICE),
+    tr = bpr_trainer(
+        data, "svdpp-user", seed, {"alpha0": 1.0, "alpha1": 0.0}, reject_positives=True,
+        mode=mode, sampling="user", num_neighbors=(-1,) if mode == "sampled" else None,
     )  # fmt: skip
-    tr = Trainer(model, data, get_loss("bpr", reject_positives=True), cfg)
     if both_sides:  # the sampler as it was: items draw their users too
         assert tr.loader.sampler is not None
         tr.loader.sampler.targets = ("user", "item")
-    tr.generator.manual_seed(seed)
-    step = trainer_stepper(tr)
-
-    return step, tr
+    return trainer_stepper(tr), tr
 
 
 def main() -> None:

@@ -37,14 +37,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 from _common import (
+    BATCH,
+    DIM,
+    L2,
+    LR,
     base_parser,
     bench_data,
+    bpr_trainer,
     median,
     setup,
     table,
@@ -54,12 +57,8 @@ from _common import (
 )
 
 from pyg_cf.data.graph import train_edges
-from pyg_cf.losses import get_loss
-from pyg_cf.nn import GraphCF
-from pyg_cf.train import TrainConfig, Trainer
 from pyg_cf.train import trainer as trainer_mod
 
-DIM, BATCH, LR, L2 = 64, 2048, 1e-3, 1e-4
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "MF": ("mf", {}),
     "LightGCN": ("lightgcn", {"num_layers": 3}),
@@ -85,15 +84,8 @@ def two_gathers(
 
 def variant(data: Any, kind: str, kw: dict[str, Any], name: str, seed: int) -> Callable[[], None]:
     l2, sparse, one_gather = VARIANTS[name]
-    torch.manual_seed(seed)
-    model = GraphCF.from_data(data, kind, embedding_dim=DIM, **kw)
-    cfg = TrainConfig(
-        batch_size=BATCH, lr=LR, l2_reg=l2, mode="full", progress=False,
-        device=str(_common.DEVICE),
-    )  # fmt: skip
-    tr = Trainer(model, data, get_loss("bpr", reject_positives=True), cfg)
+    tr = bpr_trainer(data, kind, seed, kw, reject_positives=True, l2_reg=l2, mode="full")
     tr._sparse_l2 = sparse
-    tr.generator.manual_seed(seed)
     step = trainer_stepper(tr)
     if one_gather:
         return step

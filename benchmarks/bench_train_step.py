@@ -31,8 +31,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 from _common import (
+    BATCH,
+    DIM,
+    L2,
+    LR,
     base_parser,
     bench_data,
+    bpr_trainer,
     median,
     setup,
     sync,
@@ -42,24 +47,17 @@ from _common import (
 )
 
 from pyg_cf.data.graph import train_edges
-from pyg_cf.losses import get_loss
-from pyg_cf.nn import GraphCF
-from pyg_cf.train import TrainConfig, Trainer
 
-K, DIM, BATCH, LR, L2 = 3, 64, 2048, 1e-3, 1e-4
+K = 3
 
 
 def ours(
     data: Any, mode: str, fanout: tuple[int, ...] | None, seed: int, graphs: bool = False
 ) -> Callable[[], None] | None:
-    torch.manual_seed(seed)
-    model = GraphCF.from_data(data, "lightgcn", embedding_dim=DIM, num_layers=K)
-    cfg = TrainConfig(
-        batch_size=BATCH, lr=LR, l2_reg=L2, mode=mode, num_neighbors=fanout, progress=False,
-        device=str(_common.DEVICE), cuda_graphs=graphs,
+    tr = bpr_trainer(
+        data, "lightgcn", seed, {"num_layers": K}, mode=mode, num_neighbors=fanout,
+        cuda_graphs=graphs,
     )  # fmt: skip
-    tr = Trainer(model, data, get_loss("bpr"), cfg)
-    tr.generator.manual_seed(seed)
     step = trainer_stepper(tr)
 
     if graphs:  # the warm-up steps and the capture are not timed
