@@ -192,9 +192,6 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from pyg_cf.nn import GraphCF
     from pyg_cf.train import Callback, TrainConfig, Trainer, seed_everything
 
-    data = datasets.load(args.dataset, root=args.root, val_ratio=args.val_ratio, seed=args.seed)
-    print(summarize(data))
-    seed_everything(args.seed)
     mkw: dict[str, Any] = {"embedding_dim": args.dim}
     if args.model == "lightgcn":
         mkw["num_layers"] = args.layers
@@ -203,7 +200,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
             mkw["alpha0"] = args.alpha0
         if args.alpha1 is not None:
             mkw["alpha1"] = args.alpha1
-    model = GraphCF.from_data(data, args.model, **mkw)
+    # the settings that need no data first: a wrong one fails before a minute of loading
     loss = get_loss(args.loss, **_loss_kwargs(args))
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -230,6 +227,14 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.resume and args.checkpoint_dir is None:
         raise ConfigError("--resume needs --checkpoint-dir")
+    callbacks: list[Callback] = []
+    if args.temperature != "fixed" or args.temperature_arg:
+        tkw = _key_values(args.temperature_arg, "--temperature-arg")
+        callbacks.append(get_temperature_schedule(args.temperature, **tkw))
+    data = datasets.load(args.dataset, root=args.root, val_ratio=args.val_ratio, seed=args.seed)
+    print(summarize(data))
+    seed_everything(args.seed)
+    model = GraphCF.from_data(data, args.model, **mkw)
     pop = popularity_baseline(data, "test", ks=cfg.ks)
     print(f"popularity baseline: Recall@20 {pop['recall@20']:.4f}  NDCG@20 {pop['ndcg@20']:.4f}")
 
@@ -245,10 +250,6 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
                 )
         print("  ".join(parts), flush=True)
 
-    callbacks: list[Callback] = []
-    if args.temperature != "fixed" or args.temperature_arg:
-        tkw = _key_values(args.temperature_arg, "--temperature-arg")
-        callbacks.append(get_temperature_schedule(args.temperature, **tkw))
     trainer = Trainer(model, data, loss, cfg, callbacks=callbacks)
     last = os.path.join(args.checkpoint_dir or "", "last.pt")
     if args.resume and os.path.exists(last):

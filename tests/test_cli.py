@@ -161,3 +161,23 @@ def test_patience_none_turns_early_stopping_off(capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args([*BASE.split(), "--patience", "soon"])
     assert "expected an integer or 'none'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--loss-arg", "tau=abc"], "argument tau='abc' must be a number"),
+        (["--loss", "nope"], "unknown loss 'nope'"),
+        (["--temperature", "adap-tau0", "--temperature-arg", "warmup_epochs=1.5"], "must be an"),
+    ],
+)
+def test_bad_loss_settings_fail_before_the_data_is_loaded(monkeypatch, capsys, extra, message):
+    from pyg_cf import datasets
+
+    def load(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the settings were checked")
+
+    monkeypatch.setattr(datasets, "load", load)
+    argv = [*BASE.replace("--loss bpr", "--loss ssm").split(), "--epochs", "1", *extra]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err

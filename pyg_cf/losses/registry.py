@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Sequence
+from numbers import Integral, Real
+from typing import Any, TypeVar, Union
+
+import torch
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import CFLoss
 
-__all__ = ["get_loss", "list_losses", "register_loss"]
+__all__ = ["check_argument_types", "get_loss", "list_losses", "register_loss"]
 
 _REGISTRY: dict[str, type[CFLoss]] = {}
 
@@ -48,7 +55,78 @@ def get_loss(name: str, **kwargs: Any) -> CFLoss:
     key = name.lower()
     if key not in _REGISTRY:
         raise ConfigError(f"unknown loss {name!r}; registered losses: {list_losses()}")
+    check_argument_types(_REGISTRY[key], kwargs, f"loss {name!r}")
     try:
         return _REGISTRY[key](**kwargs)
     except TypeError as e:
         raise ConfigError(f"bad arguments for loss {name!r}: {e}") from None
+
+
+def _conforms(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint``; ``None`` where the annotation is
+    not one this check reads (the constructor then judges the value itself)."""
+    if hint is Any:
+        return True
+    if isinstance(value, torch.Tensor) or (
+        hasattr(value, "__array__") and not isinstance(value, Real)
+    ):
+        return None  # a tensor or array (a 0-dim one for a number, or for a list)
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        verdicts = [_conforms(value, h) for h in typing.get_args(hint)]
+        if True in verdicts:
+            return True
+        return None if None in verdicts else False
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # numbers.Integral takes numpy integers; a bool is not a count
+        return isinstance(value, Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, Real) and not isinstance(value, bool)
+    if origin in (Sequence, list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            return False
+        args = typing.get_args(hint)
+        if len(args) != 1:  # tuple[int, str] and the like: the container only
+            return True
+        verdicts = [_conforms(v, args[0]) for v in value]
+        return False if False in verdicts else True
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return None
+
+
+def _describe(hint: Any) -> str:
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
+        return "a number" if hint is float else ("an integer" if hint is int else hint.__name__)
+    text = str(hint).replace("collections.abc.", "").replace("typing.", "")
+    return re.sub(r"<class '([\w.]+)'>", r"\1", text)
+
+
+def check_argument_types(factory: Callable[..., Any], kwargs: dict[str, Any], what: str) -> None:
+    """Check keyword arguments against the annotations of ``factory``'s signature before
+    calling it, so that a value of the wrong kind is refused by name instead of failing
+    deep inside (``tau='abc'``) or being silently converted (``num_negatives=2.5``
+    truncated to 2, ``reject_positives='yes'`` taken as true). Arguments the signature
+    does not name, or annotates in a way this check does not read, are left to
+    ``factory``.
+
+    Raises:
+        ConfigError: ``"<what>: argument <key>=<value> must be <type>"``.
+    """
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(target)
+        params = inspect.signature(factory).parameters
+    except (NameError, TypeError, ValueError):  # unresolvable annotations: nothing to check
+        return
+    for key, value in kwargs.items():
+        param = params.get(key)
+        if param is None or param.kind is inspect.Parameter.VAR_KEYWORD or key not in hints:
+            continue
+        if _conforms(value, hints[key]) is False:
+            raise ConfigError(f"{what}: argument {key}={value!r} must be {_describe(hints[key])}")

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import CFLoss, LossBatch
+from pyg_cf.losses.registry import check_argument_types
 from pyg_cf.train.trainer import Callback
 
 if TYPE_CHECKING:
@@ -486,6 +487,7 @@ def get_temperature_schedule(name: str, **kwargs: Any) -> TemperatureSchedule:
     key = name.lower()
     if key not in _SCHEDULES:
         raise ConfigError(f"unknown temperature schedule {name!r}; known: {sorted(_SCHEDULES)}")
+    check_argument_types(_SCHEDULES[key], kwargs, f"temperature schedule {name!r}")
     try:
         return _SCHEDULES[key](**kwargs)
     except TypeError as e:

@@ -1,0 +1,98 @@
+"""Argument checks of :mod:`pyg_cf.losses.registry` (``get_loss`` and the schedules')."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses import CFLoss, get_loss, register_loss
+from pyg_cf.losses.registry import check_argument_types
+from pyg_cf.losses.temperature import get_temperature_schedule
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("ssm", {"tau": "abc"}, "tau='abc' must be a number"),
+        ("ssm", {"tau": True}, "tau=True must be a number"),
+        # silently truncated to 2 negatives before the check
+        ("ssm", {"num_negatives": 2.5}, "num_negatives=2.5 must be an integer"),
+        ("ssm", {"num_negatives": "4"}, "num_negatives='4' must be an integer"),
+        # silently taken as true before the check
+        ("bpr", {"reject_positives": "yes"}, "reject_positives='yes' must be bool"),
+        ("bce", {"logit_bias": True}, "logit_bias=True must be a number"),
+        ("mml", {"margins": 0.5}, "margins=0.5 must be Sequence[float]"),
+        ("mml", {"margins": ["a"]}, "margins=['a'] must be Sequence[float]"),
+        ("ccl", {"shared_negatives": 1.5}, "shared_negatives=1.5 must be bool | int"),
+    ],
+)
+def test_get_loss_refuses_a_value_of_the_wrong_kind_by_name(name, kwargs, message):
+    with pytest.raises(ConfigError, match=f"^loss '{name}': argument {re.escape(message)}$"):
+        get_loss(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("ssm", {"tau": 1}),  # an int where a float is annotated
+        ("ssm", {"tau": np.float32(0.2)}),
+        ("ssm", {"tau": torch.tensor(0.2)}),
+        ("ssm", {"negatives": "sampled", "num_negatives": np.int64(4)}),
+        ("mml", {"margins": (0.1, 0.2), "weights": [1, 2]}),
+        ("mml", {"margins": np.array([0.1, 0.2]), "weights": [1.0, 1.0]}),
+        ("ccl", {"shared_negatives": 16}),
+        ("ccl", {"shared_negatives": True}),
+        ("bsl", {"tau": None}),
+    ],
+)
+def test_get_loss_takes_the_values_it_took_before(name, kwargs):
+    assert isinstance(get_loss(name, **kwargs), CFLoss)
+
+
+def test_num_negatives_is_no_longer_truncated():
+    assert get_loss("ssm", negatives="sampled", num_negatives=3).num_negatives == 3
+    with pytest.raises(ConfigError):
+        get_loss("ssm", negatives="sampled", num_negatives=3.0)
+
+
+def test_a_user_loss_is_checked_from_its_annotations():
+    @register_loss("test-typed", overwrite=True)
+    class Typed(CFLoss):
+        negatives = "none"
+
+        def __init__(self, scale: float = 1.0, steps: int | None = None, **extra: object):
+            super().__init__()
+            self.scale, self.steps = scale, steps
+
+        def forward(self, batch):
+            return batch.user_emb.sum() * self.scale
+
+    assert get_loss("test-typed", scale=2, steps=None).scale == 2
+    with pytest.raises(ConfigError, match=re.escape("steps=1.5 must be int | None")):
+        get_loss("test-typed", steps=1.5)
+    get_loss("test-typed", anything="goes to **extra")  # not annotated by name: not checked
+
+
+def test_unresolvable_annotations_are_left_to_the_constructor():
+    def factory(x: "NotAType" = 1):  # noqa: F821
+        return x
+
+    check_argument_types(factory, {"x": "whatever"}, "factory")  # no error
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("adap-tau0", {"warmup_epochs": 1.5}, "warmup_epochs=1.5 must be an integer"),
+        ("adap-tau0", {"quantile": "x"}, "quantile='x' must be a number"),
+        ("adap-tau", {"base": 0.9, "divisor": "x"}, "divisor='x' must be a number"),
+        ("adap-tau", {"base": [0.9]}, "base=[0.9] must be str | float"),
+    ],
+)
+def test_temperature_schedules_are_checked_too(name, kwargs, message):
+    expected = f"^temperature schedule '{name}': argument {re.escape(message)}$"
+    with pytest.raises(ConfigError, match=expected):
+        get_temperature_schedule(name, **kwargs)
+    get_temperature_schedule("adap-tau", base="mean", divisor=0.6, warmup_epochs=3)
