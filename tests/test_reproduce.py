@@ -676,6 +676,8 @@ def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
     assert " t9-mf-ssm lr,tau 0.0001,0.5 1 " in rec["command"]
     with pytest.raises(SystemExit, match="need as many values"):
         probe.probe("t9-mf-ssm", "lr,tau", [1e-4], 1, tmp_path / "probes")
+    with pytest.raises(SystemExit, match="unknown cell 'nope'"):
+        probe.probe("nope", "lr", 1e-4, 1, tmp_path / "probes")
 
 
 @pytest.fixture

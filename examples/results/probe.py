@@ -90,6 +90,8 @@ def probe(
     ``refit``, also retrain it on the full training split and return that record's path;
     with ``refit_ahead``, only train the refit ahead of the choice and return its path."""
     mod = _reproduce()
+    if cell_id not in mod.BY_ID:
+        raise SystemExit(f"probe: unknown cell {cell_id!r}; `python examples/reproduce.py --list`")
     settings = _settings(key, value)
     suffix = f"-{budget:g}s" if budget else ""
     tag = "+".join(
@@ -171,13 +173,22 @@ if __name__ == "__main__":
     if len(args) not in (5, 6):
         sys.exit(__doc__)
     cell_id, key, value, epochs, out_dir = args[:5]
-    probe(
-        cell_id,
-        key,
-        [_parse(v) for v in value.split(",")] if "," in key else _parse(value),
-        int(epochs),
-        Path(out_dir),
-        float(args[5]) if len(args) > 5 else None,
-        refit="--refit" in argv,
-        refit_ahead=ahead,
-    )
+    try:
+        n_epochs, budget_s = int(epochs), float(args[5]) if len(args) > 5 else None
+    except ValueError:
+        sys.exit(f"probe: EPOCHS must be an integer and BUDGET a number, got {args[3:6]}")
+    from pyg_cf.errors import PygCFError
+
+    try:
+        probe(
+            cell_id,
+            key,
+            [_parse(v) for v in value.split(",")] if "," in key else _parse(value),
+            n_epochs,
+            Path(out_dir),
+            budget_s,
+            refit="--refit" in argv,
+            refit_ahead=ahead,
+        )
+    except PygCFError as e:  # a bad setting: say which, without a traceback
+        sys.exit(f"probe: {e}")

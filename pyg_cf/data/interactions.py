@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -194,6 +195,8 @@ def random_split(
         One frame per ratio, in order. The parts are disjoint and their union is ``df``.
     """
     validate_frame(df, "random_split input")
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     r = np.asarray(ratios, dtype=np.float64)
     if r.ndim != 1 or len(r) < 2 or not np.isfinite(r).all() or (r < 0).any() or r.sum() <= 0:
         raise ConfigError(f"ratios must be >= 2 finite non-negative numbers, got {list(ratios)}")

@@ -308,6 +308,18 @@ def evaluate(
 
     if similarity not in ("ip", "cos"):
         raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
+    for name, emb in (("user_emb", user_emb), ("item_emb", item_emb)):
+        if not isinstance(emb, Tensor) or emb.dim() != 2 or not emb.is_floating_point():
+            got = (
+                f"{emb.dtype} tensor of shape {tuple(emb.shape)}"
+                if isinstance(emb, Tensor)
+                else type(emb).__name__
+            )
+            raise ConfigError(f"{name} must be a 2-D floating-point tensor [nodes, dim], got {got}")
+    if user_emb.size(1) != item_emb.size(1):
+        raise ConfigError(
+            f"user and item embeddings differ in width: {user_emb.size(1)} vs {item_emb.size(1)}"
+        )
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     if user_emb.size(0) != nu or item_emb.size(0) != ni:
         raise ConfigError(

@@ -124,6 +124,11 @@ class Trainer:
         config: TrainConfig | None = None,
         callbacks: list[Callback] | None = None,
     ) -> None:
+        if config is not None and not isinstance(config, TrainConfig):
+            raise ConfigError(
+                f"config must be a TrainConfig (e.g. TrainConfig(**settings)), "
+                f"got {type(config).__name__}"
+            )
         self.config = config or TrainConfig()
         if not isinstance(loss, CFLoss):
             raise ConfigError(f"loss must be a CFLoss (use get_loss), got {type(loss).__name__}")

@@ -107,6 +107,14 @@ def test_random_split_rejects_non_finite_ratios(ratios):
         random_split(df, ratios)
 
 
+@pytest.mark.parametrize("seed", ["x", 1.5, True, -1])
+def test_random_split_rejects_a_seed_that_is_not_a_non_negative_integer(seed):
+    df = pd.DataFrame({"user": np.repeat(np.arange(10), 10), "item": np.arange(100)})
+    with pytest.raises(ConfigError, match=f"seed must be a non-negative integer, got {seed!r}"):
+        random_split(df, seed=seed)
+    assert len(random_split(df, seed=np.int64(3))[0]) == 70  # numpy integers are integers
+
+
 def test_from_dataframe_column_collision_and_string_ratings():
     df = pd.DataFrame({"user": [9, 9, 9], "uid": [0, 1, 2], "iid": [0, 0, 1]})
     with pytest.raises(ConfigError, match="already has a 'user' column"):

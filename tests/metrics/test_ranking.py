@@ -97,6 +97,21 @@ def test_evaluate_chunking_options_and_unknown_options(tiny_data):
         evaluate(u, i, tiny_data, "val", per_user=True)  # type: ignore[call-arg]
 
 
+@pytest.mark.parametrize(
+    "u,i,match",
+    [
+        (torch.randn(4, 3), torch.randn(5, 2), "differ in width: 3 vs 2"),
+        (torch.randn(4, 3).long(), torch.randn(5, 3).long(), "user_emb must be a 2-D floating"),
+        (torch.randn(4), torch.randn(5, 3), r"user_emb .* shape \(4,\)"),
+        (torch.randn(4, 3), [[0.0] * 3] * 5, "item_emb .* got list"),
+        (torch.randn(3, 3), torch.randn(5, 3), "embeddings are for 3 users / 5 items"),
+    ],
+)
+def test_evaluate_names_embeddings_of_the_wrong_shape_or_kind(tiny_data, u, i, match):
+    with pytest.raises(ConfigError, match=match):
+        evaluate(u, i, tiny_data, "test")
+
+
 def _const_scores(users, n=5):
     return torch.arange(n, 0, -1, dtype=torch.float).expand(users.numel(), n).clone()
 

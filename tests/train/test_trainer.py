@@ -96,6 +96,15 @@ def test_model_for_other_data_is_refused():
         Trainer(GraphCF.mf(3, 3), data, get_loss("bpr"))
 
 
+def test_a_loss_or_config_of_the_wrong_kind_is_named():
+    data = synthetic()
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    with pytest.raises(ConfigError, match=r"loss must be a CFLoss .* got MSELoss"):
+        Trainer(model, data, torch.nn.MSELoss())
+    with pytest.raises(ConfigError, match=r"config must be a TrainConfig .* got dict"):
+        Trainer(model, data, get_loss("bpr"), {"epochs": 1})
+
+
 @pytest.mark.skipif(data_dir("ml-1m") is None, reason="ML-1M not present")
 def test_short_real_data_run_beats_popularity_ml1m():
     """CI's short real-data run: LightGCN + in-batch SSM on ML-1M for 150 steps."""
