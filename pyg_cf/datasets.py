@@ -111,6 +111,12 @@ def load(
     if info.fmt == "lightgcn":
         data = from_lightgcn_files(path, val_ratio=val_ratio, seed=seed, name=info.name)
     else:
+        if val_ratio:
+            log.warning(
+                "%s ships its own validation split (valid.txt); val_ratio=%s is not used",
+                info.name,
+                val_ratio,
+            )
         data = from_edge_list_files(
             path / "train.txt",
             test_path=path / "test.txt",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -118,6 +119,12 @@ def from_splits(
 def _check_policy(cold_start: str) -> None:
     if cold_start not in ("keep", "drop", "error"):
         raise ConfigError(f"cold_start must be 'keep', 'drop' or 'error', got {cold_start!r}")
+
+
+def _check_val_ratio(val_ratio: float) -> None:
+    """A carve's fraction: ``0`` (no carve) or a fraction of each user's training rows."""
+    if isinstance(val_ratio, bool) or not isinstance(val_ratio, Real) or not 0 <= val_ratio < 1:
+        raise ConfigError(f"val_ratio must be a number in [0, 1) (0: no carve), got {val_ratio!r}")
 
 
 def _from_frames(
@@ -264,6 +271,7 @@ def from_lightgcn_files(
             under ``'drop'``).
     """
     _check_policy(cold_start)
+    _check_val_ratio(val_ratio)
     root = os.fspath(root)
     train, _ = read_adjacency_list_with_lines(os.path.join(root, train_file))
     test_path = os.path.join(root, test_file)
@@ -301,6 +309,7 @@ def from_edge_list_files(
             leaves cold are kept (dropped under ``'drop'``).
     """
     _check_policy(cold_start)
+    _check_val_ratio(val_ratio)
     if val_path is not None and val_ratio > 0:
         raise ConfigError("give val_path or val_ratio (a carve from training), not both")
 

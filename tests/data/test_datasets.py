@@ -23,9 +23,23 @@ def test_ml1m_with_carved_validation():
 
 
 @pytest.mark.skipif(data_dir("citeulike") is None, reason="CiteULike files not present")
-def test_citeulike_edge_lists():
+def test_citeulike_edge_lists(caplog):
     data = datasets.load("citeulike")
     assert held_out_edges(data, "val").size(1) == 18_727
+    data = datasets.load("citeulike", val_ratio=0.1)  # its own split, with a warning
+    assert held_out_edges(data, "val").size(1) == 18_727
+    assert "ships its own validation split (valid.txt); val_ratio=0.1 is not used" in caplog.text
+
+
+@pytest.mark.parametrize("val_ratio", [-0.1, 1.0, "0.1", True, float("nan")])
+def test_a_bad_val_ratio_is_named_before_reading(tmp_path, val_ratio):
+    from pyg_cf.data import from_edge_list_files, from_lightgcn_files
+
+    match = rf"val_ratio must be a number in \[0, 1\) \(0: no carve\), got {val_ratio!r}"
+    with pytest.raises(ConfigError, match=match):  # tmp_path holds no files: checked first
+        from_lightgcn_files(tmp_path, val_ratio=val_ratio)
+    with pytest.raises(ConfigError, match=match):
+        from_edge_list_files(tmp_path / "train.txt", tmp_path / "test.txt", val_ratio=val_ratio)
 
 
 def test_unknown_dataset_lists_names():
