@@ -100,6 +100,9 @@ class Cell:
     sampling: str = "edge"
     user_block_size: int | None = None  # with sampling='user_blocks' (probes may set it)
     batch_size: int = 2048  # the protocol's; probes may change it
+    # None: Xavier-uniform tables (the protocol's); a number: N(0, init_std²) entries, the
+    # LightGCN authors' PyTorch port's init at 0.1 (probes may set it)
+    init_std: float | None = None
     # seed of the initialisation and of the training draws (batches, negatives); the
     # validation carve and the split stay seed 0 for every cell: probes may change it
     seed: int = 0
@@ -697,6 +700,8 @@ def run_cell(
     data = datasets.load(cell.dataset, val_ratio=0.0 if refit else 0.1, seed=0)
     seed_everything(cell.seed)
     mkw = dict(cell.model_kwargs)
+    if cell.init_std is not None:
+        mkw["init_std"] = cell.init_std
     model = GraphCF.from_data(data, cell.model, **mkw)
     loss_kwargs = {**cell.loss_kwargs, **(overrides or {})}
     loss = get_loss(cell.loss, **loss_kwargs)

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alpha0", type=float, default=None, help="SVD++ target exponent")
     t.add_argument("--alpha1", type=float, default=None, help="SVD++ source exponent")
     t.add_argument("--dim", type=int, default=64)
+    t.add_argument(
+        "--init-std",
+        type=float,
+        default=None,
+        help="draw the embedding tables from N(0, STD^2) instead of Xavier-uniform",
+    )
     t.add_argument("--loss", default="ssm")
     t.add_argument("--tau", type=float, default=None, help="softmax temperature")
     t.add_argument(
@@ -193,6 +199,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from pyg_cf.train import Callback, TrainConfig, Trainer, seed_everything
 
     mkw: dict[str, Any] = {"embedding_dim": args.dim}
+    if args.init_std is not None:
+        mkw["init_std"] = args.init_std
     if args.model == "lightgcn":
         mkw["num_layers"] = args.layers
     if args.model.startswith("svdpp"):

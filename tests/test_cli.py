@@ -181,3 +181,19 @@ def test_bad_loss_settings_fail_before_the_data_is_loaded(monkeypatch, capsys, e
     argv = [*BASE.replace("--loss bpr", "--loss ssm").split(), "--epochs", "1", *extra]
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_init_std_flag_reaches_the_model(monkeypatch):
+    from pyg_cf.nn import GraphCF
+
+    seen = []
+    build = GraphCF.from_data.__func__
+
+    def spy(cls, data, model="lightgcn", **kw):
+        seen.append(kw.get("init_std"))
+        return build(cls, data, model, **kw)
+
+    monkeypatch.setattr(GraphCF, "from_data", classmethod(spy))
+    assert cli.main([*BASE.split(), "--epochs", "1", "--init-std", "0.1"]) == 0
+    assert cli.main([*BASE.split(), "--epochs", "1"]) == 0
+    assert seen == [0.1, None]

@@ -680,6 +680,24 @@ def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
         probe.probe("nope", "lr", 1e-4, 1, tmp_path / "probes")
 
 
+def test_a_probe_of_init_std_reaches_the_model(probe, tmp_path, monkeypatch):
+    from pyg_cf.nn import GraphCF
+
+    seen = []
+    build = GraphCF.from_data.__func__
+
+    def spy(cls, data, model="lightgcn", **kw):
+        m = build(cls, data, model, **kw)
+        seen.append((kw.get("init_std"), m.init_std, float(m.user_embedding.weight.std())))
+        return m
+
+    monkeypatch.setattr(GraphCF, "from_data", classmethod(spy))
+    out = probe.probe("t9-mf-ssm", "init_std", 0.1, 1, tmp_path / "p")
+    assert out.name == "t9-mf-ssm-init_std=0.1-1ep.json"
+    (asked, kept, std), *_ = seen
+    assert asked == kept == 0.1 and std == pytest.approx(0.1, rel=0.2)
+
+
 @pytest.fixture
 def val_ratios(monkeypatch):
     """The ``val_ratio`` of every ``datasets.load`` call, in order (0.0: the full training

@@ -117,6 +117,40 @@ def test_xavier_initialisation():
     m = GraphCF.mf(1000, 500, 64)
     bound = (6 / (1000 + 64)) ** 0.5
     assert m.user_embedding.weight.abs().max() <= bound + 1e-6
+    # the default draws exactly what it drew before init_std existed: users, then items
+    torch.manual_seed(3)
+    m = GraphCF.lightgcn(1000, 500, 64)
+    torch.manual_seed(3)
+    torch.nn.Embedding(1000, 64), torch.nn.Embedding(500, 64)  # their own draws come first
+    u, i = torch.empty(1000, 64), torch.empty(500, 64)
+    torch.nn.init.xavier_uniform_(u)
+    torch.nn.init.xavier_uniform_(i)
+    assert torch.equal(m.user_embedding.weight, u) and torch.equal(m.item_embedding.weight, i)
+
+
+@pytest.mark.parametrize("builder", ["mf", "svdpp-user", "svdpp-item", "lightgcn"])
+def test_normal_initialisation_with_init_std(builder):
+    edge_index = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    make = {
+        "mf": GraphCF.mf,
+        "svdpp-user": GraphCF.svdpp_user,
+        "svdpp-item": GraphCF.svdpp_item,
+        "lightgcn": GraphCF.lightgcn,
+    }[builder]
+    torch.manual_seed(0)
+    m = make(2000, 3000, 64, edge_index=edge_index, init_std=0.1)
+    for table in (m.user_embedding.weight, m.item_embedding.weight):
+        assert abs(float(table.mean())) < 2e-3
+        assert float(table.std()) == pytest.approx(0.1, rel=0.02)
+    assert "init_std=0.1" in repr(m)
+    m.reset_parameters()  # a reset draws from the same distribution
+    assert float(m.item_embedding.weight.std()) == pytest.approx(0.1, rel=0.02)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("inf"), float("nan"), "0.1", True])
+def test_init_std_is_checked(bad):
+    with pytest.raises(ConfigError, match="init_std must be None or a positive number"):
+        GraphCF.lightgcn(10, 10, init_std=bad)
 
 
 @pytest.mark.parametrize("model", ["lightgcn", "svdpp-user"])
