@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,7 @@ class GraphCF(nn.Module):
         super().__init__()
         if init_std is not None and (
             isinstance(init_std, bool)
-            or not isinstance(init_std, (int, float))
+            or not isinstance(init_std, Real)
             or not 0 < init_std < math.inf
         ):
             raise ConfigError(f"init_std must be None or a positive number, got {init_std!r}")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -143,6 +144,7 @@ def test_normal_initialisation_with_init_std(builder):
         assert abs(float(table.mean())) < 2e-3
         assert float(table.std()) == pytest.approx(0.1, rel=0.02)
     assert "init_std=0.1" in repr(m)
+    assert GraphCF.mf(5, 5, init_std=np.float32(0.1)).init_std == pytest.approx(0.1)
     m.reset_parameters()  # a reset draws from the same distribution
     assert float(m.item_embedding.weight.std()) == pytest.approx(0.1, rel=0.02)
 
