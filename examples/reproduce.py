@@ -760,6 +760,7 @@ def run_cell(
     hist = trainer.fit(
         on_epoch=lambda r: print(
             f"[{name}] epoch {r['epoch']} loss {r['loss']:.4f} "
+            + (f"l2 {r['l2']:.5f} " if "l2" in r else "")
             + " ".join(f"{k} {v:.4f}" for k, v in r.items() if k.endswith("recall@20")),
             flush=True,
         )

@@ -248,6 +248,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
     def report(row: dict[str, Any]) -> None:
         parts = [f"epoch {row['epoch']:3d}", f"loss {row['loss']:.4f}", f"{row['train_s']:.1f}s"]
+        if "l2" in row:  # the L2 penalty, which the loss excludes
+            parts.insert(2, f"l2 {row['l2']:.5f}")
         if "tau0" in row:
             parts.append(f"tau0 {row['tau0']:.4f}")
         for split in ("val", "test"):

@@ -211,12 +211,13 @@ def test_cuda_graph_steps_match_eager_steps(model_name, loss, kwargs, sampling, 
     if dropout:  # the dropout masks come from the graph's RNG offsets: same law, not bits
         assert h_graph["loss"].iloc[-1] < h_graph["loss"].iloc[0]
         return
-    torch.testing.assert_close(
-        torch.tensor(h_graph["loss"].to_list()),
-        torch.tensor(h_eager["loss"].to_list()),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    for column in ("loss", "l2"):  # the L2 penalty is read from the graph's outputs too
+        torch.testing.assert_close(
+            torch.tensor(h_graph[column].to_list()),
+            torch.tensor(h_eager[column].to_list()),
+            rtol=1e-4,
+            atol=1e-5,
+        )
     for p_e, p_g in zip(eager.model.parameters(), graph.model.parameters()):
         torch.testing.assert_close(p_g, p_e, rtol=1e-3, atol=1e-4)
     assert h_graph["test_recall@20"].iloc[-1] == pytest.approx(

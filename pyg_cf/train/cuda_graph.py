@@ -66,7 +66,7 @@ class GraphedStep:
     r"""One training step captured as a CUDA graph and replayed per batch.
 
     Args:
-        step: ``step(cb) -> (batch, loss)``: the forward pass, loss, backward pass and
+        step: ``step(cb) -> (batch, loss, l2)``: the forward pass, loss, backward pass and
             optimizer step of one :class:`~pyg_cf.loader.CFBatch` (gradients must be
             written, not accumulated: the caller zeroes them with ``set_to_none=True``
             before the step and the step's backward allocates them, inside the graph).
@@ -76,7 +76,7 @@ class GraphedStep:
 
     def __init__(
         self,
-        step: Callable[[CFBatch], tuple[LossBatch, Tensor]],
+        step: Callable[[CFBatch], tuple[LossBatch, Tensor, Tensor]],
         zero_grad: Callable[[], None],
         warmup: int = 3,
     ) -> None:
@@ -89,15 +89,15 @@ class GraphedStep:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._signature: tuple[Any, ...] | None = None
         self._static: dict[str, Tensor | None] = {}
-        self._out: tuple[LossBatch, Tensor] | None = None
+        self._out: tuple[LossBatch, Tensor, Tensor] | None = None
 
     def reset(self) -> None:
         """Drop the recorded graph: the next batch is recorded anew (the trainer resets at
         every epoch start, after Python state that the step reads may have changed)."""
         self._graph, self._signature, self._out, self._static = None, None, None, {}
 
-    def __call__(self, cb: CFBatch) -> tuple[LossBatch, Tensor] | None:
-        """Run the step on ``cb`` as a graph replay and return ``(batch, loss)`` — the
+    def __call__(self, cb: CFBatch) -> tuple[LossBatch, Tensor, Tensor] | None:
+        """Run the step on ``cb`` as a graph replay and return ``(batch, loss, l2)`` — the
         graph's static outputs, overwritten by the next replay. The first batch after
         :meth:`reset` is recorded; later batches replay it if they have its shapes. During
         warm-up the step runs eagerly here and its outputs are returned. ``None``: ``cb``

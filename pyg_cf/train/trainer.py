@@ -186,6 +186,10 @@ class Trainer:
         self.collisions = 0
         self.last_batch: CFBatch | None = None
         self._graphed: GraphedStep | None = None
+        # mean L2 penalty per step of the last epoch (None without ``l2_reg``); the loss that
+        # train_epoch returns excludes it, as the history's "loss" does
+        self.last_epoch_l2: float | None = None
+        self._l2_total = torch.zeros((), device=self.device)
 
     def _make_loader(self) -> InteractionLoader:
         cfg, model = self.config, self.model
@@ -399,7 +403,8 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:
-        """One pass over the training edges; returns the mean loss."""
+        """One pass over the training edges; returns the mean loss (without the L2 penalty,
+        whose mean per step is then in :attr:`last_epoch_l2`)."""
         self.model.train()
         total, n = 0.0, 0
         show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
@@ -410,6 +415,8 @@ class Trainer:
         graphed = self._graphed_step()
         if graphed is not None:  # capture anew: the epoch's schedule may have changed state
             graphed.reset()
+        # the L2 penalty is summed on the device (read once, after the epoch: no host sync)
+        self._l2_total, self.last_epoch_l2 = torch.zeros((), device=self.device), None
         for step, idx in enumerate(bar):
             batch, loss, value = self.train_step(idx, step)
             for cb in self.callbacks:
@@ -418,6 +425,8 @@ class Trainer:
             n += 1
             if show and step % 20 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
+        if self.config.l2_reg > 0:
+            self.last_epoch_l2 = float(self._l2_total) / max(n, 1)
         return total / max(n, 1)
 
     def train_step(self, idx: Tensor, step: int = 0) -> tuple[LossBatch, Tensor, float]:
@@ -435,7 +444,8 @@ class Trainer:
         graphed = self._graphed_step()
         out = graphed(cb) if graphed is not None else None
         if out is not None:  # already stepped, inside the graph
-            batch, loss = out
+            batch, loss, reg = out
+            self._l2_total += reg.detach()  # before the next replay overwrites it
             value = float(loss.detach())
             if not math.isfinite(value):
                 self._raise_non_finite(value, step, stepped=True)
@@ -448,6 +458,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         (loss + reg).backward()
         self.optimizer.step()
+        self._l2_total += reg.detach()
         return batch, loss, value
 
     def _raise_non_finite(self, value: float, step: int, stepped: bool) -> None:
@@ -462,13 +473,14 @@ class Trainer:
             "learning rate or check the inputs"
         )
 
-    def _graph_step(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
-        """One whole training step of ``cb`` (what a CUDA graph captures)."""
+    def _graph_step(self, cb: CFBatch) -> tuple[LossBatch, Tensor, Tensor]:
+        """One whole training step of ``cb`` (what a CUDA graph captures): its batch, loss
+        and L2 penalty."""
         batch, reg = self.embed_batch(cb)
         loss = self.loss(batch)
         (loss + reg).backward()
         self.optimizer.step()
-        return batch, loss
+        return batch, loss, reg.detach()
 
     def _graphed_step(self) -> GraphedStep | None:
         """The CUDA-graph step runner when ``config.cuda_graphs`` (made on first use, after
@@ -556,7 +568,9 @@ class Trainer:
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
         """Train until ``epochs``, early stopping or the time budget; returns the history
-        (one row per epoch: loss, time, and metrics at evaluation epochs)."""
+        (one row per epoch: the mean loss without the L2 penalty, ``l2`` — the mean L2
+        penalty per step, when ``l2_reg`` > 0; reference codes such as LightGCN's log their
+        sum — time, and metrics at evaluation epochs)."""
         cfg = self.config
         if self.epoch == 0:
             seed_everything(cfg.seed)
@@ -579,6 +593,8 @@ class Trainer:
                 "loss": loss,
                 "train_s": time.perf_counter() - t0,
             }
+            if self.last_epoch_l2 is not None:  # reference codes log loss + this
+                row["l2"] = self.last_epoch_l2
             if self.loader.mask_in_batch:  # in-batch negatives that were own positives
                 row["in_batch_collisions"] = self.collisions - collisions
             if cfg.lr_milestones:

@@ -251,6 +251,35 @@ def test_sparse_l2_lookups_give_the_dense_step(kind, mode, shared):
         assert torch.allclose(a, b, atol=1e-7)
 
 
+@pytest.mark.parametrize("l2_reg", [0.0, 1e-2])
+def test_history_logs_the_mean_l2_penalty_per_step(l2_reg):
+    """``l2`` is the mean over an epoch's steps of the penalty each step added to the loss
+    (reference codes log loss + penalty; our ``loss`` column excludes it); none without L2."""
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=2)
+    cfg = TrainConfig(epochs=2, batch_size=100, l2_reg=l2_reg, lr=0.05, progress=False)
+    tr = Trainer(m, data, get_loss("bpr"), cfg)
+    seen: list[tuple[int, float]] = []
+    embed = tr.embed_batch
+
+    def recording(cb):  # type: ignore[no-untyped-def]
+        batch, reg = embed(cb)
+        seen.append((tr.epoch, float(reg.detach())))
+        return batch, reg
+
+    tr.embed_batch = recording  # type: ignore[method-assign]
+    hist = tr.fit()
+    if l2_reg == 0:
+        assert "l2" not in hist and tr.last_epoch_l2 is None
+        return
+    for epoch in (1, 2):
+        regs = [r for e, r in seen if e == epoch]
+        assert len(regs) == tr._steps() > 1 and min(regs) > 0
+        assert hist["l2"].iloc[epoch - 1] == pytest.approx(sum(regs) / len(regs), rel=1e-5)
+    assert hist["l2"].iloc[1] != hist["l2"].iloc[0]  # the weights moved between epochs
+
+
 def test_l2_layers_is_checked():
     with pytest.raises(ConfigError, match="l2_layers"):
         TrainConfig(l2_layers="final")
