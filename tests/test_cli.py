@@ -201,7 +201,7 @@ def test_init_std_flag_reaches_the_model(monkeypatch):
 
 def test_epoch_lines_and_history_carry_the_l2_penalty(tmp_path, capsys):
     out = tmp_path / "l2.json"
-    argv = BASE.replace(" --quiet", "").split() + ["--epochs", "1", "--l2", "1e-2"]
+    argv = [*BASE.replace(" --quiet", "").split(), "--epochs", "1", "--l2", "1e-2"]
     assert cli.main([*argv, "--output", str(out)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch"))
     row = json.loads(out.read_text())["history"][0]

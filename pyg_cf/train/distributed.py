@@ -242,10 +242,16 @@ class DistributedTrainer(Trainer):
                 offset += n
 
     def train_epoch(self) -> float:
-        """One pass; returns the loss averaged over ranks."""
-        value = torch.tensor([super().train_epoch()], dtype=torch.float64, device=self.device)
+        """One pass; returns the loss averaged over ranks (and sets ``last_epoch_l2`` to the
+        ranks' average L2 penalty)."""
+        loss = super().train_epoch()
+        l2 = self.last_epoch_l2
+        value = torch.tensor([loss, l2 or 0.0], dtype=torch.float64, device=self.device)
         dist.all_reduce(value, group=self.group)
-        return float(value) / self.world_size
+        value /= self.world_size
+        if l2 is not None:
+            self.last_epoch_l2 = float(value[1])
+        return float(value[0])
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
