@@ -51,10 +51,11 @@ log = logging.getLogger(__name__)
 FORMAT = "pyg-cf-checkpoint-2"
 
 # Settings that may change between the interrupted and the resumed run without changing
-# what is computed (a longer run, another output folder, ...).
+# what is computed (a longer run, a later or earlier early stop, another output folder, ...).
 _FREE_SETTINGS = {
     "epochs",
     "min_epochs",
+    "patience",
     "checkpoint_dir",
     "progress",
     "time_budget_s",

@@ -267,14 +267,18 @@ def test_checkpoint_from_another_device_resumes_with_a_warning(tmp_path, caplog,
     assert len(other.fit()) == 2
 
 
-def test_resuming_an_early_stopped_run_stays_stopped(tmp_path):
-    """The checkpoint of the evaluation that stopped a run resumes to the same run: no
-    further epoch is trained (it could even move the selected best weights)."""
+def _two_cluster_data():
     users = torch.randint(60, (1500,), generator=torch.Generator().manual_seed(0))
     items = torch.randint(20, (1500,), generator=torch.Generator().manual_seed(1))
     items = items + (users % 2) * 20
     df = pd.DataFrame({"user": users.numpy(), "item": items.numpy()})
-    data = from_dataframe(df, ratios=(0.7, 0.1, 0.2), seed=0)
+    return from_dataframe(df, ratios=(0.7, 0.1, 0.2), seed=0)
+
+
+def test_resuming_an_early_stopped_run_stays_stopped(tmp_path):
+    """The checkpoint of the evaluation that stopped a run resumes to the same run: no
+    further epoch is trained (it could even move the selected best weights)."""
+    data = _two_cluster_data()
 
     def make():
         torch.manual_seed(0)
@@ -294,6 +298,34 @@ def test_resuming_an_early_stopped_run_stays_stopped(tmp_path):
     assert len(again) == len(hist)
     pd.testing.assert_frame_equal(metrics_only(again), metrics_only(hist))
     assert torch.equal(resumed.model.embeddings()[0], first.model.embeddings()[0])
+
+
+def test_a_larger_patience_on_resume_continues_as_an_uninterrupted_run(tmp_path, caplog):
+    """Patience only decides when to stop, not what an epoch computes: a run stopped early
+    at patience 1 and resumed with patience 4 equals the run made with patience 4 from the
+    start, and the resume does not warn about changed settings."""
+    data = _two_cluster_data()
+
+    def make(patience, ckpt):
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(
+            epochs=30, batch_size=64, lr=0.05, patience=patience, progress=False,
+            checkpoint_dir=ckpt,
+        )  # fmt: skip
+        return Trainer(model, data, get_loss("bpr"), cfg)
+
+    straight = make(4, None)
+    hist = straight.fit()
+    short = make(1, str(tmp_path)).fit()
+    assert len(short) < len(hist)  # the smaller patience stopped first
+    resumed = make(4, str(tmp_path))
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        assert load_checkpoint(resumed, tmp_path / "last.pt") == len(short)
+    assert "changed settings" not in caplog.text
+    again = resumed.fit()
+    pd.testing.assert_frame_equal(metrics_only(again), metrics_only(hist))
+    assert torch.equal(resumed.model.embeddings()[0], straight.model.embeddings()[0])
 
 
 @pytest.mark.parametrize(
