@@ -155,8 +155,8 @@ LIGHTGCN_PAIRWISE: dict[str, Any] = {
 # LightGCN + BPR: LightGCN's own code evaluates every 20 epochs and stops after 5 evaluations
 # without a better Recall@20 (on test; here on validation): a 100-epoch patience. With 4
 # evaluations 5 epochs apart, a curve still rising ~1e-4 NDCG@20 per 5 epochs after 250 epochs
-# would stop on the first 20-epoch flat stretch. (Set 2026-12-06 at epoch ~260 of the resumable
-# CPU run, while its count of evaluations without improvement was 0: the run is the one an
+# would stop on the first 20-epoch flat stretch. (Set 2026-12-06; the resumable CPU run took it
+# up at epoch 275 with its count of evaluations without improvement at 0: the run is the one an
 # uninterrupted patience of 20 gives.)
 LIGHTGCN_BPR: dict[str, Any] = {**LIGHTGCN_PAIRWISE, "patience": 20}
 # the sampled-softmax paper's coarse τ grid (issue 8): then a finer one around the winner
