@@ -91,6 +91,38 @@ def test_every_loss_gives_the_cpu_value_on_one_batch(name):
         torch.testing.assert_close(grad_gpu.cpu(), grad_cpu, atol=1e-4, rtol=1e-3)
 
 
+def test_softmax_masking_with_a_cpu_pair_index_moves_it_once():
+    """A ``positives`` index built on the CPU and given to the loss: the masked full softmax
+    on the device equals the CPU value, and the index is moved once, not at every step."""
+    from pyg_cf.data.graph import train_edges
+    from pyg_cf.data.pairs import UserItemIndex
+
+    data = random_data(seed=4)
+    seed_everything(0)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+    nu, ni = data["user"].num_nodes, data["item"].num_nodes
+    index = UserItemIndex(train_edges(data), nu, ni)
+    loss = get_loss("softmax", mask_positives=True, positives=index)
+    tr = Trainer(model, data, loss, _cfg(sampling="user_blocks"))
+    batch, _ = tr.make_batch(next(iter(tr.batches())))
+    value_cpu = loss(batch)
+    fields = batch.__dataclass_fields__
+    gbatch = type(batch)(
+        **{
+            f: getattr(batch, f).detach().to(DEVICE)
+            if isinstance(getattr(batch, f), torch.Tensor)
+            else getattr(batch, f)
+            for f in fields
+        }
+    )
+    gloss = get_loss("softmax", mask_positives=True, positives=index)
+    torch.testing.assert_close(gloss(gbatch).cpu(), value_cpu.detach(), atol=1e-4, rtol=1e-4)
+    moved = gloss.positives
+    assert moved.keys.device.type == KIND
+    gloss(gbatch)
+    assert gloss.positives is moved
+
+
 @pytest.mark.parametrize(
     ("sampling", "mode", "loss", "kwargs"),
     [

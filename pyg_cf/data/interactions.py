@@ -102,9 +102,10 @@ def encode_ids(
 
     Args:
         *frames: Frames with ``user`` and ``item`` columns.
-        keep_dense: If ``True`` and the raw ids are already integers ``0..n-1`` (as in the
-            LightGCN releases), keep them unchanged so ``n`` counts every id up to the
-            largest one, including ids without interactions.
+        keep_dense: If ``True`` and the raw ids are already non-negative integers
+            ``0..n-1`` (as in the LightGCN releases), keep them unchanged so ``n`` counts
+            every id up to the largest one, including ids without interactions (with a
+            negative id the ids are mapped as without ``keep_dense``).
 
     Returns:
         The re-encoded frames (same order) and the :class:`IdMap`.
@@ -116,7 +117,12 @@ def encode_ids(
     maps = {}
     for col in ("user", "item"):
         values = pd.concat([df[col] for df in frames], ignore_index=True)
-        if keep_dense and pd.api.types.is_integer_dtype(values) and len(values) > 0:
+        if (
+            keep_dense
+            and pd.api.types.is_integer_dtype(values)
+            and len(values) > 0
+            and int(values.min()) >= 0  # negative ids have no place in 0..n-1: map them
+        ):
             n = int(values.max()) + 1
             maps[col] = np.arange(n, dtype=np.int64)
         else:

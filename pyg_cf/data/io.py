@@ -152,9 +152,15 @@ def read_adjacency_list_with_lines(
                 raise ValueError(line)
             ids = np.array(tokens, dtype=np.int64)
         except (ValueError, OverflowError):
-            for k, tok in enumerate(tokens):
-                _parse_int(tok, spath, lineno, "user" if k == 0 else f"item #{k}")
-            raise DataFormatError("could not parse line", spath, lineno) from None
+            # the strict parser names the bad field; a line of valid ids that numpy did not
+            # take (non-ASCII white space between them) is kept as parsed here
+            ids = np.array(
+                [
+                    _parse_int(tok, spath, lineno, "user" if k == 0 else f"item #{k}")
+                    for k, tok in enumerate(tokens)
+                ],
+                dtype=np.int64,
+            )
         if (ids < 0).any():
             k = int(np.nonzero(ids < 0)[0][0])
             raise DataFormatError(

@@ -32,7 +32,15 @@ from pyg_cf.data.graph import degrees, held_out_edges, train_edges
 from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.diagnostics.embeddings import EmbeddingSource, final_embeddings
 from pyg_cf.errors import ConfigError
-from pyg_cf.metrics.ranking import _chunk_size, _GemmScores, mask_seen, topk_indices
+from pyg_cf.metrics.ranking import (
+    _chunk_size,
+    _GemmScores,
+    check_embedding_pair,
+    check_no_nan_rows,
+    mask_seen,
+    positive_index,
+    topk_indices,
+)
 
 __all__ = ["LongTailRecall", "item_groups", "long_tail_recall"]
 
@@ -130,11 +138,7 @@ def long_tail_recall(
         raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
     u_emb, i_emb = final_embeddings(model_or_embeddings)
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
-    if u_emb.size(0) != nu or i_emb.size(0) != ni:
-        raise ConfigError(
-            f"embeddings are for {u_emb.size(0)} users / {i_emb.size(0)} items but the data "
-            f"has {nu} / {ni}"
-        )
+    check_embedding_pair(u_emb, i_emb, nu, ni)
     if not 1 <= k <= ni:
         raise ConfigError(f"k must lie in [1, {ni}], got {k}")
     if similarity == "cos":
@@ -148,21 +152,24 @@ def long_tail_recall(
     positives = held_out_edges(data, split)
     if positives.numel() == 0:
         raise ConfigError(f"data has no {split} positives")
-    pos = UserItemIndex(positives.to(dev), nu, ni)
+    pos = positive_index(positives.to(dev), nu, ni, "long_tail_recall")
     masks = [UserItemIndex(s.to(dev), nu, ni) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     chunk = _chunk_size(memory_budget_mb, ni, dev)
     scorer = _GemmScores(u_emb, i_emb, chunk)
     contrib = torch.zeros(groups, dtype=torch.float64, device=dev)
+    nan_rows = torch.zeros((), dtype=torch.long, device=dev)  # read once, after the loop
     for start in range(0, users_all.numel(), chunk):
         users = users_all[start : start + chunk]
         scores = scorer(users).float()
         for m in masks:
             mask_seen(scores, users, m)
         top = topk_indices(scores, k)
+        nan_rows += scores.gather(1, top).isnan().any(dim=1).sum()
         hits = pos.contains(users.unsqueeze(1), top) & (top < ni)
         weight = hits.double() / pos.counts[users].double().unsqueeze(1)  # 1/|T_u| per hit
         contrib.index_add_(0, group[top.clamp(max=ni - 1)].view(-1), weight.view(-1))
+    check_no_nan_rows(nan_rows, users_all.numel())
     contrib /= max(users_all.numel(), 1)
     group_cpu = group.cpu()
     deg = item_deg.cpu()

@@ -393,7 +393,10 @@ class SoftmaxLoss(CFLoss):
                 "softmax with mask_positives=True needs the training pairs: pass "
                 "positives=UserItemIndex(...) or set batch.positives"
             )
-        index = index.to(device) if index.keys.device != device else index
+        if index.keys.device != device:
+            index = index.to(device)
+            if self.positives is not None:
+                self.positives = index  # moved once, not copied at every step
         row, item = index.gather(users)
         mask = torch.zeros(users.numel(), num_items, dtype=torch.bool, device=device)
         mask[row, item] = True
@@ -426,7 +429,7 @@ class SoftmaxLoss(CFLoss):
             mask = self._positives_mask(batch, batch.users[share[0]], num_items, u.device)
             # exact only if each row's positive is among its user's masked positives and
             # no user has every item as a positive
-            if not (bool(mask[share[1], batch.pos_items].all()) and bool((~mask).any(1).all())):
+            if not bool(mask[share[1], batch.pos_items].all() & (~mask).any(1).all()):
                 share = mask = None
         if share is not None and mask is None and split:
             share = None  # a shared row cannot hold each row's own positive at tau_p

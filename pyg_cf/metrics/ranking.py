@@ -185,6 +185,64 @@ def _chunk_size(
     return max(1, min(_MAX_CHUNK[kind], int(budget * 2**20 / (num_items * 5))))
 
 
+def positive_index(positives: Tensor, num_users: int, num_items: int, caller: str) -> UserItemIndex:
+    """The index of the held-out pairs :math:`T_u`, each ``(user, item)`` pair once:
+    :math:`T_u` is a set, and a repeated pair would count twice in :math:`|T_u|` but could
+    only be hit once. A repeat is logged (naming ``caller``), never an error."""
+    pos = UserItemIndex.cached(positives, num_users, num_items)
+    if pos.keys.numel() > 1 and bool((pos.keys[1:] == pos.keys[:-1]).any()):
+        unique = torch.unique(positives, dim=1)
+        log.warning(
+            "%s: positives repeat %d (user, item) pair(s); each is counted once",
+            caller,
+            positives.size(1) - unique.size(1),
+        )
+        pos = UserItemIndex(unique, num_users, num_items)
+    return pos
+
+
+def check_no_nan_rows(nan_rows: Tensor, num_users: int) -> None:
+    """Raise if any ranked user had a NaN among its top-K scores (``nan_rows``: their count,
+    a device scalar read here once)."""
+    if int(nan_rows):
+        raise PygCFError(
+            f"scores are NaN for {int(nan_rows)} of {num_users} users (diverged or "
+            "corrupted embeddings?): their rankings, and so the metrics, would be meaningless"
+        )
+
+
+def check_embedding_pair(
+    user_emb: Tensor, item_emb: Tensor, num_users: int, num_items: int
+) -> None:
+    """Clear errors for user / item embeddings that cannot be ranked against each other:
+    not 2-D floating point, different widths, dtypes or devices, or row counts that are not
+    the data's ``num_users`` / ``num_items``."""
+    for name, emb in (("user_emb", user_emb), ("item_emb", item_emb)):
+        if not isinstance(emb, Tensor) or emb.dim() != 2 or not emb.is_floating_point():
+            got = (
+                f"{emb.dtype} tensor of shape {tuple(emb.shape)}"
+                if isinstance(emb, Tensor)
+                else type(emb).__name__
+            )
+            raise ConfigError(f"{name} must be a 2-D floating-point tensor [nodes, dim], got {got}")
+    if user_emb.size(1) != item_emb.size(1):
+        raise ConfigError(
+            f"user and item embeddings differ in width: {user_emb.size(1)} vs {item_emb.size(1)}"
+        )
+    if user_emb.dtype != item_emb.dtype:
+        raise ConfigError(
+            f"user and item embeddings differ in dtype: {user_emb.dtype} vs {item_emb.dtype} "
+            "(cast both to one)"
+        )
+    if user_emb.size(0) != num_users or item_emb.size(0) != num_items:
+        raise ConfigError(
+            f"embeddings are for {user_emb.size(0)} users / {item_emb.size(0)} "
+            f"items but the data has {num_users} / {num_items}"
+        )
+    if user_emb.device != item_emb.device:
+        raise ConfigError("user and item embeddings are on different devices")
+
+
 def evaluate_scores(
     score_fn: Callable[[Tensor], Tensor],
     num_users: int,
@@ -225,15 +283,7 @@ def evaluate_scores(
     if positives.numel() == 0:
         raise ConfigError("positives is empty: no user has a held-out pair to find")
     dev = torch.device(device) if device is not None else positives.device
-    pos = UserItemIndex.cached(positives.to(dev), num_users, num_items)
-    repeated = pos.keys.numel() > 1 and bool((pos.keys[1:] == pos.keys[:-1]).any())
-    if repeated:  # T_u is a set: a repeated pair would count twice in |T_u| but hit once
-        unique = torch.unique(positives.to(dev), dim=1)
-        log.warning(
-            "evaluate_scores: positives repeat %d (user, item) pair(s); each is counted once",
-            positives.size(1) - unique.size(1),
-        )
-        pos = UserItemIndex(unique, num_users, num_items)
+    pos = positive_index(positives.to(dev), num_users, num_items, "evaluate_scores")
     masks = [UserItemIndex.cached(s.to(dev), num_users, num_items) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     if chunk_size is None:
@@ -262,11 +312,7 @@ def evaluate_scores(
             hits &= top < num_items
         for key, val in ranking_metrics_from_hits(hits, pos.counts[users], ks).items():
             per.setdefault(key, []).append(val)
-    if int(nan_rows):
-        raise PygCFError(
-            f"scores are NaN for {int(nan_rows)} of {users_all.numel()} users (diverged or "
-            "corrupted embeddings?): their rankings, and so the metrics, would be meaningless"
-        )
+    check_no_nan_rows(nan_rows, users_all.numel())
     cat = {k: torch.cat(v) for k, v in per.items()}
     means = {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat.items()}
     if per_user:
@@ -308,26 +354,8 @@ def evaluate(
 
     if similarity not in ("ip", "cos"):
         raise ConfigError(f"similarity must be 'ip' or 'cos', got {similarity!r}")
-    for name, emb in (("user_emb", user_emb), ("item_emb", item_emb)):
-        if not isinstance(emb, Tensor) or emb.dim() != 2 or not emb.is_floating_point():
-            got = (
-                f"{emb.dtype} tensor of shape {tuple(emb.shape)}"
-                if isinstance(emb, Tensor)
-                else type(emb).__name__
-            )
-            raise ConfigError(f"{name} must be a 2-D floating-point tensor [nodes, dim], got {got}")
-    if user_emb.size(1) != item_emb.size(1):
-        raise ConfigError(
-            f"user and item embeddings differ in width: {user_emb.size(1)} vs {item_emb.size(1)}"
-        )
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
-    if user_emb.size(0) != nu or item_emb.size(0) != ni:
-        raise ConfigError(
-            f"embeddings are for {user_emb.size(0)} users / {item_emb.size(0)} "
-            f"items but the data has {nu} / {ni}"
-        )
-    if user_emb.device != item_emb.device:
-        raise ConfigError("user and item embeddings are on different devices")
+    check_embedding_pair(user_emb, item_emb, nu, ni)
     u, i = user_emb.detach(), item_emb.detach()
     if similarity == "cos":
         u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)

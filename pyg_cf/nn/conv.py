@@ -70,6 +70,23 @@ def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Te
     return edge_index
 
 
+def _num_targets(x_dst: Tensor | None, edge_index: Any, is_sparse: bool) -> int:
+    """The number of target nodes when no ``size`` is given: ``x_dst``'s rows, else the
+    size the adjacency carries (an ``EdgeIndex``'s ``sparse_size``, an ``adj_t``'s rows)."""
+    if x_dst is not None:
+        return x_dst.size(0)
+    if isinstance(edge_index, SparseTensor):
+        return int(edge_index.sparse_size(0))
+    if is_sparse:
+        return int(edge_index.size(0))
+    if isinstance(edge_index, EdgeIndex) and edge_index.sparse_size(1) is not None:
+        return int(edge_index.sparse_size(1))
+    raise ConfigError(
+        "x = (x_src, None) leaves the number of target nodes open: pass size=(num_src, "
+        "num_dst), or an EdgeIndex with its sparse_size"
+    )
+
+
 def _check_features(x: Any) -> tuple[Tensor, Tensor | None]:
     if isinstance(x, Tensor):
         x = (x, x)
@@ -272,7 +289,7 @@ class BipartiteNormConv(MessagePassing):
         x_src, x_dst = _check_features(x)
         is_sparse = isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index)
         if size is None:
-            size = (x_src.size(0), x_dst.size(0) if x_dst is not None else x_src.size(0))
+            size = (x_src.size(0), _num_targets(x_dst, edge_index, is_sparse))
         else:
             size = _check_size(size)
             if x_src.size(0) != size[0] or (x_dst is not None and x_dst.size(0) != size[1]):
@@ -321,12 +338,14 @@ class BipartiteNormConv(MessagePassing):
                 raise ConfigError("edge_weight is only accepted with an [2, E] edge_index")
             if (
                 isinstance(edge_index, EdgeIndex)
+                and not (edge_weight.requires_grad and torch.is_grad_enabled())
                 and edge_index.is_sorted
                 and self.aggr == "add"
                 and tuple(edge_index.sparse_size()) == tuple(size)
             ):
                 # A sorted subgraph index of known size (neighbor-sampled batches): one CSR
-                # product whose backward uses the index's cached transpose ordering.
+                # product whose backward uses the index's cached transpose ordering (for
+                # constant weights: learnable ones take the message-passing path below).
                 return spmm_edge_index(edge_index, edge_weight, x_src)
             # the output keeps the features' dtype (as on every other path)
             edge_weight = edge_weight.to(x_src.dtype)

@@ -149,18 +149,20 @@ def _sorted_view(edge_index: Any, by: int) -> tuple[Tensor, Tensor, Tensor | Non
 class _EdgeIndexCSR:
     """The forward CSR matrix of an ``EdgeIndex`` with given weights, and (built on first
     use, in the backward pass) its transpose; kept on the index while the same weight
-    tensor is used, so the ``K`` layers of a forward/backward pass share one build."""
+    tensor is used, so the ``K`` layers of a forward/backward pass share one build. It holds
+    no reference to the index (which holds it): the pair is freed as soon as the index is
+    unused, without waiting for the cyclic garbage collector."""
 
     def __init__(self, edge_index: Any, w: Tensor, n_src: int, n_dst: int) -> None:
-        self.edge_index, self.w, self.n_src, self.n_dst = edge_index, w, n_src, n_dst
+        self.w, self.n_src, self.n_dst = w, n_src, n_dst
         dst, src, perm = _sorted_view(edge_index, 1)
         self.a = csr_matrix(_ptr(dst, n_dst), src, w if perm is None else w[perm], (n_dst, n_src))
         self._a_t: Tensor | None = None
 
-    @property
-    def a_t(self) -> Tensor:
+    def a_t(self, edge_index: Any) -> Tensor:
+        """The transpose, from ``edge_index`` (the index this was built from)."""
         if self._a_t is None:
-            src, dst, perm = _sorted_view(self.edge_index, 0)
+            src, dst, perm = _sorted_view(edge_index, 0)
             w = self.w
             self._a_t = csr_matrix(
                 _ptr(src, self.n_src), dst, w if perm is None else w[perm], (self.n_src, self.n_dst)
@@ -170,15 +172,17 @@ class _EdgeIndexCSR:
 
 class _EdgeIndexSpMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, mats: _EdgeIndexCSR) -> Tensor:  # type: ignore[override]
-        ctx.mats = mats
-        return _mm(mats.a, x)
+    def forward(ctx: Any, x: Tensor, mats_and_index: tuple[_EdgeIndexCSR, Any]) -> Tensor:  # type: ignore[override]
+        # the pair is one non-tensor argument: the index is kept for the backward pass by
+        # the autograd graph, not by the matrices cached on it
+        ctx.mats, ctx.edge_index = mats_and_index
+        return _mm(ctx.mats.a, x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
         if not ctx.needs_input_grad[0]:
             return None, None
-        return _mm(ctx.mats.a_t, grad.contiguous()), None
+        return _mm(ctx.mats.a_t(ctx.edge_index), grad.contiguous()), None
 
 
 def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tensor:
@@ -189,8 +193,10 @@ def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tens
     The target-sorted (CSC) ordering of ``edge_index`` gives the forward matrix and its
     source-sorted (CSR) ordering the transpose for the backward pass; both permutations are
     cached on the index by :class:`~torch_geometric.EdgeIndex` (filled once per subgraph,
-    kept by ``flip(0)``), so no call sorts. The gradient flows to ``x_src`` only: edge
-    weights are treated as constants.
+    kept by ``flip(0)``), so no call sorts. The matrices are kept on the index while the
+    same, unmodified weight tensor is passed (an in-place change rebuilds them). The gradient
+    flows to ``x_src`` only: edge weights are treated as constants (the layer routes
+    weights that require a gradient elsewhere).
 
     Args:
         edge_index: A sorted ``EdgeIndex`` with ``sparse_size`` ``(num_src, num_dst)``.
@@ -204,8 +210,13 @@ def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tens
     if x_src.size(0) != n_src:
         raise ValueError(f"x_src has {x_src.size(0)} rows but edge_index has {n_src} sources")
     cache = getattr(edge_index, "_pyg_cf_csr", None)
-    if cache is None or cache[0] is not edge_weight or cache[1].w.dtype != x_src.dtype:
+    if (
+        cache is None
+        or cache[0] is not edge_weight
+        or cache[1] != edge_weight._version  # the same tensor modified in place
+        or cache[2].w.dtype != x_src.dtype
+    ):
         w = edge_weight.detach().to(x_src.dtype)
-        cache = (edge_weight, _EdgeIndexCSR(edge_index, w, n_src, n_dst))
+        cache = (edge_weight, edge_weight._version, _EdgeIndexCSR(edge_index, w, n_src, n_dst))
         edge_index._pyg_cf_csr = cache
-    return _EdgeIndexSpMM.apply(x_src, cache[1])
+    return _EdgeIndexSpMM.apply(x_src, (cache[2], edge_index))

@@ -21,6 +21,17 @@ from pyg_cf.data import (
 from pyg_cf.errors import ConfigError, DataFormatError
 
 
+def test_keep_dense_maps_negative_integer_ids_instead_of_turning_them_into_minus_one():
+    df = pd.DataFrame({"user": [-1, 0, 1], "item": [0, 1, 2]})
+    (enc,), m = encode_ids(df, keep_dense=True)
+    # -1 used to fall outside arange(max + 1) and come back as -1 (read as the last user)
+    assert m.num_users == 3 and enc["user"].tolist() == [0, 1, 2]
+    assert m.users.tolist() == [-1, 0, 1]
+    assert enc["item"].tolist() == [0, 1, 2] and m.num_items == 3  # 0..n-1 kept dense
+    (enc,), m = encode_ids(pd.DataFrame({"user": [0, 3], "item": [1, 2]}), keep_dense=True)
+    assert m.num_users == 4 and enc["user"].tolist() == [0, 3]
+
+
 def test_encode_ids_any_type_and_map_back():
     df = pd.DataFrame({"user": ["b", "a", "b"], "item": [10.5, 3.0, 3.0]})
     (enc,), m = encode_ids(df)

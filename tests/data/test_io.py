@@ -103,6 +103,17 @@ def test_form_feed_is_white_space_not_a_line_break(tmp_path):
     assert df["item"].tolist() == [1, 2]
 
 
+def test_non_ascii_white_space_between_valid_ids_is_read_like_the_edge_list_reader(tmp_path):
+    # a no-break space between ids used to give "could not parse line" with no bad field
+    df = read_adjacency_list(write(tmp_path, "t.txt", "0 1\u00a02\n1\u20033\n"))
+    assert df["user"].tolist() == [0, 0, 1] and df["item"].tolist() == [1, 2, 3]
+    edges = read_edge_list(write(tmp_path, "e.txt", "0 1\u00a0\n1\u20033\n"))
+    assert edges["item"].tolist() == [1, 3]
+    # a bad field next to such a space is still named
+    with pytest.raises(DataFormatError, match=r"line 1.*item #2.*'x'"):
+        read_adjacency_list(write(tmp_path, "b.txt", "0 1\u00a0x\n"))
+
+
 def test_timestamps_are_exact(tmp_path):
     df = read_edge_list(write(tmp_path, "e.txt", "0 1 1 1700000000123456789\n"))
     assert df["timestamp"].tolist() == [1700000000123456789]

@@ -1,10 +1,14 @@
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from pyg_cf.data import degrees
+from pyg_cf.data.graph import build_graph
+from pyg_cf.data.interactions import IdMap
 from pyg_cf.data.synthetic import power_law_bipartite
 from pyg_cf.diagnostics import item_groups, long_tail_recall
-from pyg_cf.errors import ConfigError
+from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.metrics import evaluate
 from pyg_cf.nn import GraphCF
 
@@ -78,3 +82,33 @@ def test_errors(tiny_data):
         long_tail_recall((u, i), tiny_data, k=6)
     with pytest.raises(ConfigError, match="embeddings are for"):
         long_tail_recall((u, torch.randn(4, 2)), tiny_data)
+    with pytest.raises(ConfigError, match="differ in dtype"):
+        long_tail_recall((u, i.double()), tiny_data)
+
+
+def _repeated_test_pair_data():
+    train = pd.DataFrame({"user": [0, 1, 1], "item": [0, 1, 2]})
+    test = pd.DataFrame({"user": [0, 0], "item": [1, 1]})  # one held-out pair, twice
+    return build_graph(train, IdMap(np.arange(2), np.arange(4)), test=test)
+
+
+def test_a_repeated_held_out_pair_counts_once_as_in_evaluate(caplog):
+    # user 0 ranks item 1 first (item 0 is its training item, masked): a hit on |T_0| = 1.
+    # Counted twice, |T_0| was 2 and the groups summed to 0.5, not evaluate's 1.0.
+    data = _repeated_test_pair_data()
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    i = torch.tensor([[5.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    ref = evaluate(u, i, data, ks=(1,))["recall@1"]
+    res = long_tail_recall((u, i), data, k=1, groups=2)
+    assert ref == 1.0
+    assert res.recall == pytest.approx(ref)
+    assert float(res.table["recall"].sum()) == pytest.approx(ref)
+    assert "long_tail_recall: positives repeat 1" in caplog.text
+
+
+def test_nan_scores_are_refused_as_in_evaluate():
+    data = _repeated_test_pair_data()
+    u = torch.tensor([[float("nan"), 0.0], [0.0, 1.0]])
+    i = torch.tensor([[5.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    with pytest.raises(PygCFError, match="NaN for 1 of 1 users"):
+        long_tail_recall((u, i), data, k=1, groups=2)

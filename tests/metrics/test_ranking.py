@@ -105,6 +105,8 @@ def test_evaluate_chunking_options_and_unknown_options(tiny_data):
         (torch.randn(4), torch.randn(5, 3), r"user_emb .* shape \(4,\)"),
         (torch.randn(4, 3), [[0.0] * 3] * 5, "item_emb .* got list"),
         (torch.randn(3, 3), torch.randn(5, 3), "embeddings are for 3 users / 5 items"),
+        # two float dtypes used to reach torch.mm: "expected m1 and m2 to have the same dtype"
+        (torch.randn(4, 3), torch.randn(5, 3).double(), "differ in dtype: .*float32 vs .*float64"),
     ],
 )
 def test_evaluate_names_embeddings_of_the_wrong_shape_or_kind(tiny_data, u, i, match):

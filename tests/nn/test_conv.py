@@ -146,3 +146,53 @@ def test_half_precision_weights_of_degrees_beyond_float16_range():
     w = bipartite_norm(ei, (n, 1), 0.5, 0.5, dtype=torch.float16)
     assert w.dtype == torch.float16
     torch.testing.assert_close(w.float(), torch.full((n,), n**-0.5))
+
+
+EI_BY_ITEM = EI[:, torch.argsort(EI[1], stable=True)]
+
+
+def _sorted_index():
+    return EdgeIndex(EI_BY_ITEM, sparse_size=(NU, NI), sort_order="col")
+
+
+@pytest.mark.parametrize("order", ["row", "col"])
+def test_sorted_edge_index_weights_changed_in_place_are_not_read_stale(order):
+    # the CSR (and its transpose) built for a weight tensor is cached on the index; an
+    # in-place change of the same tensor used to leave the old weights in use
+    plain = EI if order == "row" else EI_BY_ITEM
+    ei, w = EdgeIndex(plain, sparse_size=(NU, NI), sort_order=order), torch.rand(EI.size(1))
+    x_u, x_i = torch.randn(NU, 4, requires_grad=True), torch.randn(NI, 4)
+    conv = BipartiteNormConv()
+    first = conv((x_u, x_i), ei, w)
+    first.sum().backward()
+    grad_first, x_u.grad = x_u.grad.clone(), None
+    w.mul_(10.0)
+    out = conv((x_u, x_i), ei, w)
+    out.sum().backward()
+    torch.testing.assert_close(out, 10.0 * first)
+    torch.testing.assert_close(x_u.grad, 10.0 * grad_first)
+    torch.testing.assert_close(out, conv((x_u, x_i), plain, w))
+
+
+def test_learnable_edge_weights_get_gradients_on_a_sorted_edge_index():
+    ei = _sorted_index()
+    w = torch.rand(EI.size(1), requires_grad=True)
+    w_ref = w.detach().clone().requires_grad_()
+    x_u, x_i = torch.randn(NU, 4), torch.randn(NI, 4)
+    BipartiteNormConv()((x_u, x_i), ei, w).pow(2).sum().backward()
+    BipartiteNormConv()((x_u, x_i), EI_BY_ITEM, w_ref).pow(2).sum().backward()
+    assert w.grad is not None
+    torch.testing.assert_close(w.grad, w_ref.grad)
+
+
+def test_targets_without_features_take_their_count_from_the_index_or_size():
+    x_u = torch.randn(NU, 4)
+    ref = dense_reference(x_u, EI, NU, NI, 0.5, 0.5)
+    conv = BipartiteNormConv()
+    # NI = 6 targets; the layer used to assume as many targets as sources (5)
+    torch.testing.assert_close(conv((x_u, None), EdgeIndex(EI, sparse_size=(NU, NI))), ref)
+    torch.testing.assert_close(conv((x_u, None), EI, size=(NU, NI)), ref)
+    adj_t = torch.sparse_coo_tensor(EI.flip(0), torch.ones(EI.size(1)), (NI, NU)).to_sparse_csr()
+    torch.testing.assert_close(conv((x_u, None), adj_t), ref)
+    with pytest.raises(ConfigError, match=r"x = \(x_src, None\) .* pass size="):
+        conv((x_u, None), EI)

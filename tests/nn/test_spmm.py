@@ -1,0 +1,49 @@
+import gc
+import weakref
+
+import pytest
+import torch
+from torch_geometric import EdgeIndex
+
+from pyg_cf.nn.spmm import spmm_edge_index
+
+EI = torch.tensor([[0, 0, 1, 2, 2], [0, 1, 1, 0, 1]])  # sources -> targets, sorted by source
+
+
+def _dense(w):
+    a = torch.zeros(2, 3)
+    a[EI[1], EI[0]] = w
+    return a
+
+
+@pytest.mark.parametrize("order", ["row", "col"])
+def test_matches_the_dense_product_and_its_gradient(order):
+    ei = EI if order == "row" else EI[:, torch.argsort(EI[1], stable=True)]
+    w = torch.rand(ei.size(1))
+    x = torch.randn(3, 4, requires_grad=True)
+    out = spmm_edge_index(EdgeIndex(ei, sparse_size=(3, 2), sort_order=order), w, x)
+    a = torch.zeros(2, 3)
+    a[ei[1], ei[0]] = w
+    torch.testing.assert_close(out, a @ x)
+    (g,) = torch.autograd.grad(out.pow(2).sum(), x)
+    torch.testing.assert_close(g, a.t() @ (2 * a @ x))
+
+
+def test_a_dropped_subgraph_is_freed_without_the_cyclic_collector():
+    # the matrices cached on the index used to point back at it (a reference cycle), so
+    # each neighbor-sampled subgraph lived until the cyclic garbage collector ran
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ei = EdgeIndex(EI, sparse_size=(3, 2), sort_order="row")
+        x = torch.randn(3, 4, requires_grad=True)
+        out = spmm_edge_index(ei, torch.rand(5), x)
+        ref = weakref.ref(ei)
+        del ei
+        out.sum().backward()  # the autograd graph kept the index for the transpose
+        assert x.grad is not None and ref() is not None
+        del out
+        assert ref() is None
+    finally:
+        if enabled:
+            gc.enable()
