@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["UserItemIndex"]
+from pyg_cf.errors import ConfigError
+
+__all__ = ["UserItemIndex", "check_pairs"]
 
 # id(edge_index) -> (weakref to it, its version counter, num_users, num_items, index)
 _CACHE: dict[int, tuple[Any, int, int, int, UserItemIndex]] = {}
@@ -23,6 +25,26 @@ def _dropper(key: int) -> Callable[[Any], None]:
         _CACHE.pop(key, None)
 
     return drop
+
+
+def check_pairs(ei: Tensor, num_users: int, num_items: int, name: str) -> None:
+    """A :class:`ConfigError` unless ``ei`` is a ``[2, E]`` integer tensor of (user, item)
+    ids in ``[0, num_users) x [0, num_items)`` (an item id past the end would otherwise be
+    read as an item of the next user)."""
+    if ei.dim() != 2 or ei.size(0) != 2:
+        raise ConfigError(
+            f"{name} must be a [2, E] tensor of (user, item) ids, got shape {tuple(ei.shape)}"
+        )
+    if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
+        raise ConfigError(f"{name} must hold integer ids, got dtype {ei.dtype}")
+    if ei.numel() == 0:
+        return
+    lo, hi = ei.amin(dim=1).tolist(), ei.amax(dim=1).tolist()
+    if min(lo) < 0 or hi[0] >= num_users or hi[1] >= num_items:
+        raise ConfigError(
+            f"{name} ids out of range for {num_users} users / {num_items} items: users in "
+            f"[{lo[0]}, {hi[0]}], items in [{lo[1]}, {hi[1]}]"
+        )
 
 
 class UserItemIndex:

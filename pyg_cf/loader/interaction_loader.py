@@ -12,7 +12,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_cf.data.graph import REV_EDGE, USER_ITEM
-from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.data.pairs import UserItemIndex, check_pairs
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
 from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler, check_targets
@@ -202,6 +202,12 @@ class InteractionLoader:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if num_negatives < 0:
             raise ConfigError(f"num_negatives must be >= 0, got {num_negatives}")
+        if not isinstance(edge_index, Tensor):
+            raise ConfigError(
+                f"edge_index must be a [2, E] tensor of (user, item) ids, got "
+                f"{type(edge_index).__name__}"
+            )
+        check_pairs(edge_index, int(num_users), int(num_items), "edge_index")
         edge_index = edge_index.long()  # int32 input: batch ids and pair keys in int64
         self.edge_index = edge_index
         self.num_users, self.num_items = int(num_users), int(num_items)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.data.pairs import UserItemIndex, check_pairs
 from pyg_cf.errors import ConfigError, PygCFError
 
 __all__ = [
@@ -154,26 +154,6 @@ def _check_chunk_size(chunk_size: int | None) -> None:
         raise ConfigError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
 
 
-def _check_pairs(ei: Tensor, num_users: int, num_items: int, name: str) -> None:
-    """A :class:`ConfigError` unless ``ei`` is a ``[2, E]`` integer tensor of (user, item)
-    ids in ``[0, num_users) x [0, num_items)`` (an item id past the end would otherwise be
-    read as an item of the next user)."""
-    if ei.dim() != 2 or ei.size(0) != 2:
-        raise ConfigError(
-            f"{name} must be a [2, E] tensor of (user, item) ids, got shape {tuple(ei.shape)}"
-        )
-    if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
-        raise ConfigError(f"{name} must hold integer ids, got dtype {ei.dtype}")
-    if ei.numel() == 0:
-        return
-    lo, hi = ei.amin(dim=1).tolist(), ei.amax(dim=1).tolist()
-    if min(lo) < 0 or hi[0] >= num_users or hi[1] >= num_items:
-        raise ConfigError(
-            f"{name} ids out of range for {num_users} users / {num_items} items: users in "
-            f"[{lo[0]}, {hi[0]}], items in [{lo[1]}, {hi[1]}]"
-        )
-
-
 def _chunk_size(
     memory_budget_mb: float | None, num_items: int, device: torch.device | str = "cpu"
 ) -> int:
@@ -277,9 +257,9 @@ def evaluate_scores(
     """
     _check_ks(ks, num_items, "num_items")
     _check_chunk_size(chunk_size)
-    _check_pairs(positives, num_users, num_items, "positives")
+    check_pairs(positives, num_users, num_items, "positives")
     for s in seen:
-        _check_pairs(s, num_users, num_items, "seen")
+        check_pairs(s, num_users, num_items, "seen")
     if positives.numel() == 0:
         raise ConfigError("positives is empty: no user has a held-out pair to find")
     dev = torch.device(device) if device is not None else positives.device

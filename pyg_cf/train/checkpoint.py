@@ -70,12 +70,12 @@ def _plain(value: Any, depth: int = 0) -> tuple[bool, Any]:
     (tensors, numbers, strings, ``None`` and lists/tuples/dicts of them)."""
     if depth > 8:
         return False, None
+    if isinstance(value, np.generic):  # first: numpy.float64 is also a Python float
+        return True, value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return True, value
     if isinstance(value, Tensor):
         return True, value.detach().clone()
-    if isinstance(value, np.generic):
-        return True, value.item()
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return True, torch.from_numpy(value.copy())
     if isinstance(value, (list, tuple)):
@@ -258,8 +258,23 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
     os.makedirs(folder, exist_ok=True)
     model = trainer.model
     ok, history = _plain(trainer.history)
-    if not ok:
-        history = [{k: v for k, v in row.items() if _plain(v)[0]} for row in trainer.history]
+    if not ok:  # keep each row's storable values, converted; name what is left out
+        history, dropped = [], set()
+        for row in trainer.history:
+            kept = {}
+            for k, v in row.items():
+                ok_v, pv = _plain(v)
+                if ok_v:
+                    kept[k] = pv
+                else:
+                    dropped.add(str(k))
+            history.append(kept)
+        log.warning(
+            "checkpoint %s: history column(s) %s hold values that cannot be stored safely "
+            "(not numbers, strings, tensors or lists/dicts of them); left out",
+            path,
+            sorted(dropped),
+        )
     state: dict[str, Any] = {
         "format": FORMAT,
         "torch_version": str(torch.__version__),

@@ -21,6 +21,17 @@ def _check_integer(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be an integer, got {value!r}")
 
 
+def _integers(name: str, value: Any, what: str = "integers") -> tuple[int, ...]:
+    """``value`` as a tuple of integers, or a :class:`ConfigError` naming ``name`` (a bare
+    number, a string or a non-integer entry such as ``2.5``, which ``int`` would truncate)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{name} must be a sequence of {what}, got {value!r}")
+    out = tuple(value)
+    if any(isinstance(v, bool) or not isinstance(v, Integral) for v in out):
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
 def _check_real(name: str, value: Any) -> None:
     """Rates and weights must be numbers (a string would fail later inside a comparison)."""
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -155,10 +166,7 @@ class TrainConfig:
             _check_real(name, getattr(self, name))
         if self.time_budget_s is not None:
             _check_real("time_budget_s", self.time_budget_s)
-        try:
-            self.ks = tuple(int(k) for k in self.ks)
-        except (TypeError, ValueError):
-            raise ConfigError(f"ks must be integer cut-offs, got {self.ks!r}") from None
+        self.ks = _integers("ks", self.ks, "integer cut-offs")
         if any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be cut-offs >= 1, got {self.ks}")
         if self.patience is not None and self.patience < 0:
@@ -177,7 +185,7 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not 0 < self.lr < math.inf:
             raise ConfigError(f"lr must be > 0 and finite, got {self.lr}")
-        self.lr_milestones = tuple(sorted(int(m) for m in self.lr_milestones))
+        self.lr_milestones = tuple(sorted(_integers("lr_milestones", self.lr_milestones, "epochs")))
         if any(m < 1 for m in self.lr_milestones):
             raise ConfigError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones}")
         if not 0 < self.lr_gamma <= 1:
@@ -214,6 +222,8 @@ class TrainConfig:
             )
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+        if not isinstance(self.monitor, str):
+            raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
         name, _, k = self.monitor.partition("@")
         if name not in ("recall", "ndcg", "precision", "hitrate") or not k.isdigit() or int(k) < 1:
             raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
@@ -222,7 +232,9 @@ class TrainConfig:
         if self.mode not in ("full", "sampled"):
             raise ConfigError(f"mode must be 'full' or 'sampled', got {self.mode!r}")
         if self.num_neighbors is not None:
-            self.num_neighbors = tuple(int(v) for v in self.num_neighbors)
+            self.num_neighbors = _integers(
+                "num_neighbors", self.num_neighbors, "fan-outs, one per layer"
+            )
             if any(v < -1 for v in self.num_neighbors):
                 raise ConfigError(
                     f"num_neighbors entries must be >= -1 (-1 = all), got {self.num_neighbors}"

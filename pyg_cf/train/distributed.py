@@ -58,7 +58,7 @@ from torch_geometric.data import HeteroData
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.interaction_loader import CFBatch
-from pyg_cf.losses.base import CFLoss, LossBatch
+from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
 from pyg_cf.metrics.ranking import evaluate_scores
 from pyg_cf.nn.models import GraphCF
 from pyg_cf.train.config import TrainConfig
@@ -107,9 +107,18 @@ def shard_rows(n: int, rank: int, world_size: int, device: torch.device | None =
     return torch.arange(rank, n, world_size, device=device)
 
 
-def slice_loss_batch(batch: LossBatch, rows: Tensor) -> LossBatch:
+def slice_loss_batch(
+    batch: LossBatch, rows: Tensor, shard: tuple[int, int] | None = None
+) -> LossBatch:
     """The rows ``rows`` of a :class:`LossBatch` (``[B, ...]`` fields are indexed,
-    ``in_batch_collision`` on both axes, catalogue-wide fields are kept)."""
+    ``in_batch_collision`` on both axes, catalogue-wide fields are kept).
+
+    ``G`` shared sets of negatives (``neg_emb`` ``[G, M, d]``, set ``g`` owned by the
+    ``g``-th block of rows, :func:`~pyg_cf.losses.base.negative_sets`) are kept as they are
+    when the slice's own block layout gives each row the set it had, else gathered per row
+    (``[len(rows), M, d]``). ``shard = (rank, world_size)`` says that ``rows`` are
+    :func:`shard_rows` of the batch, so the layout is checked on the host without reading
+    ``rows``; without it the sets are always gathered."""
     n = batch.users.numel()
     changes: dict[str, Any] = {}
     for f in fields(batch):
@@ -118,9 +127,22 @@ def slice_loss_batch(batch: LossBatch, rows: Tensor) -> LossBatch:
             continue
         if f.name == "in_batch_collision":
             changes[f.name] = v[rows][:, rows]
+        elif f.name == "neg_emb" and v.dim() == 3 and 1 < v.size(0) < n:
+            changes[f.name] = _sets_of_rows(v, rows, n, shard)
         elif v.dim() >= 1 and v.size(0) == n:
             changes[f.name] = v[rows]
     return replace(batch, **changes)
+
+
+def _sets_of_rows(sets: Tensor, rows: Tensor, n: int, shard: tuple[int, int] | None) -> Tensor:
+    _, per_set = negative_sets(n, sets.size(0))
+    if shard is not None:
+        own = torch.arange(shard[0], n, shard[1]) // per_set  # global set of each row
+        k = own.numel()
+        g, s = negative_sets(k, sets.size(0))
+        if g == sets.size(0) and torch.equal(own, torch.arange(k) // s):
+            return sets  # e.g. 2048 rows, 16 sets of 128, W | 128: each shard keeps 16 blocks
+    return sets[rows // per_set]
 
 
 class DistributedTrainer(Trainer):
@@ -219,7 +241,7 @@ class DistributedTrainer(Trainer):
         if self.config.mode == "full":
             n = cb.users.numel()
             rows = shard_rows(n, self.rank, self.world_size, device=cb.users.device)
-            return slice_loss_batch(batch, rows), reg
+            return slice_loss_batch(batch, rows, (self.rank, self.world_size)), reg
         return batch, reg
 
     def _average_gradients(self, *_: Any) -> None:
@@ -380,11 +402,16 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.resume:
         load_checkpoint(trainer, args.resume)
     hist = trainer.fit()
-    last = hist.iloc[-1].to_dict()
+    # the model as fit() leaves it (best validation weights restored), the one saved below;
+    # evaluation is a collective, so every rank runs it
+    final = {}
+    for split in ("val", "test"):
+        if held_out_edges(data, split).numel():
+            final.update({f"{split}_{k}": v for k, v in trainer.evaluate(split).items()})
     summary = {
         "world_size": world,
         "history": hist.to_dict(orient="records"),
-        "final": {k: v for k, v in last.items() if k.startswith(("test_", "val_"))},
+        "final": final,
     }
     if rank == 0:
         if args.output:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -462,8 +463,15 @@ class Trainer:
         return batch, loss, value
 
     def _raise_non_finite(self, value: float, step: int, stepped: bool) -> None:
-        if self.config.checkpoint_dir is not None:
-            kept = f"the last good checkpoint is {self.config.checkpoint_dir}/last.pt"
+        last = (
+            os.path.join(self.config.checkpoint_dir, "last.pt")
+            if self.config.checkpoint_dir is not None
+            else None
+        )
+        if last is not None and os.path.exists(last):
+            kept = f"the last good checkpoint is {last}"
+        elif last is not None:
+            kept = f"no checkpoint was written yet (it would be {last})"
         elif stepped:  # a CUDA graph replay steps before the loss can be read
             kept = "set checkpoint_dir to keep a last good checkpoint"
         else:

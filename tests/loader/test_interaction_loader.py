@@ -128,6 +128,25 @@ def test_bad_arguments():
         InteractionLoader(ei, 5, 5, targets=("users",))
 
 
+@pytest.mark.parametrize(
+    ("edges", "kw", "match"),
+    [
+        # a transposed [E, 2] tensor was read as 2 "interactions", the rest dropped
+        (torch.tensor([[0, 1], [1, 2], [2, 0], [3, 3]]), {}, r"\[2, E\] .* shape \(4, 2\)"),
+        # an out-of-range user crashed inside torch (sampling='user') or corrupted the
+        # positives index (reject_positives) with only a resize warning
+        (torch.tensor([[0, 5], [1, 2]]), {"sampling": "user"}, r"users in \[0, 5\]"),
+        (torch.tensor([[0, 5], [1, 2]]), {"num_negatives": 1, "reject_positives": True}, "5 users"),
+        (torch.tensor([[0, 1], [1, 7]]), {}, r"items in \[1, 7\]"),
+        (torch.tensor([[0.0, 1.0], [1.0, 2.0]]), {}, "integer ids"),
+        ([[0, 1], [1, 2]], {}, "got list"),
+    ],
+)
+def test_bad_edges_are_refused_up_front(edges, kw, match):
+    with pytest.raises(ConfigError, match=match):
+        InteractionLoader(edges, 5, 5, **kw)
+
+
 def test_int32_edges_give_int64_batches():
     ei = torch.tensor([[0, 0, 1, 2, 2], [1, 3, 0, 2, 4]], dtype=torch.int32)
     loader = InteractionLoader(

@@ -133,6 +133,26 @@ def test_resume_with_adaptive_temperature_callback(tmp_path):
     pd.testing.assert_frame_equal(metrics_only(hist_full), metrics_only(hist_resumed))
 
 
+def test_history_with_an_unstorable_value_still_gives_a_readable_checkpoint(tmp_path, caplog):
+    # one unstorable value used to keep the row's other values unconverted: a numpy scalar
+    # was written raw and weights_only loading refused the whole checkpoint
+    import numpy as np
+
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    # numpy.float64 is a Python float subclass: it was stored as it is, unreadable
+    tr.history = [{"epoch": 1, "loss": 0.5, "gap": np.float64(0.25)}]
+    save_checkpoint(tr, tmp_path / "np.pt")
+    assert torch.load(tmp_path / "np.pt", weights_only=True)["history"][0]["gap"] == 0.25
+    assert "left out" not in caplog.text
+    tr.history = [{"epoch": 1, "loss": 0.5, "gap": np.float64(0.25), "note": object()}]
+    save_checkpoint(tr, tmp_path / "odd.pt")
+    assert "['note']" in caplog.text and "left out" in caplog.text
+    state = torch.load(tmp_path / "odd.pt", weights_only=True)
+    assert state["history"] == [{"epoch": 1, "loss": 0.5, "gap": 0.25}]
+    load_checkpoint(build(data, CASES["mf-bpr-sampled"], tmp_path), tmp_path / "odd.pt")
+
+
 def test_checkpoint_is_plain_data_loaded_with_weights_only(tmp_path):
     data = clustered()
     tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
@@ -231,7 +251,7 @@ class PoisonAt(Callback):
 def test_nan_loss_keeps_last_good_checkpoint(tmp_path):
     data = clustered()
     tr = build(data, CASES["mf-bpr-sampled"], tmp_path, extra_callbacks=[PoisonAt(3)])
-    with pytest.raises(NonFiniteLossError, match=r"epoch 3, batch 0"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, batch 0.*last good checkpoint is"):
         tr.fit()
     state = read_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 2
@@ -239,6 +259,14 @@ def test_nan_loss_keeps_last_good_checkpoint(tmp_path):
     fresh = build(data, CASES["mf-bpr-sampled"], None, extra_callbacks=[PoisonAt(-1)])
     assert load_checkpoint(fresh, tmp_path / "last.pt") == 2
     assert torch.isfinite(fresh.model.user_embedding.weight).all()
+
+
+def test_nan_loss_before_any_checkpoint_does_not_point_at_one(tmp_path):
+    # the message used to name last.pt as "the last good checkpoint" though none existed
+    tr = build(clustered(), CASES["mf-bpr-sampled"], tmp_path, extra_callbacks=[PoisonAt(1)])
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, .*no checkpoint was written yet"):
+        tr.fit()
+    assert not (tmp_path / "last.pt").exists()
 
 
 @pytest.mark.parametrize("recorded", [True, False])

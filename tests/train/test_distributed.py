@@ -11,6 +11,7 @@ import torch.distributed as dist
 from pyg_cf.data import from_dataframe
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses import LossBatch, get_loss
+from pyg_cf.losses.base import negative_scores, negative_sets
 from pyg_cf.nn import GraphCF
 from pyg_cf.train import TrainConfig, Trainer, load_checkpoint, seed_everything
 from pyg_cf.train.distributed import DistributedTrainer, run, shard_rows, slice_loss_batch
@@ -49,6 +50,30 @@ def test_slice_loss_batch():
     assert s.users.tolist() == [1, 4] and s.neg_emb.shape == (2, m, d)
     assert torch.equal(s.in_batch_collision, batch.in_batch_collision[rows][:, rows])
     assert s.all_item_emb is batch.all_item_emb
+
+
+@pytest.mark.parametrize(("b", "g", "w"), [(10, 2, 2), (12, 4, 2), (16, 4, 2), (11, 3, 3)])
+def test_shards_score_each_row_against_its_own_set_of_shared_negatives(b, g, w):
+    # G sets laid over blocks of rows: a shard r, r + W, ... used to keep all G sets and
+    # lay them out again over its own rows, scoring some rows against another block's set
+    # (10 rows, 2 sets) or failing (12 rows, 4 sets: "4 sets ... do not tile")
+    m, d = 3, 4
+    n_sets, _ = negative_sets(b, g)
+    batch = LossBatch(
+        users=torch.arange(b),
+        pos_items=torch.arange(b),
+        user_emb=torch.randn(b, d),
+        pos_emb=torch.randn(b, d),
+        neg_emb=torch.randn(n_sets, m, d),
+    )
+    want = negative_scores(batch.user_emb, batch.neg_emb)
+    for r in range(w):
+        rows = shard_rows(b, r, w)
+        for shard in ((r, w), None):
+            s = slice_loss_batch(batch, rows, shard)
+            torch.testing.assert_close(negative_scores(s.user_emb, s.neg_emb), want[rows])
+    if (b, g, w) == (16, 4, 2):  # W divides the block of 4 rows: the sets are kept as they are
+        assert slice_loss_batch(batch, shard_rows(b, 0, w), (0, w)).neg_emb is batch.neg_emb
 
 
 def test_needs_an_initialised_process_group():
@@ -153,3 +178,26 @@ def test_two_gloo_processes_match_single_process_on_ml1m(tmp_path):
         assert ddp["final"][key] == pytest.approx(value, abs=1e-5), key
     for column in ("loss", "l2"):
         assert ddp["history"][0][column] == pytest.approx(single["history"][0][column], rel=1e-5)
+
+
+def test_final_metrics_describe_the_saved_best_validation_model(tmp_path, monkeypatch):
+    # "final" used to be the last epoch's history row, while fit() restores the best
+    # validation weights and --save-embeddings writes those
+    from pyg_cf import datasets
+    from pyg_cf.data.synthetic import power_law_bipartite
+    from pyg_cf.metrics import evaluate
+
+    data = power_law_bipartite(60, 40, val_ratio=0.15, test_ratio=0.2, seed=1)
+    monkeypatch.setattr(datasets, "load", lambda *a, **k: data)
+    out = tmp_path / "emb.pt"
+    summary = run(
+        ["--model", "mf", "--dim", "8", "--epochs", "12", "--lr", "0.5", "--batch-size", "64",
+         "--save-embeddings", str(out)]
+    )  # fmt: skip
+    hist = pd.DataFrame(summary["history"])
+    best = hist.loc[hist["val_ndcg@20"].idxmax()]
+    assert int(best["epoch"]) < 12  # the case at hand: best validation before the last epoch
+    emb = torch.load(out)
+    saved = evaluate(emb["user"], emb["item"], data, "test", ks=(20,))
+    assert summary["final"]["test_recall@20"] == pytest.approx(saved["recall@20"], abs=1e-6)
+    assert summary["final"]["val_ndcg@20"] == pytest.approx(float(best["val_ndcg@20"]), abs=1e-6)

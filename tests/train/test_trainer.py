@@ -568,6 +568,13 @@ def test_a_bad_seed_is_a_config_error(seed):
         ({"user_dropout": None}, "user_dropout must be a number"),
         ({"time_budget_s": "60"}, "time_budget_s must be a number"),
         ({"ks": ("a",)}, "ks must be integer cut-offs"),
+        ({"ks": (2.5,)}, "ks must be integer cut-offs"),  # was truncated to 2
+        ({"ks": 20}, "ks must be a sequence of integer cut-offs, got 20"),
+        # these escaped as TypeError / ValueError / AttributeError naming no field
+        ({"num_neighbors": 5}, "num_neighbors must be a sequence of fan-outs"),
+        ({"lr_milestones": 3}, "lr_milestones must be a sequence of epochs"),
+        ({"lr_milestones": ("a",)}, "lr_milestones must be epochs, got"),
+        ({"monitor": 5}, "monitor must look like 'ndcg@20', got 5"),
     ],
 )
 def test_bad_settings_fail_at_construction(kw, match):
