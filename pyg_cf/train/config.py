@@ -74,7 +74,10 @@ class TrainConfig:
             training run then reports a model under several test similarities (the
             sampled-softmax paper's Table 4 crosses train and test similarity).
         eval_test: Also report test metrics at each evaluation (never used for selection).
-        seed: Seed of parameters, shuffling and sampling.
+        seed: Seed of shuffling, sampling and dropout (set when ``fit`` starts). The
+            parameters are drawn when the model is built, before: call
+            :func:`~pyg_cf.train.seed_everything` first for a repeatable run (the CLI
+            and ``examples/reproduce.py`` do).
         device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
         progress: Show a tqdm bar (``None``: only on a terminal).
         max_steps_per_epoch: Cap on batches per epoch (short smoke runs).
