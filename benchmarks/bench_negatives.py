@@ -79,6 +79,7 @@ def main() -> None:
     if args.quick:
         settings = [("ssm", 64), ("mml", 32)]
         args.steps = 2
+    else:
         settings = [("ssm", 256), ("ssm", 1024), ("mml", 100), ("mml", 800)]
     base = {
         "ssm": {"negatives": "sampled", "include_positive": False, "tau": 0.1},

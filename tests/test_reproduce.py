@@ -241,6 +241,9 @@ def test_a_refit_ahead_is_read_within_one_evaluation_interval_or_not_at_all(repr
     assert between["read_from_ahead"]["chosen_epoch"] == 13
     assert [r["epoch"] for r in between["history"]] == [5, 10]
     assert repro.refit_from_ahead(cell, {"k": 1}, 21) is None  # 15 is too far back
+    # an ahead run that stopped at 15 never trained 18 epochs: reading its epoch 15 as the
+    # 18-epoch refit (as it was) would mark an unfinished refit finished
+    assert repro.refit_from_ahead(cell, {"k": 1}, 18) is None
     assert repro.refit_from_ahead(cell, {"k": 1}, 4) is None
     assert repro.refit_from_ahead(cell, {"k": 2}, 10) is None
 
@@ -411,6 +414,19 @@ def test_a_selection_cell_reports_its_best_validation_source(repro, monkeypatch)
     assert repro.load_refit(sel) == repro.load_refit(repro.BY_ID[best])
 
 
+def test_a_cell_reporting_another_run_is_judged_by_that_runs_schedule(repro, monkeypatch):
+    # t6-mf-ccl-tuned (default 200 epochs) reports 400-epoch runs: a run stopped by its
+    # budget at epoch 250 was shown as "fixed schedule: all 200 epochs" there
+    src = repro.Cell("t9-src", 1, "S", "toy", "mf", "bpr", {}, epochs=400)
+    alias = repro.Cell("t9-alias", 1, "A", "toy", "mf", "bpr", {}, note="same run as t9-src")
+    cells = [*repro.CELLS, src, alias]
+    monkeypatch.setattr(repro, "BY_ID", {c.id: c for c in cells})
+    assert alias.epochs == 200 and repro.schedule(alias) == 400 and repro.schedule(src) == 400
+    stopped = {"converged": False, "epochs_run": 250}
+    assert not repro.ran_to_end(alias, stopped) and not repro.ran_to_end(src, stopped)
+    assert repro.ran_to_end(alias, {"converged": False, "epochs_run": 400})
+
+
 def test_runs_record_the_long_tail_groups_and_the_page_plots_them(repro):
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     rec = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
@@ -550,8 +566,11 @@ def test_resuming_past_the_budget_says_so_instead_of_recording_nothing_new(repro
 def test_the_page_compares_runs_at_equal_training_time(repro, monkeypatch):
     assert repro.main(["--cell", "t9-mf-ssm"]) == 0
     rec = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())
+    for row in rec["history"]:  # a minute of training an epoch: the clock is exact
+        row["train_s"] = 60.0
+    (repro.OUT / "t9-mf-ssm.json").write_text(json.dumps(rec))
     evals = [r for r in rec["history"] if r.get("test_recall@20") is not None]
-    trained = rec["history"][-1]["elapsed_s"] / 60
+    trained = len(rec["history"])  # minutes of training, evaluations left out
     # a budget no evaluation fits in, one that holds the whole run, one past its end
     monkeypatch.setattr(repro, "BUDGETS_MIN", (1e-9, trained, trained * 100))
     assert repro.main(["--page"]) == 0
@@ -572,6 +591,23 @@ def test_the_page_compares_runs_at_equal_training_time(repro, monkeypatch):
     page = repro.PAGE.read_text()
     row = next(r for r in page.split("## Equal")[1].splitlines() if r.startswith("| MF + SSM |"))
     assert row.endswith(f"| in progress (epoch {rec['epochs_run']}) |"), row
+
+
+def test_the_equal_budget_clock_leaves_evaluation_time_out(repro):
+    # 10 s of training an epoch, every epoch evaluated (5 s): after 20 s of training the
+    # epoch-2 evaluation counts, though its wall clock (elapsed_s, 30 s) is past 20 s — a
+    # run evaluated every epoch used to fall behind one evaluated every 5
+    history = [
+        {"epoch": e, "train_s": 10.0, "eval_s": 5.0, "elapsed_s": 15.0 * e,
+         "test_recall@20": e / 10}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    assert repro.training_clock(history) == [10.0, 20.0, 30.0]
+    assert repro.recall_at({"history": history}, 20) == 0.2
+    assert repro.recall_at({"history": history}, 9) is None
+    old = [{k: v for k, v in r.items() if k != "train_s"} for r in history]
+    assert repro.training_clock(old) == [15.0, 30.0, 45.0]  # records without train_s
+    assert repro.recall_at({"history": old}, 20) == 0.1
 
 
 def test_the_page_sets_adaptau_beside_its_fixed_tau_run(repro, monkeypatch):
@@ -648,6 +684,12 @@ def probe(repro, monkeypatch):
 def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
     repro, probe, tmp_path, monkeypatch
 ):
+    # the cell selects τ on a grid: a probe changes one setting of the cell as selected
+    # (it used to run the cell's ungridded τ, silently a second change)
+    with pytest.raises(SystemExit, match=r"selects \['tau'\] on a grid that has not run"):
+        probe.probe("t9-mf-ssm", "lr", 1e-4, 1, tmp_path / "probes")
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    chosen = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())["grid"]["selected"]
     seen = []
     run_cell = repro.run_cell
 
@@ -658,7 +700,7 @@ def test_a_probe_changes_one_setting_and_records_how_to_rerun_it(
     monkeypatch.setattr(repro, "run_cell", spy)
     out = probe.probe("t9-mf-ssm", "lr", 1e-4, 1, tmp_path / "probes")
     assert out.name == "t9-mf-ssm-lr=0.0001-1ep.json"
-    assert seen == [(1e-4, 1, None)]  # a Cell field, not a loss argument
+    assert seen == [(1e-4, 1, chosen)]  # a Cell field, beside the grid's choice
     rec = json.loads(out.read_text())
     assert rec["probe"] == {"base_cell": "t9-mf-ssm", "lr": 1e-4}
     cmd = f"python examples/results/probe.py t9-mf-ssm lr 0.0001 1 {tmp_path / 'probes'}"
@@ -692,8 +734,8 @@ def test_a_probe_of_init_std_reaches_the_model(probe, tmp_path, monkeypatch):
         return m
 
     monkeypatch.setattr(GraphCF, "from_data", classmethod(spy))
-    out = probe.probe("t9-mf-ssm", "init_std", 0.1, 1, tmp_path / "p")
-    assert out.name == "t9-mf-ssm-init_std=0.1-1ep.json"
+    out = probe.probe("t9-mf-ssm", "init_std,tau", [0.1, 0.1], 1, tmp_path / "p")
+    assert out.name == "t9-mf-ssm-init_std=0.1+tau=0.1-1ep.json"
     (asked, kept, std), *_ = seen
     assert asked == kept == 0.1 and std == pytest.approx(0.1, rel=0.2)
 

@@ -76,6 +76,24 @@ def _probed_cell(mod: Any, cell_id: str, fields: dict[str, Any], name: str, epoc
     return dataclasses.replace(mod.BY_ID[cell_id], id=name, epochs=epochs, **fields)
 
 
+def _grid_choice(mod: Any, cell_id: str, loss_args: dict[str, Any]) -> dict[str, Any]:
+    """The base cell's grid choice (e.g. its τ) for the grid's keys the probe does not set:
+    a probe changes one setting of the cell *as selected*, not of its ungridded defaults."""
+    cell = mod.BY_ID[cell_id]
+    open_keys = [k for k in cell.grid if k not in loss_args]
+    if not open_keys:
+        return {}
+    rec = mod.load_record(cell)
+    chosen = ((rec or {}).get("grid") or {}).get("selected")
+    if chosen is None:
+        raise SystemExit(
+            f"probe: {cell_id} selects {open_keys} on a grid that has not run yet: run "
+            f"`python examples/reproduce.py --cell {cell_id}` first, or set "
+            f"{', '.join(open_keys)} in the probe"
+        )
+    return {k: v for k, v in chosen.items() if k in open_keys}
+
+
 def probe(
     cell_id: str,
     key: str,
@@ -103,6 +121,7 @@ def probe(
     names = {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
     fields = {k: v for k, v in settings.items() if k in names}
     loss_args = {k: v for k, v in settings.items() if k not in names}
+    loss_args = {**_grid_choice(mod, cell_id, loss_args), **loss_args}
     if refit_ahead is not None:
         if ahead_out.exists():
             print(f"{ahead_out} exists: nothing to do")

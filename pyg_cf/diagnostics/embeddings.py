@@ -31,7 +31,8 @@ def final_embeddings(source: EmbeddingSource) -> tuple[Tensor, Tensor]:
         source.eval()
         try:
             fn = getattr(source, "embeddings", None)
-            out: Any = fn() if callable(fn) else source()
+            # a method, not a submodule that happens to be called `embeddings`
+            out: Any = fn() if callable(fn) and not isinstance(fn, nn.Module) else source()
         finally:
             source.train(was_training)
     else:

@@ -258,14 +258,18 @@ def plot_training_curves(
         histories: A history table or a dict label → history table; rows without ``metric``
             (epochs that were not evaluated) are skipped.
         metric: The column to plot, e.g. ``"val_ndcg@20"``.
-        x: ``"elapsed_s"`` (cumulative training seconds, plotted in minutes) or ``"epoch"``.
+        x: ``"train_s"`` (training time: the running sum of the rows' ``train_s``,
+            evaluations left out, so that runs evaluated at different intervals share one
+            clock; a history must then hold every epoch's row), ``"elapsed_s"`` (wall clock
+            since the start, evaluations included), both plotted in minutes, or
+            ``"epoch"``.
         path: Save the figure here.
 
     Raises:
         ConfigError: if ``x`` is neither, or a history lacks a column or any evaluation.
     """
-    if x not in ("elapsed_s", "epoch"):
-        raise ConfigError(f"x must be 'elapsed_s' or 'epoch', got {x!r}")
+    if x not in ("train_s", "elapsed_s", "epoch"):
+        raise ConfigError(f"x must be 'train_s', 'elapsed_s' or 'epoch', got {x!r}")
     runs = _as_mapping(histories, pd.DataFrame, "histories")
     fig = _figure((6.0, 4.0))
     ax = fig.add_subplot()
@@ -273,13 +277,19 @@ def plot_training_curves(
         missing = [c for c in (x, metric) if c not in hist.columns]
         if missing:
             raise ConfigError(f"history {label!r} has no column(s) {missing}")
-        rows = hist[hist[metric].notna()]
+        clock = hist[x].cumsum() if x == "train_s" else hist[x]
+        evaluated = hist[metric].notna()
+        rows = hist[evaluated]
         if rows.empty:
             raise ConfigError(f"history {label!r} has no evaluation of {metric!r}")
-        xs = rows[x].to_numpy(dtype=float) / (60.0 if x == "elapsed_s" else 1.0)
+        xs = clock[evaluated].to_numpy(dtype=float) / (1.0 if x == "epoch" else 60.0)
         ax.plot(xs, rows[metric].to_numpy(dtype=float), "o-", ms=2.5, color=f"C{n % 10}",
                 label=label or None)  # fmt: skip
-    ax.set_xlabel("training time (min)" if x == "elapsed_s" else "epoch")
+    xlabel = {
+        "train_s": "training time (min)",
+        "elapsed_s": "wall time, evaluations included (min)",
+    }
+    ax.set_xlabel(xlabel.get(x, "epoch"))
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} during training")
     if any(runs):

@@ -99,6 +99,10 @@ def similarity_histograms(
         raise ConfigError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if pos.numel() == 0:
         raise ConfigError(f"data has no {split} pairs")
+    if num_pairs is not None and (
+        isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1
+    ):
+        raise ConfigError(f"num_pairs must be an integer >= 1 or None, got {num_pairs!r}")
     gen = torch.Generator().manual_seed(seed)
     if num_pairs is not None and pos.size(1) > num_pairs:
         pos = pos[:, torch.randperm(pos.size(1), generator=gen)[:num_pairs]]

@@ -72,7 +72,7 @@ def user_temperatures(source: Any, data: HeteroData) -> pd.DataFrame:
         One row per user with a finite temperature: ``user``, ``degree``, ``tau``.
     """
     tau = find_user_tau(source).detach().cpu().double().view(-1)
-    deg, _ = degrees(data)
+    deg = degrees(data)[0].cpu()
     if tau.numel() != deg.numel():
         raise ConfigError(
             f"per-user temperature has {tau.numel()} entries but the data has {deg.numel()} users"

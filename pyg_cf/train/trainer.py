@@ -563,6 +563,12 @@ class Trainer:
             row.update({f"{split}_{sim}_{k}": v for k, v in extra.items()})
         return main, row
 
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping ended (or, resumed from its checkpoint, had ended) the
+        run: not its epoch schedule, not its time budget."""
+        return self.has_val and self._patience_spent()
+
     def _patience_spent(self) -> bool:
         """Early stopping's verdict after an evaluation: ``config.patience`` evaluations
         (at least one) without improvement, at or after ``config.min_epochs``."""
@@ -585,7 +591,7 @@ class Trainer:
             self.generator.manual_seed(cfg.seed)
         t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
         # a run resumed from the checkpoint of its early stop stays stopped
-        stopped = self.has_val and self._patience_spent()
+        stopped = self.stopped_early
         while not stopped and self.epoch < cfg.epochs:
             self.epoch += 1
             lr = cfg.lr_at(self.epoch)

@@ -27,6 +27,21 @@ def test_module_with_forward_only():
     assert u.shape == (2, 3) and i.shape == (4, 3)
 
 
+def test_a_submodule_named_embeddings_is_not_called_as_the_method():
+    # a model keeping its tables as `self.embeddings` failed inside torch
+    # ("Embedding.forward() missing 1 required positional argument")
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = nn.Embedding(6, 3)
+
+        def forward(self):
+            return self.embeddings.weight[:2], self.embeddings.weight[2:]
+
+    u, i = final_embeddings(M())
+    assert u.shape == (2, 3) and i.shape == (4, 3)
+
+
 def test_bad_sources():
     with pytest.raises(ConfigError, match="pair"):
         final_embeddings(torch.ones(3, 2))  # type: ignore[arg-type]

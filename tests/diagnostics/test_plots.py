@@ -108,6 +108,15 @@ def test_training_curves_plot_one_line_per_run_from_trainer_histories(tmp_path):
         evaluated = hist[hist["val_recall@20"].notna()]  # epoch 1 was not evaluated
         assert list(ln.get_ydata()) == pytest.approx(list(evaluated["val_recall@20"]))
         assert list(ln.get_xdata()) == pytest.approx(list(evaluated["elapsed_s"] / 60))
+    # training time: the running sum of every epoch's train_s (epoch 1's too, though it
+    # was not evaluated), evaluation time left out — below the wall clock from epoch 2 on
+    by_train = plots.plot_training_curves(hists["bpr"], metric="val_recall@20", x="train_s")
+    hist = hists["bpr"]
+    want = hist["train_s"].cumsum()[hist["val_recall@20"].notna()] / 60
+    got = by_train.axes[0].get_lines()[0].get_xdata()
+    assert list(got) == pytest.approx(list(want))
+    assert all(g < e / 60 for g, e in zip(got, hist["elapsed_s"][hist["val_recall@20"].notna()]))
+    assert by_train.axes[0].get_xlabel() == "training time (min)"
     by_epoch = plots.plot_training_curves(hists["bpr"], metric="val_recall@20", x="epoch")
     assert list(by_epoch.axes[0].get_lines()[0].get_xdata()) == [2, 3]
     with pytest.raises(ConfigError, match="x must be"):

@@ -44,3 +44,7 @@ def test_subsampling_and_splits(tiny_data):
         similarity_histograms(model, tiny_data, split="all")
     with pytest.raises(ConfigError, match="bins"):
         similarity_histograms(model, tiny_data, bins=0)
+    # -5 used to keep all but 5 pairs silently; 0 blamed num_random
+    for bad in (-5, 0, 2.5):
+        with pytest.raises(ConfigError, match="num_pairs must be an integer >= 1"):
+            similarity_histograms(model, tiny_data, num_pairs=bad)

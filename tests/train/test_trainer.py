@@ -53,10 +53,17 @@ def test_early_stopping_restores_best():
     m = GraphCF.from_data(data, "mf", embedding_dim=8)
     cfg = TrainConfig(epochs=40, batch_size=64, lr=0.05, patience=2, progress=False)
     tr = Trainer(m, data, get_loss("bpr"), cfg)
+    assert not tr.stopped_early
     hist = tr.fit()
     assert len(hist) <= 40
+    assert tr.stopped_early == (len(hist) < 40)
     best = hist["val_ndcg@20"].max()
     assert tr.evaluate("val")["ndcg@20"] == pytest.approx(best)
+    # a run that ends its schedule (or its time budget) did not stop early
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, patience=2, progress=False)
+    short = Trainer(GraphCF.from_data(data, "mf", embedding_dim=8), data, get_loss("bpr"), cfg)
+    short.fit()
+    assert not short.stopped_early
 
 
 def test_min_epochs_defers_early_stopping_without_changing_the_run():
