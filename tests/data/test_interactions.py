@@ -71,6 +71,12 @@ def test_random_split_per_user_ratios_and_seed():
     keys = [set(zip(p["user"], p["item"])) for p in a]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     assert (a[0].groupby("user").size() == 14).all()
+    # cuts at round-half-up of n * (0.7, 0.8, 1.0), the training part at least 1:
+    # n = 8: 5.6, 6.4 -> 6 / 0 / 2; n = 3: 2.1, 2.4 -> 2 / 0 / 1; n = 5: 3.5, 4.0 -> 4 / 0 / 1;
+    # n = 1: 0.7 -> 1 / 0 / 0 (20 rows a user, above, cut exactly: 14 / 2 / 4)
+    odd = pd.DataFrame({"user": np.repeat([0, 1, 2, 3], [8, 3, 5, 1]), "item": np.arange(17)})
+    sizes = [p.groupby("user").size().to_dict() for p in random_split(odd, (0.7, 0.1, 0.2))]
+    assert sizes == [{0: 6, 1: 2, 2: 4, 3: 1}, {}, {0: 2, 1: 1, 2: 1}]
 
 
 def test_random_split_global():

@@ -49,12 +49,17 @@ def test_slope_and_summary(star_data):
     assert np.allclose(it["mean"], [1.0, np.sqrt(2), 2.0, np.sqrt(8)])
 
 
-def test_graphcf_attrs_and_mf_is_flat_at_init(star_data):
+def test_a_graphcf_model_gives_its_final_embeddings_norms_and_propagation(star_data):
     model = GraphCF.from_data(star_data, "svdpp-item", embedding_dim=8, alpha0=1.0)
     df = magnitude_vs_degree(model, star_data)
     assert df.attrs["alpha0"] == 1.0 and df.attrs["propagated"]["item"]
     assert not df.attrs["propagated"]["user"]
     assert len(df) == 8 + 4
+    u, i = model.embeddings()  # the propagated (final) embeddings, not the tables
+    items = df[df["node_type"] == "item"]
+    assert np.allclose(items["norm"], i.detach().norm(dim=1).numpy(), rtol=1e-6)
+    assert not np.allclose(items["norm"], model.item_embedding.weight.detach().norm(dim=1))
+    assert np.allclose(df[df["node_type"] == "user"]["norm"], u.detach().norm(dim=1).numpy())
 
 
 def test_errors(tiny_data):

@@ -30,6 +30,25 @@ def test_per_row_negatives_reject_positives_and_popularity_logq():
     assert torch.allclose(logp, torch.log(deg / deg.sum())[items])
 
 
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+def test_popularity_draws_follow_degree_to_the_beta(beta):
+    # the log-probabilities the logQ correction subtracts must be the draws' own law
+    deg = torch.tensor([1.0, 3.0, 4.0, 0.0, 8.0])
+    s = NegativeSampler(5, deg, kind="popularity", beta=beta)
+    items, logp = s.sample(torch.zeros(4000, dtype=torch.long), 5, torch.Generator().manual_seed(0))
+    freq = torch.bincount(items.view(-1), minlength=5).double() / items.numel()
+    want = deg.double() ** beta / (deg.double() ** beta).sum()
+    assert torch.allclose(freq, want, atol=0.01), (freq, want)  # 20,000 draws: sd <= 0.0035
+    assert torch.allclose(logp.exp().double(), want[items], rtol=1e-5)
+    uniform = NegativeSampler(5).sample(torch.zeros(4000, dtype=torch.long), 5,
+                                        torch.Generator().manual_seed(0))[0]  # fmt: skip
+    assert torch.allclose(
+        torch.bincount(uniform.view(-1), minlength=5).double() / uniform.numel(),
+        torch.full((5,), 0.2, dtype=torch.double),
+        atol=0.01,
+    )
+
+
 def test_negative_sets_layout_is_a_fixed_point():
     for b in range(1, 200):
         for g in range(1, b + 3):

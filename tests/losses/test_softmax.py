@@ -174,7 +174,9 @@ def test_softmax_masks_other_training_positives():
     b.positives = None
     with pytest.raises(ConfigError, match="training pairs"):
         loss2(b)
-    # masking removes terms from the sum: the loss can only go down
+    # masking removes terms from the sum: the loss can only go down (the package's own
+    # masked and unmasked losses, and the reference's)
+    assert float(loss(b)) < float(get_loss("softmax", tau=0.5)(b))
     assert want < ref_softmax(b, 0.5, "cos")
 
 

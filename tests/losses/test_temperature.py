@@ -86,12 +86,16 @@ def test_tau0_on_synthetic_embeddings_with_known_means(n_plus, n_minus):
     assert st.tau0 == pytest.approx((1.0 - mu) / math.log(4 * n_items / 26))
 
 
-def test_tau0_statistics_match_brute_force_on_random_embeddings():
+@pytest.mark.parametrize("aligned", [False, True])
+def test_tau0_statistics_match_brute_force_on_random_embeddings(aligned):
     g = torch.Generator().manual_seed(1)
     u, it = torch.randn(12, 4, generator=g, dtype=D), torch.randn(9, 4, generator=g, dtype=D)
     deg = torch.randint(1, 6, (12,), generator=g)
     users = torch.repeat_interleave(torch.arange(12), deg)
     items = torch.randint(9, (users.numel(),), generator=g)
+    if aligned:  # each user near the mean of its items: positives score high, disc > 0
+        for k in range(12):
+            u[k] = it[items[users == k]].mean(0) + 0.05 * torch.randn(4, generator=g, dtype=D)
     st = adaptive_tau0(u, it, torch.stack([users, items]), use_variance=True)
     q = sorted(deg.tolist())
     pos = 0.2 * (len(q) - 1)
@@ -111,11 +115,22 @@ def test_tau0_statistics_match_brute_force_on_random_embeddings():
     assert st.mu == pytest.approx(mu, rel=1e-10)
     assert st.var_pos == pytest.approx(var_p, rel=1e-10)
     assert st.var == pytest.approx(var, rel=1e-10)
-    # w = 1 / tau0 solves (var - var+) w^2 - 2 (mu+ - mu) w + 2 log_ratio = 0
-    w = 1 / st.tau0_raw
+    log_ratio = math.log(len(keep) * 9 / (2 * len(pos_s)))
+    assert st.log_ratio == pytest.approx(log_ratio, rel=1e-12)
     a, gap = var - var_p, mu_p - mu
-    if gap * gap - 2 * a * st.log_ratio >= 0:
-        assert a * w * w - 2 * gap * w + 2 * st.log_ratio == pytest.approx(0, abs=1e-9)
+    disc = gap * gap - 2 * a * log_ratio
+    if not aligned:  # random embeddings: a negative discriminant, clamped at 0
+        assert disc < 0
+        assert st.tau0_raw == pytest.approx(gap / (2 * log_ratio), rel=1e-9)
+        return
+    # w = 1 / tau0 solves (var - var+) w^2 - 2 (mu+ - mu) w + 2 log_ratio = 0; of its two
+    # roots, the one continuous at var = var+ (both roots satisfy the quadratic, so the
+    # residual alone would not tell them apart)
+    assert disc > 0 and a > 0
+    w = 1 / st.tau0_raw
+    assert a * w * w - 2 * gap * w + 2 * log_ratio == pytest.approx(0, abs=1e-9)
+    assert st.tau0_raw == pytest.approx((gap + math.sqrt(disc)) / (2 * log_ratio), rel=1e-9)
+    assert st.tau0_raw != pytest.approx((gap - math.sqrt(disc)) / (2 * log_ratio), rel=1e-3)
 
 
 def test_tau0_variance_form_reduces_to_eq14_for_equal_variances_and_warmup_gap():

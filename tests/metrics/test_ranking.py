@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ def test_hand_computed_metrics():
     scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.1], [0.95, 0.1, 0.2, 0.3, 0.4]])
     positives = torch.tensor([[0, 0, 1], [1, 3, 4]])
     seen = torch.tensor([[1], [0]])
-    res = evaluate_scores(lambda u: scores[u], 2, 5, positives, [seen], ks=(2,))
+    res = evaluate_scores(lambda u: scores[u], 2, 5, positives, [seen], ks=(1, 2))
     # user 0 top-2 = [0, 1]: 1 hit of 2 -> recall 0.5, ndcg = (1/log2 3) / (1 + 1/log2 3)
     # user 1 top-2 (item 0 masked) = [4, 3]: 1 hit of 1 -> recall 1, ndcg 1
     assert res["recall@2"] == pytest.approx((0.5 + 1.0) / 2)
@@ -27,6 +28,10 @@ def test_hand_computed_metrics():
     assert res["ndcg@2"] == pytest.approx((nd0 + 1.0) / 2)
     assert res["precision@2"] == pytest.approx(0.5)
     assert res["hitrate@2"] == pytest.approx(1.0)
+    # a cut-off below the largest: user 0's top-1 [0] misses, user 1's [4] hits — every
+    # metric at 1 is 0.5 (each counts only its own k columns)
+    for m in ("recall", "precision", "hitrate", "ndcg"):
+        assert res[f"{m}@1"] == pytest.approx(0.5), m
 
 
 def test_users_without_positives_are_not_averaged():
@@ -83,8 +88,30 @@ def test_evaluate_masks_train_and_val_at_test_time(tiny_data):
     res = evaluate(u, i, tiny_data, "test", ks=(5,))
     # With k = number of items, every unseen test item is found.
     assert res["recall@5"] == pytest.approx(1.0)
-    pop = popularity_baseline(tiny_data, ks=(1,))
-    assert 0 <= pop["recall@1"] <= 1
+    # item_emb = I: user rows are the scores. Top-1 with train and val masked: u0 -> 3
+    # (hit), u1 -> 4 (miss, its test item is 0), u2 -> 1 (hit), u3 -> 4 (hit); without the
+    # val mask u0 -> 2 and u2 -> 3, their val items (misses)
+    users = torch.tensor(
+        [[9.0, 9, 9, 1, 0], [0.0, 9, 9, 9, 5], [9.0, 2, 0, 9, 1], [0.0, 0, 9, 9, 3]]
+    )
+    items = torch.eye(5)
+    assert evaluate(users, items, tiny_data, ks=(1,))["recall@1"] == pytest.approx(0.75)
+    unmasked = evaluate(users, items, tiny_data, ks=(1,), mask_val_at_test=False)
+    assert unmasked["recall@1"] == pytest.approx(0.25)
+
+
+def test_popularity_baseline_ranks_by_training_degree():
+    from pyg_cf.data import from_splits
+
+    # training degrees: item 2: 4, item 4: 3, item 0: 2, item 3: 1, item 1: 0 (not index order)
+    train = pd.DataFrame(
+        {"user": [0, 1, 1, 2, 2, 2, 3, 3, 3, 3], "item": [2, 2, 4, 2, 4, 0, 2, 4, 0, 3]}
+    )
+    test = pd.DataFrame({"user": [0, 1, 2, 3], "item": [4, 3, 3, 1]})
+    data = from_splits(train, None, test, keep_dense=True)
+    # most popular unseen item: u0 -> 4 (hit), u1 -> 0 (miss), u2 -> 3 (hit), u3 -> 1 (hit)
+    pop = popularity_baseline(data, ks=(1,))
+    assert pop["recall@1"] == pytest.approx(0.75)
 
 
 def test_evaluate_chunking_options_and_unknown_options(tiny_data):

@@ -88,6 +88,15 @@ def test_subgraph_forward_with_node_ids_equals_full_graph():
     users, items = torch.arange(NU), torch.arange(NI)
     u, i = m(EI.clone(), users, items)
     assert torch.allclose(u, full_u, atol=1e-6) and torch.allclose(i, full_i, atol=1e-6)
+    # local ids: local node k is global node users[k] / items[k] (ids that are not the
+    # identity, so a forward ignoring them would read the wrong rows)
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randperm(NU, generator=g), torch.randperm(NI, generator=g)
+    local_u, local_i = torch.argsort(users), torch.argsort(items)  # global -> local
+    local_ei = torch.stack([local_u[EI[0]], local_i[EI[1]]])
+    u, i = m(local_ei, users, items)
+    assert torch.allclose(u, full_u[users], atol=1e-6)
+    assert torch.allclose(i, full_i[items], atol=1e-6)
 
 
 def test_score_and_recommend_exclude_training_items():
