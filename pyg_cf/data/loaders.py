@@ -79,16 +79,17 @@ def _check_cold_lines(
         )
 
 
-def _remove_train_overlap(
-    train: pd.DataFrame, held: pd.DataFrame | None, name: str
+def _remove_overlap(
+    reference: pd.DataFrame, held: pd.DataFrame | None, name: str, reference_name: str
 ) -> pd.DataFrame | None:
+    """``held`` without the pairs ``reference`` holds too (logged: splits stay apart)."""
     if held is None or len(held) == 0:
         return held
-    key = pd.MultiIndex.from_frame(train[["user", "item"]])
+    key = pd.MultiIndex.from_frame(reference[["user", "item"]])
     dup = pd.MultiIndex.from_frame(held[["user", "item"]]).isin(key)
     n = int(dup.sum())
     if n:
-        log.warning("%s: dropped %d pair(s) that are also training pairs", name, n)
+        log.warning("%s: dropped %d pair(s) that are also %s pairs", name, n, reference_name)
         return held.loc[~dup].reset_index(drop=True)
     return held
 
@@ -143,11 +144,11 @@ def _from_frames(
     train = drop_duplicates(train, "train")
     val = drop_duplicates(val, "val") if val is not None else None
     test = drop_duplicates(test, "test") if test is not None else None
-    val = _remove_train_overlap(train, _cold_start(train, val, "val", val_policy), "val")
+    val = _remove_overlap(train, _cold_start(train, val, "val", val_policy), "val", "training")
     test = _cold_start(test_reference, test, "test", test_policy)
-    test = _remove_train_overlap(train, test, "test")
+    test = _remove_overlap(train, test, "test", "training")
     if val is not None and test is not None:
-        test = _remove_train_overlap(val, test, "test (vs val)")
+        test = _remove_overlap(val, test, "test", "validation")
     frames = [f for f in (train, val, test) if f is not None]
     enc, id_map = encode_ids(*frames, keep_dense=keep_dense)
     it = iter(enc)

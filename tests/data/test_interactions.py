@@ -57,6 +57,10 @@ def test_k_core_iterates_until_stable():
     out = k_core(df, 2, 2)
     assert sorted(zip(out["user"], out["item"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert (out.groupby("user").size() >= 2).all() and (out.groupby("item").size() >= 2).all()
+    # different thresholds for the two sides: user 0 has 3 interactions, item 0 has 3
+    df = pd.DataFrame({"user": [0, 0, 0, 1, 1, 2], "item": [0, 1, 2, 0, 1, 0]})
+    assert sorted(zip(*k_core(df, 3, 1)[["user", "item"]].T.values)) == [(0, 0), (0, 1), (0, 2)]
+    assert sorted(zip(*k_core(df, 1, 3)[["user", "item"]].T.values)) == [(0, 0), (1, 0), (2, 0)]
 
 
 def test_random_split_per_user_ratios_and_seed():
@@ -147,3 +151,19 @@ def test_missing_held_out_split_is_on_the_edges_device():
     data = HeteroData()
     data[USER_ITEM].edge_index = torch.empty(2, 3, dtype=torch.long, device="meta")
     assert held_out_edges(data, "val").device.type == "meta"
+
+
+def test_from_splits_keeps_train_val_and_test_apart(tiny_frames, caplog):
+    # a held-out pair that is also a training pair, and a test pair that is also a
+    # validation pair, are dropped from the later split (with a log line naming which)
+    train, _, _ = tiny_frames
+    val = pd.DataFrame({"user": [0, 2], "item": [2, 3]})
+    test = pd.DataFrame({"user": [0, 1, 2, 0], "item": [2, 0, 1, 1]})  # (0,2) val, (0,1) train
+    data = from_splits(train, val, test, keep_dense=True)
+    assert held_out_edges(data, "val").t().tolist() == [[0, 2], [2, 3]]
+    assert held_out_edges(data, "test").t().tolist() == [[1, 0], [2, 1]]
+    assert "test: dropped 1 pair(s) that are also training pairs" in caplog.text
+    assert "test: dropped 1 pair(s) that are also validation pairs" in caplog.text
+    keys = [set(map(tuple, e.t().tolist())) for e in (train_edges(data),
+            held_out_edges(data, "val"), held_out_edges(data, "test"))]  # fmt: skip
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])

@@ -15,22 +15,27 @@ from tests.loader.conftest import random_data
 
 
 @pytest.mark.parametrize(
-    "loss,kind", [("bpr", "lightgcn"), ("ssm", "lightgcn"), ("bpr", "svdpp-user"),
-                  ("ssm", "svdpp-item")],
+    "loss,kind,alpha0", [("bpr", "lightgcn", None), ("ssm", "lightgcn", None),
+                         ("bpr", "svdpp-user", None), ("ssm", "svdpp-item", None),
+                         ("bpr", "svdpp-user", 1.0), ("ssm", "svdpp-item", 0.0)],
 )  # fmt: skip
-def test_sampled_step_with_full_fanout_equals_full_step(loss, kind):
+def test_sampled_step_with_full_fanout_equals_full_step(loss, kind, alpha0):
     """With fan-out -1 for every hop, one sampled-mode step is the full-graph step (for a
-    one-sided SVD++ over the receiving side's neighborhood only)."""
+    one-sided SVD++ over the receiving side's neighborhood only), also with degree
+    exponents other than 0.5 (the subgraph's weights use the model's own)."""
     data = random_data(seed=1)
     out = []
+    extra = {} if alpha0 is None else {"alpha0": alpha0}
     for mode in ("full", "sampled"):
         seed_everything(0)
-        model = GraphCF.from_data(data, kind, embedding_dim=8)
+        model = GraphCF.from_data(data, kind, embedding_dim=8, **extra)
         cfg = TrainConfig(
             epochs=1, batch_size=64, lr=0.01, mode=mode, num_neighbors=(-1,) * model.num_layers,
             max_steps_per_epoch=3, progress=False, seed=0,
         )  # fmt: skip
         tr = Trainer(model, data, get_loss(loss), cfg)
+        if mode == "sampled":  # TrainConfig(degree_correction=True), the default, reaches it
+            assert tr.loader.sampler.degree_correction
         tr.generator.manual_seed(0)
         losses = []
         for idx in list(tr.batches()):
@@ -119,3 +124,13 @@ def test_mode_validation():
 
     with pytest.raises(ConfigError, match="mode='full'"):
         Trainer(m, data, AllItems(), TrainConfig(mode="sampled", progress=False))
+
+
+@pytest.mark.parametrize("correction", [True, False])
+def test_the_degree_correction_setting_reaches_the_sampler(correction):
+    data = random_data(seed=1)
+    cfg = TrainConfig(mode="sampled", num_neighbors=(3, 3), degree_correction=correction,
+                      progress=False)  # fmt: skip
+    tr = Trainer(GraphCF.from_data(data, "lightgcn", embedding_dim=4, num_layers=2), data,
+                 get_loss("bpr"), cfg)  # fmt: skip
+    assert tr.loader.sampler.degree_correction is correction
