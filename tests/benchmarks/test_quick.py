@@ -62,7 +62,12 @@ def test_rewriting_results_keeps_the_notes(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("args", "flag"), [(["--fanout", "2,x"], "--fanout"), (["--sizes", "1000,-5"], "--sizes")]
+    ("args", "flag"),
+    [
+        (["--fanout", "2,x"], "--fanout"),
+        (["--fanout", "5,-1"], "--fanout"),  # no fan-out bound to measure (was: negative bounds)
+        (["--sizes", "1000,-5"], "--sizes"),
+    ],
 )
 def test_bench_scale_names_a_bad_list(args, flag, tmp_path):
     proc = subprocess.run(
