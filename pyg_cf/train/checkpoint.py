@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT", "load_checkpoint", "load_weights", "read_checkpoint", "save_checkpoint"]
 
 log = logging.getLogger(__name__)
+_WARNED_DROPPED: set[tuple[str, tuple[str, ...]]] = set()
 
 #: Format tag written into every checkpoint.
 FORMAT = "pyg-cf-checkpoint-2"
@@ -157,7 +158,19 @@ def _callback_state(cb: Any) -> dict[str, Any]:
                 "safely (use tensors, numbers, strings and lists/dicts of them)"
             )
         return {"kind": "state_dict", "state": st}
-    return {"kind": "attributes", "state": _attributes(cb, private=True)}
+    state = _attributes(cb, private=True)
+    dropped = sorted(k for k in vars(cb) if not k.startswith("_") and k not in state)
+    key = (type(cb).__name__, tuple(dropped))
+    if dropped and key not in _WARNED_DROPPED:  # once per callback type and attributes
+        _WARNED_DROPPED.add(key)
+        log.warning(
+            "checkpoint: %s attribute(s) %s hold objects that cannot be saved safely and are "
+            "not in the checkpoint (a resumed run starts them afresh); give the callback a "
+            "state_dict() / load_state_dict() to keep them",
+            type(cb).__name__,
+            dropped,
+        )
+    return {"kind": "attributes", "state": state}
 
 
 def _set_callback_state(cb: Any, saved: dict[str, Any]) -> None:

@@ -392,3 +392,20 @@ def test_resume_with_other_loss_settings_is_refused(tmp_path):
     case = ("lightgcn", "ssm", {"tau": 0.5}, {})
     with pytest.raises(PygCFError, match=r"other loss settings .*'tau': \(0.2, 0.5\)"):
         load_checkpoint(build(data, case, None), tmp_path / "last.pt")
+
+
+def test_callback_attributes_left_out_of_a_checkpoint_are_named_once(tmp_path, caplog):
+    # they were dropped silently: a resumed run's callback then lacked them
+    class Keeps(Callback):
+        def __init__(self):
+            self.count = 3  # saved
+            self.frames = {1: object()}  # not storable
+            self._cache = object()  # private: not reported
+
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path, extra_callbacks=[Keeps()])
+    save_checkpoint(tr, tmp_path / "a.pt")
+    save_checkpoint(tr, tmp_path / "b.pt")
+    assert caplog.text.count("Keeps attribute(s) ['frames']") == 1
+    saved = torch.load(tmp_path / "a.pt", weights_only=True)["callbacks"]
+    assert {"type": "Keeps", "kind": "attributes", "state": {"count": 3}} in saved
