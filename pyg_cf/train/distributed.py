@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import os
@@ -135,14 +136,19 @@ def slice_loss_batch(
 
 
 def _sets_of_rows(sets: Tensor, rows: Tensor, n: int, shard: tuple[int, int] | None) -> Tensor:
-    _, per_set = negative_sets(n, sets.size(0))
-    if shard is not None:
-        own = torch.arange(shard[0], n, shard[1]) // per_set  # global set of each row
-        k = own.numel()
-        g, s = negative_sets(k, sets.size(0))
-        if g == sets.size(0) and torch.equal(own, torch.arange(k) // s):
-            return sets  # e.g. 2048 rows, 16 sets of 128, W | 128: each shard keeps 16 blocks
-    return sets[rows // per_set]
+    if shard is not None and _shard_keeps_sets(n, sets.size(0), *shard):
+        return sets  # e.g. 2048 rows, 16 sets of 128, W | 128: each shard keeps 16 blocks
+    return sets[rows // negative_sets(n, sets.size(0))[1]]
+
+
+@functools.lru_cache(maxsize=64)
+def _shard_keeps_sets(n: int, num_sets: int, rank: int, world_size: int) -> bool:
+    """Whether shard ``rank`` of ``n`` rows, laid out again over ``num_sets`` blocks, gives
+    each row the set it had in the batch (decided once per batch size, not every step)."""
+    own = torch.arange(rank, n, world_size) // negative_sets(n, num_sets)[1]  # global set
+    k = own.numel()
+    g, s = negative_sets(k, num_sets)
+    return g == num_sets and torch.equal(own, torch.arange(k) // s)
 
 
 class DistributedTrainer(Trainer):
