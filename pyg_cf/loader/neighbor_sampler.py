@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -23,7 +24,7 @@ from pyg_cf.data.graph import REV_EDGE, USER_ITEM
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
 from pyg_cf.loader.sampling import sample_neighbors
-from pyg_cf.nn.conv import bipartite_norm
+from pyg_cf.nn.conv import _check_alpha, bipartite_norm
 
 __all__ = ["BACKENDS", "BipartiteNeighborSampler", "BipartiteSubgraph", "pyg_sampler_available"]
 
@@ -47,6 +48,23 @@ def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
     if not out or any(t not in ("user", "item") for t in out):
         raise ConfigError(f"targets must be a non-empty subset of ('user', 'item'), got {out!r}")
     return out
+
+
+def check_fanouts(num_neighbors: Any) -> tuple[int, ...]:
+    """``num_neighbors`` as a tuple of fan-outs, one per hop: ``-1`` (all neighbors) or a
+    count >= 1. A :class:`ConfigError` otherwise: ``0`` would leave the hop without edges
+    (no degree correction undoes that), ``2.7`` would be truncated."""
+    if isinstance(num_neighbors, (str, bytes)) or not hasattr(num_neighbors, "__iter__"):
+        raise ConfigError(f"num_neighbors must be a sequence of fan-outs, got {num_neighbors!r}")
+    out = tuple(num_neighbors)
+    if any(isinstance(k, bool) or not isinstance(k, Integral) for k in out) or any(
+        k == 0 or k < -1 for k in out
+    ):
+        raise ConfigError(
+            "num_neighbors must be fan-outs, one per hop: -1 (all neighbors) or an integer "
+            f">= 1, got {num_neighbors!r}"
+        )
+    return tuple(int(k) for k in out)
 
 
 def _cat_ids(parts: list[Tensor], device: torch.device) -> Tensor:
@@ -227,15 +245,13 @@ class BipartiteNeighborSampler(BaseSampler):
             if num_users is None or num_items is None:
                 raise ConfigError("num_users and num_items are needed with an edge tensor")
             self.graph = BipartiteCSR(graph, num_users, num_items)
-        self.num_neighbors = [int(k) for k in num_neighbors]
-        if any(k < -1 for k in self.num_neighbors):
-            raise ConfigError(f"num_neighbors entries must be >= -1, got {self.num_neighbors}")
+        self.num_neighbors = list(check_fanouts(num_neighbors))
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "pyg" and not pyg_sampler_available():
             raise ConfigError("backend='pyg' needs pyg-lib or torch-sparse (pyg-cf[sparse])")
         self.backend = backend
-        self.alpha0, self.alpha1 = float(alpha0), float(alpha1)
+        self.alpha0, self.alpha1 = _check_alpha("alpha0", alpha0), _check_alpha("alpha1", alpha1)
         self.degree_correction = degree_correction
         self.generator = generator
         self._pyg: Any = None
@@ -442,6 +458,21 @@ class BipartiteNeighborSampler(BaseSampler):
         return w_ui, w_iu
 
     # -- PyG sampler interface ------------------------------------------------------------
+    def _draw_generator(self) -> torch.Generator | None:
+        """``self.generator``, or in a :class:`~torch.utils.data.DataLoader` worker a copy
+        reseeded once from the generator's seed and the worker's seed. Each forked worker
+        holds the generator in the same state, so without this every worker would draw the
+        same neighborhoods for its i-th batch. The worker seed changes with each epoch's
+        iterator (and follows ``torch.manual_seed``), as PyG's own sampler draws do."""
+        info = torch.utils.data.get_worker_info()
+        if self.generator is None or info is None:
+            return self.generator
+        if getattr(self, "_worker_seed", None) != info.seed:
+            gen = torch.Generator(device=self.generator.device)
+            gen.manual_seed((self.generator.initial_seed() * 1_000_003 + info.seed) % 2**63)
+            self._worker_gen, self._worker_seed = gen, info.seed
+        return self._worker_gen
+
     def _hetero_output(self, seed: dict[str, Tensor], seed_time: Any = None) -> HeteroSamplerOutput:
         if seed_time is not None:
             raise NotImplementedError("temporal sampling is not supported")
@@ -452,7 +483,7 @@ class BipartiteNeighborSampler(BaseSampler):
         for name, s in (("user", seeds_u), ("item", seeds_i)):
             if s.numel() != torch.unique(s).numel():
                 raise ConfigError(f"{name} seeds must be unique")
-        sub = self.sample(seeds_u, seeds_i, self.generator)
+        sub = self.sample(seeds_u, seeds_i, self._draw_generator())
         # PyG's convention: the seeds come first, in the given order.
         perm_u = self._seeds_first(sub.user_id, seeds_u)
         perm_i = self._seeds_first(sub.item_id, seeds_i)

@@ -110,7 +110,7 @@ def ranking_metrics_from_hits(
     """Per-user metrics from a ``[U, K_max]`` 0/1 hit matrix and ``[U]`` positive counts."""
     hits = hits.float()
     kmax = hits.size(1)
-    _check_ks(ks, kmax, "the hit matrix's width")
+    check_ks(ks, kmax, "the hit matrix's width")
     disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, device=hits.device, dtype=torch.float))
     out: dict[str, Tensor] = {}
     for k in ks:
@@ -132,7 +132,7 @@ _DEFAULT_BUDGET_MB = {"cpu": 256.0, "cuda": 1024.0}
 _MAX_CHUNK = {"cpu": 1024, "cuda": 8192}
 
 
-def _check_ks(ks: Sequence[int], limit: int, what: str) -> None:
+def check_ks(ks: Sequence[int], limit: int, what: str) -> None:
     """A :class:`ConfigError` unless ``ks`` is a non-empty list of integers in
     ``[1, limit]``."""
     ok = bool(ks) and all(
@@ -255,7 +255,7 @@ def evaluate_scores(
         Mean of each metric over users with at least one positive (keys like
         ``'recall@20'``), and with ``per_user`` a dict of ``[U]`` tensors plus ``'users'``.
     """
-    _check_ks(ks, num_items, "num_items")
+    check_ks(ks, num_items, "num_items")
     _check_chunk_size(chunk_size)
     check_pairs(positives, num_users, num_items, "positives")
     for s in seen:

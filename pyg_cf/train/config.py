@@ -7,10 +7,12 @@ from dataclasses import asdict, dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
 import torch
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.interaction_loader import SAMPLINGS, check_user_block_size
+from pyg_cf.loader.neighbor_sampler import check_fanouts
 
 __all__ = ["TrainConfig"]
 
@@ -30,6 +32,19 @@ def _integers(name: str, value: Any, what: str = "integers") -> tuple[int, ...]:
     if any(isinstance(v, bool) or not isinstance(v, Integral) for v in out):
         raise ConfigError(f"{name} must be {what}, got {value!r}")
     return tuple(int(v) for v in out)
+
+
+def _check_bool(name: str, value: Any, optional: bool = False) -> bool | None:
+    """Switches must be booleans: a string such as ``"false"`` is truthy and would turn the
+    switch on. NumPy booleans are accepted as Python ones."""
+    if optional and value is None:
+        return None
+    if isinstance(value, np.bool_):
+        value = bool(value)
+    if not isinstance(value, bool):
+        none = " or None" if optional else ""
+        raise ConfigError(f"{name} must be True or False{none}, got {value!r}")
+    return value
 
 
 def _check_real(name: str, value: Any) -> None:
@@ -165,6 +180,10 @@ class TrainConfig:
         for name in ("patience", "max_steps_per_epoch"):
             if getattr(self, name) is not None:
                 _check_integer(name, getattr(self, name))
+        for name in ("eval_test", "degree_correction", "sparse_grad", "cuda_graphs"):
+            setattr(self, name, _check_bool(name, getattr(self, name)))
+        for name in ("progress", "retain_cpu_memory"):
+            setattr(self, name, _check_bool(name, getattr(self, name), optional=True))
         for name in ("lr", "lr_gamma", "l2_reg", "user_dropout"):
             _check_real(name, getattr(self, name))
         if self.time_budget_s is not None:
@@ -238,10 +257,7 @@ class TrainConfig:
             self.num_neighbors = _integers(
                 "num_neighbors", self.num_neighbors, "fan-outs, one per layer"
             )
-            if any(v < -1 for v in self.num_neighbors):
-                raise ConfigError(
-                    f"num_neighbors entries must be >= -1 (-1 = all), got {self.num_neighbors}"
-                )
+            check_fanouts(self.num_neighbors)
         if self.sampler_backend not in ("torch", "pyg"):
             raise ConfigError(
                 f"sampler_backend must be 'torch' or 'pyg', got {self.sampler_backend!r}"

@@ -27,7 +27,7 @@ from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.loader.interaction_loader import CFBatch, InteractionLoader
 from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
 from pyg_cf.losses.negatives import NegativeSampler
-from pyg_cf.metrics.ranking import evaluate
+from pyg_cf.metrics.ranking import check_ks, evaluate
 from pyg_cf.nn.models import GraphCF
 from pyg_cf.train.checkpoint import loss_settings
 from pyg_cf.train.config import TrainConfig
@@ -139,6 +139,8 @@ class Trainer:
                 f"model is built for {model.num_users} users / "
                 f"{model.num_items} items but the data has {nu} / {ni}"
             )
+        # checked here, not at the first evaluation an epoch (or hours) into the run
+        check_ks(self.config.ks, ni, "the number of items")
         if self.config.l2_layers == "all" and not (
             callable(getattr(model, "layers", None)) and callable(getattr(model, "combine", None))
         ):

@@ -28,7 +28,7 @@ def check_maps(sub, ei):
     assert torch.equal(sub.local_items(sub.item_id), torch.arange(sub.num_items))
 
 
-@pytest.mark.parametrize("fanout", [[2, 2], [1, 3, 2], [-1, 2], [0]])
+@pytest.mark.parametrize("fanout", [[2, 2], [1, 3, 2], [-1, 2], [1]])
 def test_subgraph_holds_exactly_the_sampled_edges(monkeypatch, fanout):
     ei = sparse_graph()
     sampler = BipartiteNeighborSampler(ei, fanout, num_users=NU, num_items=NI)
@@ -259,6 +259,12 @@ def test_bad_arguments():
     ei = sparse_graph()
     with pytest.raises(ConfigError, match="num_neighbors"):
         BipartiteNeighborSampler(ei, [-2], num_users=NU, num_items=NI)
+    for fanouts in ([3, 0], [2.7], [True]):  # an empty hop; truncated to 2; a bool
+        with pytest.raises(ConfigError, match="num_neighbors must be fan-outs"):
+            BipartiteNeighborSampler(ei, fanouts, num_users=NU, num_items=NI)
+    for kw in ({"alpha0": 7}, {"alpha1": float("nan")}, {"alpha0": "half"}):
+        with pytest.raises(ConfigError, match=rf"{next(iter(kw))} must"):
+            BipartiteNeighborSampler(ei, [1], num_users=NU, num_items=NI, **kw)
     with pytest.raises(ConfigError, match="backend"):
         BipartiteNeighborSampler(ei, [1], backend="dgl", num_users=NU, num_items=NI)
     with pytest.raises(ConfigError, match="num_users"):
@@ -294,6 +300,33 @@ def test_plugs_into_pyg_link_loader():
     )
     nb = next(iter(nodes))
     assert torch.equal(nb["user"].n_id[:5], torch.arange(5))  # seeds first
+
+
+def _worker_draws(seed):
+    """Items reached by user 0 (degree ~100, fan-out 3) in 8 one-seed batches over two
+    DataLoader workers: batch 2j comes from worker 0, batch 2j+1 from worker 1."""
+    ei = random_edges(20, 300, 3000, 0)
+    data = as_hetero(ei, 20, 300)
+    sampler = BipartiteNeighborSampler(data, [3], generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(seed)
+    loader = NodeLoader(
+        data,
+        node_sampler=sampler,
+        input_nodes=("user", torch.zeros(8, dtype=torch.long)),
+        batch_size=1,
+        num_workers=2,
+    )
+    return [tuple(sorted(b["item"].n_id.tolist())) for b in loader]
+
+
+def test_seeded_sampler_draws_differently_in_each_worker():
+    draws = _worker_draws(0)
+    # forked workers hold copies of one generator state: without reseeding, worker 1's
+    # i-th batch repeated worker 0's i-th batch exactly
+    assert any(draws[2 * j] != draws[2 * j + 1] for j in range(4))
+    assert len(set(draws)) >= 6
+    assert _worker_draws(0) == draws  # reproducible under torch.manual_seed
+    assert _worker_draws(1) != draws
 
 
 def star_graph(deg=6, others=3):

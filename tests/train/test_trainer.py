@@ -109,6 +109,17 @@ def test_model_for_other_data_is_refused():
         Trainer(GraphCF.mf(3, 3), data, get_loss("bpr"))
 
 
+def test_a_cutoff_above_the_item_count_is_refused_before_training():
+    data = synthetic()
+    ni = data["item"].num_nodes
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    msg = rf"at most the number of items \({ni}\), got \(20, {ni + 1}\)"
+    with pytest.raises(ConfigError, match=msg):
+        Trainer(model, data, get_loss("bpr"), TrainConfig(ks=(20, ni + 1), progress=False))
+    # the largest valid cut-off is accepted
+    Trainer(model, data, get_loss("bpr"), TrainConfig(ks=(ni,), progress=False))
+
+
 def test_a_loss_or_config_of_the_wrong_kind_is_named():
     data = synthetic()
     model = GraphCF.from_data(data, "mf", embedding_dim=8)
@@ -608,6 +619,15 @@ def test_a_bad_seed_is_a_config_error(seed):
         ({"lr_milestones": 3}, "lr_milestones must be a sequence of epochs"),
         ({"lr_milestones": ("a",)}, "lr_milestones must be epochs, got"),
         ({"monitor": 5}, "monitor must look like 'ndcg@20', got 5"),
+        # a string is truthy: "false" switched the option on
+        ({"eval_test": "no"}, "eval_test must be True or False, got 'no'"),
+        ({"degree_correction": "false"}, "degree_correction must be True or False"),
+        ({"retain_cpu_memory": "no"}, r"retain_cpu_memory must be True or False or None"),
+        ({"progress": 0}, r"progress must be True or False or None, got 0"),
+        ({"cuda_graphs": 1}, "cuda_graphs must be True or False, got 1"),
+        # a hop without draws; a fan-out truncated to 2
+        ({"mode": "sampled", "num_neighbors": (10, 0)}, r"-1 \(all neighbors\) or an integer"),
+        ({"mode": "sampled", "num_neighbors": (2.7,)}, "num_neighbors must be fan-outs"),
     ],
 )
 def test_bad_settings_fail_at_construction(kw, match):
