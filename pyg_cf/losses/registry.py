@@ -118,15 +118,25 @@ def check_argument_types(factory: Callable[..., Any], kwargs: dict[str, Any], wh
     Raises:
         ConfigError: ``"<what>: argument <key>=<value> must be <type>"``.
     """
-    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
-    try:
-        hints = typing.get_type_hints(target)
-        params = inspect.signature(factory).parameters
-    except (NameError, TypeError, ValueError):  # unresolvable annotations: nothing to check
-        return
+    targets: list[Any] = [factory]
+    if isinstance(factory, type):  # a subclass passing **kwargs up: its bases name them
+        targets = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)]  # type: ignore[misc]
+    hints: dict[str, Any] = {}
+    for target in reversed(targets):  # the class's own annotation wins over a base's
+        try:
+            params = inspect.signature(target).parameters
+            found = typing.get_type_hints(target)
+        except (NameError, TypeError, ValueError):  # unresolvable annotations: not read
+            continue
+        hints.update(
+            (k, v)
+            for k, v in found.items()
+            if k in params and params[k].kind is not inspect.Parameter.VAR_KEYWORD
+        )
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            hints = {k: v for k, v in hints.items() if k in params}
     for key, value in kwargs.items():
-        param = params.get(key)
-        if param is None or param.kind is inspect.Parameter.VAR_KEYWORD or key not in hints:
+        if key not in hints:
             continue
         if _conforms(value, hints[key]) is False:
             raise ConfigError(f"{what}: argument {key}={value!r} must be {_describe(hints[key])}")

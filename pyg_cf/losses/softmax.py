@@ -97,6 +97,7 @@ def softmax_loss(
     mask: Tensor | None = None,
     reduction: str = "mean",
     tau_neg: Temperature | None = None,
+    pos_items: Tensor | None = None,
 ) -> Tensor:
     r"""Full softmax over the catalogue, computed with log-sum-exp.
 
@@ -110,11 +111,25 @@ def softmax_loss(
         mask: ``[B, I]`` boolean, ``True`` for items left out of the sum (e.g. the user's
             other training positives); never mask a row's own positive.
         reduction: ``'mean'``, ``'sum'`` or ``'none'``.
-        tau_neg: Temperature inside the sum (float or ``[B]``); default ``tau``.
+        tau_neg: Temperature of the other items inside the sum (float or ``[B]``; Adap-τ's
+            per-user one); default ``tau``. The positive's own term keeps ``tau``.
+        pos_items: ``[B]`` column of each row's positive in ``all_score``; needed with
+            ``tau_neg``.
     """
-    tau_n = tau if tau_neg is None else tau_neg
-    lse, _ = masked_logsumexp(all_score / _col(tau_n), mask)
-    return reduce_loss(lse - pos_score / tau, reduction)
+    pos = pos_score / tau
+    logits = all_score / _col(tau if tau_neg is None else tau_neg)
+    if tau_neg is not None:
+        if pos_items is None:
+            raise ConfigError(
+                "softmax_loss with tau_neg needs pos_items (each row's positive column, "
+                "whose logit keeps tau)"
+            )
+        # the positive keeps tau in the denominator too: a positive at tau_neg > tau made
+        # the loss unbounded below
+        rows = torch.arange(logits.size(0), device=logits.device)
+        logits = logits.index_put((rows, pos_items.to(logits.device)), pos.to(logits.dtype))
+    lse, _ = masked_logsumexp(logits, mask)
+    return reduce_loss(lse - pos, reduction)
 
 
 def bsl_loss(
@@ -433,21 +448,19 @@ class SoftmaxLoss(CFLoss):
                 share = mask = None
         if share is not None and mask is None and split:
             share = None  # a shared row cannot hold each row's own positive at tau_p
+        rows = torch.arange(u.size(0), device=u.device)
         if share is None:
             scale = tau_n
             logits = (u / _col(scale)) @ items.t()
-            if self.mask_positives or split:
-                mask = (
-                    self._positives_mask(batch, batch.users, num_items, u.device)
-                    if self.mask_positives
-                    else torch.zeros(logits.shape, dtype=torch.bool, device=u.device)
-                )
-                # the row's own positive stays in (no empty row), or is added back at tau_p
-                mask[torch.arange(u.size(0), device=u.device), batch.pos_items] = split
+            if self.mask_positives:
+                mask = self._positives_mask(batch, batch.users, num_items, u.device)
+                # the row's own positive stays in: no row is empty, even for a user whose
+                # every item is a positive (with split, its logit is rewritten at tau_p)
+                mask[rows, batch.pos_items] = False
         else:
             scale = _take(tau_n, share[0])
             logits = (u[share[0]] / _col(scale)) @ items.t()
-        own_masked = split if share is None else mask is not None
+        own_masked = share is not None and mask is not None
 
         def per_row_lse(lse: Tensor, own: Tensor) -> Tensor:
             """Row log-sum-exps from the logit rows' ones (``own``: each row's positive
@@ -458,10 +471,18 @@ class SoftmaxLoss(CFLoss):
 
         if self.record_unit_loss and tau is None:
             with torch.no_grad():
-                lse_1, _ = masked_logsumexp(logits * _col(scale), mask)
-                self._record_unit(batch, per_row_lse(lse_1, pos) - pos)
+                # in float32: a half-precision log-sum-exp overflows to inf over a large
+                # catalogue of near-equal logits (which would make every Adap-τ τ_u NaN)
+                unit = logits * _col(scale)
+                if unit.dtype in (torch.float16, torch.bfloat16):
+                    unit = unit.float()
+                lse_1, _ = masked_logsumexp(unit, mask)
+                pos_1 = pos.to(unit.dtype)
+                self._record_unit(batch, per_row_lse(lse_1, pos_1) - pos_1)
         if mask is not None:
             logits = logits.masked_fill_(mask, float("-inf"))
+        if split and share is None:  # the row's own positive at tau_p, in place
+            logits[rows, batch.pos_items] = (pos / tau_p).to(logits.dtype)
         return per_row_lse(row_logsumexp(logits), pos / tau_p) - pos / tau_p
 
     def forward(self, batch: LossBatch) -> Tensor:

@@ -253,6 +253,12 @@ def per_user_temperature(
         raise ConfigError(f"method must be 'torch' or 'scipy', got {method!r}")
     loss = user_loss.to(torch.float64)
     mask = torch.ones_like(loss, dtype=torch.bool) if valid is None else valid
+    finite = torch.isfinite(loss)
+    if not bool((finite | ~mask).all()):
+        # one inf would make m (and so every other user's τ_u) NaN
+        bad = int((mask & ~finite).sum())
+        log.warning("Adap-τ: %d user loss(es) are not finite; those users keep τ0", bad)
+        mask = mask & finite
     if not bool(mask.any()):
         return torch.full_like(loss, tau0).to(user_loss.dtype)
     sel = loss[mask]

@@ -61,6 +61,24 @@ def ref_hinge(b, margin, kind):
     return sum(out) / len(out)
 
 
+@pytest.mark.parametrize("name", ["ccl", "mml"])
+def test_positive_term_is_clipped_at_one_under_inner_product(name):
+    """SimpleX's positive term is relu(1 - s+): an inner product above 1 adds nothing (a
+    plain 1 - s+ would keep rewarding ever larger positive scores)."""
+    b = make_batch()
+    b.pos_emb = b.pos_emb * 10  # inner products well beyond 1 for some rows
+    sp = [score(b.user_emb[r], b.pos_emb[r], "ip") for r in range(b.users.numel())]
+    assert max(sp) > 1.5 and min(sp) < 1
+    if name == "ccl":
+        loss = get_loss("ccl", margin=0.4, neg_weight=3.0, num_negatives=6, similarity="ip")
+        want = ref_ccl(b, 0.4, 3.0, "ip")
+    else:
+        kw = dict(margins=(0.1, 0.4), weights=(1.0, 0.5), neg_weight=2.0)
+        loss = get_loss("mml", num_negatives=6, similarity="ip", **kw)
+        want = ref_mml(b, [0.1, 0.4], [1.0, 0.5], 2.0, 1.0, "ip")
+    assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+
+
 @pytest.mark.parametrize("kind", ["cos", "ip"])
 def test_ccl_matches_reference(kind):
     b = make_batch()

@@ -89,6 +89,10 @@ def test_unresolvable_annotations_are_left_to_the_constructor():
         ("adap-tau0", {"quantile": "x"}, "quantile='x' must be a number"),
         ("adap-tau", {"base": 0.9, "divisor": "x"}, "divisor='x' must be a number"),
         ("adap-tau", {"base": [0.9]}, "base=[0.9] must be str | float"),
+        # AdapTau passes these to AdapTau0 through **kwargs: they were not checked (1.5
+        # truncated to 1; 'no' taken as true)
+        ("adap-tau", {"warmup_epochs": 1.5}, "warmup_epochs=1.5 must be an integer"),
+        ("adap-tau", {"use_variance": "no"}, "use_variance='no' must be bool"),
     ],
 )
 def test_temperature_schedules_are_checked_too(name, kwargs, message):

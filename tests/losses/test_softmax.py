@@ -10,8 +10,10 @@ from pyg_cf.losses import (
     LossBatch,
     SampledSoftmaxLoss,
     SoftmaxLoss,
+    bpr_loss,
     get_loss,
     sampled_softmax_loss,
+    softmax_loss,
 )
 
 D = torch.float64
@@ -132,6 +134,75 @@ def test_ssm_logq_matches_reference():
     loss = get_loss("ssm", tau=0.5, negatives="sampled", logq_correction=True)
     want = ref_ssm_sampled(b, 0.5, True, "cos", log_q=b.neg_log_prob)
     assert float(loss(b)) == pytest.approx(want, rel=1e-10)
+
+
+def test_ssm_ignores_sampling_probabilities_without_logq_correction():
+    """The trainer always fills ``neg_log_prob`` for sampled negatives; only
+    ``logq_correction=True`` may use it."""
+    b = make_batch()
+    b.neg_log_prob = -torch.rand(b.neg_items.shape, dtype=D) * 3
+    loss = get_loss("ssm", tau=0.5, negatives="sampled", logq_correction=False)
+    assert float(loss(b)) == pytest.approx(ref_ssm_sampled(b, 0.5, True, "cos"), rel=1e-10)
+
+
+def test_functional_softmax_and_bpr_match_their_references():
+    b = make_batch()
+    all_s = b.user_emb @ b.all_item_emb.t()
+    pos = all_s[torch.arange(4), b.pos_items]
+    want = ref_softmax(b, 0.3, "ip", reduce=False)
+    got = softmax_loss(pos, all_s, 0.3, reduction="none")
+    assert torch.allclose(got, torch.tensor(want, dtype=D), rtol=1e-10)
+    assert float(softmax_loss(pos, all_s, 0.3, reduction="sum")) == pytest.approx(sum(want))
+    # a per-row temperature of the other items; the positive keeps tau in the sum too
+    tau_n = torch.tensor([1.0, 0.5, 0.3, 0.2], dtype=D)
+    want = ref_softmax(b, 0.1, "ip", tau_neg=tau_n, reduce=False)
+    got = softmax_loss(pos, all_s, 0.1, reduction="none", tau_neg=tau_n, pos_items=b.pos_items)
+    assert torch.allclose(got, torch.tensor(want, dtype=D), rtol=1e-10)
+    with pytest.raises(ConfigError, match="tau_neg needs pos_items"):
+        softmax_loss(pos, all_s, 0.1, tau_neg=tau_n)
+    neg = b.neg_emb[:, 0]
+    s_pos, s_neg = (b.user_emb * b.pos_emb).sum(-1), (b.user_emb * neg).sum(-1)
+    want_bpr = sum(
+        -math.log(1 / (1 + math.exp(-(float(p) - float(n))))) for p, n in zip(s_pos, s_neg)
+    )
+    assert float(bpr_loss(s_pos, s_neg)) == pytest.approx(want_bpr / 4, rel=1e-10)
+
+
+def test_user_with_every_item_positive_under_negative_side_user_tau():
+    """mask_positives leaves such a user's row only its own positive: the loss is 0 with
+    finite gradients (it was NaN when the own positive was masked and added back)."""
+    items = torch.randn(3, 4, dtype=D)
+    u = torch.randn(2, 4, dtype=D, requires_grad=True)
+    idx = UserItemIndex(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 0]]), 2, 3)  # user 0: all items
+    b = LossBatch(torch.tensor([0, 1]), torch.tensor([1, 0]), u, items[[1, 0]], all_item_emb=items)
+    loss = get_loss("softmax", tau=0.1, mask_positives=True, positives=idx, similarity="ip")
+    loss.user_tau_table = torch.tensor([0.5, 0.5], dtype=D)
+    loss.user_tau_scope = "negatives"
+    rows = loss.per_row(b)
+    assert float(rows[0]) == pytest.approx(0.0, abs=1e-12)
+    want = ref_softmax(
+        b, 0.1, "ip", positives={(0, 0), (0, 1), (0, 2), (1, 0)}, tau_neg=[0.5, 0.5], reduce=False
+    )
+    assert float(rows[1]) == pytest.approx(want[1], rel=1e-10)
+    rows.sum().backward()
+    assert torch.isfinite(u.grad).all()
+
+
+def test_recorded_unit_loss_is_finite_in_half_precision():
+    """Over a catalogue of more than 65504 near-equal logits a float16 log-sum-exp is inf;
+    the recorded τ = 1 loss (Adap-τ's per-user statistic) is summed in float32."""
+    g = torch.Generator().manual_seed(0)
+    n = 70_000
+    items = (torch.randn(n, 8, generator=g) * 1e-3).half()
+    u = torch.randn(4, 8, generator=g).half()
+    pos = torch.arange(4)
+    b = LossBatch(torch.arange(4), pos, u, items[pos], all_item_emb=items)
+    loss = get_loss("softmax", tau=0.1, similarity="ip")
+    loss.record_unit_loss = True
+    loss(b)
+    unit = loss.unit_temperature_loss(b)
+    assert torch.isfinite(unit).all()
+    assert torch.allclose(unit.float(), torch.full((4,), math.log(n)), atol=1e-2)
 
 
 @pytest.mark.parametrize("include_positive", [True, False])

@@ -198,6 +198,52 @@ def test_user_tau_options():
         per_user_temperature(loss, 0.1, divisor=0)
 
 
+def test_users_without_a_measured_loss_do_not_move_the_base():
+    """m is the mean (or quantile) over the valid users only: an unmeasured user's loss
+    entry (0, or a stale value) must not shift every other user's τ_u."""
+    g = torch.Generator().manual_seed(3)
+    loss = torch.rand(200, generator=g, dtype=D)
+    valid = torch.rand(200, generator=g) > 0.5
+    stale = torch.where(valid, loss, torch.full_like(loss, 50.0))
+    for base in ("mean", 0.9):
+        got = per_user_temperature(stale, 0.1, base=base, valid=valid)
+        want = per_user_temperature(loss[valid], 0.1, base=base)
+        assert torch.allclose(got[valid], want, rtol=1e-12)
+        assert (got[~valid] == 0.1).all()
+
+
+def test_a_non_finite_user_loss_keeps_tau0_and_spares_the_others(caplog):
+    loss = torch.tensor([1.0, 2.0, float("inf"), 3.0, float("nan")], dtype=D)
+    with caplog.at_level("WARNING"):
+        tau = per_user_temperature(loss, 0.2)
+    assert "2 user loss(es) are not finite" in caplog.text
+    want = per_user_temperature(loss[[0, 1, 3]], 0.2)
+    assert torch.allclose(tau[[0, 1, 3]], want, rtol=1e-12)
+    assert tau[2] == 0.2 and tau[4] == 0.2
+
+
+def test_the_lambert_argument_is_clamped_at_max_arg():
+    # mean 1, divisor 2: L = 1 + 2e6 -> argument 1e6, clamped to 1000 (or 10)
+    loss = torch.tensor([1.0 + 2e6, 1.0 - 2e6 / 3, 1.0 - 2e6 / 3, 1.0 - 2e6 / 3], dtype=D)
+    assert float(loss.mean()) == pytest.approx(1.0)
+    for cap in (1000.0, 10.0):
+        tau = per_user_temperature(loss, 0.1, max_arg=cap)
+        w = float(scipy_lambertw(cap).real)
+        assert float(tau[0]) == pytest.approx(0.1 * math.exp(w), rel=1e-9)
+
+
+def test_tau0_keeps_only_users_strictly_above_the_degree_quantile():
+    """U' is the users whose degree is *above* the quantile: with ties at the quantile
+    (degrees 1 1 1 1 1 2 2 2 2 2, quantile 0.2 = 1) the five degree-1 users are out."""
+    g = torch.Generator().manual_seed(4)
+    deg = torch.tensor([1] * 5 + [2] * 5)
+    users = torch.repeat_interleave(torch.arange(10), deg)
+    items = torch.randint(6, (users.numel(),), generator=g)
+    u, it = torch.randn(10, 4, generator=g, dtype=D), torch.randn(6, 4, generator=g, dtype=D)
+    st = adaptive_tau0(u, it, torch.stack([users, items]))
+    assert (st.num_users, st.num_pairs) == (5, 10)
+
+
 # -- schedules -----------------------------------------------------------------------------
 def fake_trainer(loss, n_users=5, n_items=8):
     u, i, ei = clustered_embeddings(6, 2)
