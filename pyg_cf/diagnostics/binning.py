@@ -29,7 +29,7 @@ def log_degree_bins(degree: Tensor | np.ndarray | pd.Series, num_bins: int = 12)
     degrees are equal there is a single bin.
 
     Args:
-        degree: Degrees (zeros are ignored).
+        degree: Degrees (zeros and non-finite degrees are ignored).
         num_bins: Number of bins.
 
     Returns:
@@ -38,9 +38,9 @@ def log_degree_bins(degree: Tensor | np.ndarray | pd.Series, num_bins: int = 12)
     if num_bins < 1:
         raise ConfigError(f"num_bins must be >= 1, got {num_bins}")
     d = _np(degree)
-    d = d[d > 0]
+    d = d[(d > 0) & np.isfinite(d)]
     if d.size == 0:
-        raise ConfigError("degree has no positive entries to bin")
+        raise ConfigError("degree has no positive, finite entries to bin")
     lo, hi = float(d.min()), float(d.max())
     if hi <= lo:
         return np.array([lo, np.nextafter(lo, math.inf)])  # one degree: one bin
@@ -55,7 +55,8 @@ def binned_summary(
     num_bins: int = 12,
     edges: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Summary of ``value`` per log-spaced bin of ``degree`` (nodes of degree 0 left out).
+    """Summary of ``value`` per log-spaced bin of ``degree`` (nodes of degree 0 or of a
+    non-finite degree left out).
 
     Args:
         degree: ``[N]`` degrees.
@@ -73,7 +74,7 @@ def binned_summary(
         raise ConfigError(f"degree and value differ in shape: {d.shape} vs {v.shape}")
     if edges is None:
         edges = log_degree_bins(d, num_bins)
-    keep = d > 0
+    keep = (d > 0) & np.isfinite(d)
     d, v = d[keep], v[keep]
     idx = np.searchsorted(edges, d, side="right") - 1
     rows = []

@@ -7,7 +7,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
 
 from pyg_cf.diagnostics.longtail import LongTailRecall, long_tail_recall
 from pyg_cf.diagnostics.magnitude import NODE_TYPES, magnitude_slopes, magnitude_vs_degree
@@ -34,7 +37,14 @@ class DiagnosticsCallback(Callback):
     and appends a row to :attr:`records`; with ``long_tail`` it stores the
     :class:`~pyg_cf.diagnostics.LongTailRecall` in :attr:`long_tail`; with
     ``temperature`` and a loss that exposes per-user temperatures, it adds
-    ``'tau_degree_spearman'``.
+    ``'tau_degree_spearman'`` (an epoch whose temperatures give no view, e.g. all NaN, is
+    skipped with a warning: a diagnostic never stops training).
+
+    With ``split='val'`` and data without a validation split, the long-tail Recall is
+    computed on ``'test'`` (logged once).
+
+    :meth:`state_dict` / :meth:`load_state_dict` carry what accumulated (records, frames,
+    long-tail results) through a checkpoint; a resumed callback keeps its own settings.
 
     Args:
         every: Record every this many epochs (the last epoch of a run is not forced).
@@ -68,6 +78,8 @@ class DiagnosticsCallback(Callback):
         self.frames: dict[int, pd.DataFrame] = {}
         self.long_tail: dict[int, LongTailRecall] = {}
         self._unfitted: set[str] = set()  # node types whose slope could not be fitted
+        self._warned_split = False  # the val -> test fallback was logged
+        self._warned_tau = False  # a temperature view failed and was logged
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
         if epoch % self.every:
@@ -97,6 +109,12 @@ class DiagnosticsCallback(Callback):
         if self.do_long_tail:
             split = self.split
             if split == "val" and not getattr(trainer, "has_val", False):
+                if not self._warned_split:
+                    log.warning(
+                        "DiagnosticsCallback: the data has no validation split; long-tail "
+                        "Recall is computed on 'test' instead of split='val'"
+                    )
+                    self._warned_split = True
                 split = "test"
             self.long_tail[epoch] = long_tail_recall(
                 trainer.model,
@@ -111,8 +129,117 @@ class DiagnosticsCallback(Callback):
                 find_user_tau(trainer)
             except PygCFError:
                 return
-            row["tau_degree_spearman"] = temperature_vs_degree(trainer, trainer.data).spearman
+            try:
+                view = temperature_vs_degree(trainer, trainer.data)
+            except PygCFError as e:  # e.g. every tau NaN: a diagnostic must not stop training
+                log.log(
+                    logging.DEBUG if self._warned_tau else logging.WARNING,
+                    "DiagnosticsCallback: no temperature view at epoch %d (%s); skipped",
+                    epoch,
+                    e,
+                )
+                self._warned_tau = True
+                return
+            row["tau_degree_spearman"] = view.spearman
 
     def history(self) -> pd.DataFrame:
         """:attr:`records` as a frame (one row per recorded epoch and node type)."""
         return pd.DataFrame(self.records)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "every": self.every,
+            "node_types": list(self.node_types),
+            "keep_frames": self.keep_frames,
+            "long_tail": self.do_long_tail,
+            "k": self.k,
+            "groups": self.groups,
+            "split": self.split,
+            "temperature": self.temperature,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """What accumulated, as plain data for a checkpoint: :attr:`records`, the node
+        types without a slope, :attr:`frames` (squared norms as ``float32``; node ids and
+        degree columns are rebuilt, degrees stored once) and :attr:`long_tail` (item groups
+        stored once). ``settings`` holds the constructor's arguments, only to compare on
+        :meth:`load_state_dict`."""
+        degree: dict[str, Tensor] = {}
+        frames: dict[int, dict[str, Any]] = {}
+        for epoch, df in self.frames.items():
+            sq: dict[str, Tensor] = {}
+            own: dict[str, Tensor] = {}
+            for t, g in df.groupby("node_type", sort=False):
+                sq[str(t)] = torch.tensor(g["sq_norm"].to_numpy(np.float32))
+                d = torch.tensor(g["degree"].to_numpy())
+                if str(t) not in degree:
+                    degree[str(t)] = d
+                elif not torch.equal(degree[str(t)], d):
+                    own[str(t)] = d
+            frames[int(epoch)] = {"sq_norm": sq, "degree": own, "attrs": dict(df.attrs)}
+        item_group: Tensor | None = None
+        long_tail: dict[int, dict[str, Any]] = {}
+        for epoch, res in self.long_tail.items():
+            group = res.item_group.detach().cpu()
+            if item_group is None:
+                item_group = group
+            long_tail[int(epoch)] = {
+                "table": {str(c): torch.tensor(res.table[c].to_numpy()) for c in res.table},
+                "recall": float(res.recall),
+                "k": int(res.k),
+                "item_group": None if torch.equal(group, item_group) else group,
+            }
+        return {
+            "version": 1,
+            "settings": self._settings(),
+            "records": [dict(r) for r in self.records],
+            "unfitted": sorted(self._unfitted),
+            "degree": degree,
+            "frames": frames,
+            "item_group": item_group,
+            "long_tail": long_tail,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved. The callback keeps its own settings
+        (``every``, ``long_tail``, ``k``, ...); where they differ from the saved ones a
+        warning names them. Tensors may come on any device (a checkpoint is read onto the
+        trainer's); the results are rebuilt on the CPU, as :meth:`state_dict` saves them."""
+        saved, now = state.get("settings", {}), self._settings()
+        diff = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
+        if diff:
+            log.warning(
+                "DiagnosticsCallback: resumed with other settings than the checkpoint's "
+                "(saved vs this: %s); keeping this callback's settings",
+                diff,
+            )
+        self.records = [dict(r) for r in state.get("records", [])]
+        self._unfitted = set(state.get("unfitted", []))
+        degree: dict[str, Tensor] = state.get("degree", {})
+        self.frames = {}
+        for epoch, fr in state.get("frames", {}).items():
+            parts = []
+            for t, sq32 in fr["sq_norm"].items():
+                d = fr["degree"].get(t, degree[t]).cpu()
+                sq = sq32.cpu().double().numpy()
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "node_type": t,
+                            "node": np.arange(d.numel()),
+                            "degree": d.numpy(),
+                            "norm": np.sqrt(sq),
+                            "sq_norm": sq,
+                        }
+                    )
+                )
+            df = pd.concat(parts, ignore_index=True)
+            df.attrs.update(fr["attrs"])
+            self.frames[int(epoch)] = df
+        self.long_tail = {}
+        for epoch, lt in state.get("long_tail", {}).items():
+            group = lt["item_group"] if lt["item_group"] is not None else state["item_group"]
+            table = pd.DataFrame({c: v.cpu().numpy() for c, v in lt["table"].items()})
+            self.long_tail[int(epoch)] = LongTailRecall(
+                table, float(lt["recall"]), int(lt["k"]), group.cpu()
+            )

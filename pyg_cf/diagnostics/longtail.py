@@ -19,6 +19,7 @@ contributions is its Recall@K.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ from pyg_cf.metrics.ranking import (
     _chunk_size,
     _GemmScores,
     check_embedding_pair,
+    check_ks,
     check_no_nan_rows,
     mask_seen,
     positive_index,
@@ -43,6 +45,14 @@ from pyg_cf.metrics.ranking import (
 )
 
 __all__ = ["LongTailRecall", "item_groups", "long_tail_recall"]
+
+
+def _check_groups(groups: int) -> int:
+    """``groups`` as an ``int``; a :class:`ConfigError` unless it is a positive integer
+    (NumPy integers included, bools refused)."""
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
+        raise ConfigError(f"groups must be a positive integer, got {groups!r}")
+    return int(groups)
 
 
 def item_groups(item_degree: Tensor, groups: int = 10) -> Tensor:
@@ -60,8 +70,7 @@ def item_groups(item_degree: Tensor, groups: int = 10) -> Tensor:
     Returns:
         ``[I]`` ``int64`` group ids in ``[0, groups)``, non-decreasing in degree.
     """
-    if not isinstance(groups, int) or groups < 1:
-        raise ConfigError(f"groups must be a positive integer, got {groups!r}")
+    groups = _check_groups(groups)
     deg = item_degree.detach().cpu().long()
     if deg.dim() != 1 or deg.numel() == 0:
         raise ConfigError("item_degree must be a non-empty 1-D tensor")
@@ -139,8 +148,11 @@ def long_tail_recall(
     u_emb, i_emb = final_embeddings(model_or_embeddings)
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     check_embedding_pair(u_emb, i_emb, nu, ni)
-    if not 1 <= k <= ni:
-        raise ConfigError(f"k must lie in [1, {ni}], got {k}")
+    try:
+        check_ks((k,), ni, "the number of items")
+    except ConfigError:
+        raise ConfigError(f"k must be an integer in [1, {ni}], got {k!r}") from None
+    k, groups = int(k), _check_groups(groups)
     if similarity == "cos":
         u_emb, i_emb = F.normalize(u_emb, dim=-1), F.normalize(i_emb, dim=-1)
     dev = u_emb.device

@@ -103,12 +103,14 @@ def similarity_histograms(
         isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1
     ):
         raise ConfigError(f"num_pairs must be an integer >= 1 or None, got {num_pairs!r}")
+    if num_random is not None and (
+        isinstance(num_random, bool) or not isinstance(num_random, int) or num_random < 1
+    ):
+        raise ConfigError(f"num_random must be an integer >= 1 or None, got {num_random!r}")
     gen = torch.Generator().manual_seed(seed)
     if num_pairs is not None and pos.size(1) > num_pairs:
         pos = pos[:, torch.randperm(pos.size(1), generator=gen)[:num_pairs]]
     n_rand = pos.size(1) if num_random is None else num_random
-    if n_rand < 1:
-        raise ConfigError(f"num_random must be >= 1, got {num_random}")
     rand = torch.stack(
         [
             torch.randint(nu, (n_rand,), generator=gen),

@@ -62,3 +62,17 @@ def test_fit_loglog_slope_flat_and_errors():
 def test_fit_loglog_slope_leaves_out_non_finite_degrees():
     fit = fit_loglog_slope(np.array([1.0, 2.0, 4.0, np.inf]), np.array([1.0, 2.0, 4.0, 3.0]))
     assert fit.num_points == 3 and fit.slope == pytest.approx(1.0)
+
+
+def test_infinite_degrees_are_left_out_of_the_bins():
+    # one inf used to make a last bin [1, inf) that swallowed every node
+    d, y = np.array([1.0, 2.0, 4.0, np.inf]), np.array([1.0, 2.0, 4.0, 3.0])
+    edges = log_degree_bins(d, 2)
+    assert np.isfinite(edges).all() and edges[0] == 1.0 and edges[-1] == pytest.approx(4.0)
+    b = binned_summary(d, y, 2)
+    assert b["count"].tolist() == [1, 2] and b["mean"].tolist() == [1.0, 3.0]
+    assert np.isfinite(b["degree_hi"]).all()
+    fit = fit_loglog_slope(d, y, binned=True, num_bins=2)
+    assert fit.num_points == 2 and math.isfinite(fit.slope)
+    with pytest.raises(ConfigError, match="positive, finite"):
+        log_degree_bins(np.array([0.0, np.inf, np.nan]))

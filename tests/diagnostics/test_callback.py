@@ -1,12 +1,17 @@
+import logging
+
+import pandas as pd
 import pytest
+import torch
 
 from pyg_cf.data.synthetic import power_law_bipartite
-from pyg_cf.diagnostics import DiagnosticsCallback, LongTailRecall
+from pyg_cf.diagnostics import DiagnosticsCallback, LongTailRecall, long_tail_recall
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses import get_loss
 from pyg_cf.losses.temperature import AdapTau
 from pyg_cf.nn import GraphCF
-from pyg_cf.train import TrainConfig, Trainer
+from pyg_cf.train import Callback, TrainConfig, Trainer, load_checkpoint
+from pyg_cf.train.checkpoint import read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +59,6 @@ def test_bad_every():
 
 
 def test_a_node_type_of_one_degree_records_nan_instead_of_stopping_training(caplog):
-    import logging
     import math
 
     import numpy as np
@@ -76,3 +80,119 @@ def test_a_node_type_of_one_degree_records_nan_instead_of_stopping_training(capl
     assert h.loc[h["node_type"] == "user", "slope"].map(math.isnan).all()
     assert h.loc[h["node_type"] == "item", "slope"].map(math.isfinite).all()
     assert caplog.text.count("no user norm slope") == 1
+
+
+class _Probe(Callback):
+    """Runs after the diagnostics callback and computes the long-tail Recall on
+    ``splits`` with the same weights."""
+
+    def __init__(self, k, groups, splits=("val", "test")):
+        self.k, self.groups, self.splits, self.seen = k, groups, splits, {}
+
+    def on_epoch_end(self, trainer, epoch, row):
+        self.seen[epoch] = {
+            s: long_tail_recall(trainer.model, trainer.data, self.k, self.groups, s).recall
+            for s in self.splits
+        }
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_long_tail_on_the_requested_split(data, split):
+    # computing on 'test' whatever the split would leak the test set into validation runs
+    cb, probe = DiagnosticsCallback(long_tail=True, k=10, groups=4, split=split), _Probe(10, 4)
+    _trainer(data, [cb, probe]).fit()
+    assert list(cb.long_tail) == [1, 2, 3]
+    for epoch, res in cb.long_tail.items():
+        want = probe.seen[epoch]
+        assert want["val"] != want["test"]
+        assert res.recall == want[split]
+
+
+def test_no_validation_split_falls_back_to_test_with_one_warning(caplog):
+    data = power_law_bipartite(200, 150, min_user_degree=3, val_ratio=0.0, test_ratio=0.2)
+    cb, probe = DiagnosticsCallback(long_tail=True, k=10, groups=4), _Probe(10, 4, ("test",))
+    with caplog.at_level(logging.WARNING, logger="pyg_cf"):
+        _trainer(data, [cb, probe]).fit()
+    assert list(cb.long_tail) == [1, 2, 3]
+    assert all(r.recall == probe.seen[e]["test"] for e, r in cb.long_tail.items())
+    assert caplog.text.count("no validation split") == 1
+
+
+class _NanTau(Callback):
+    """A schedule whose per-user temperatures are all NaN (no temperature view)."""
+
+    def __init__(self, num_users):
+        self.user_tau = torch.full((num_users,), float("nan"))
+
+
+def test_a_failing_temperature_view_does_not_stop_training(data, caplog):
+    cb = DiagnosticsCallback(every=1)
+    with caplog.at_level(logging.WARNING, logger="pyg_cf"):
+        hist = _trainer(data, [_NanTau(data["user"].num_nodes), cb]).fit()
+    assert len(hist) == 3 and "tau_degree_spearman" not in hist.columns
+    assert len(cb.records) == 6  # the magnitude view is still recorded
+    assert caplog.text.count("no temperature view") == 1
+
+
+def _ckpt_trainer(data, cb, epochs, folder):
+    torch.manual_seed(0)
+    model = GraphCF.from_data(data, "svdpp-item", embedding_dim=8)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=256,
+        eval_every=1,
+        progress=False,
+        lr=1e-2,
+        patience=None,
+        checkpoint_dir=str(folder),
+    )
+    return Trainer(model, data, get_loss("ssm"), cfg, callbacks=[cb])
+
+
+def _settings(**kw):
+    return dict(every=1, keep_frames=True, long_tail=True, k=10, groups=4) | kw
+
+
+def test_checkpoint_round_trip_keeps_results(data, tmp_path, caplog):
+    first = DiagnosticsCallback(**_settings())
+    with caplog.at_level(logging.WARNING, logger="pyg_cf"):
+        _ckpt_trainer(data, first, 2, tmp_path).fit()
+        resumed = DiagnosticsCallback(**_settings())
+        tr = _ckpt_trainer(data, resumed, 3, tmp_path)
+        assert load_checkpoint(tr, tmp_path / "last.pt") == 2
+    assert "cannot be saved" not in caplog.text and "other settings" not in caplog.text
+    assert resumed.records == first.records
+    assert list(resumed.frames) == [1, 2] and list(resumed.long_tail) == [1, 2]
+    for e in (1, 2):
+        a, b = first.frames[e], resumed.frames[e]
+        pd.testing.assert_frame_equal(b, a, check_exact=False, rtol=1e-6)  # float32 norms
+        assert b.attrs == a.attrs
+        x, y = first.long_tail[e], resumed.long_tail[e]
+        pd.testing.assert_frame_equal(y.table, x.table, check_exact=True)
+        assert (y.recall, y.k) == (x.recall, x.k)
+        assert torch.equal(y.item_group, x.item_group.cpu())
+    tr.fit()
+    assert sorted({r["epoch"] for r in resumed.records}) == [1, 2, 3]
+    assert list(resumed.frames) == [1, 2, 3] and list(resumed.long_tail) == [1, 2, 3]
+    # the checkpoint stores squared norms as float32 and one degree column per node type
+    state = read_checkpoint(tmp_path / "last.pt")["callbacks"][0]
+    assert state["kind"] == "state_dict"
+    frame = state["state"]["frames"][3]
+    assert "degree" not in frame or not frame["degree"]
+    assert all(t.dtype == torch.float32 for t in frame["sq_norm"].values())
+
+
+def test_resumed_callback_keeps_its_own_settings(data, tmp_path, caplog):
+    _ckpt_trainer(data, DiagnosticsCallback(every=1), 2, tmp_path).fit()
+    resumed = DiagnosticsCallback(**_settings(every=2, k=5))
+    tr = _ckpt_trainer(data, resumed, 4, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pyg_cf"):
+        load_checkpoint(tr, tmp_path / "last.pt")
+    assert "other settings" in caplog.text and "'every': (1, 2)" in caplog.text
+    assert resumed.every == 2 and resumed.k == 5
+    assert resumed.do_long_tail and resumed.keep_frames
+    assert resumed.groups == 4 and resumed.node_types == ("user", "item")
+    assert [r["epoch"] for r in resumed.records] == [1, 1, 2, 2]
+    tr.fit()
+    assert list(resumed.long_tail) == [4] and resumed.long_tail[4].k == 5
+    assert list(resumed.frames) == [4]

@@ -112,3 +112,24 @@ def test_nan_scores_are_refused_as_in_evaluate():
     i = torch.tensor([[5.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
     with pytest.raises(PygCFError, match="NaN for 1 of 1 users"):
         long_tail_recall((u, i), data, k=1, groups=2)
+
+
+@pytest.mark.parametrize("bad", [5.0, True, 0, 6, "2"])
+def test_bad_k_is_a_config_error(tiny_data, bad):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    with pytest.raises(ConfigError, match="k must be an integer in"):
+        long_tail_recall((u, i), tiny_data, k=bad)
+
+
+def test_numpy_integer_k_and_groups_are_accepted_bools_refused(tiny_data):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    ref = long_tail_recall((u, i), tiny_data, k=2, groups=2)
+    res = long_tail_recall((u, i), tiny_data, k=np.int64(2), groups=np.int64(2))
+    assert res.k == 2 and type(res.k) is int
+    assert res.recall == ref.recall and res.table.equals(ref.table)
+    assert item_groups(torch.tensor([1, 2, 3]), np.int64(2)).tolist() == [0, 0, 1]
+    for bad in (True, 2.0, 0):
+        with pytest.raises(ConfigError, match="groups must be a positive integer"):
+            long_tail_recall((u, i), tiny_data, k=2, groups=bad)
+        with pytest.raises(ConfigError, match="groups must be a positive integer"):
+            item_groups(torch.tensor([1, 2, 3]), bad)

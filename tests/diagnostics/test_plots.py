@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from pyg_cf.diagnostics import (
     similarity_histograms,
     temperature_vs_degree,
 )
+from pyg_cf.diagnostics.theory import fit_theory
 from pyg_cf.errors import ConfigError
 from pyg_cf.nn import GraphCF
 
@@ -125,3 +127,23 @@ def test_training_curves_plot_one_line_per_run_from_trainer_histories(tmp_path):
         plots.plot_training_curves(hists, metric="test_ndcg@5")
     with pytest.raises(ConfigError, match="no evaluation"):
         plots.plot_training_curves(pd.DataFrame({"elapsed_s": [1.0], "m": [float("nan")]}), "m")
+
+
+@pytest.mark.parametrize("value", ["norm", "sq_norm"])
+def test_magnitude_plot_theory_curve_values(data, value):
+    # the dashed curve is the theory fit at the frame's alpha0 (0.5 here, not 0), its
+    # square root on the norm axis
+    torch.manual_seed(0)
+    model = GraphCF.from_data(data, "svdpp-item", embedding_dim=8, alpha0=0.5)
+    df = magnitude_vs_degree(model, data)
+    assert df.attrs["alpha0"] == 0.5
+    fig = plots.plot_magnitude_vs_degree(df, node_type="item", value=value)
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "theory fit"]
+    g = df[(df["node_type"] == "item") & (df["degree"] > 0)]
+    fit = fit_theory(g["degree"], g["sq_norm"], 0.5)
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    assert x[0] == g["degree"].min() and x[-1] == pytest.approx(g["degree"].max())
+    want = fit.predict(x)
+    np.testing.assert_allclose(y, np.sqrt(want) if value == "norm" else want, rtol=1e-12)
+    other = fit_theory(g["degree"], g["sq_norm"], 0.0).predict(x)
+    assert not np.allclose(want, other, rtol=1e-3)  # alpha0 matters: the check has teeth

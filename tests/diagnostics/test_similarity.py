@@ -48,3 +48,22 @@ def test_subsampling_and_splits(tiny_data):
     for bad in (-5, 0, 2.5):
         with pytest.raises(ConfigError, match="num_pairs must be an integer >= 1"):
             similarity_histograms(model, tiny_data, num_pairs=bad)
+
+
+def test_bad_num_random_is_a_config_error(tiny_data):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    for bad in (2.5, True, 0, -3):
+        with pytest.raises(ConfigError, match="num_random must be an integer >= 1 or None"):
+            similarity_histograms((u, i), tiny_data, num_random=bad)
+    assert similarity_histograms((u, i), tiny_data, num_random=3).random.numel() == 3
+
+
+def test_val_split_reads_the_validation_pairs(tiny_data):
+    # val pairs (0, 2) and (2, 3); the test split has 4 other pairs
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    i = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0], [3.0, 3.0], [-1.0, 1.0]])
+    view = similarity_histograms((u, i), tiny_data, split="val")
+    assert view.positive.tolist() == pytest.approx([0.0, 1.0])
+    assert view.random.numel() == 2
+    test = similarity_histograms((u, i), tiny_data, split="test")
+    assert test.positive.numel() == 4

@@ -61,3 +61,13 @@ def test_with_adaptau_trainer(tiny_data):
     assert len(view.per_user) == 4
     assert np.isfinite(view.per_user["tau"]).all()
     assert torch.equal(find_user_tau(trainer), schedule.user_tau)
+
+
+def test_spearman_is_a_rank_correlation(tiny_data):
+    # user degrees 2, 3, 1, 2; tau = exp(4 * degree): monotone but far from linear, so
+    # Spearman's rho is exactly 1 while Pearson's r is about 0.83
+    tau = torch.exp(4.0 * torch.tensor([2.0, 3.0, 1.0, 2.0]))
+    view = temperature_vs_degree(tau, tiny_data)
+    assert view.spearman == pytest.approx(1.0, abs=1e-12)
+    falling = temperature_vs_degree(1.0 / tau, tiny_data)
+    assert falling.spearman == pytest.approx(-1.0, abs=1e-12)
