@@ -2,7 +2,9 @@ r"""Mini-batches of training interactions with negatives and their K-hop neighbo
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -71,16 +73,31 @@ class CFBatch:
         }
 
     def to(self, device: torch.device | str) -> CFBatch:
-        """A copy with every tensor (and the subgraph) on ``device``."""
+        """A copy with every tensor (and the subgraph) on ``device``; this batch is left
+        as it is (:meth:`HeteroData.to` works in place, so the subgraph is copied first)."""
         changes: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, (Tensor, HeteroData)):
+            if isinstance(v, HeteroData):
+                changes[f.name] = copy.copy(v).to(device)
+            elif isinstance(v, Tensor):
                 changes[f.name] = v.to(device)
         return replace(self, **changes)
 
 
 SAMPLINGS = ("edge", "user", "user_blocks")
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    """Raise a :class:`ConfigError` naming ``name`` unless ``value`` is an integer (not a
+    bool) ``>= minimum`` (or ``None`` when ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        kind = "an int or None" if allow_none else "an int"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
 
 
 def check_user_block_size(user_block_size: int | None, sampling: str) -> None:
@@ -125,12 +142,16 @@ class InteractionLoader:
         edge_index: ``[2, E]`` training (user, item) pairs.
         num_users: Number of users.
         num_items: Number of items.
-        batch_size: Interactions per batch.
+        batch_size: Interactions per batch (an int ``>= 1``).
         num_neighbors: Fan-out per hop (``-1`` = all), or ``None`` for no subgraph
             (full-graph training).
-        shuffle: Shuffle interactions each epoch.
+        shuffle: Shuffle interactions each epoch (with ``'edge'``: a new permutation per
+            epoch; with ``'user_blocks'``: a new user and block order). ``False`` gives
+            the stored edge order (``'edge'``) or users in id order (``'user_blocks'``);
+            it is refused with ``sampling='user'``, whose random draws with replacement
+            have no unshuffled order.
         drop_last: Drop the last incomplete batch.
-        num_negatives: Sampled negatives per row (0: none).
+        num_negatives: Sampled negatives per row (an int ``>= 0``; 0: none).
         negative_sampler: A :class:`~pyg_cf.losses.negatives.NegativeSampler`; uniform
             when ``None``.
         reject_positives: Re-draw sampled negatives that are training positives of the
@@ -143,7 +164,7 @@ class InteractionLoader:
         degree_correction: See :class:`BipartiteNeighborSampler`.
         backend: ``'torch'`` or ``'pyg'`` (see :class:`BipartiteNeighborSampler`).
         generator: Random generator of shuffling, negatives and neighbor sampling.
-        max_steps: Cap on batches per epoch.
+        max_steps: Cap on batches per epoch (an int ``>= 1``), or ``None`` for no cap.
         sampling: How an epoch's ``E`` rows are drawn. ``'edge'`` (default): a shuffled
             pass over the training interactions, so a user appears as often as it has
             interactions. ``'user'``: ``E`` draws of a user uniformly among users with
@@ -198,10 +219,15 @@ class InteractionLoader:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         check_user_block_size(user_block_size, sampling)
         targets = check_targets(targets)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if num_negatives < 0:
-            raise ConfigError(f"num_negatives must be >= 0, got {num_negatives}")
+        _check_int("batch_size", batch_size, 1)
+        _check_int("num_negatives", num_negatives, 0)
+        _check_int("max_steps", max_steps, 1, allow_none=True)
+        if sampling == "user" and not shuffle:
+            raise ConfigError(
+                "shuffle=False is not supported with sampling='user': its rows are random "
+                "draws with replacement, which have no unshuffled order; use "
+                "sampling='edge' or 'user_blocks' for a fixed order"
+            )
         if not isinstance(edge_index, Tensor):
             raise ConfigError(
                 f"edge_index must be a [2, E] tensor of (user, item) ids, got "
@@ -211,9 +237,9 @@ class InteractionLoader:
         edge_index = edge_index.long()  # int32 input: batch ids and pair keys in int64
         self.edge_index = edge_index
         self.num_users, self.num_items = int(num_users), int(num_items)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.num_negatives, self.mask_in_batch = num_negatives, mask_in_batch
-        self.max_steps = max_steps
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.num_negatives, self.mask_in_batch = int(num_negatives), mask_in_batch
+        self.max_steps = None if max_steps is None else int(max_steps)
         self.generator = generator
         self.sampling = sampling
         self.user_block_size = user_block_size

@@ -11,7 +11,10 @@ writes a folder::
       meta.json        format, sizes, model settings
 
 Nothing in it needs unpickling: ``numpy.load(path/"embeddings.npz", allow_pickle=False)``
-or any CSV reader will do. :func:`load_embeddings` reads it back into
+or any CSV reader will do. Raw ids are unique and may be any strings, ``"NA"`` or ``""``
+included, so read the CSV files without missing-value conversion, e.g.
+``pandas.read_csv(path/"users.csv", dtype=str, keep_default_na=False)``: pandas' default
+turns such ids into ``NaN``. :func:`load_embeddings` reads the folder back into
 :class:`ExportedEmbeddings`, whose :meth:`~ExportedEmbeddings.score` is the model's
 inner-product (or cosine) score :math:`s(u, i) = \mathbf{p}_u^\top \mathbf{q}_i`.
 """
@@ -43,9 +46,43 @@ def _raw_ids(ids: Any, n: int, kind: str) -> np.ndarray:
     arr = np.asarray(ids)
     if arr.ndim != 1 or len(arr) != n:
         raise ConfigError(f"{kind}_ids must be a sequence of {n} raw ids, got shape {arr.shape}")
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    return arr.astype(str)  # unicode array: stored without pickling
+    out = arr.astype(np.int64) if arr.dtype.kind in "iu" else arr.astype(str)  # no pickling
+    uniq, counts = np.unique(out, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise ConfigError(
+            f"{kind}_ids must be unique, got {len(dup)} duplicated raw id(s), first: "
+            f"{dup[:5].tolist()}"
+        )
+    return out
+
+
+def _read_id_csv(path: str) -> pd.DataFrame:
+    """An ``index,raw_id`` file as strings, without missing-value conversion (a raw id
+    ``"NA"`` or ``""`` stays that string)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+
+
+def _check_id_csv(path: str, ids: np.ndarray) -> None:
+    """Raise a :class:`DataFormatError` unless the file ``path``, if present, maps row
+    ``k`` to raw id ``ids[k]`` for every ``k``."""
+    if not os.path.isfile(path):
+        return  # optional: embeddings.npz holds the same map
+    try:
+        table = _read_id_csv(path)
+    except (ValueError, OSError) as e:
+        raise DataFormatError(f"cannot read the raw-id map ({e})", path=path) from None
+    if list(table.columns) != ["index", "raw_id"]:
+        raise DataFormatError(
+            f"columns must be ['index', 'raw_id'], got {list(table.columns)}", path=path
+        )
+    index = table["index"].to_numpy(dtype=str)
+    raw = table["raw_id"].to_numpy(dtype=str)
+    if not (
+        np.array_equal(index, np.arange(len(ids)).astype(str))
+        and np.array_equal(raw, ids.astype(str))
+    ):
+        raise DataFormatError("raw-id map does not match embeddings.npz", path=path)
 
 
 @dataclass
@@ -112,11 +149,16 @@ def export_embeddings(
         path: The output folder.
         data: A pyg-cf data object whose ``['user'].raw_id`` / ``['item'].raw_id`` give
             the raw ids (optional).
-        user_ids: Raw user ids (override ``data``); default ``0..U-1``.
-        item_ids: Raw item ids (override ``data``); default ``0..I-1``.
+        user_ids: Raw user ids (override ``data``); default ``0..U-1``. Integers are
+            stored as int64, anything else as strings; they must be unique.
+        item_ids: Raw item ids (override ``data``); default ``0..I-1``; as ``user_ids``.
 
     Returns:
         The folder written.
+
+    Raises:
+        ConfigError: naming ``user_ids`` / ``item_ids``, if they are not one raw id per
+            row or hold duplicates (a raw id must name one row).
     """
     with torch.no_grad():
         user_emb, item_emb = model.embeddings()  # type: ignore[operator]
@@ -160,8 +202,9 @@ def load_embeddings(path: str | os.PathLike[str]) -> ExportedEmbeddings:
     """Read a folder written by :func:`export_embeddings` (no pickle, no model class).
 
     Raises:
-        DataFormatError: naming the file, if the folder or a file is missing or
-            inconsistent.
+        DataFormatError: naming the file, if the folder, ``embeddings.npz`` or
+            ``meta.json`` is missing, or a file is inconsistent (``users.csv`` and
+            ``items.csv`` are optional, but must match ``embeddings.npz`` when present).
     """
     folder = os.fspath(path)
     npz = os.path.join(folder, "embeddings.npz")
@@ -184,4 +227,6 @@ def load_embeddings(path: str | os.PathLike[str]) -> ExportedEmbeddings:
         meta["num_items"],
     ) or (len(out.user_id), len(out.item_id)) != (meta["num_users"], meta["num_items"]):
         raise DataFormatError("array sizes do not match meta.json", path=npz)
+    _check_id_csv(os.path.join(folder, "users.csv"), out.user_id)
+    _check_id_csv(os.path.join(folder, "items.csv"), out.item_id)
     return out

@@ -29,11 +29,14 @@ SparseAdam's :math:`\epsilon` placement). State layout matches SparseAdam's (``s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from pyg_cf.errors import ConfigError
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -44,6 +47,10 @@ class LazyAdam(torch.optim.Optimizer):
         lr: Learning rate :math:`\eta`.
         betas: :math:`(\beta_1, \beta_2)`.
         eps: :math:`\epsilon`, added to :math:`\sqrt{v}`.
+
+    Raises:
+        ConfigError: naming the argument, unless ``lr`` and ``eps`` are finite numbers
+            ``> 0`` and ``betas`` is a pair of numbers in ``[0, 1)``.
     """
 
     def __init__(
@@ -53,12 +60,9 @@ class LazyAdam(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        lr = _check_positive("lr", lr)
+        betas = _check_betas(betas)
+        eps = _check_positive("eps", eps)
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
@@ -85,6 +89,29 @@ class LazyAdam(torch.optim.Optimizer):
                     beta1, beta2, group["eps"], step_size,
                 )  # fmt: skip
         return loss
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: Any) -> float:
+    """``value`` as a float; a :class:`ConfigError` naming ``name`` unless it is a finite
+    number ``> 0``."""
+    if not _is_number(value) or not math.isfinite(value) or not value > 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    """``betas`` as a pair of floats; a :class:`ConfigError` unless it is a pair of
+    numbers in ``[0, 1)``."""
+    if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+        raise ConfigError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    if not all(_is_number(b) and 0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"betas must both be numbers in [0, 1), got {betas!r}")
+    return float(betas[0]), float(betas[1])
 
 
 def _update(

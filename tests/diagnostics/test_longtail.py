@@ -133,3 +133,14 @@ def test_numpy_integer_k_and_groups_are_accepted_bools_refused(tiny_data):
             long_tail_recall((u, i), tiny_data, k=2, groups=bad)
         with pytest.raises(ConfigError, match="groups must be a positive integer"):
             item_groups(torch.tensor([1, 2, 3]), bad)
+
+
+def test_groups_sum_to_one_at_a_cutoff_of_every_item():
+    """At k = #items every held-out item is found: the per-group Recalls sum to exactly 1
+    (padding columns of the blocked top-k must not count as hits)."""
+    data = power_law_bipartite(60, 40, min_user_degree=3, val_ratio=0.1, test_ratio=0.2, seed=3)
+    g = torch.Generator().manual_seed(0)
+    u, i = torch.randn(60, 4, generator=g), torch.randn(40, 4, generator=g)
+    res = long_tail_recall((u, i), data, k=40)
+    assert res.recall == pytest.approx(1.0, abs=1e-12)
+    assert float(res.table["recall"].sum()) == pytest.approx(1.0, abs=1e-12)

@@ -1,3 +1,5 @@
+from dataclasses import fields
+
 import pytest
 import torch
 
@@ -19,6 +21,88 @@ def test_epoch_covers_every_interaction_once():
         assert torch.equal(b.users, ei[0, b.edge_ids]) and b.subgraph is None
     assert len(InteractionLoader(ei, 30, 20, batch_size=64, drop_last=True)) == ei.size(1) // 64
     assert len(InteractionLoader(ei, 30, 20, batch_size=64, max_steps=2)) == 2
+
+
+def test_edge_sampling_reshuffles_every_epoch():
+    ei = random_edges(30, 20, 300, 0)
+    e = ei.size(1)
+    mk = lambda seed: InteractionLoader(  # noqa: E731
+        ei, 30, 20, batch_size=64, generator=torch.Generator().manual_seed(seed)
+    )
+    a = mk(0)
+    epochs = [torch.cat([b.edge_ids for b in a]) for _ in range(3)]
+    for order in epochs:  # each epoch: every training edge exactly once
+        assert torch.equal(order.sort().values, torch.arange(e))
+    # a new permutation each epoch, not a fixed one
+    assert not torch.equal(epochs[0], epochs[1]) and not torch.equal(epochs[1], epochs[2])
+    assert not torch.equal(epochs[0], torch.arange(e))
+    # seeded: the same seed repeats the same sequence of epochs, another seed does not
+    b = mk(0)
+    assert all(torch.equal(torch.cat(list(b.index_batches())), o) for o in epochs)
+    assert not torch.equal(torch.cat(list(mk(1).index_batches())), epochs[0])
+    # without shuffling: the stored order, every epoch
+    plain = InteractionLoader(ei, 30, 20, batch_size=64, shuffle=False)
+    for _ in range(2):
+        assert torch.equal(torch.cat(list(plain.index_batches())), torch.arange(e))
+
+
+@pytest.mark.parametrize("sampling", ["edge", "user", "user_blocks"])
+def test_yielded_batches_honour_max_steps_and_drop_last(sampling):
+    ei = random_edges(30, 20, 300, 0)
+    e, bs = ei.size(1), 64
+    assert e % bs != 0  # a last partial batch exists
+
+    def mk(**kw):
+        return InteractionLoader(
+            ei, 30, 20, batch_size=bs, sampling=sampling,
+            generator=torch.Generator().manual_seed(0), **kw,
+        )  # fmt: skip
+
+    capped = mk(max_steps=2)
+    batches = list(capped.index_batches())
+    assert len(batches) == len(capped) == 2
+    assert [b.numel() for b in batches] == [bs, bs]
+    assert len(list(capped)) == 2
+    dropped = mk(drop_last=True)
+    batches = list(dropped.index_batches())
+    assert len(batches) == len(dropped) == e // bs
+    assert all(b.numel() == bs for b in batches)
+    assert [b.users.numel() for b in dropped] == [bs] * (e // bs)
+    full = list(mk().index_batches())
+    assert len(full) == -(-e // bs) and full[-1].numel() == e % bs
+    # a cap above the epoch length changes nothing
+    assert len(list(mk(max_steps=100).index_batches())) == len(full)
+
+
+def test_batch_to_moves_every_tensor():
+    ei = random_edges(40, 30, 400, 1)
+    loader = InteractionLoader(
+        ei, 40, 30, batch_size=50, num_neighbors=[3, 2], num_negatives=4, mask_in_batch=True,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    b = next(iter(loader))
+    moved = b.to(torch.device("meta"))  # a device other than the CPU, without a GPU
+    assert moved is not b
+    tensors = [f.name for f in fields(b) if isinstance(getattr(b, f.name), torch.Tensor)]
+    assert set(tensors) == {
+        "edge_ids", "users", "pos_items", "neg_items", "neg_log_prob", "in_batch_collision",
+        "user_index", "pos_index", "neg_index",
+    }  # fmt: skip
+    for name in tensors:
+        src, dst = getattr(b, name), getattr(moved, name)
+        assert dst.device.type == "meta", name
+        assert dst.shape == src.shape and dst.dtype == src.dtype, name
+        assert src.device.type == "cpu", name  # the original batch is left in place
+    assert moved.num_collisions == b.num_collisions
+    sub_tensors = [
+        (k, v) for store in moved.subgraph.stores for k, v in store.items() if torch.is_tensor(v)
+    ]
+    assert len(sub_tensors) >= 8  # n_id x 2, and edge_index, e_id, edge_weight x 2
+    assert all(v.device.type == "meta" for _, v in sub_tensors)
+    assert all(
+        v.device.type == "cpu" for store in b.subgraph.stores for v in store.values()
+        if torch.is_tensor(v)
+    )  # fmt: skip
 
 
 def test_batches_map_local_ids_to_global():
@@ -126,6 +210,45 @@ def test_bad_arguments():
         InteractionLoader(ei, 5, 5, num_negatives=-1)
     with pytest.raises(ConfigError, match="targets"):  # even without a neighborhood
         InteractionLoader(ei, 5, 5, targets=("users",))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        # a float batch size failed only when slicing the first batch (TypeError)
+        ({"batch_size": 2.5}, r"batch_size must be an int, got 2\.5"),
+        ({"batch_size": True}, "batch_size must be an int, got True"),
+        ({"batch_size": "64"}, "batch_size must be an int, got '64'"),
+        # a negative cap made len() raise a bare ValueError
+        ({"max_steps": -1}, "max_steps must be >= 1, got -1"),
+        ({"max_steps": 0}, "max_steps must be >= 1, got 0"),
+        ({"max_steps": 2.0}, r"max_steps must be an int or None, got 2\.0"),
+        ({"max_steps": False}, "max_steps must be an int or None, got False"),
+        # a float count of negatives failed inside torch (TypeError) at the first batch
+        ({"num_negatives": 1.5}, r"num_negatives must be an int, got 1\.5"),
+        ({"num_negatives": True}, "num_negatives must be an int, got True"),
+    ],
+    ids=[
+        "batch_size-float", "batch_size-bool", "batch_size-str", "max_steps-negative",
+        "max_steps-zero", "max_steps-float", "max_steps-bool", "num_negatives-float",
+        "num_negatives-bool",
+    ],
+)  # fmt: skip
+def test_non_integer_sizes_are_refused_up_front(kw, match):
+    ei = random_edges(5, 5, 10, 0)
+    with pytest.raises(ConfigError, match=match):
+        InteractionLoader(ei, 5, 5, **kw)
+
+
+def test_numpy_integer_sizes_are_accepted():
+    np = pytest.importorskip("numpy")
+    ei = random_edges(5, 5, 10, 0)
+    loader = InteractionLoader(
+        ei, 5, 5, batch_size=np.int64(4), num_negatives=np.int32(2), max_steps=np.int64(2)
+    )
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0].neg_items.shape == (4, 2)
+    assert type(loader.batch_size) is int and type(loader.max_steps) is int
 
 
 @pytest.mark.parametrize(

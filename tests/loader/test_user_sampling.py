@@ -48,6 +48,14 @@ def test_bad_sampling_is_rejected():
         InteractionLoader(ei, 5, 5, sampling="items")
 
 
+def test_user_sampling_refuses_shuffle_false():
+    # random draws with replacement have no unshuffled order: shuffle=False was ignored
+    ei = random_edges(5, 5, 10, 0)
+    with pytest.raises(ConfigError, match=r"shuffle=False .* sampling='user'"):
+        InteractionLoader(ei, 5, 5, sampling="user", shuffle=False)
+    InteractionLoader(ei, 5, 5, sampling="user")  # shuffle=True (default) is fine
+
+
 def _runs(users: torch.Tensor) -> int:
     """Number of maximal runs of equal consecutive values."""
     return 1 + int((users[1:] != users[:-1]).sum()) if users.numel() else 0

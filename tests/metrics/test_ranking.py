@@ -209,3 +209,17 @@ def test_nan_scores_are_refused_not_ranked_first(num_items):
         evaluate_scores(lambda u: scores[u], 4, num_items, positives, [], ks=(5,))
     scores[2, 7] = 0.0
     evaluate_scores(lambda u: scores[u], 4, num_items, positives, [], ks=(5,))
+
+
+def test_a_cutoff_at_the_item_count_finds_every_held_out_item():
+    """At K = #items every unseen item is ranked: Recall@K is exactly 1. The top-K runs over
+    padded blocks; a padding column (id >= #items) must never count as a hit (it aliased
+    another user's positive: Recall 1.078)."""
+    from pyg_cf.data.synthetic import power_law_bipartite
+
+    data = power_law_bipartite(60, 40, min_user_degree=3, val_ratio=0.1, test_ratio=0.2, seed=3)
+    g = torch.Generator().manual_seed(0)
+    u, i = torch.randn(60, 4, generator=g), torch.randn(40, 4, generator=g)
+    res = evaluate(u, i, data, ks=(40,))
+    assert res["recall@40"] == pytest.approx(1.0, abs=1e-12)
+    assert 0 < res["ndcg@40"] <= 1.0

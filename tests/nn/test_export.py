@@ -37,6 +37,12 @@ def test_export_roundtrip_with_raw_ids(tmp_path, string_id_data):
     assert got.meta["settings"]["num_layers"] == 3
     users_csv = pd.read_csv(tmp_path / "emb" / "users.csv")
     assert users_csv["raw_id"].astype(str).tolist() == got.user_id.tolist()
+    # the CSV's row of raw id X carries X's own index: the row of X's embedding
+    users_csv = pd.read_csv(tmp_path / "emb" / "users.csv", dtype=str, keep_default_na=False)
+    own = {str(r): k for k, r in enumerate(data["user"].raw_id)}
+    for idx, raw in zip(users_csv["index"].astype(int), users_csv["raw_id"], strict=True):
+        assert idx == own[raw], raw
+        np.testing.assert_array_equal(got.user_embedding[idx], u[own[raw]].numpy())
     with pytest.raises(ConfigError, match="unknown raw user"):
         got.user_index(["nobody"])
 
@@ -64,3 +70,76 @@ def test_export_errors(tmp_path):
         model.export(tmp_path / "x", user_ids=[1, 2])
     with pytest.raises(DataFormatError, match="does not exist"):
         load_embeddings(tmp_path / "missing")
+
+
+def _id_csv(path):
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_csv_index_column_maps_each_raw_id_to_its_row(tmp_path):
+    model = GraphCF.mf(5, 4, embedding_dim=3)
+    uid, iid = [14, 10, 12, 11, 13], ["d", "b", "a", "c"]  # not in sorted order
+    model.export(tmp_path / "e", user_ids=uid, item_ids=iid)
+    u, i = (t.detach().numpy() for t in model.embeddings())
+    emb = np.load(tmp_path / "e" / "embeddings.npz", allow_pickle=False)
+    for name, ids, table, key in (
+        ("users.csv", uid, u, "user_embedding"), ("items.csv", iid, i, "item_embedding"),
+    ):  # fmt: skip
+        csv = _id_csv(tmp_path / "e" / name)
+        assert list(csv.columns) == ["index", "raw_id"]
+        assert sorted(csv["index"].astype(int)) == list(range(len(ids)))
+        for idx, raw in zip(csv["index"].astype(int), csv["raw_id"], strict=True):
+            k = [str(x) for x in ids].index(raw)  # row k of the model is raw id `raw`
+            assert idx == k, (name, raw, idx)
+            np.testing.assert_array_equal(emb[key][idx], table[k])
+
+
+def test_load_refuses_a_raw_id_map_that_disagrees(tmp_path):
+    model = GraphCF.mf(5, 4, embedding_dim=3)
+    folder = tmp_path / "e"
+    model.export(folder, user_ids=[14, 10, 12, 11, 13])
+    csv = _id_csv(folder / "users.csv")
+    csv["index"] = csv["index"].iloc[::-1].to_numpy()  # rows point at other raw ids
+    csv.to_csv(folder / "users.csv", index=False)
+    with pytest.raises(DataFormatError, match=r"users\.csv.*does not match"):
+        load_embeddings(folder)
+    model.export(folder, user_ids=[14, 10, 12, 11, 13])  # rewritten: consistent again
+    assert load_embeddings(folder).user_id.tolist() == [14, 10, 12, 11, 13]
+    (folder / "items.csv").write_text("row,id\n0,0\n")
+    with pytest.raises(DataFormatError, match=r"items\.csv.*columns"):
+        load_embeddings(folder)
+    (folder / "items.csv").unlink()  # the CSV maps are optional: the npz holds the ids
+    assert load_embeddings(folder).item_id.tolist() == [0, 1, 2, 3]
+
+
+def test_string_raw_ids_that_look_missing_round_trip(tmp_path):
+    # pandas reads "NA", "", "null", "nan", "None", "#N/A" as NaN by default
+    uid = ["NA", "", "null", "001", ' a "quoted", id ']
+    iid = ["nan", "None", "#N/A", "x"]
+    model = GraphCF.mf(5, 4, embedding_dim=3)
+    folder = model.export(tmp_path / "e", user_ids=uid, item_ids=iid)
+    got = load_embeddings(folder)  # also checks the CSV maps against the npz
+    assert got.user_id.tolist() == uid and got.item_id.tolist() == iid
+    assert got.user_index(["", "NA", "001"]).tolist() == [1, 0, 3]
+    assert got.item_index(["#N/A", "nan"]).tolist() == [2, 0]
+    expect = model.score(torch.tensor([0, 1])).detach().numpy()
+    np.testing.assert_allclose(got.score(["NA", ""]), expect, rtol=1e-5, atol=1e-6)
+    assert _id_csv(tmp_path / "e" / "users.csv")["raw_id"].tolist() == uid
+    assert _id_csv(tmp_path / "e" / "items.csv")["raw_id"].tolist() == iid
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"user_ids": [1, 2, 1, 3, 2]}, r"user_ids must be unique, got 2 .* first: \[1, 2\]"),
+        ({"item_ids": ["a", "b", "a", "c"]}, r"item_ids must be unique, .* first: \['a'\]"),
+        ({"item_ids": [1, "1", 2, 3]}, r"item_ids must be unique, .* first: \['1'\]"),  # as str
+    ],
+    ids=["int-users", "str-items", "mixed-items"],
+)
+def test_duplicate_raw_ids_are_refused(tmp_path, kw, match):
+    # they were written, and load_embeddings(...).item_index then raised InvalidIndexError
+    model = GraphCF.mf(5, 4, embedding_dim=3)
+    with pytest.raises(ConfigError, match=match):
+        model.export(tmp_path / "dup", **kw)
+    assert not (tmp_path / "dup").exists()  # refused before anything is written

@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 
+from pyg_cf.errors import ConfigError
 from pyg_cf.train.optim import LazyAdam
 
 
@@ -81,12 +82,44 @@ def test_lazy_adam_state_loads_into_sparse_adam():
     assert torch.equal(ref.state[w]["exp_avg"], ours.state[w]["exp_avg"])
 
 
+_BAD_HYPERPARAMETERS = [
+    ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+    ({"lr": -0.1}, "lr must be .* got -0.1"),
+    ({"lr": float("inf")}, "lr must be .* got inf"),  # was accepted
+    ({"lr": float("nan")}, "lr must be .* got nan"),
+    ({"lr": "0.1"}, "lr must be .* got '0.1'"),  # was a bare TypeError
+    ({"lr": True}, "lr must be .* got True"),
+    ({"betas": (1.0, 0.9)}, r"betas must both be numbers in \[0, 1\), got \(1.0, 0.9\)"),
+    ({"betas": (0.9, -0.1)}, r"betas .* got \(0.9, -0.1\)"),
+    ({"betas": (0.9, float("nan"))}, r"betas .* got \(0.9, nan\)"),
+    ({"betas": (0.9,)}, r"betas must be a pair .* got \(0.9,\)"),  # was an IndexError
+    ({"betas": (0.9, 0.99, 0.999)}, "betas must be a pair"),
+    ({"betas": 0.9}, "betas must be a pair .* got 0.9"),
+    ({"betas": "ab"}, "betas must be a pair .* got 'ab'"),
+    ({"betas": (0.9, "0.99")}, "betas must both be numbers"),
+    ({"eps": -1.0}, "eps must be a finite number > 0, got -1.0"),
+    ({"eps": 0.0}, "eps must be .* got 0.0"),  # as SparseAdam: 0 / 0 where g = 0
+    ({"eps": float("inf")}, "eps must be .* got inf"),
+]
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"lr": 0.0}, {"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)}, {"eps": -1.0}]
+    ("kwargs", "match"),
+    _BAD_HYPERPARAMETERS,
+    ids=[",".join(f"{k}={v!r}" for k, v in kw.items()) for kw, _ in _BAD_HYPERPARAMETERS],
 )
-def test_lazy_adam_rejects_bad_hyperparameters(kwargs):
-    with pytest.raises(ValueError):
+def test_lazy_adam_rejects_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
         LazyAdam([torch.nn.Parameter(torch.ones(2, 2))], **kwargs)
+
+
+def test_lazy_adam_accepts_lists_and_numpy_numbers():
+    np = pytest.importorskip("numpy")
+    w = torch.nn.Parameter(torch.ones(2, 2))
+    opt = LazyAdam([w], lr=np.float32(0.1), betas=[0, np.float64(0.5)], eps=1)
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.0, 0.5) and group["lr"] == pytest.approx(0.1)
+    assert type(group["lr"]) is float and type(group["eps"]) is float
 
 
 def test_sparse_adam_checkpoint_resumes_in_lazy_adam():
