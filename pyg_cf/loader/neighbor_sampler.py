@@ -24,7 +24,7 @@ from pyg_cf.data.graph import REV_EDGE, USER_ITEM
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
 from pyg_cf.loader.sampling import sample_neighbors
-from pyg_cf.nn.conv import _check_alpha, bipartite_norm
+from pyg_cf.nn.conv import _check_alpha, bipartite_norm, mark_validated
 
 __all__ = ["BACKENDS", "BipartiteNeighborSampler", "BipartiteSubgraph", "pyg_sampler_available"]
 
@@ -414,11 +414,16 @@ class BipartiteNeighborSampler(BaseSampler):
         drawn_by_user[self._local_e[e_u]] = True
         drawn_by_item = torch.zeros(n_e, dtype=torch.bool, device=dev)
         drawn_by_item[self._local_e[e_i]] = True
-        t_pos = self._sorted_unique(g.item_pos[e], self._edge_mask)
+        t_pos = torch.sort(g.item_pos[e]).values  # distinct edges: distinct positions
         t_perm = self._local_e[g.item_eid[t_pos]]
         ei = _edge_index_with_caches(row, col, t_perm, n_u, n_i)
-        w_ui, w_iu = self.edge_weights(user_id, item_id, row, col, drawn_by_user, drawn_by_item)
+        w_ui, w_iu = self.edge_weights(
+            user_id, item_id, row, col, drawn_by_user, drawn_by_item, check=False
+        )
         e_id = e if g.perm is None else g.perm[e]
+        # built here from valid ids: the model need not read them back from the device
+        mark_validated(user_id, ("ids", g.num_users))
+        mark_validated(item_id, ("ids", g.num_items))
         return BipartiteSubgraph(user_id, item_id, ei, e_id, w_ui, w_iu, counts)
 
     def edge_weights(
@@ -429,13 +434,15 @@ class BipartiteNeighborSampler(BaseSampler):
         col: Tensor,
         drawn_by_user: Tensor | None = None,
         drawn_by_item: Tensor | None = None,
+        check: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """``(w_user_to_item, w_item_to_user)`` of local edges ``(row, col)`` with
         full-graph degrees (and the degree correction when enabled).
 
         ``drawn_by_user`` / ``drawn_by_item`` (``[E_s]`` booleans, default all ``True``)
         say which end drew each edge: messages flow into a node only along its own draws,
-        and the correction divides by the number of them."""
+        and the correction divides by the number of them. ``check=False`` skips the
+        validation of ``(row, col)`` (for indices built here: it reads the device)."""
         if drawn_by_user is None:
             drawn_by_user = torch.ones_like(row, dtype=torch.bool)
         if drawn_by_item is None:
@@ -444,15 +451,20 @@ class BipartiteNeighborSampler(BaseSampler):
         di = self.graph.item_deg[item_id]
         n_u, n_i = user_id.numel(), item_id.numel()
         ei = torch.stack([row, col])
-        w_ui = bipartite_norm(ei, (n_u, n_i), self.alpha0, self.alpha1, deg_src=du, deg_dst=di)
-        w_iu = bipartite_norm(
-            ei.flip(0), (n_i, n_u), self.alpha0, self.alpha1, deg_src=di, deg_dst=du
-        )
+        a0, a1 = self.alpha0, self.alpha1
+        w_ui = bipartite_norm(ei, (n_u, n_i), a0, a1, deg_src=du, deg_dst=di, check=check)
+        w_iu = bipartite_norm(ei.flip(0), (n_i, n_u), a0, a1, deg_src=di, deg_dst=du, check=check)
         w_ui = w_ui * drawn_by_item.to(w_ui.dtype)
         w_iu = w_iu * drawn_by_user.to(w_iu.dtype)
         if self.degree_correction:
-            sub_i = torch.bincount(col[drawn_by_item], minlength=n_i).clamp_(min=1)
-            sub_u = torch.bincount(row[drawn_by_user], minlength=n_u).clamp_(min=1)
+            # each node's own draws, counted without a boolean mask (no device read)
+            sub_i = torch.zeros(n_i, device=col.device).index_add_(
+                0, col, drawn_by_item.to(torch.float32)
+            )
+            sub_u = torch.zeros(n_u, device=row.device).index_add_(
+                0, row, drawn_by_user.to(torch.float32)
+            )
+            sub_i, sub_u = sub_i.clamp_(min=1), sub_u.clamp_(min=1)
             w_ui = w_ui * (di / sub_i).to(w_ui.dtype)[col]
             w_iu = w_iu * (du / sub_u).to(w_iu.dtype)[row]
         return w_ui, w_iu

@@ -58,7 +58,12 @@ def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Te
         raise TypeError(f"edge_index must hold torch.long indices, got dtype {edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ConfigError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    if size is not None and edge_index.numel() and not torch.compiler.is_compiling():
+    if (
+        size is not None
+        and edge_index.numel()
+        and not torch.compiler.is_compiling()
+        and not is_validated(edge_index, tuple(size))
+    ):
         # the three bounds in one host read (one device synchronisation, not three)
         bounds = torch.stack([edge_index.min(), edge_index[0].max(), edge_index[1].max()])
         low, high_src, high_dst = bounds.tolist()
@@ -67,7 +72,34 @@ def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Te
                 f"edge_index refers to nodes outside size {tuple(size)} (source, target): "
                 f"ids range over [{low}, {max(high_src, high_dst)}]"
             )
+        mark_validated(edge_index, tuple(size))
     return edge_index
+
+
+_VALIDATED = "_pyg_cf_validated"
+
+
+def mark_validated(t: Tensor, key: Any) -> None:
+    """Record on ``t`` that its values passed the check named by ``key`` (e.g. an edge
+    index's size), so that the ``K`` layers of a forward pass, or a sampler that built the
+    index itself, skip the device read. The record holds ``t``'s version counter: an
+    in-place change of ``t`` voids it."""
+    try:
+        setattr(t, _VALIDATED, (key, t._version))
+    except (AttributeError, RuntimeError):  # e.g. inference tensors have no version counter
+        pass
+
+
+def is_validated(t: Tensor, key: Any) -> bool:
+    """Whether :func:`mark_validated` recorded ``key`` on ``t`` and ``t`` is unchanged
+    since."""
+    rec = getattr(t, _VALIDATED, None)
+    if rec is None:
+        return False
+    try:
+        return bool(rec == (key, t._version))
+    except RuntimeError:
+        return False
 
 
 def _num_targets(x_dst: Tensor | None, edge_index: Any, is_sparse: bool) -> int:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from pyg_cf.errors import ConfigError, PygCFError
-from pyg_cf.nn.conv import BipartiteNormConv
+from pyg_cf.nn.conv import BipartiteNormConv, is_validated, mark_validated
 
 __all__ = ["MODELS", "GraphCF"]
 
@@ -427,10 +427,11 @@ class GraphCF(nn.Module):
         if ids.dim() != 1:
             raise PygCFError(f"{kind} ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
         ids = ids.to(device=self.user_embedding.weight.device, dtype=torch.long)
-        if ids.numel():
+        if ids.numel() and not is_validated(ids, ("ids", n)):
             low, high = torch.stack(torch.aminmax(ids)).tolist()  # one host read
             if low < 0 or high >= n:
                 raise PygCFError(f"{kind} ids must lie in [0, {n}); got min {low}, max {high}")
+            mark_validated(ids, ("ids", n))
         return ids
 
     @torch.no_grad()

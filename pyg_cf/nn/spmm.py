@@ -131,9 +131,11 @@ def spmm_cached(adj: CachedAdjacency, x: Tensor) -> Tensor:
 
 
 def _ptr(sorted_index: Tensor, size: int) -> Tensor:
-    ptr = sorted_index.new_zeros(size + 1, dtype=torch.long)
-    torch.cumsum(torch.bincount(sorted_index, minlength=size), 0, out=ptr[1:])
-    return ptr
+    """CSR row pointer of a sorted row index: ``ptr[r]`` = the first position holding a row
+    ``>= r``. A binary search per row, so no device synchronisation (a ``bincount`` of
+    unknown length would need one)."""
+    rows = torch.arange(size + 1, dtype=sorted_index.dtype, device=sorted_index.device)
+    return torch.searchsorted(sorted_index.contiguous(), rows)
 
 
 def _sorted_view(edge_index: Any, by: int) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -460,3 +460,34 @@ def test_subgraph_size_obeys_the_fan_out_bound(fanout):
         new = [u + i for u, i in zip(sub.num_sampled_nodes["user"], sub.num_sampled_nodes["item"])]
         for h, f in enumerate(fanout):
             assert new[h + 1] <= new[h] * f
+
+
+def test_sampled_ids_are_not_read_back_but_a_changed_id_is_refused():
+    """The sampler built the subgraph's node ids from valid ones: the model skips their
+    bound check (a device read per side and step); an id changed in place is checked."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from pyg_cf.errors import PygCFError
+
+    class CountAminmax(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket is torch.ops.aten.aminmax:
+                CountAminmax.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    ei = random_edges(NU, NI, 400, 3)
+    sampler = BipartiteNeighborSampler(ei, [3, 3], num_users=NU, num_items=NI)
+    sub = sampler.sample(torch.tensor([0, 4]), torch.tensor([2, 9]), torch.Generator())
+    model = GraphCF.lightgcn(NU, NI, 8, num_layers=2)
+    w = (sub.edge_weight, sub.rev_edge_weight)
+    with CountAminmax():
+        model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
+    assert CountAminmax.reads == 0
+    with CountAminmax():
+        model(sub.edge_index, sub.user_id.clone(), sub.item_id, edge_weight=w)
+    assert CountAminmax.reads == 1  # a copy made elsewhere is checked
+    sub.user_id[0] = NU  # in place: out of range now
+    with pytest.raises(PygCFError, match="user ids must lie in"):
+        model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)

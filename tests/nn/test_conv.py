@@ -196,3 +196,38 @@ def test_targets_without_features_take_their_count_from_the_index_or_size():
     torch.testing.assert_close(conv((x_u, None), adj_t), ref)
     with pytest.raises(ConfigError, match=r"x = \(x_src, None\) .* pass size="):
         conv((x_u, None), EI)
+
+
+class _CountBoundReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the whole-tensor ``min`` that the edge-index bound check reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.min.default:
+            self.reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_an_index_is_read_once_and_again_after_an_in_place_change():
+    """The K layers of a forward pass share one bound check (each is a device read); an
+    in-place change of the index voids it, so a now-invalid index is still refused."""
+    from pyg_cf.nn.conv import check_edge_index
+
+    ei = EI.clone()
+    with _CountBoundReads() as count:
+        for _ in range(3):
+            check_edge_index(ei, (NU, NI))
+    assert count.reads == 1
+    check_edge_index(ei, (NU, NI - 1))  # another size is another check (items < 5: ok)
+    with pytest.raises(ConfigError, match="outside"):
+        check_edge_index(ei, (NU, 3))  # item 3 is out of a 3-item graph
+    ei[1, 0] = NI  # in place: the earlier checks no longer hold
+    with pytest.raises(ConfigError, match="outside"):
+        check_edge_index(ei, (NU, NI))
+    conv = BipartiteNormConv()
+    x = torch.randn(NU, 4)
+    with pytest.raises(ConfigError, match="outside"):
+        conv((x, None), ei, size=(NU, NI))

@@ -47,3 +47,15 @@ def test_a_dropped_subgraph_is_freed_without_the_cyclic_collector():
     finally:
         if enabled:
             gc.enable()
+
+
+def test_row_pointer_of_a_sorted_index_with_empty_rows():
+    from pyg_cf.nn.spmm import _ptr
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.int64, torch.int32):
+        for size, n in ((1, 0), (7, 0), (7, 30), (50, 20)):
+            rows = torch.randint(size, (n,), generator=g).sort().values.to(dtype)
+            want = torch.zeros(size + 1, dtype=torch.long)
+            want[1:] = torch.bincount(rows.long(), minlength=size).cumsum(0)
+            assert torch.equal(_ptr(rows, size), want)
