@@ -2,6 +2,7 @@ r"""The :math:`(\alpha_0, \alpha_1)`-normalized bipartite propagation layer."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -76,25 +77,36 @@ def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Te
     return edge_index
 
 
-_VALIDATED = "_pyg_cf_validated"
+# id(tensor) -> (check key, version counter at the check); an entry leaves with its tensor
+# (weakref.finalize), and nothing is stored on the tensor itself, so nothing of it travels
+# through pickling or torch.save into another tensor
+_VALIDATED: dict[int, tuple[Any, int]] = {}
 
 
 def mark_validated(t: Tensor, key: Any) -> None:
-    """Record on ``t`` that its values passed the check named by ``key`` (e.g. an edge
-    index's size), so that the ``K`` layers of a forward pass, or a sampler that built the
-    index itself, skip the device read. The record holds ``t``'s version counter: an
-    in-place change of ``t`` voids it."""
+    """Record that ``t``'s values passed the check named by ``key`` (e.g. an edge index's
+    size), so that the ``K`` layers of a forward pass, or a model fed ids that a sampler
+    built, skip the device read. The record holds ``t``'s version counter: an in-place
+    change of ``t`` voids it."""
     try:
-        setattr(t, _VALIDATED, (key, t._version))
-    except (AttributeError, RuntimeError):  # e.g. inference tensors have no version counter
-        pass
+        version = t._version
+    except RuntimeError:  # e.g. inference tensors have no version counter
+        return
+    ident = id(t)
+    if ident not in _VALIDATED:
+        weakref.finalize(t, _VALIDATED.pop, ident, None)
+    _VALIDATED[ident] = (key, version)
 
 
 def is_validated(t: Tensor, key: Any) -> bool:
-    """Whether :func:`mark_validated` recorded ``key`` on ``t`` and ``t`` is unchanged
+    """Whether :func:`mark_validated` recorded ``key`` for ``t`` and ``t`` is unchanged
     since."""
-    rec = getattr(t, _VALIDATED, None)
+    rec = _VALIDATED.get(id(t))
     if rec is None:
+        return False
+    try:
+        return bool(rec == (key, t._version))
+    except RuntimeError:
         return False
     try:
         return bool(rec == (key, t._version))

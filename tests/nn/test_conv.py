@@ -231,3 +231,32 @@ def test_an_index_is_read_once_and_again_after_an_in_place_change():
     x = torch.randn(NU, 4)
     with pytest.raises(ConfigError, match="outside"):
         conv((x, None), ei, size=(NU, NI))
+
+
+def test_a_check_record_stays_with_its_tensor():
+    """A saved-and-loaded (or copied) index is checked anew: the record is not stored on
+    the tensor, so an index changed after its check cannot carry a stale "checked" into a
+    checkpoint. Records leave with their tensors."""
+    import copy
+    import io
+
+    from pyg_cf.nn import conv
+
+    ei = EI.clone()
+    conv.check_edge_index(ei, (NU, NI))
+    assert conv.is_validated(ei, (NU, NI))
+    ei[1, 0] = NI  # invalid now, then saved
+    buf = io.BytesIO()
+    torch.save({"ei": ei}, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)["ei"]
+    for other in (loaded, copy.deepcopy(ei)):
+        assert not conv.is_validated(other, (NU, NI))
+        with pytest.raises(ConfigError, match="outside"):
+            conv.check_edge_index(other, (NU, NI))
+    before = len(conv._VALIDATED)
+    tmp = EI.clone()
+    conv.check_edge_index(tmp, (NU, NI))
+    assert len(conv._VALIDATED) == before + 1
+    del tmp
+    assert len(conv._VALIDATED) == before
