@@ -34,7 +34,7 @@ class DatasetInfo:
     num_items: int
     num_train: int
     num_test: int
-    num_val: int = 0
+    num_val: int = 0  # interactions of a shipped validation file (0: none shipped)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -52,6 +52,7 @@ DATASETS: dict[str, DatasetInfo] = {
         16_980,
         151_895,  # 151,918 lines, 23 duplicates dropped
         39_882,  # 39,883 lines, 1 duplicate dropped
+        18_727,  # valid.txt as loaded (duplicates and training pairs dropped)
     ),
 }
 
@@ -100,7 +101,8 @@ def load(
         val_ratio: For the LightGCN-style sets, carve this fraction of each user's training
             interactions into a validation split (seeded). CiteULike ships its own.
         seed: Seed of that carve.
-        verify: Check the published sizes (users, items, train and test interactions).
+        verify: Check the published sizes (users, items, train and test interactions, and
+            validation interactions where the data set ships a validation file).
 
     Example:
         >>> data = load("gowalla")  # doctest: +SKIP
@@ -127,16 +129,21 @@ def load(
         ntr = train_edges(data).size(1) + (
             held_out_edges(data, "val").size(1) if info.fmt == "lightgcn" else 0
         )
-        got = (
+        got: tuple[int, ...] = (
             data["user"].num_nodes,
             data["item"].num_nodes,
             ntr,
             held_out_edges(data, "test").size(1),
         )
-        want = (info.num_users, info.num_items, info.num_train, info.num_test)
+        want: tuple[int, ...] = (info.num_users, info.num_items, info.num_train, info.num_test)
+        fields = "users, items, train, test"
+        if info.num_val:
+            got += (held_out_edges(data, "val").size(1),)
+            want += (info.num_val,)
+            fields += ", val"
         if got != want:
             raise DataFormatError(
-                f"{info.name} in {path}: expected (users, items, train, test) = {want}, "
+                f"{info.name} in {path}: expected ({fields}) = {want}, "
                 f"found {got}; the files differ from the published release"
             )
     log.info(summarize(data))

@@ -18,6 +18,7 @@ import torch
 
 from pyg_cf import datasets
 from pyg_cf.data import (
+    encode_ids,
     from_edge_list_files,
     from_lightgcn_files,
     from_splits,
@@ -26,6 +27,7 @@ from pyg_cf.data import (
     read_edge_list,
     train_edges,
 )
+from pyg_cf.data.pairs import UserItemIndex
 from pyg_cf.errors import ConfigError, DataFormatError, PygCFError
 from pyg_cf.losses import get_loss, list_losses
 from pyg_cf.metrics import evaluate
@@ -67,6 +69,19 @@ def _cold_adjacency(tmp: Path) -> object:
     write(tmp, "train.txt", "0 0 1\n1 1\n")
     write(tmp, "test.txt", "0 2\n1 0\n")  # item 2 never trains (line 1)
     return from_lightgcn_files(tmp, cold_start="error")
+
+
+def _huge_user_id(tmp: Path) -> object:
+    # kept dense, user 2^63 - 1 used to give "0 users" (a MemoryError for 4e12)
+    write(tmp, "train.txt", "0 1 2\n9223372036854775807 1\n")
+    write(tmp, "test.txt", "0 1\n")
+    return from_lightgcn_files(tmp)
+
+
+def _huge_test_item_id(tmp: Path) -> object:
+    write(tmp, "train.txt", "0 1 2\n1 4\n")
+    write(tmp, "test.txt", "0 1\n\n1 4000000000000\n")  # line 3
+    return from_lightgcn_files(tmp)
 
 
 def _devices_conv(tmp: Path) -> object:
@@ -190,6 +205,38 @@ BAD_INPUTS = [
         r"test\.txt, line 1: 1 pair\(s\) have a user or item that never appears",
     ),
     Bad(
+        "huge id in a LightGCN file (would allocate a dense range of 2^63 ids)",
+        _huge_user_id,
+        DataFormatError,
+        r"train\.txt, line 2: user id 9223372036854775807 is far beyond the 2 distinct user "
+        r"ids.*pass keep_dense=False",
+    ),
+    Bad(
+        "huge id in a LightGCN test file",
+        _huge_test_item_id,
+        DataFormatError,
+        r"test\.txt, line 3: item id 4000000000000 is far beyond the 4 distinct item ids",
+    ),
+    Bad(
+        "empty id field (string ids)",
+        lambda t: read_edge_list(write(t, "e.csv", "u1,i1\nu2,\n"), sep=",", numeric_ids=False),
+        DataFormatError,
+        r"e\.csv, line 2: field 'item' is an empty id",
+    ),
+    Bad(
+        "empty id field (integer ids)",
+        lambda t: read_edge_list(write(t, "e.csv", "0,1\n,2\n"), sep=","),
+        DataFormatError,
+        r"e\.csv, line 2: field 'user' is an empty id",
+    ),
+    Bad(
+        "header row wider than the data",
+        lambda t: read_edge_list(write(t, "e.txt", "user item rating timestamp\n0 1 1\n")),
+        DataFormatError,
+        r"e\.txt, line 2: expected 4 fields like line 1, found 3 \(line 1 \('user', 'item', "
+        r"'rating', 'timestamp'\) was read as data but looks like a header: pass header=True\)",
+    ),
+    Bad(
         "NaN rating",
         lambda t: read_edge_list(write(t, "r.txt", "0 1 4.0\n1 1 nan\n")),
         DataFormatError,
@@ -221,6 +268,34 @@ BAD_INPUTS = [
         ),
         PygCFError,
         r"user ids must lie in \[0, 4\)",
+    ),
+    Bad(
+        "empty separator",
+        lambda t: read_edge_list(write(t, "e.txt", "0 1\n"), sep=""),
+        ConfigError,
+        r"sep must be a non-empty string or None \(white space\), got ''",
+    ),
+    Bad(
+        "repeated column name",
+        lambda t: read_edge_list(write(t, "e.txt", "0 1 1\n"), columns=("user", "item", "user")),
+        ConfigError,
+        r"columns must name each field once; repeated: \['user'\]",
+    ),
+    Bad(
+        "sparse ids kept dense (encode_ids)",
+        lambda t: encode_ids(
+            pd.DataFrame({"user": [0, 4_000_000_000_000], "item": [0, 1]}), keep_dense=True
+        ),
+        ConfigError,
+        r"keep_dense: the largest user id is 4000000000000, but there are only 2 distinct user "
+        r"ids .*pass keep_dense=False",
+    ),
+    Bad(
+        "pair ids out of range (UserItemIndex)",
+        lambda t: UserItemIndex(torch.tensor([[0], [5]]), 3, 5),
+        ConfigError,
+        r"edge_index ids out of range for 3 users / 5 items: users in \[0, 0\], items in "
+        r"\[5, 5\]",
     ),
     Bad(
         "k out of range in recommend",

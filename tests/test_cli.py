@@ -50,6 +50,34 @@ def _spy_trainers(monkeypatch):
     return seen
 
 
+class _Stop(Exception):
+    """Raised by the Trainer spy of :func:`_config_of`: the run ends before training."""
+
+
+def _config_of(monkeypatch, argv):
+    """The :class:`TrainConfig` the CLI hands to its Trainer for ``argv``, on tiny synthetic
+    data and without training."""
+    from pyg_cf import datasets
+    from pyg_cf.data.synthetic import power_law_bipartite
+    from pyg_cf.train import Trainer
+
+    def load(*args, **kwargs):
+        return power_law_bipartite(30, 40, num_edges=300, test_ratio=0.2, seed=0)
+
+    seen = []
+
+    def spy(self, model, data, loss, config=None, callbacks=None):
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(datasets, "load", load)
+    monkeypatch.setattr(Trainer, "__init__", spy)
+    with pytest.raises(_Stop):
+        cli.main(argv)
+    (cfg,) = seen
+    return cfg
+
+
 def test_user_sampling_and_shared_negatives_flags(tmp_path, monkeypatch):
     seen = _spy_trainers(monkeypatch)
     out = tmp_path / "s.json"
@@ -178,7 +206,8 @@ def test_l2_layers_flag_reaches_the_trainer(tmp_path):
     assert losses["input"] != pytest.approx(losses["all"], rel=1e-6)
 
 
-def test_user_block_size_flag_reaches_the_trainer(tmp_path, capsys):
+def test_user_block_size_flag_reaches_the_trainer(tmp_path, capsys, monkeypatch):
+    seen = _spy_trainers(monkeypatch)
     out = tmp_path / "s.json"
     argv = [
         *BASE.replace("--loss bpr", "--loss softmax").split(),
@@ -187,6 +216,8 @@ def test_user_block_size_flag_reaches_the_trainer(tmp_path, capsys):
     ]  # fmt: skip
     assert cli.main(argv) == 0
     assert json.loads(out.read_text())["args"]["user_block_size"] == 3
+    ((cfg, _),) = seen  # the trainer's config, not only the record of the args
+    assert (cfg.sampling, cfg.user_block_size) == ("user_blocks", 3)
     bad = [*BASE.split(), "--epochs", "1", "--user-block-size", "3"]
     assert cli.main(bad) == 2
     assert "user_block_size only applies to sampling='user_blocks'" in capsys.readouterr().err
@@ -199,6 +230,13 @@ def test_patience_none_turns_early_stopping_off(capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args([*BASE.split(), "--patience", "soon"])
     assert "expected an integer or 'none'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,patience", [("none", None), ("3", 3), (None, 10)])
+def test_patience_flag_reaches_the_trainer(monkeypatch, flag, patience):
+    extra = ["--patience", flag] if flag is not None else []
+    cfg = _config_of(monkeypatch, [*BASE.split(), "--epochs", "1", *extra])
+    assert cfg.patience == patience
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: ``keep_dense`` refuses ids whose largest value, plus one, exceeds twice the number of
+#: distinct ids plus this slack: the dense range would then be mostly ids without any
+#: interaction (and a stray huge id would allocate gigabytes).
+DENSE_ID_SLACK = 1_000_000
+
+
+def dense_id_limit(num_distinct: int) -> int:
+    """The largest dense id count ``max id + 1`` that ``keep_dense`` accepts for
+    ``num_distinct`` distinct ids: ``2 * num_distinct + DENSE_ID_SLACK``."""
+    return 2 * num_distinct + DENSE_ID_SLACK
+
 
 def validate_frame(df: pd.DataFrame, name: str = "frame") -> None:
     """Check that ``df`` has ``user`` and ``item`` columns without missing values.
@@ -105,10 +116,16 @@ def encode_ids(
         keep_dense: If ``True`` and the raw ids are already non-negative integers
             ``0..n-1`` (as in the LightGCN releases), keep them unchanged so ``n`` counts
             every id up to the largest one, including ids without interactions (with a
-            negative id the ids are mapped as without ``keep_dense``).
+            negative id the ids are mapped as without ``keep_dense``). The ids must be
+            close to dense: ``max id + 1`` may be at most ``2 * distinct + 1,000,000``
+            (:func:`dense_id_limit`).
 
     Returns:
         The re-encoded frames (same order) and the :class:`IdMap`.
+
+    Raises:
+        ConfigError: with ``keep_dense``, when the largest id is far beyond the number of
+            distinct ids (pass ``keep_dense=False`` to map them to ``0..distinct-1``).
     """
     if not frames:
         raise ConfigError("encode_ids needs at least one frame")
@@ -124,6 +141,14 @@ def encode_ids(
             and int(values.min()) >= 0  # negative ids have no place in 0..n-1: map them
         ):
             n = int(values.max()) + 1
+            distinct = int(values.nunique())
+            if n > dense_id_limit(distinct):
+                raise ConfigError(
+                    f"keep_dense: the largest {col} id is {n - 1}, but there are only "
+                    f"{distinct} distinct {col} ids (at most {dense_id_limit(distinct)} "
+                    "dense ids are kept); pass keep_dense=False to map the ids to "
+                    f"0..{distinct - 1}"
+                )
             maps[col] = np.arange(n, dtype=np.int64)
         else:
             maps[col] = np.asarray(pd.unique(values))
@@ -212,7 +237,8 @@ def random_split(
     perm = rng.permutation(n)
     part = np.zeros(n, dtype=np.int64)
     if per_user:
-        users = df["user"].to_numpy()[perm]
+        # factorized codes sort whatever the id types (ints mixed with strings included)
+        users = pd.factorize(df["user"])[0][perm]
         order = np.argsort(users, kind="stable")
         perm = perm[order]
         users = users[order]

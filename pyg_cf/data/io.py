@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pyg_cf.errors import DataFormatError
+from pyg_cf.errors import ConfigError, DataFormatError
 
 __all__ = [
     "read_adjacency_list",
@@ -196,9 +196,10 @@ def read_edge_list(
 
     Args:
         path: The file to read.
-        sep: Field separator; ``None`` (default) splits on any run of white space.
-        columns: Names of the fields in order; ``user`` and ``item`` are required, the
-            optional trailing fields may be absent from the file.
+        sep: Field separator, a non-empty string; ``None`` (default) splits on any run of
+            white space.
+        columns: Names of the fields in order, each once; ``user`` and ``item`` are
+            required, the optional trailing fields may be absent from the file.
         header: Whether the first non-blank line is a header to skip.
         numeric_ids: If ``True`` (default) ids must be non-negative integers; if ``False`` ids
             are kept as strings (remapped later by :func:`encode_ids`).
@@ -209,8 +210,9 @@ def read_edge_list(
 
     Raises:
         DataFormatError: naming the file and line for a missing or empty file, a wrong number
-            of fields, a non-integer or negative id, a header line found when ``header`` is
-            ``False``, mixed separators, or a non-finite rating.
+            of fields, an empty, non-integer or negative id, a header line found when
+            ``header`` is ``False``, mixed separators, or a non-finite rating.
+        ConfigError: for an empty ``sep`` or a name repeated in ``columns``.
     """
     return read_edge_list_with_lines(path, sep, columns, header, numeric_ids)[0]
 
@@ -227,6 +229,11 @@ def read_edge_list_with_lines(
     cols = list(columns)
     if cols[:2] != ["user", "item"]:
         raise DataFormatError(f"columns must start with 'user', 'item', got {cols}")
+    repeated = sorted({c for c in cols if cols.count(c) > 1})
+    if repeated:
+        raise ConfigError(f"columns must name each field once; repeated: {repeated} in {cols}")
+    if sep is not None and (not isinstance(sep, str) or sep == ""):
+        raise ConfigError(f"sep must be a non-empty string or None (white space), got {sep!r}")
     lines = _open_lines(spath)
     rows: list[list[str]] = []
     linenos: list[int] = []
@@ -274,12 +281,20 @@ def read_edge_list_with_lines(
                     lineno,
                 )
         elif len(fields) != width:
+            hint = "mixed separators?"
+            if not header and not any(_is_number(t) for t in rows[0][:2]):
+                hint = (
+                    f"line {linenos[0]} ({', '.join(repr(t) for t in rows[0])}) was read as "
+                    "data but looks like a header: pass header=True"
+                )
             raise DataFormatError(
-                f"expected {width} fields like the first line, found {len(fields)} "
-                "(mixed separators?)",
+                f"expected {width} fields like line {linenos[0]}, found {len(fields)} ({hint})",
                 spath,
                 lineno,
             )
+        for name, token in zip(("user", "item"), fields):
+            if not token:
+                raise DataFormatError(f"field '{name}' is an empty id", spath, lineno)
         if not _plain(line):
             odd.append(len(rows))
         rows.append(fields)

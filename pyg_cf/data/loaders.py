@@ -23,6 +23,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_cf.data.graph import build_graph
 from pyg_cf.data.interactions import (
+    dense_id_limit,
     drop_duplicates,
     encode_ids,
     k_core,
@@ -77,6 +78,33 @@ def _check_cold_lines(
             path,
             int(lines[j]) if lines is not None else None,
         )
+
+
+def _check_dense_ids(
+    files: Sequence[tuple[pd.DataFrame, np.ndarray, str]],
+) -> None:
+    """The file-level check of ``keep_dense`` (see :func:`dense_id_limit`): a
+    :class:`DataFormatError` naming the file and line of the largest user or item id when
+    it is far beyond the number of distinct ids of the files together."""
+    for col in ("user", "item"):
+        values = [df[col].to_numpy() for df, _, _ in files if len(df)]
+        if not values:
+            return
+        largest = max(int(v.max()) for v in values)
+        distinct = int(pd.unique(np.concatenate(values)).size)
+        if largest + 1 <= dense_id_limit(distinct):
+            continue
+        for df, lines, path in files:
+            hit = np.nonzero(df[col].to_numpy() == largest)[0]
+            if hit.size:
+                raise DataFormatError(
+                    f"{col} id {largest} is far beyond the {distinct} distinct {col} ids "
+                    f"(ids are kept as given, so {largest + 1:,} {col}s would be made; at "
+                    f"most {dense_id_limit(distinct):,} are accepted); these are not dense "
+                    "0-based ids: pass keep_dense=False to map them to 0..n-1",
+                    path,
+                    int(lines[hit[0]]),
+                )
 
 
 def _remove_overlap(
@@ -253,10 +281,13 @@ def from_lightgcn_files(
     train_file: str = "train.txt",
     test_file: str = "test.txt",
     cold_start: str = "keep",
+    keep_dense: bool = True,
 ) -> HeteroData:
     """Load a LightGCN-style directory (``train.txt``, ``test.txt`` adjacency lists).
 
-    Ids in these releases are already dense and 0-based and are kept as they are.
+    Ids in these releases are already dense and 0-based and are kept as they are (ids
+    without interactions below the largest one count as users or items), unless
+    ``keep_dense=False``.
 
     Args:
         root: The directory.
@@ -270,17 +301,28 @@ def from_lightgcn_files(
             ``'keep'`` (default, reported in a log line), ``'drop'`` or ``'error'`` (naming
             the file and line). Validation pairs the carve leaves cold are kept (dropped
             under ``'drop'``).
+        keep_dense: Keep the ids as they are (default). The largest id plus one may then
+            be at most ``2 * distinct + 1,000,000`` (distinct ids of both files, see
+            :func:`~pyg_cf.data.interactions.dense_id_limit`). ``False`` maps the ids
+            to ``0..n-1`` like the other loaders.
+
+    Raises:
+        DataFormatError: naming the file and line, for a malformed file, or, with
+            ``keep_dense``, for an id far beyond the number of distinct ids.
     """
     _check_policy(cold_start)
     _check_val_ratio(val_ratio)
     root = os.fspath(root)
-    train, _ = read_adjacency_list_with_lines(os.path.join(root, train_file))
+    train_path = os.path.join(root, train_file)
+    train, train_lines = read_adjacency_list_with_lines(train_path)
     test_path = os.path.join(root, test_file)
     test, test_lines = read_adjacency_list_with_lines(test_path, allow_empty=True)
+    if keep_dense:
+        _check_dense_ids([(train, train_lines, train_path), (test, test_lines, test_path)])
     if cold_start == "error":
         _check_cold_lines(train, test, test_lines, test_path)
     name = name or os.path.basename(os.path.normpath(root))
-    return _carved(train, None, test, val_ratio, seed, name, True, cold_start)
+    return _carved(train, None, test, val_ratio, seed, name, keep_dense, cold_start)
 
 
 def from_edge_list_files(

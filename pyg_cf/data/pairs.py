@@ -54,9 +54,15 @@ class UserItemIndex:
         edge_index: ``[2, E]`` pairs (users in row 0); duplicates are kept as given.
         num_users: Number of users.
         num_items: Number of items (the stride of the pair keys).
+
+    Raises:
+        ConfigError: unless ``edge_index`` is a ``[2, E]`` integer tensor of ids in
+            ``[0, num_users) x [0, num_items)`` (see :func:`check_pairs`; an item id past
+            the end would alias an item of the next user).
     """
 
     def __init__(self, edge_index: Tensor, num_users: int, num_items: int) -> None:
+        check_pairs(edge_index, int(num_users), int(num_items), "edge_index")
         # int64 keys: user * num_items + item overflows int32 beyond 2^31 pairs (Amazon-Book)
         users, items = edge_index[0].long(), edge_index[1].long()
         self.num_users, self.num_items = int(num_users), int(num_items)

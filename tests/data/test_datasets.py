@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from pyg_cf import datasets
@@ -45,6 +47,31 @@ def test_a_bad_val_ratio_is_named_before_reading(tmp_path, val_ratio):
 def test_unknown_dataset_lists_names():
     with pytest.raises(ConfigError, match="gowalla"):
         datasets.load("netflix")
+
+
+def test_load_verifies_the_published_sizes(tmp_path):
+    (tmp_path / "train.txt").write_text("0 0 1\n1 1 2\n")
+    (tmp_path / "test.txt").write_text("0 2\n")
+    sizes = r"\(6022, 3043, 796244, 99455\), found \(2, 3, 4, 1\)"
+    with pytest.raises(DataFormatError, match=rf"ml-1m in {tmp_path}: expected .* = {sizes}"):
+        datasets.load("ml-1m", root=tmp_path)
+    data = datasets.load("ml-1m", root=tmp_path, verify=False)
+    assert train_edges(data).size(1) == 4
+
+
+def test_load_verifies_a_shipped_validation_split(tmp_path, monkeypatch):
+    (tmp_path / "train.txt").write_text("0 0\n0 1\n1 1\n")
+    (tmp_path / "valid.txt").write_text("1 0\n")
+    (tmp_path / "test.txt").write_text("0 2\n1 2\n")
+    info = datasets.DatasetInfo(
+        "citeulike", "edgelist", ("train.txt", "valid.txt", "test.txt"), 2, 3, 3, 2, 1
+    )
+    monkeypatch.setitem(datasets.DATASETS, "citeulike", info)
+    assert held_out_edges(datasets.load("citeulike", root=tmp_path), "val").size(1) == 1
+    monkeypatch.setitem(datasets.DATASETS, "citeulike", replace(info, num_val=2))
+    match = r"expected \(users, items, train, test, val\) = \(2, 3, 3, 2, 2\), found .*1\)"
+    with pytest.raises(DataFormatError, match=match):
+        datasets.load("citeulike", root=tmp_path)
 
 
 def test_wrong_root_is_reported(tmp_path):

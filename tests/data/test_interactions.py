@@ -32,6 +32,33 @@ def test_keep_dense_maps_negative_integer_ids_instead_of_turning_them_into_minus
     assert m.num_users == 4 and enc["user"].tolist() == [0, 3]
 
 
+def test_keep_dense_refuses_ids_far_beyond_the_distinct_count():
+    # 2 distinct items, the largest 4e12: a dense range would hold 4e12 items (29 TiB of
+    # ids; 3e9 would be 22 GiB); the rule is max id + 1 <= 2 * distinct + 1,000,000
+    limit = 2 * 2 + 1_000_000
+    ok = pd.DataFrame({"user": [0, limit - 1], "item": [0, 1]})
+    (enc,), m = encode_ids(ok, keep_dense=True)
+    assert m.num_users == limit and enc["user"].tolist() == [0, limit - 1]
+    for big in (limit, 4_000_000_000_000, 2**63 - 1):
+        df = pd.DataFrame({"user": [0, 1], "item": [0, big]})
+        with pytest.raises(ConfigError, match=f"largest item id is {big}, but there are only 2"):
+            encode_ids(df, keep_dense=True)
+        (enc,), m = encode_ids(df)  # mapped without keep_dense
+        assert m.items.tolist() == [0, big] and enc["item"].tolist() == [0, 1]
+
+
+def test_mixed_type_ids_are_split_and_encoded():
+    # ints mixed with strings used to fail with a bare TypeError in np.argsort
+    df = pd.DataFrame({"user": [1, "a", 1, "a", 1, "a"], "item": [0, 1, 2, 0, 3, 4]})
+    parts = random_split(df, (0.5, 0.5), seed=0)
+    assert parts[0]["user"].value_counts().to_dict() == {1: 2, "a": 2}  # 3 rows: 2 / 1
+    assert sorted(map(tuple, pd.concat(parts)[["user", "item"]].astype(str).values)) == sorted(
+        map(tuple, df.astype(str).values)
+    )
+    data = from_dataframe(df, ratios=(0.5, 0.5))
+    assert data["user"].num_nodes == 2 and train_edges(data).size(1) == 4
+
+
 def test_encode_ids_any_type_and_map_back():
     df = pd.DataFrame({"user": ["b", "a", "b"], "item": [10.5, 3.0, 3.0]})
     (enc,), m = encode_ids(df)
@@ -87,6 +114,13 @@ def test_random_split_global():
     df = pd.DataFrame({"user": np.arange(100) % 7, "item": np.arange(100)})
     parts = random_split(df, (0.8, 0.2), per_user=False)
     assert [len(p) for p in parts] == [80, 20]
+    # the whole table is shuffled with the seed, not cut in file order
+    assert sorted(parts[1]["item"]) != list(range(80, 100))
+    again = random_split(df, (0.8, 0.2), per_user=False)
+    assert all(a.equals(b) for a, b in zip(parts, again))
+    other = random_split(df, (0.8, 0.2), seed=1, per_user=False)
+    assert set(other[1]["item"]) != set(parts[1]["item"])
+    assert sorted(pd.concat(parts)["item"]) == list(range(100))
 
 
 def test_from_dataframe_builds_hetero_data():
@@ -101,6 +135,27 @@ def test_from_dataframe_builds_hetero_data():
     ]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     assert data[USER_ITEM].edge_index.size(1) == len(keys[0])
+
+
+def test_from_dataframe_k_core_and_per_user():
+    # users 0-9 have 10 items each among items 0-9; user 10 and items 10-11 have one row
+    users = np.repeat(np.arange(10), 10)
+    items = np.tile(np.arange(10), 10)
+    df = pd.DataFrame(
+        {"user": [*users, 10, 0], "item": [*items, 10, 11]}
+    )  # user 10: 1 row; items 10, 11: 1 row each
+    data = from_dataframe(df, ratios=(0.8, 0.2), user_k=2, item_k=2)
+    assert (data["user"].num_nodes, data["item"].num_nodes) == (10, 10)
+    assert train_edges(data).size(1) + held_out_edges(data, "test").size(1) == 100
+    assert from_dataframe(df, ratios=(0.8, 0.2))["user"].num_nodes == 11  # no k-core
+
+    core = df.iloc[:100]
+    per_user = from_dataframe(core, ratios=(0.8, 0.2), seed=0)
+    counts = torch.bincount(train_edges(per_user)[0], minlength=10)
+    assert counts.tolist() == [8] * 10  # each user's 10 rows cut 8 / 2
+    whole = from_dataframe(core, ratios=(0.8, 0.2), seed=0, per_user=False)
+    counts = torch.bincount(train_edges(whole)[0], minlength=10)
+    assert int(counts.sum()) == 80 and counts.tolist() != [8] * 10  # cut over the table
 
 
 def test_from_dataframe_bad_columns():

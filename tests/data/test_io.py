@@ -69,6 +69,9 @@ def test_edge_list(tmp_path):
         ("0,1\n2,3\n", {"header": True, "sep": ","}, "line 1.*header=True.*data"),
         ("0 1\n1_0 2\n", {}, "line 2.*'user'.*'1_0'"),
         ("0 1\n0 99999999999999999999\n", {}, "line 2.*'item'.*too large"),
+        ("a,b\nc, \n", {"sep": ",", "numeric_ids": False}, "line 2: field 'item' is an empty"),
+        ("a;b\n;c\n", {"sep": ";", "numeric_ids": False}, "line 2: field 'user' is an empty"),
+        ("0 1 2 3\n0 1\n", {}, r"line 2: expected 4 fields like line 1, found 2 \(mixed"),
     ],
 )
 def test_edge_list_errors(tmp_path, text, kw, match):

@@ -1,9 +1,11 @@
 import gc
 
+import pytest
 import torch
 
 from pyg_cf.data import pairs
 from pyg_cf.data.pairs import UserItemIndex
+from pyg_cf.errors import ConfigError
 
 
 def _ei() -> torch.Tensor:
@@ -57,3 +59,30 @@ def test_int32_pairs_do_not_overflow():
         False,
     ]
     assert bool(index.contains(ei[0], ei[1]).all())
+
+
+@pytest.mark.parametrize(
+    "ei,match",
+    [
+        # item 5 of user 0 would alias item 0 of user 1 (key 0 * 5 + 5 == 1 * 5 + 0)
+        ([[0], [5]], r"items in \[5, 5\]"),
+        ([[3], [0]], r"users in \[3, 3\]"),
+        ([[-1], [0]], r"users in \[-1, -1\]"),
+        ([[0], [-1]], r"items in \[-1, -1\]"),
+    ],
+)
+def test_ids_out_of_range_are_refused(ei, match):
+    with pytest.raises(ConfigError, match="edge_index ids out of range for 3 users / 5 items"):
+        UserItemIndex(torch.tensor(ei), 3, 5)
+    with pytest.raises(ConfigError, match=match):
+        UserItemIndex.cached(torch.tensor(ei), 3, 5)
+
+
+def test_bad_shapes_and_dtypes_are_refused():
+    with pytest.raises(ConfigError, match=r"\[2, E\] tensor"):
+        UserItemIndex(torch.tensor([0, 1]), 3, 5)
+    with pytest.raises(ConfigError, match="integer ids"):
+        UserItemIndex(torch.tensor([[0.0], [1.0]]), 3, 5)
+    index = UserItemIndex(torch.tensor([[2], [4]]), 3, 5)  # the largest valid ids
+    assert index.contains(torch.tensor([2, 1]), torch.tensor([4, 0])).tolist() == [True, False]
+    assert UserItemIndex(torch.empty(2, 0, dtype=torch.long), 0, 0).keys.numel() == 0

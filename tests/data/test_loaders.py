@@ -1,0 +1,50 @@
+"""The file loaders: arguments that must reach the readers, and LightGCN's dense ids."""
+
+import pytest
+
+from pyg_cf.data import from_edge_list_files, from_lightgcn_files, held_out_edges, train_edges
+from pyg_cf.errors import DataFormatError
+
+
+def pairs(ei):
+    return sorted(map(tuple, ei.t().tolist()))
+
+
+def test_edge_list_files_read_with_the_given_sep_and_header(tmp_path):
+    tr = tmp_path / "train.csv"
+    tr.write_text("user,item\n0,0\n0,1\n1,1\n")
+    va = tmp_path / "val.csv"
+    va.write_text("user,item\n1,0\n")
+    te = tmp_path / "test.csv"
+    te.write_text("user,item\n0,2\n")
+    data = from_edge_list_files(tr, te, va, sep=",", header=True)
+    assert pairs(train_edges(data)) == [(0, 0), (0, 1), (1, 1)]
+    assert pairs(held_out_edges(data, "val")) == [(1, 0)]
+    assert pairs(held_out_edges(data, "test")) == [(0, 2)]
+    with pytest.raises(DataFormatError, match=r"train\.csv, line 1: .*looks like a header"):
+        from_edge_list_files(tr, te, sep=",")
+
+
+def test_lightgcn_test_file_may_list_users_without_test_items(tmp_path):
+    # the LightGCN releases list every user in test.txt, some with no test item
+    (tmp_path / "train.txt").write_text("0 0 1\n1 1 2\n2 0\n")
+    (tmp_path / "test.txt").write_text("0 2\n1\n2 1\n")
+    data = from_lightgcn_files(tmp_path)
+    assert pairs(held_out_edges(data, "test")) == [(0, 2), (2, 1)]
+    assert data["user"].num_nodes == 3
+    (tmp_path / "train.txt").write_text("0 0 1\n1\n2 0\n")  # but every user trains
+    with pytest.raises(DataFormatError, match=r"train\.txt, line 2: user 1 has no items"):
+        from_lightgcn_files(tmp_path)
+
+
+def test_lightgcn_ids_are_kept_dense_up_to_a_limit(tmp_path):
+    (tmp_path / "train.txt").write_text("0 1 2\n5 1\n")
+    (tmp_path / "test.txt").write_text("0 4\n")
+    data = from_lightgcn_files(tmp_path)  # users 1-4 and items 0, 3 have no interaction
+    assert (data["user"].num_nodes, data["item"].num_nodes) == (6, 5)
+    (tmp_path / "train.txt").write_text("0 1 2\n4000000000000 1\n")  # 29 TiB of ids
+    with pytest.raises(DataFormatError, match=r"train\.txt, line 2: user id 4000000000000 is far"):
+        from_lightgcn_files(tmp_path)
+    data = from_lightgcn_files(tmp_path, keep_dense=False)  # mapped to 0..n-1 instead
+    assert (data["user"].num_nodes, data["item"].num_nodes) == (2, 3)
+    assert pairs(train_edges(data)) == [(0, 0), (0, 1), (1, 0)]
