@@ -756,8 +756,13 @@ def run_cell(
         from pyg_cf.train.checkpoint import load_checkpoint
 
         print(f"[{name}] resuming after epoch {load_checkpoint(trainer, last)}", flush=True)
+        if trainer.epoch > cfg.epochs:  # its history would stand for a longer run
+            raise SystemExit(
+                f"[{name}] its checkpoint {last} is at epoch {trainer.epoch}, past this "
+                f"run's {cfg.epochs} epochs: move it away, or run the longer schedule"
+            )
         spent = trainer.history[-1]["elapsed_s"] if trainer.history else 0.0
-        if budget_s is not None and not tag and spent >= budget_s:  # would stop at once
+        if not tag and trainer.budget_reached:  # would stop at once
             raise SystemExit(
                 f"[{name}] its checkpoint {last} has already trained {spent:.0f} s, the whole "
                 f"--budget {budget_s:g} (the budget counts the run's total training time): "

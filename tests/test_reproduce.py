@@ -1,5 +1,6 @@
 """examples/reproduce.py: the validation grid, its cache and the page."""
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -874,3 +875,36 @@ def test_the_committed_records_were_trained_with_their_cells_settings():
             assert rec["loss_kwargs"] == expected, f"{path.name} was not trained as {cell.id}"
             checked += 1
     assert checked >= 20
+
+
+def test_a_checkpoint_past_the_runs_epochs_is_refused(repro):
+    """A shorter run of the same cell (e.g. a probe with fewer epochs) must not resume a
+    longer run's checkpoint: its record would report the longer run's best epoch."""
+    cell = repro.BY_ID["t9-mf-ssm"]
+    repro.run_cell(cell, None)  # 2 epochs, checkpointed
+    shorter = dataclasses.replace(cell, epochs=cell.epochs - 1)
+    with pytest.raises(SystemExit, match=r"past this run's \d+ epochs"):
+        repro.run_cell(shorter, None)
+
+
+def test_a_selection_follows_validation_where_test_disagrees(repro, monkeypatch):
+    """Hand-written records whose validation and test rank the sources oppositely: the
+    choice (and the score it reports) follows validation only."""
+    sel = repro.Cell(
+        "t9-sel", 2, "chosen", "toy", "mf", "ssm", {"tau": 0.1}, published=(0.5, None),
+        select_from=("t9-a", "t9-b"),
+    )  # fmt: skip
+    monkeypatch.setattr(repro, "BY_ID", {**repro.BY_ID, sel.id: sel})
+    repro.OUT.mkdir(parents=True, exist_ok=True)
+    hist = {
+        "t9-a": [{"epoch": 1, "val_ndcg@20": 0.30, "test_ndcg@20": 0.90}],
+        "t9-b": [
+            {"epoch": 1, "val_ndcg@20": 0.20, "test_ndcg@20": 0.95},
+            {"epoch": 2, "val_ndcg@20": 0.50, "test_ndcg@20": 0.10},
+        ],
+    }
+    for sid, rows in hist.items():
+        (repro.OUT / f"{sid}.json").write_text(json.dumps({"cell": sid, "history": rows}))
+    chosen, missing, scores = repro.selection(sel)
+    assert (chosen, missing) == ("t9-b", [])
+    assert scores == {"t9-a": 0.30, "t9-b": 0.50}

@@ -249,6 +249,7 @@ class TrainConfig:
         name, _, k = self.monitor.partition("@")
         if name not in ("recall", "ndcg", "precision", "hitrate") or not k.isdigit() or int(k) < 1:
             raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
+        self.monitor = f"{name}@{int(k)}"  # 'ndcg@020' is the metric named 'ndcg@20'
         if int(k) not in self.ks:
             self.ks = (*self.ks, int(k))
         if self.mode not in ("full", "sampled"):

@@ -571,6 +571,18 @@ class Trainer:
         run: not its epoch schedule, not its time budget."""
         return self.has_val and self._patience_spent()
 
+    @property
+    def budget_reached(self) -> bool:
+        """Whether ``config.time_budget_s`` had run out when the last epoch so far ended:
+        the clock the epoch loop reads before its evaluation (``elapsed_s`` less the
+        evaluation's ``eval_s``), so a run resumed from its last checkpoint under the same
+        budget stops where the uninterrupted run stopped."""
+        budget = self.config.time_budget_s
+        if budget is None or not self.history:
+            return False
+        last = self.history[-1]
+        return bool(last["elapsed_s"] - last.get("eval_s", 0.0) >= budget)
+
     def _patience_spent(self) -> bool:
         """Early stopping's verdict after an evaluation: ``config.patience`` evaluations
         (at least one) without improvement, at or after ``config.min_epochs``."""
@@ -592,8 +604,9 @@ class Trainer:
             seed_everything(cfg.seed)
             self.generator.manual_seed(cfg.seed)
         t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
-        # a run resumed from the checkpoint of its early stop stays stopped
-        stopped = self.stopped_early
+        # a run resumed from the checkpoint of its early stop, or of its time budget's end,
+        # stays stopped (another epoch could move the weights the run would have kept)
+        stopped = self.stopped_early or self.budget_reached
         while not stopped and self.epoch < cfg.epochs:
             self.epoch += 1
             lr = cfg.lr_at(self.epoch)

@@ -78,6 +78,8 @@ CASES = {
         {"tau": 0.2, "negatives": "sampled", "num_negatives": 4},
         {"mode": "sampled", "num_neighbors": (5, 3, 2)},
     ),
+    # user dropout draws from torch's global generator: the checkpoint must restore it
+    "lightgcn-bpr-user-dropout": ("lightgcn", "bpr", {}, {"user_dropout": 0.3}),
 }
 
 
@@ -326,6 +328,68 @@ def test_resuming_an_early_stopped_run_stays_stopped(tmp_path):
     assert len(again) == len(hist)
     pd.testing.assert_frame_equal(metrics_only(again), metrics_only(hist))
     assert torch.equal(resumed.model.embeddings()[0], first.model.embeddings()[0])
+
+
+class _EpochClock(Callback):
+    """A fake clock for the trainer: one second per epoch, advanced at each epoch's start
+    (so training and evaluation take no time and the budget arithmetic is exact)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def on_epoch_start(self, trainer, epoch):
+        self.now += 1.0
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+@pytest.mark.parametrize("budget,more", [(2.5, None), (2.5, 5.5)])
+def test_resuming_a_run_its_time_budget_ended(tmp_path, monkeypatch, budget, more):
+    """Under the same budget the resumed run stays stopped (it trained one more epoch); a
+    larger budget continues it as an uninterrupted run with that budget."""
+    import pyg_cf.train.trainer as trainer_mod
+
+    data = _two_cluster_data()
+
+    def make(b):
+        clock = _EpochClock()
+        monkeypatch.setattr(trainer_mod, "time", clock)
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(
+            epochs=40, batch_size=64, lr=0.05, patience=None, time_budget_s=b,
+            progress=False, checkpoint_dir=str(tmp_path / str(b)),
+        )  # fmt: skip
+        return Trainer(model, data, get_loss("bpr"), cfg, [clock]), clock
+
+    first, _ = make(budget)
+    hist = first.fit()
+    assert len(hist) == 3 and first.budget_reached  # 3 s >= 2.5 s
+    ckpt = tmp_path / str(budget) / "last.pt"
+    if more is None:
+        resumed, clock = make(budget)
+        load_checkpoint(resumed, ckpt)
+        clock.now = float(hist["elapsed_s"].iloc[-1])
+        again = resumed.fit()
+        assert len(again) == 3
+        assert torch.equal(resumed.model.embeddings()[0], first.model.embeddings()[0])
+        return
+    whole, _ = make(more)
+    hist_whole = whole.fit()
+    assert len(hist_whole) == 6
+    resumed, clock = make(more)
+    load_checkpoint(resumed, ckpt)
+    again = resumed.fit()
+    assert len(again) == 6
+    pd.testing.assert_frame_equal(metrics_only(again), metrics_only(hist_whole))
+    assert torch.equal(resumed.model.embeddings()[0], whole.model.embeddings()[0])
 
 
 def test_a_larger_patience_on_resume_continues_as_an_uninterrupted_run(tmp_path, caplog):

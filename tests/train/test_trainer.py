@@ -665,3 +665,15 @@ def test_gather_items_is_two_plain_gathers(shared, cos):
     assert torch.allclose(grad, table.grad, atol=1e-6)
     p2, n2, unit2 = _gather_items(table, pos, None, shared, cos)
     assert torch.equal(p2, ref_p) and n2 is None and not unit2
+
+
+def test_a_monitor_with_a_zero_padded_cutoff_names_the_logged_metric():
+    """'ndcg@020' was accepted (and 20 added to ks) but looked up as 'ndcg@020' after the
+    first epoch: a KeyError an epoch into the run."""
+    cfg = TrainConfig(monitor="ndcg@020", ks=(10,), progress=False)
+    assert cfg.monitor == "ndcg@20" and cfg.ks == (10, 20)
+    data = synthetic()
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    cfg = TrainConfig(epochs=1, monitor="recall@05", ks=(5,), progress=False)
+    hist = Trainer(model, data, get_loss("bpr"), cfg).fit()
+    assert "val_recall@5" in hist.columns
