@@ -99,8 +99,27 @@ def test_nan_loss_stops_with_location():
     with torch.no_grad():
         m.user_embedding.weight[:] = float("nan")
     tr = Trainer(m, data, get_loss("bpr"), TrainConfig(epochs=1, progress=False))
+    items = m.item_embedding.weight.detach().clone()
     with pytest.raises(NonFiniteLossError, match="epoch 1, batch 0"):
         tr.fit()
+    # no step was taken with the non-finite loss: the item table is untouched (a step
+    # would have written NaN into the batch's item rows)
+    assert torch.equal(m.item_embedding.weight.detach(), items)
+
+
+def test_the_config_seed_drives_the_batches_and_negatives():
+    """Same initial weights, another TrainConfig.seed: other shuffles and negatives, so
+    another history; the same seed repeats it."""
+    data = synthetic()
+
+    def run(seed):
+        torch.manual_seed(0)
+        m = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, seed=seed, progress=False)
+        return Trainer(m, data, get_loss("bpr"), cfg).fit()["loss"].tolist()
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
 
 
 def test_model_for_other_data_is_refused():
