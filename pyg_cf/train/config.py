@@ -78,7 +78,8 @@ class TrainConfig:
         eval_every: Evaluate every this many epochs (0: only at the end).
         ks: Cut-offs of the metrics.
         monitor: Validation metric for early stopping and best-weight selection.
-        patience: Evaluations without improvement before stopping (``None``: never stop).
+        patience: Evaluations without improvement before stopping, at least 1 (``None``:
+            never stop).
         min_epochs: Early stopping never stops before this epoch (the evaluations still
             count): a schedule that changes the loss late (Adap-τ's warm-up) is trained
             into its second phase before a plateau in the first can end the run.
@@ -191,8 +192,13 @@ class TrainConfig:
         self.ks = _integers("ks", self.ks, "integer cut-offs")
         if any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be cut-offs >= 1, got {self.ks}")
-        if self.patience is not None and self.patience < 0:
-            raise ConfigError(f"patience must be >= 0 or None (never stop), got {self.patience}")
+        if self.patience is not None and self.patience < 1:
+            # 0 would read as "stop at once" but stopped like 1, at the first evaluation
+            # without improvement
+            raise ConfigError(
+                f"patience must be >= 1 (evaluations without improvement) or None (never "
+                f"stop), got {self.patience}"
+            )
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(
                 f"max_steps_per_epoch must be >= 1 or None (no cap), got {self.max_steps_per_epoch}"

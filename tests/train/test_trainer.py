@@ -617,7 +617,8 @@ def test_a_bad_seed_is_a_config_error(seed):
     [
         ({"ks": (0, 20)}, "ks must be cut-offs >= 1"),
         ({"monitor": "ndcg@0"}, "monitor must look like"),
-        ({"patience": -1}, "patience must be >= 0"),
+        ({"patience": -1}, "patience must be >= 1"),
+        ({"patience": 0}, "patience must be >= 1"),  # stopped like 1
         ({"max_steps_per_epoch": 0}, "max_steps_per_epoch must be >= 1"),
         ({"max_steps_per_epoch": -1}, "max_steps_per_epoch must be >= 1"),
         ({"time_budget_s": -1.0}, "time_budget_s must be > 0"),
