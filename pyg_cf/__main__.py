@@ -42,9 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--model", default="lightgcn", choices=["mf", "svdpp-user", "svdpp-item", "lightgcn"]
     )
-    t.add_argument("--layers", type=int, default=3, help="LightGCN layers")
-    t.add_argument("--alpha0", type=float, default=None, help="SVD++ target exponent")
-    t.add_argument("--alpha1", type=float, default=None, help="SVD++ source exponent")
+    t.add_argument(
+        "--layers", type=int, default=None, help="LightGCN layers (default 3; lightgcn only)"
+    )
+    t.add_argument(
+        "--alpha0", type=float, default=None, help="SVD++ target exponent (svdpp-* only)"
+    )
+    t.add_argument(
+        "--alpha1", type=float, default=None, help="SVD++ source exponent (svdpp-* only)"
+    )
     t.add_argument("--dim", type=int, default=64)
     t.add_argument(
         "--init-std",
@@ -138,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--max-steps", type=int, default=None, help="batches per epoch cap")
     t.add_argument("--time-budget", type=float, default=None, help="seconds")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the model's initialisation and training, and also of the --val-ratio "
+        "validation carve (another seed carves another validation split)",
+    )
     t.add_argument("--device", default="cpu")
     t.add_argument("--output", default=None, help="write history and summary JSON here")
     t.add_argument(
@@ -187,6 +199,21 @@ def _loss_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
+def _check_model_flags(args: argparse.Namespace) -> None:
+    """Refuse (:class:`~pyg_cf.errors.ConfigError`) model flags that ``--model`` does not
+    use: silently ignored, they would make a run look like another."""
+    from pyg_cf.errors import ConfigError
+
+    if args.layers is not None and args.model != "lightgcn":
+        raise ConfigError(f"--layers only applies to --model lightgcn, got --model {args.model}")
+    for flag in ("alpha0", "alpha1"):
+        if getattr(args, flag) is not None and not args.model.startswith("svdpp"):
+            raise ConfigError(
+                f"--{flag} only applies to --model svdpp-user or svdpp-item, "
+                f"got --model {args.model}"
+            )
+
+
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ``train`` command; returns the summary written to ``--output``."""
     from pyg_cf import datasets
@@ -201,7 +228,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     mkw: dict[str, Any] = {"embedding_dim": args.dim}
     if args.init_std is not None:
         mkw["init_std"] = args.init_std
+    _check_model_flags(args)
     if args.model == "lightgcn":
+        if args.layers is None:
+            args.layers = 3  # recorded in the summary as used
         mkw["num_layers"] = args.layers
     if args.model.startswith("svdpp"):
         if args.alpha0 is not None:

@@ -254,6 +254,39 @@ BAD_INPUTS = [
         DataFormatError,
         r"r\.txt, line 2: field 'rating' must be a number, got 'good'",
     ),
+    Bad(
+        "rating with a digit group separator",
+        lambda t: read_edge_list(write(t, "r.txt", "0 1 4\n0 2 1_0\n")),
+        DataFormatError,
+        r"r\.txt, line 2: field 'rating' must be a number, got '1_0' \(a plain decimal",
+    ),
+    Bad(
+        "rating in non-ASCII digits",
+        lambda t: read_edge_list(write(t, "r.txt", "0 1 \u0663\n")),
+        DataFormatError,
+        r"r\.txt, line 1: field 'rating' must be a number, got '\u0663'",
+    ),
+    Bad(
+        "fractional timestamp",
+        lambda t: read_edge_list(write(t, "s.txt", "0 1 4 100\n0 2 4 1.9\n")),
+        DataFormatError,
+        r"s\.txt, line 2: field 'timestamp' must be an integer \(int64\), got '1\.9'",
+    ),
+    Bad(
+        "header line (string ids, header=False)",
+        lambda t: read_edge_list(write(t, "s.txt", "user item\na b\n"), numeric_ids=False),
+        DataFormatError,
+        r"s\.txt, line 1: the first line \('user', 'item'\) looks like a header.*header=True",
+    ),
+    Bad(
+        "negative ids beside uint64 ids beyond int64 (encode_ids)",
+        lambda t: encode_ids(
+            pd.DataFrame({"user": [-1], "item": [0]}),
+            pd.DataFrame({"user": pd.array([2**63], dtype="uint64"), "item": [0]}),
+        ),
+        DataFormatError,
+        r"column 'user' mixes negative ids with unsigned ids beyond the int64 range",
+    ),
     # -- API misuse: the message names the argument
     Bad(
         "item id out of range in score",

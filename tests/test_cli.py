@@ -282,3 +282,55 @@ def test_epoch_lines_and_history_carry_the_l2_penalty(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch"))
     row = json.loads(out.read_text())["history"][0]
     assert row["l2"] > 0 and f"l2 {row['l2']:.5f}" in line
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--layers", "2"], "--layers only applies to --model lightgcn, got --model mf"),
+        (["--model", "svdpp-user", "--layers", "3"], "--layers only applies to --model lightgcn"),
+        (["--alpha0", "0"], "--alpha0 only applies to --model svdpp-user or svdpp-item, got "),
+        (["--model", "lightgcn", "--alpha1", "0.5"], "--alpha1 only applies to --model svdpp"),
+    ],
+)
+def test_model_flags_the_model_does_not_use_are_refused(monkeypatch, capsys, extra, message):
+    # they used to be ignored silently: an mf run with --layers 2 looked like another run
+    from pyg_cf import datasets
+
+    def load(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the model flags were checked")
+
+    monkeypatch.setattr(datasets, "load", load)
+    assert cli.main([*BASE.split(), "--epochs", "1", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        (["--model", "lightgcn"], {"num_layers": 3}),
+        (["--model", "lightgcn", "--layers", "2"], {"num_layers": 2}),
+        (["--model", "svdpp-item", "--alpha0", "0", "--alpha1", "1"], {"alpha0": 0, "alpha1": 1}),
+        ([], {}),
+    ],
+)
+def test_model_flags_reach_the_model(monkeypatch, extra, expected):
+    from pyg_cf.nn import GraphCF
+
+    seen = []
+    build = GraphCF.from_data.__func__
+
+    def spy(cls, data, model="lightgcn", **kw):
+        seen.append({k: v for k, v in kw.items() if k not in ("embedding_dim", "init_std")})
+        return build(cls, data, model, **kw)
+
+    monkeypatch.setattr(GraphCF, "from_data", classmethod(spy))
+    _config_of(monkeypatch, [*BASE.split(), "--epochs", "1", *extra])
+    assert seen == [expected]
+
+
+def test_seed_help_says_it_also_seeds_the_validation_carve(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "also of the --val-ratio validation carve" in text

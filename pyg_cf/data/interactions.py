@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: interaction (and a stray huge id would allocate gigabytes).
 DENSE_ID_SLACK = 1_000_000
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
 
 def dense_id_limit(num_distinct: int) -> int:
     """The largest dense id count ``max id + 1`` that ``keep_dense`` accepts for
@@ -102,6 +104,39 @@ def _lookup(table: np.ndarray, raw: Sequence[object] | np.ndarray, kind: str) ->
     return idx.astype(np.int64)
 
 
+def _id_values(frames: Sequence[pd.DataFrame], col: str) -> pd.Series:
+    """The ``col`` ids of all ``frames`` in one series, in frame order, with exact values.
+
+    Empty frames add no rows, so their dtype (``object`` for ``pd.DataFrame(columns=...)``)
+    never changes how the ids are handled. Integer columns of mixed signedness (``int64``
+    and ``uint64``), which pandas would join as ``float64`` (rounding ids beyond 2**53),
+    are joined as ``int64`` when every id fits it, else as ``uint64`` when none is
+    negative.
+
+    Raises:
+        DataFormatError: for negative ids beside ``uint64`` ids beyond the ``int64`` range.
+    """
+    parts = [df[col] for df in frames if len(df)]
+    if not parts:
+        return pd.concat([df[col] for df in frames], ignore_index=True)
+    values = pd.concat(parts, ignore_index=True)
+    is_int = pd.api.types.is_integer_dtype
+    if all(is_int(p) for p in parts) and not is_int(values):
+        if all(
+            int(p.max()) <= _INT64_MAX for p in parts if pd.api.types.is_unsigned_integer_dtype(p)
+        ):
+            dtype: type[np.integer] = np.int64
+        elif all(int(p.min()) >= 0 for p in parts):
+            dtype = np.uint64
+        else:
+            raise DataFormatError(
+                f"column '{col}' mixes negative ids with unsigned ids beyond the int64 range; "
+                "no integer type holds both exactly (convert the ids to strings)"
+            )
+        values = pd.concat([p.astype(dtype) for p in parts], ignore_index=True)
+    return values
+
+
 def encode_ids(
     *frames: pd.DataFrame,
     keep_dense: bool = False,
@@ -132,8 +167,9 @@ def encode_ids(
     for k, df in enumerate(frames):
         validate_frame(df, name=f"frame #{k}")
     maps = {}
+    codes = {}
     for col in ("user", "item"):
-        values = pd.concat([df[col] for df in frames], ignore_index=True)
+        values = _id_values(frames, col)
         if (
             keep_dense
             and pd.api.types.is_integer_dtype(values)
@@ -154,11 +190,13 @@ def encode_ids(
             maps[col] = np.asarray(pd.unique(values))
             if pd.api.types.is_integer_dtype(values):
                 maps[col] = np.sort(maps[col])
+        codes[col] = pd.Index(maps[col]).get_indexer(values).astype(np.int64)
+    ends = np.cumsum([len(df) for df in frames])
     out = []
-    for df in frames:
+    for df, end in zip(frames, ends):
         new = df.copy()
         for col in ("user", "item"):
-            new[col] = pd.Index(maps[col]).get_indexer(df[col]).astype(np.int64)
+            new[col] = codes[col][end - len(df) : end]
         out.append(new)
     return out, IdMap(users=maps["user"], items=maps["item"])
 

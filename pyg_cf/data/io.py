@@ -7,7 +7,6 @@ here; see :func:`pyg_cf.data.interactions.encode_ids`.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Sequence
@@ -24,12 +23,18 @@ __all__ = [
     "read_edge_list_with_lines",
 ]
 
-log = logging.getLogger(__name__)
-
 _WS = re.compile(r"\s+")
 _FIELDS = re.compile(r"[\s,;]+")
 _INT = re.compile(r"[+-]?[0-9]+")
+# a plain decimal number: ASCII digits, optional sign, point and exponent (Python's float
+# would also take '1_0' as 10 and non-ASCII digits such as '\u0663' as 3)
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# spellings of non-finite values, refused by the finite check with their own message
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _INT64_MAX = int(np.iinfo(np.int64).max)
+#: with ``numeric_ids=False``, a first line whose user or item field is one of these column
+#: names (any case) is a header, never string ids
+_HEADER_NAMES = frozenset({"user", "item", "user_id", "item_id", "userid", "itemid"})
 
 
 def _open_lines(path: str | os.PathLike[str]) -> list[str]:
@@ -66,6 +71,30 @@ def _parse_int(token: str, path: str, lineno: int, field: str) -> int:
         raise DataFormatError(f"field '{field}' is a negative id ({value})", path, lineno)
     if value > _INT64_MAX:
         raise DataFormatError(f"field '{field}' is too large for int64 ({token})", path, lineno)
+    return value
+
+
+def _parse_rating(token: str, path: str, lineno: int) -> float:
+    """Parse a rating strictly: a plain decimal number (see ``_FLOAT``); ``nan`` and
+    ``inf`` pass here and are refused later as not finite."""
+    if not (_FLOAT.fullmatch(token) or _NON_FINITE.fullmatch(token)):
+        raise DataFormatError(
+            f"field 'rating' must be a number, got {token!r} (a plain decimal number: "
+            "ASCII digits, optional sign, point and exponent)",
+            path,
+            lineno,
+        )
+    return float(token)
+
+
+def _parse_integer_field(token: str, path: str, lineno: int, field: str) -> int:
+    """Parse an integer field such as ``timestamp`` strictly: ASCII digits with an
+    optional sign, within int64 (a fractional value is refused, never truncated)."""
+    value = int(token) if _INT.fullmatch(token) else None
+    if value is None or not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise DataFormatError(
+            f"field '{field}' must be an integer (int64), got {token!r}", path, lineno
+        )
     return value
 
 
@@ -202,7 +231,10 @@ def read_edge_list(
             required, the optional trailing fields may be absent from the file.
         header: Whether the first non-blank line is a header to skip.
         numeric_ids: If ``True`` (default) ids must be non-negative integers; if ``False`` ids
-            are kept as strings (remapped later by :func:`encode_ids`).
+            are kept as strings (remapped later by :func:`encode_ids`); with ``header=False``
+            a first line whose user or item field is a column name (``user``, ``item``,
+            ``user_id``, ``item_id``, ``userid``, ``itemid``, any case) is then refused as
+            a header.
 
     Returns:
         A frame with ``user``, ``item`` and the optional columns present in the file
@@ -211,7 +243,8 @@ def read_edge_list(
     Raises:
         DataFormatError: naming the file and line for a missing or empty file, a wrong number
             of fields, an empty, non-integer or negative id, a header line found when
-            ``header`` is ``False``, mixed separators, or a non-finite rating.
+            ``header`` is ``False``, mixed separators, a rating that is not a plain finite
+            decimal number, or a timestamp that is not an integer.
         ConfigError: for an empty ``sep`` or a name repeated in ``columns``.
     """
     return read_edge_list_with_lines(path, sep, columns, header, numeric_ids)[0]
@@ -309,14 +342,8 @@ def read_edge_list_with_lines(
     ):
         if numeric_ids:
             raise _header_error(rows[0], spath, linenos[0], "pass header=True")
-        if {t.lower() for t in rows[0][:2]} & {"user", "item", "user_id", "item_id", "userid"}:
-            log.warning(
-                "%s, line %d: %r looks like a header but header=False; it is read as an "
-                "interaction",
-                spath,
-                linenos[0],
-                rows[0],
-            )
+        if {t.lower() for t in rows[0][:2]} & _HEADER_NAMES:
+            raise _header_error(rows[0], spath, linenos[0], "pass header=True")
     arr = np.array(rows, dtype=object)
     out: dict[str, np.ndarray] = {}
     for k, name in enumerate(cols[:width]):
@@ -340,16 +367,13 @@ def read_edge_list_with_lines(
             else:
                 out[name] = column.astype(str)
         elif name == "rating":
+            for j in odd:
+                _parse_rating(column[j], spath, linenos[j])
             try:
                 vals = column.astype(np.float64)
             except ValueError:
                 for j, tok in enumerate(column):
-                    try:
-                        float(tok)
-                    except ValueError:
-                        raise DataFormatError(
-                            f"field 'rating' must be a number, got {tok!r}", spath, linenos[j]
-                        ) from None
+                    _parse_rating(tok, spath, linenos[j])
                 raise
             bad = np.nonzero(~np.isfinite(vals))[0]
             if bad.size:
@@ -359,15 +383,13 @@ def read_edge_list_with_lines(
                 )
             out[name] = vals
         else:
-            vals_i = np.empty(len(column), dtype=np.int64)
-            for j, tok in enumerate(column):
-                try:
-                    # exact for integer strings (float() would round nanosecond stamps)
-                    vals_i[j] = int(tok) if _INT.fullmatch(tok) else int(float(tok))
-                except (ValueError, OverflowError):
-                    raise DataFormatError(
-                        f"field '{name}' must be a number, got {tok!r}", spath, linenos[j]
-                    ) from None
-            out[name] = vals_i
+            # exact for integer strings (float() would round nanosecond stamps)
+            out[name] = np.array(
+                [
+                    _parse_integer_field(tok, spath, linenos[j], name)
+                    for j, tok in enumerate(column)
+                ],
+                dtype=np.int64,
+            )
     df = pd.DataFrame(out)
     return df, np.asarray(linenos, dtype=np.int64)

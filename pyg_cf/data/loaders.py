@@ -196,14 +196,16 @@ def _carved(
     keep_dense: bool,
     cold_start: str,
 ) -> HeteroData:
-    """The file loaders' common end: carve a validation split from ``train`` when none was
-    given and ``val_ratio > 0``, then build. ``cold_start`` is the policy for the given
-    files; pairs the carve itself leaves cold in validation are kept (``'error'``) or
-    dropped (``'drop'``), never an error the caller could not fix, and test pairs are judged
-    against the training file as given."""
+    """The file loaders' common end: carve a validation split from the distinct pairs of
+    ``train`` when none was given and ``val_ratio > 0``, then build. ``cold_start`` is the
+    policy for the given files; pairs the carve itself leaves cold in validation are kept
+    (``'error'``) or dropped (``'drop'``), never an error the caller could not fix, and test
+    pairs are judged against the training file as given."""
     full_train, val_policy = train, cold_start
     if val is None and val_ratio > 0:
-        train, val = _carve(train, val_ratio, seed)
+        # de-duplicate first: a repeated pair carved into validation would be dropped again
+        # as a training pair, silently shrinking validation below val_ratio
+        train, val = _carve(drop_duplicates(train, "train"), val_ratio, seed)
         val_policy = "keep" if cold_start == "error" else cold_start
     return _from_frames(train, val, test, name, keep_dense, val_policy, cold_start, full_train)
 

@@ -222,3 +222,34 @@ def test_from_splits_keeps_train_val_and_test_apart(tiny_frames, caplog):
     keys = [set(map(tuple, e.t().tolist())) for e in (train_edges(data),
             held_out_edges(data, "val"), held_out_edges(data, "test"))]  # fmt: skip
     assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+
+
+def test_empty_frames_do_not_change_the_id_handling():
+    # pd.DataFrame(columns=...) holds object columns: joined with the integer ids they made
+    # keep_dense fall back to mapping (4 items became 3) and the map unsorted
+    train = pd.DataFrame({"user": [0, 2, 1], "item": [3, 1, 2]})
+    empty = pd.DataFrame(columns=["user", "item"])
+    data = from_splits(train, val=empty, keep_dense=True)
+    assert (data["user"].num_nodes, data["item"].num_nodes) == (3, 4)
+    assert sorted(map(tuple, train_edges(data).t().tolist())) == [(0, 3), (1, 2), (2, 1)]
+    (enc, enc_empty), m = encode_ids(train, empty)
+    assert m.users.tolist() == [0, 1, 2] and m.items.tolist() == [1, 2, 3]
+    assert enc["item"].tolist() == [2, 0, 1] and len(enc_empty) == 0
+    assert enc_empty["user"].dtype == np.int64
+
+
+def test_int64_and_uint64_ids_stay_exact():
+    # joined through float64, 2**53 + 1 came back as 2**53 (and would merge with it)
+    big = 2**53 + 1
+    a = pd.DataFrame({"user": np.array([big, 2**53], dtype=np.int64), "item": [0, 1]})
+    b = pd.DataFrame({"user": np.array([big], dtype=np.uint64), "item": [1]})
+    (ea, eb), m = encode_ids(a, b)
+    assert m.users.tolist() == [2**53, big] and m.users.dtype == np.int64
+    assert ea["user"].tolist() == [1, 0] and eb["user"].tolist() == [1]
+    huge = np.array([2**63 + 3], dtype=np.uint64)  # beyond int64: joined as uint64
+    (ea, eb), m = encode_ids(a, pd.DataFrame({"user": huge, "item": [0]}))
+    assert m.users.tolist() == [2**53, big, 2**63 + 3]
+    assert ea["user"].tolist() == [1, 0] and eb["user"].tolist() == [2]
+    neg = pd.DataFrame({"user": np.array([-1], dtype=np.int64), "item": [0]})
+    with pytest.raises(DataFormatError, match="column 'user' mixes negative ids with unsigned"):
+        encode_ids(neg, pd.DataFrame({"user": huge, "item": [0]}))

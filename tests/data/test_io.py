@@ -120,3 +120,54 @@ def test_non_ascii_white_space_between_valid_ids_is_read_like_the_edge_list_read
 def test_timestamps_are_exact(tmp_path):
     df = read_edge_list(write(tmp_path, "e.txt", "0 1 1 1700000000123456789\n"))
     assert df["timestamp"].tolist() == [1700000000123456789]
+
+
+@pytest.mark.parametrize(
+    "rating,value",
+    [("4", 4.0), ("-1.5", -1.5), (".5", 0.5), ("5.", 5.0), ("1e-3", 1e-3), ("+2E2", 200.0)],
+)
+def test_plain_decimal_ratings_are_read(tmp_path, rating, value):
+    df = read_edge_list(write(tmp_path, "r.txt", f"0 1 3\n1 2 {rating}\n"))
+    assert df["rating"].tolist() == [3.0, value]
+
+
+@pytest.mark.parametrize("rating", ["1_0", "\u0663", "\uff13", "1,5"])
+def test_ratings_are_parsed_as_strictly_as_ids(tmp_path, rating):
+    # Python's float took '1_0' as 10.0 and the Arabic-Indic digit '\u0663' as 3.0
+    p = write(tmp_path, "r.txt", f"0 1 3\n1 2 {rating}\n")
+    with pytest.raises(DataFormatError, match=r"r\.txt, line 2: field 'rating' must be a number"):
+        read_edge_list(p, sep=" ")
+
+
+@pytest.mark.parametrize("stamp", ["1.9", "1e3", "1.0", "1_000", "\u0661", "99999999999999999999"])
+def test_timestamps_must_be_integers(tmp_path, stamp):
+    # '1.9' used to be truncated to 1 and '1e3' read as 1000
+    p = write(tmp_path, "t.txt", f"0 1 1 5\n1 2 1 {stamp}\n")
+    with pytest.raises(
+        DataFormatError, match=r"t\.txt, line 2: field 'timestamp' must be an integer"
+    ):
+        read_edge_list(p)
+
+
+def test_negative_timestamps_are_read(tmp_path):
+    df = read_edge_list(write(tmp_path, "t.txt", "0 1 1 -5\n1 2 1 +7\n"))
+    assert df["timestamp"].tolist() == [-5, 7]
+
+
+@pytest.mark.parametrize(
+    "text,sep",
+    [("user item\na b\nc d\n", None), ("User_ID,item_id\na,b\nc,d\n", ","),
+     ("userId movie\na b\nc d\n", None)],
+)  # fmt: skip
+def test_header_with_string_ids_and_header_false_is_an_error(tmp_path, text, sep):
+    # the docstring promised an error; a warning used to let the header become a pair
+    p = write(tmp_path, "s.txt", text)
+    with pytest.raises(
+        DataFormatError, match=r"s\.txt, line 1: the first line .* looks like a header.*header=True"
+    ):
+        read_edge_list(p, sep=sep, numeric_ids=False)
+    df = read_edge_list(p, sep=sep, header=True, numeric_ids=False)
+    assert df["user"].tolist() == ["a", "c"] and df["item"].tolist() == ["b", "d"]
+    # string ids that merely resemble column names are still ids
+    df = read_edge_list(write(tmp_path, "ok.txt", "user1 item9\na b\n"), numeric_ids=False)
+    assert df["user"].tolist() == ["user1", "a"]

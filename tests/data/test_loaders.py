@@ -48,3 +48,20 @@ def test_lightgcn_ids_are_kept_dense_up_to_a_limit(tmp_path):
     data = from_lightgcn_files(tmp_path, keep_dense=False)  # mapped to 0..n-1 instead
     assert (data["user"].num_nodes, data["item"].num_nodes) == (2, 3)
     assert pairs(train_edges(data)) == [(0, 0), (0, 1), (1, 0)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_validation_carve_runs_on_distinct_pairs(tmp_path, seed):
+    # a repeated training pair carved into validation used to be dropped again as "also a
+    # training pair", leaving 1 validation pair of 4 distinct at val_ratio=0.5
+    tr = tmp_path / "train.txt"
+    tr.write_text("0 1\n0 1\n0 2\n0 3\n0 4\n")
+    data = from_edge_list_files(tr, val_ratio=0.5, seed=seed)
+    train, val = pairs(train_edges(data)), pairs(held_out_edges(data, "val"))
+    assert (len(train), len(val)) == (2, 2)
+    assert sorted(train + val) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    (tmp_path / "lg").mkdir()
+    (tmp_path / "lg" / "train.txt").write_text("0 1 1 2 3 4\n")
+    (tmp_path / "lg" / "test.txt").write_text("0 5\n")
+    data = from_lightgcn_files(tmp_path / "lg", val_ratio=0.5, seed=seed)
+    assert (train_edges(data).size(1), held_out_edges(data, "val").size(1)) == (2, 2)
