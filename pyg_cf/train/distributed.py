@@ -26,8 +26,9 @@ Evaluation is sharded by users (rank :math:`r` ranks the users :math:`u \equiv r
   In-batch losses see only the rank's own rows as negatives (as with DDP in general).
 * ``mode='sampled'``: each rank samples the K-hop neighborhood (and negatives) of its
   own shard only, so the propagation cost per rank falls with :math:`W`. The random
-  stream of each step is derived from the shared generator, so checkpoints and resumes
-  stay exact.
+  stream of each step (the rank's sampling generator and torch's global generators, which
+  user dropout and the ``'pyg'`` sampler backend draw from) is derived from the shared
+  generator, so checkpoints and resumes stay exact on every rank.
 
 Launch (one process per GPU with NCCL, or CPU processes with gloo)::
 
@@ -235,6 +236,11 @@ class DistributedTrainer(Trainer):
             2**62, (1,), generator=self.generator, device=self.generator.device
         ).item()
         self.local_generator.manual_seed(int(seed) + self.rank)
+        # torch's global generators (user dropout, the 'pyg' sampler backend) restart from
+        # the shared stream too: ranks draw unequal amounts from them (shards differ in
+        # size), and a checkpoint stores one rank's global state, so without this another
+        # rank would resume from rank 0's state, not its own
+        torch.manual_seed(int(seed) + 2**62 + self.rank)
         self.loader.generator = self.local_generator
         try:
             return super().collate(idx[rows])

@@ -141,6 +141,25 @@ def test_sampled_mode_resumes_exactly(one_process_group, tmp_path):
     assert torch.equal(full.model.embeddings()[0], resumed.model.embeddings()[0])
 
 
+def test_sampled_mode_restarts_the_global_generator_from_the_shared_stream(one_process_group):
+    """Ranks draw unequal amounts from torch's global generator (user dropout on shards of
+    unequal size) and a checkpoint keeps one rank's state: each step's global state must
+    follow from the shared generator alone, whatever the rank drew before."""
+    data = clustered()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=2)
+    cfg = _cfg(mode="sampled", num_neighbors=(4, 2), user_dropout=0.3)
+    tr = DistributedTrainer(m, data, get_loss("bpr"), cfg)
+    idx = next(iter(tr.batches()))
+    states = []
+    for disturb in (1, 2):
+        tr.generator.manual_seed(7)
+        torch.manual_seed(disturb)  # another history of global draws
+        tr.collate(idx)
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1])
+
+
 def test_refuses_time_budget(one_process_group):
     data = clustered()
     m = GraphCF.from_data(data, "mf", embedding_dim=4)
