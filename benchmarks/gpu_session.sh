@@ -10,8 +10,8 @@
 #    PyG's LightGCN) and, unless EVAL_BENCH=0, all-ranking evaluation (ours vs PyG's
 #    example), results as benchmarks/results-style .md; BENCH=0 skips both;
 # 2. then, side by side: the reproduction cells (default: LightGCN + BPR, whose first GPU run
-#    ended at its budget, and LightGCN + BCE with its logit bias, which the CPU cannot
-#    converge) with --budget REPRO_BUDGET_S seconds of training each,
+#    ended at its budget; LightGCN + BCE with its logit bias has since converged on the CPU)
+#    with --budget REPRO_BUDGET_S seconds of training each,
 #    and the CUDA test file (tests/test_cuda.py).
 # AHEAD_EPOCHS=N also starts each cell's refit beside it (reproduce.py --refit-ahead N, same
 # budget; only for the cells in AHEAD_CELLS="C1 C2" when that is set): `reproduce.py --cell C

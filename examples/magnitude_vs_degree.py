@@ -17,7 +17,8 @@ propagation and no built-in dependence on degree. ``--alpha0`` adds item-side SV
 with other alpha0 to see "larger alpha0, smaller growth" directly.
 
     OMP_NUM_THREADS=1 nice -n 5 python examples/magnitude_vs_degree.py --epochs 2
-    python examples/magnitude_vs_degree.py --dataset ml-1m --epochs 5 --alpha0 0,1
+    python examples/magnitude_vs_degree.py --dataset ml-1m --epochs 5 --alpha0 0,1 \
+        --out /tmp/ml1m_slopes.json --plots /tmp/ml1m_plots  # keep the Gowalla record
 """
 
 from __future__ import annotations

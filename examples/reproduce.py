@@ -1740,9 +1740,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in args.cell if c not in BY_ID]
     if unknown:
         p.error(f"unknown cell(s) {', '.join(unknown)}; --list shows the cells")
+    tables = sorted({c.table for c in CELLS})
+    if any(t not in tables for t in args.table):
+        p.error(f"unknown table(s) {args.table}; the tables are {tables}")
     if args.refit_ahead is not None and not args.page:
         if args.refit_ahead < 1:
             p.error(f"--refit-ahead must be a positive number of epochs, got {args.refit_ahead}")
+        if not args.cell:  # a whole table's refits ahead would train them all at once
+            p.error("--refit-ahead needs --cell (one refit ahead per cell, beside its run)")
         failed = [
             c for c in args.cell if run_refit_ahead(BY_ID[c], args.refit_ahead, args.budget) is None
         ]

@@ -908,3 +908,13 @@ def test_a_selection_follows_validation_where_test_disagrees(repro, monkeypatch)
     chosen, missing, scores = repro.selection(sel)
     assert (chosen, missing) == ("t9-b", [])
     assert scores == {"t9-a": 0.30, "t9-b": 0.50}
+
+
+def test_unknown_tables_and_a_tables_refit_ahead_are_refused(repro, capsys):
+    """Both returned 0 having trained nothing."""
+    with pytest.raises(SystemExit):
+        repro.main(["--table", "99"])
+    assert "unknown table(s) [99]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        repro.main(["--table", "1", "--refit-ahead", "5"])
+    assert "--refit-ahead needs --cell" in capsys.readouterr().err
