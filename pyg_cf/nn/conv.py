@@ -106,11 +106,7 @@ def is_validated(t: Tensor, key: Any) -> bool:
         return False
     try:
         return bool(rec == (key, t._version))
-    except RuntimeError:
-        return False
-    try:
-        return bool(rec == (key, t._version))
-    except RuntimeError:
+    except RuntimeError:  # e.g. inference tensors have no version counter
         return False
 
 
@@ -305,7 +301,7 @@ class BipartiteNormConv(MessagePassing):
         :obj:`cached`)."""
         # The cache is tied to the very graph object it was built from (held here, so its
         # identity cannot be reused by another tensor), its sizes and dtype.
-        key = (edge_index, size, dtype)
+        key = (edge_index, size, dtype, getattr(edge_index, "_version", None))
         if (
             self.cached
             and self._cached_adj is not None
@@ -341,12 +337,6 @@ class BipartiteNormConv(MessagePassing):
                     f"size {size} does not match the features: x_src has {x_src.size(0)} "
                     f"rows, x_dst {x_dst.size(0) if x_dst is not None else None}"
                 )
-        cache_hit = (
-            self.cached
-            and self._cache_key is not None
-            and self._cache_key[0] is edge_index
-            and edge_weight is None
-        )
         if not (is_sparse or isinstance(edge_index, Tensor)):
             raise TypeError(
                 f"edge_index must be a [2, E] tensor, an EdgeIndex, a torch sparse adj_t or a "
@@ -359,8 +349,12 @@ class BipartiteNormConv(MessagePassing):
             raise ConfigError(
                 f"x and edge_index are on different devices ({x_src.device} and {ei_device})"
             )
-        if not is_sparse and not cache_hit:
-            check_edge_index(edge_index, size)
+        # Type and shape here; the ids where they are used: a cached build (a normalized
+        # adjacency, a sorted EdgeIndex's CSR) checks them itself whatever the validation
+        # records say, since its matrices skip torch's invariant checks; message passing
+        # checks them just before (once per index and version).
+        if not is_sparse:
+            check_edge_index(edge_index, None)
         if edge_weight is not None and not is_sparse:
             if (
                 not isinstance(edge_weight, Tensor)
@@ -393,6 +387,7 @@ class BipartiteNormConv(MessagePassing):
                 return spmm_edge_index(edge_index, edge_weight, x_src)
             # the output keeps the features' dtype (as on every other path)
             edge_weight = edge_weight.to(x_src.dtype)
+            check_edge_index(edge_index, size)
             return self.propagate(edge_index, x=(x_src, x_dst), edge_weight=edge_weight, size=size)
         if is_sparse or self.cached:
             adj = self.normalized_adjacency(edge_index, size, x_src.dtype)
@@ -401,6 +396,7 @@ class BipartiteNormConv(MessagePassing):
                     raise ConfigError(f"adjacency shape {adj.shape} does not match sizes {size}")
                 return spmm_cached(adj, x_src)
             return self.propagate(adj, x=(x_src, x_dst), edge_weight=None, size=None)
+        check_edge_index(edge_index, size)
         w = bipartite_norm(
             edge_index, size, self.alpha0, self.alpha1, dtype=x_src.dtype, check=False
         )

@@ -46,7 +46,12 @@ def _raw_ids(ids: Any, n: int, kind: str) -> np.ndarray:
     arr = np.asarray(ids)
     if arr.ndim != 1 or len(arr) != n:
         raise ConfigError(f"{kind}_ids must be a sequence of {n} raw ids, got shape {arr.shape}")
-    out = arr.astype(np.int64) if arr.dtype.kind in "iu" else arr.astype(str)  # no pickling
+    if arr.dtype.kind == "u" and len(arr) and int(arr.max()) > np.iinfo(np.int64).max:
+        out = arr.astype(np.uint64)  # int64 would wrap these ids to negative numbers
+    elif arr.dtype.kind in "iu":
+        out = arr.astype(np.int64)
+    else:
+        out = arr.astype(str)  # unicode array: stored without pickling
     uniq, counts = np.unique(out, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1]

@@ -121,7 +121,7 @@ class GraphCF(nn.Module):
         self.item_conv = BipartiteNormConv(alpha0, alpha1, cached=True)  # users -> items
         self.alpha0, self.alpha1 = self.user_conv.alpha0, self.user_conv.alpha1
         self.graph: Tensor | None = None
-        self._rev: tuple[Tensor, Tensor] | None = None
+        self._rev: tuple[Tensor, Tensor, int] | None = None
         if edge_index is not None:
             self.set_graph(edge_index)
         self.reset_parameters()
@@ -277,8 +277,13 @@ class GraphCF(nn.Module):
         return self.graph
 
     def _reverse(self, edge_index: Tensor) -> Tensor:
-        if self._rev is None or self._rev[0] is not edge_index:
-            self._rev = (edge_index, edge_index.flip(0))
+        # keyed on the index and its version: an index edited in place is flipped anew
+        if (
+            self._rev is None
+            or self._rev[0] is not edge_index
+            or self._rev[2] != edge_index._version
+        ):
+            self._rev = (edge_index, edge_index.flip(0), edge_index._version)
         return self._rev[1]
 
     # -- forward ---------------------------------------------------------------------------

@@ -24,10 +24,13 @@ so it is not used for the cached path even when it is installed.
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from pyg_cf.errors import ConfigError
 
 __all__ = ["CachedAdjacency", "csr_from_edges", "csr_matrix", "spmm_cached", "spmm_edge_index"]
 
@@ -45,6 +48,22 @@ def csr_matrix(crow: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
         return torch.sparse_csr_tensor(crow.to(dt), col.to(dt), value, size, check_invariants=False)
+
+
+def check_bounds(row: Tensor, col: Tensor, num_rows: int, num_cols: int) -> None:
+    """A :class:`ConfigError` unless every ``row`` lies in ``[0, num_rows)`` and every ``col``
+    in ``[0, num_cols)``: one device read, made whenever a CSR matrix is built, because the
+    matrices are built without torch's invariant checks (an id out of range would read
+    outside memory, not raise)."""
+    if row.numel() == 0 or torch.compiler.is_compiling():
+        return
+    bounds = torch.stack([torch.minimum(row.min(), col.min()), row.max(), col.max()])
+    low, high_row, high_col = bounds.tolist()
+    if low < 0 or high_row >= num_rows or high_col >= num_cols:
+        raise ConfigError(
+            f"edge index refers to nodes outside the matrix size ({num_rows}, {num_cols}): "
+            f"rows up to {high_row}, columns up to {high_col}, smallest id {low}"
+        )
 
 
 def csr_from_edges(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_cols: int) -> Tensor:
@@ -83,6 +102,7 @@ class CachedAdjacency:
     """
 
     def __init__(self, row: Tensor, col: Tensor, value: Tensor, num_dst: int, num_src: int):
+        check_bounds(row, col, num_dst, num_src)
         self.matrix = csr_from_edges(row, col, value, num_dst, num_src)
         self.matrix_t = csr_from_edges(col, row, value, num_src, num_dst)
         self.shape = (num_dst, num_src)
@@ -156,6 +176,8 @@ class _EdgeIndexCSR:
     unused, without waiting for the cyclic garbage collector."""
 
     def __init__(self, edge_index: Any, w: Tensor, n_src: int, n_dst: int) -> None:
+        data = edge_index.as_subclass(Tensor)
+        check_bounds(data[0], data[1], n_src, n_dst)
         self.w, self.n_src, self.n_dst = w, n_src, n_dst
         dst, src, perm = _sorted_view(edge_index, 1)
         self.a = csr_matrix(_ptr(dst, n_dst), src, w if perm is None else w[perm], (n_dst, n_src))
@@ -211,14 +233,25 @@ def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tens
     n_src, n_dst = (int(v) for v in edge_index.get_sparse_size())
     if x_src.size(0) != n_src:
         raise ValueError(f"x_src has {x_src.size(0)} rows but edge_index has {n_src} sources")
-    cache = getattr(edge_index, "_pyg_cf_csr", None)
+    ident = id(edge_index)
+    cache = _CSR_CACHE.get(ident)
     if (
         cache is None
         or cache[0] is not edge_weight
         or cache[1] != edge_weight._version  # the same tensor modified in place
-        or cache[2].w.dtype != x_src.dtype
+        or cache[2] != edge_index._version  # the index itself modified in place
+        or cache[3].w.dtype != x_src.dtype
     ):
         w = edge_weight.detach().to(x_src.dtype)
-        cache = (edge_weight, edge_weight._version, _EdgeIndexCSR(edge_index, w, n_src, n_dst))
-        edge_index._pyg_cf_csr = cache
-    return _EdgeIndexSpMM.apply(x_src, (cache[2], edge_index))
+        mats = _EdgeIndexCSR(edge_index, w, n_src, n_dst)
+        if ident not in _CSR_CACHE:
+            weakref.finalize(edge_index, _CSR_CACHE.pop, ident, None)
+        cache = (edge_weight, edge_weight._version, edge_index._version, mats)
+        _CSR_CACHE[ident] = cache
+    return _EdgeIndexSpMM.apply(x_src, (cache[3], edge_index))
+
+
+# id(EdgeIndex) -> (weights, their version, the index's version, matrices): kept beside the
+# index, not on it (an attribute made copy.deepcopy of the index fail on the CSR tensors),
+# and dropped with it
+_CSR_CACHE: dict[int, tuple[Tensor, int, int, _EdgeIndexCSR]] = {}

@@ -260,3 +260,37 @@ def test_a_check_record_stays_with_its_tensor():
     assert len(conv._VALIDATED) == before + 1
     del tmp
     assert len(conv._VALIDATED) == before
+
+
+def test_a_cached_layer_checks_a_known_index_against_a_new_size():
+    """The cache matched the index object only: the same index under a smaller size was
+    multiplied out of bounds (garbage values) instead of refused."""
+    ei = torch.tensor([[0, 1, 2, 2], [0, 1, 2, 0]])
+    conv = BipartiteNormConv(cached=True)
+    conv(torch.randn(3, 2), ei)
+    with pytest.raises(ConfigError, match="outside"):
+        conv((torch.randn(2, 2), torch.randn(2, 2)), ei)
+
+
+def test_a_cached_build_checks_ids_even_after_a_write_the_version_misses():
+    """A write through .numpy() bypasses the version counter (and so the validation
+    record): the cached CSR build, whose matrices skip torch's checks, must still refuse the
+    id (it segfaulted)."""
+    ei = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    x = torch.randn(3, 2)
+    BipartiteNormConv(cached=True)(x, ei)
+    ei.numpy()[0, 0] = 10**7
+    with pytest.raises(ConfigError, match="outside"):
+        BipartiteNormConv(cached=True)(x, ei)
+
+
+def test_an_index_edited_in_place_is_not_served_from_the_cache():
+    x = torch.randn(NU, 3, dtype=torch.float64)
+    ei = EI.clone()
+    conv = BipartiteNormConv(cached=True)
+    first = conv((x, None), ei, size=(NU, NI))
+    ei[1].copy_(torch.tensor([1, 0, 2, 1, 3, 3, 0, 2]))  # another graph, same object
+    second = conv((x, None), ei, size=(NU, NI))
+    fresh = BipartiteNormConv()((x, None), ei.clone(), size=(NU, NI))
+    assert not torch.allclose(first, second)
+    assert torch.allclose(second, fresh)

@@ -143,3 +143,24 @@ def test_duplicate_raw_ids_are_refused(tmp_path, kw, match):
     with pytest.raises(ConfigError, match=match):
         model.export(tmp_path / "dup", **kw)
     assert not (tmp_path / "dup").exists()  # refused before anything is written
+
+
+def test_unsigned_raw_ids_beyond_int64_round_trip(tmp_path):
+    """uint64 raw ids of 2^63 and above were stored as int64 (wrapped negative): a lookup by
+    the true raw id then failed."""
+    import numpy as np
+    import pandas as pd
+
+    from pyg_cf.data import from_dataframe
+    from pyg_cf.nn import GraphCF
+    from pyg_cf.nn.export import load_embeddings
+
+    big = np.uint64(2**63 + 5)
+    users = np.array([big, big + np.uint64(1), big + np.uint64(2)] * 4, dtype=np.uint64)
+    df = pd.DataFrame({"user": users, "item": np.arange(1, 13, dtype=np.uint64)})
+    data = from_dataframe(df, seed=0)
+    GraphCF.from_data(data, "mf", embedding_dim=2).export(tmp_path, data=data)
+    got = load_embeddings(tmp_path)
+    assert got.user_id.dtype == np.uint64 and int(got.user_id.max()) == 2**63 + 7
+    rows = got.user_index([2**63 + 5, 2**63 + 7])
+    assert [int(got.user_id[r]) for r in rows] == [2**63 + 5, 2**63 + 7]

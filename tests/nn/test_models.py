@@ -229,3 +229,18 @@ def test_layer0_sparse_lookup_gives_a_sparse_gradient_of_the_same_rows():
         grads.append((m.user_embedding.weight.grad.to_dense(), g.to_dense()))
     for a, b in zip(*grads):
         assert torch.allclose(a, b)
+
+
+def test_an_index_edited_in_place_is_flipped_anew():
+    """The model's reversed index was keyed on the object only: after an in-place edit the
+    users propagated over the old graph."""
+    from pyg_cf.nn import GraphCF
+
+    torch.manual_seed(0)
+    m = GraphCF.lightgcn(4, 4, 3, num_layers=1)
+    buf = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]])
+    m(buf)
+    buf[1].copy_(torch.tensor([1, 2, 3, 0]))
+    u, i = m(buf)
+    u_ref, i_ref = m(buf.clone())
+    assert torch.allclose(u, u_ref) and torch.allclose(i, i_ref)

@@ -59,3 +59,21 @@ def test_row_pointer_of_a_sorted_index_with_empty_rows():
             want = torch.zeros(size + 1, dtype=torch.long)
             want[1:] = torch.bincount(rows.long(), minlength=size).cumsum(0)
             assert torch.equal(_ptr(rows, size), want)
+
+
+def test_a_used_edge_index_still_deep_copies_and_an_edit_rebuilds():
+    """The matrices were an attribute of the index (copy.deepcopy then failed on the CSR
+    tensors) keyed on the weights only (an in-place edit of the index was not seen)."""
+    import copy
+
+    ei = EdgeIndex(torch.tensor([[0, 1, 2, 2], [0, 1, 0, 1]]), sparse_size=(3, 2))
+    ei, _ = ei.sort_by("col")
+    w = torch.ones(4)
+    x = torch.randn(3, 2)
+    before = spmm_edge_index(ei, w, x)
+    copy.deepcopy(ei)  # raised NotImplementedError
+    ei.as_subclass(torch.Tensor)[0].copy_(torch.tensor([1, 2, 0, 1]))  # same object
+    after = spmm_edge_index(ei, w, x)
+    dense = torch.zeros(2, 3)
+    dense[ei.as_subclass(torch.Tensor)[1], ei.as_subclass(torch.Tensor)[0]] = 1.0
+    assert torch.allclose(after, dense @ x) and not torch.allclose(before, after)
