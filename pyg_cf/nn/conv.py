@@ -13,7 +13,7 @@ from torch_geometric.typing import Adj, OptPairTensor, OptTensor, PairTensor, Sp
 from torch_geometric.utils import is_torch_sparse_tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.nn.spmm import CachedAdjacency, spmm_cached, spmm_edge_index
+from pyg_cf.nn.spmm import CachedAdjacency, check_bounds, spmm_cached, spmm_edge_index
 
 __all__ = ["BipartiteNormConv", "bipartite_norm", "check_edge_index"]
 
@@ -265,6 +265,9 @@ class BipartiteNormConv(MessagePassing):
     def _norm_from_edge_index(
         self, edge_index: Tensor, size: tuple[int, int], dtype: torch.dtype
     ) -> CachedAdjacency:
+        # the ids first (the degree counts below index with them; on a GPU an id out of
+        # range is a device-side assert, not an error)
+        check_bounds(edge_index[0], edge_index[1], size[0], size[1])
         w = bipartite_norm(edge_index, size, self.alpha0, self.alpha1, dtype=dtype, check=False)
         return CachedAdjacency(edge_index[1], edge_index[0], w, size[1], size[0])
 
