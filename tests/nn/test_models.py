@@ -244,3 +244,38 @@ def test_an_index_edited_in_place_is_flipped_anew():
     u, i = m(buf)
     u_ref, i_ref = m(buf.clone())
     assert torch.allclose(u, u_ref) and torch.allclose(i, i_ref)
+
+
+def test_custom_layer_weights_and_exponents_against_a_dense_reference():
+    """Each hop k weighted by its own w_k (and both exponents in place), against dense
+    float64 propagation written out here."""
+    g = torch.Generator().manual_seed(5)
+    nu, ni, d = 6, 5, 3
+    adj = (torch.rand(nu, ni, generator=g) < 0.5).double()
+    adj[0, 0] = adj[1, 1] = 1.0
+    ei = adj.nonzero().t()
+    a0, a1, w = 1.0, 0.25, [0.2, 0.5, 1.5]
+    m = GraphCF(nu, ni, d, 2, alpha0=a0, alpha1=a1, layer_weights=w).double()
+    m.set_graph(ei)
+    du, di = adj.sum(1), adj.sum(0)
+
+    def norm(deg_t, deg_s, a):  # [T, S]: 1 / (|P_t|^a0 |P_s|^a1) on edges
+        pt = torch.where(deg_t > 0, deg_t.pow(-a0), torch.zeros_like(deg_t))
+        ps = torch.where(deg_s > 0, deg_s.pow(-a1), torch.zeros_like(deg_s))
+        return pt[:, None] * a * ps[None, :]
+
+    a_ui, a_iu = norm(du, di, adj), norm(di, du, adj.t())
+    p, q = m.user_embedding.weight.detach(), m.item_embedding.weight.detach()
+    out_p, out_q = w[0] * p, w[0] * q
+    for k in (1, 2):
+        p, q = a_ui @ q, a_iu @ p
+        out_p, out_q = out_p + w[k] * p, out_q + w[k] * q
+    u, i = m()
+    assert torch.allclose(u, out_p, atol=1e-12) and torch.allclose(i, out_q, atol=1e-12)
+
+
+def test_an_id_check_for_a_larger_table_does_not_cover_a_smaller_one():
+    ids = torch.tensor([7])
+    GraphCF(10, 10, 2, 0)(None, ids, ids)  # checked against 10 users
+    with pytest.raises(PygCFError, match=r"user ids must lie in \[0, 5\)"):
+        GraphCF(5, 10, 2, 0)(None, ids, torch.tensor([1]))
