@@ -360,7 +360,13 @@ class AdapTau0(TemperatureSchedule):
         self.warmup_gap = float(warmup_gap)
         self.tau_min, self.tau_max = float(tau_min), float(tau_max)
         self.records: list[dict[str, Any]] = []
-        self.last: Tau0Statistics | None = None
+        # recomputed at every epoch start, so not part of a checkpoint (private)
+        self._last: Tau0Statistics | None = None
+
+    @property
+    def last(self) -> Tau0Statistics | None:
+        """The statistics of the current epoch (``None`` before the first)."""
+        return self._last
 
     def statistics(self, trainer: Trainer, epoch: int) -> Tau0Statistics:
         """:func:`adaptive_tau0` on the trainer's current final embeddings."""
@@ -379,16 +385,17 @@ class AdapTau0(TemperatureSchedule):
         )
 
     def temperature(self, trainer: Trainer, epoch: int) -> float:
-        self.last = self.statistics(trainer, epoch)
-        self.records.append({"epoch": epoch, **self.last.as_dict()})
-        return self.last.tau0
+        self._last = last = self.statistics(trainer, epoch)
+        self.records.append({"epoch": epoch, **last.as_dict()})
+        return last.tau0
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
-        if self.last is not None:
-            row["tau0"] = self.last.tau0
-            row["tau0_raw"] = self.last.tau0_raw
-            row["mu_pos"] = self.last.mu_pos
-            row["mu"] = self.last.mu
+        last = self._last
+        if last is not None:
+            row["tau0"] = last.tau0
+            row["tau0_raw"] = last.tau0_raw
+            row["mu_pos"] = last.mu_pos
+            row["mu"] = last.mu
 
 
 class AdapTau(AdapTau0):

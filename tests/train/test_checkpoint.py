@@ -473,3 +473,20 @@ def test_callback_attributes_left_out_of_a_checkpoint_are_named_once(tmp_path, c
     assert caplog.text.count("Keeps attribute(s) ['frames']") == 1
     saved = torch.load(tmp_path / "a.pt", weights_only=True)["callbacks"]
     assert {"type": "Keeps", "kind": "attributes", "state": {"count": 3}} in saved
+
+
+def test_adaptive_temperature_checkpoints_without_an_unsaved_attribute_warning(tmp_path, caplog):
+    """AdapTau0's per-epoch statistics are recomputed at each epoch start: not state, and
+    no alarming "cannot be saved" warning (the documented smoke runs printed one)."""
+    from pyg_cf.losses.temperature import AdapTau
+    from pyg_cf.train import checkpoint as ckpt_mod
+
+    ckpt_mod._WARNED_DROPPED.clear()
+    data = clustered()
+    tr = build(data, CASES["lightgcn-ssm-inbatch"], tmp_path, extra_callbacks=[AdapTau()])
+    tr.config.epochs = 1
+    with caplog.at_level("WARNING"):
+        tr.fit()
+    assert (tmp_path / "last.pt").is_file()
+    assert "cannot be saved" not in caplog.text
+    assert tr.callbacks[0].last is not None and tr.history[-1]["tau0"] > 0
