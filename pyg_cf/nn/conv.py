@@ -269,7 +269,7 @@ class BipartiteNormConv(MessagePassing):
         # range is a device-side assert, not an error)
         check_bounds(edge_index[0], edge_index[1], size[0], size[1])
         w = bipartite_norm(edge_index, size, self.alpha0, self.alpha1, dtype=dtype, check=False)
-        return CachedAdjacency(edge_index[1], edge_index[0], w, size[1], size[0])
+        return CachedAdjacency(edge_index[1], edge_index[0], w, size[1], size[0], check=False)
 
     def _norm_from_sparse(self, adj_t: Any, dtype: torch.dtype) -> Any:
         if isinstance(adj_t, SparseTensor):

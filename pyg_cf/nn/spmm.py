@@ -99,10 +99,21 @@ class CachedAdjacency:
         value: The non-zero values (edge weights).
         num_dst: Number of rows (destination nodes).
         num_src: Number of columns (source nodes).
+        check: Check that the ids lie inside the matrix (one device read; the CSR matrices
+            skip torch's own checks, so an id out of range would read outside memory).
     """
 
-    def __init__(self, row: Tensor, col: Tensor, value: Tensor, num_dst: int, num_src: int):
-        check_bounds(row, col, num_dst, num_src)
+    def __init__(
+        self,
+        row: Tensor,
+        col: Tensor,
+        value: Tensor,
+        num_dst: int,
+        num_src: int,
+        check: bool = True,
+    ):
+        if check:  # callers that just ran check_bounds on these ids pass False
+            check_bounds(row, col, num_dst, num_src)
         self.matrix = csr_from_edges(row, col, value, num_dst, num_src)
         self.matrix_t = csr_from_edges(col, row, value, num_src, num_dst)
         self.shape = (num_dst, num_src)
