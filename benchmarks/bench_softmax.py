@@ -16,9 +16,9 @@ over the training interactions) a batch of 2048 holds about as many distinct use
 ``sampling='user_blocks'`` (the same pass, grouped by user) it holds a few dozen whole users,
 and the loss forms one ``[I]`` logit row per distinct user; ``user_block_size=N`` cuts each
 user into shuffled blocks of at most N rows (more distinct users per batch, more direct
-updates per user and epoch). All on Gowalla's training
-interactions (``pyg_cf.datasets.load('gowalla')``: the bundled ``datasets/`` or ``$PYG_CF_DATA``), same loss, user embeddings gathered from one
-table (as the trainer does).
+updates per user and epoch). All on Gowalla's training interactions
+(``pyg_cf.datasets.load('gowalla')``: the bundled ``datasets/`` or ``$PYG_CF_DATA``), same
+loss, user embeddings gathered from one table (as the trainer does).
 
     python benchmarks/bench_softmax.py --threads 1
     python benchmarks/bench_softmax.py --quick
