@@ -1146,11 +1146,22 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_under(
-    record: dict[str, Any], sim: str, refit: bool = False, epoch: int | None = None
+    record: dict[str, Any],
+    sim: str,
+    refit: bool = False,
+    epoch: int | None = None,
+    patience: int | None = None,
+    min_epochs: int = 0,
 ) -> dict[str, Any] | None:
     """A source run's record as seen under test similarity ``sim`` (logged by its
     ``extra_test_similarities``): the evaluation with the best validation NDCG@20 under
     ``sim`` and that evaluation's test metrics. ``None`` when the run did not log ``sim``.
+
+    A run that monitored ``sim`` itself would have stopped early on it: with ``patience``
+    (the source cell's, counted in evaluations as the trainer does, never before
+    ``min_epochs``) the reading ends where that run would have stopped (``stopped_epoch``),
+    so a later maximum the source only reached because it monitored another similarity is
+    not chosen.
 
     A refit has no validation: it is read at ``epoch`` (the reading cell's own
     validation-chosen epoch count; a refit's first N epochs are an N-epoch refit, nothing in
@@ -1169,6 +1180,7 @@ def read_under(
     rows = [under(r) for r in record["history"]]
     logged = [r for r in rows if r.get("test_recall@20") is not None]
     read = ""
+    stopped: int | None = None  # where a run monitoring ``sim`` would have stopped
     if refit:
         at = [r for r in logged if r["epoch"] == epoch]
         if at:
@@ -1179,6 +1191,16 @@ def read_under(
             chosen = None
     else:
         scored = [r for r in logged if r.get("val_ndcg@20") is not None]
+        if patience is not None:
+            best, bad = -math.inf, 0
+            for i, r in enumerate(scored):
+                if r["val_ndcg@20"] > best:
+                    best, bad = r["val_ndcg@20"], 0
+                else:
+                    bad += 1
+                    if bad >= max(patience, 1) and r["epoch"] >= min_epochs:
+                        scored, stopped = scored[: i + 1], int(r["epoch"])
+                        break
         chosen = max(scored, key=lambda r: r["val_ndcg@20"]) if scored else None
     if chosen is None:
         return None
@@ -1192,6 +1214,8 @@ def read_under(
     }
     if refit:  # the epochs this reading trained, and how long they took
         out.update(epochs_run=int(chosen["epoch"]), wall_s=chosen["elapsed_s"], refit_read=read)
+    elif stopped is not None:
+        out["stopped_epoch"] = stopped
     return out
 
 
@@ -1215,8 +1239,13 @@ def load_record(cell: Cell) -> dict[str, Any] | None:
         sid = source_id(cell)
         return None if sid == cell.id else _read_json(OUT / f"{sid}.json")
     if cell.read_similarity:  # the source's run, read under this cell's test similarity
-        rec = _read_json(OUT / f"{source_id(cell)}.json")
-        return None if rec is None else read_under(rec, cell.read_similarity)
+        src = BY_ID.get(source_id(cell), cell)
+        rec = _read_json(OUT / f"{src.id}.json")
+        if rec is None:
+            return None
+        return read_under(
+            rec, cell.read_similarity, patience=src.patience, min_epochs=src.min_epochs
+        )
     return _read_json(OUT / f"{cell.id}.json") or _read_json(OUT / f"{source_id(cell)}.json")
 
 
@@ -1608,7 +1637,13 @@ def write_page() -> None:
             if c.read_similarity:
                 status += (
                     f"; {source_id(c)}'s run read under {c.read_similarity.upper()} test "
-                    f"similarity (best val N@20 under it at epoch {rec['best_epoch']})"
+                    f"similarity (best val N@20 under it at epoch {rec['best_epoch']}"
+                    + (
+                        f"; a run monitoring it stops at epoch {rec['stopped_epoch']}"
+                        if rec.get("stopped_epoch") is not None
+                        else ""
+                    )
+                    + ")"
                 )
             taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
             if taus:  # Adap-tau cells: the temperature the method computed (last epoch)

@@ -918,3 +918,23 @@ def test_unknown_tables_and_a_tables_refit_ahead_are_refused(repro, capsys):
     with pytest.raises(SystemExit):
         repro.main(["--table", "1", "--refit-ahead", "5"])
     assert "--refit-ahead needs --cell" in capsys.readouterr().err
+
+
+def test_reading_under_another_similarity_stops_where_a_run_monitoring_it_would(repro):
+    """A maximum under ``sim`` that comes after the patience under ``sim`` ran out is one a
+    run monitoring ``sim`` never reaches: it is not chosen."""
+    vals = [0.10, 0.12, 0.11, 0.11, 0.115, 0.13]  # patience 3 runs out at epoch 5
+    hist = [
+        {"epoch": e, "elapsed_s": float(e), "val_ndcg@20": 0.5, "test_recall@20": 0.5,
+         "val_cos_ndcg@20": v, "test_cos_recall@20": v / 2}
+        for e, v in enumerate(vals, start=1)
+    ]  # fmt: skip
+    rec = {"cell": "t9-ip", "history": hist}
+    free = repro.read_under(rec, "cos")
+    assert free["best_epoch"] == 6 and "stopped_epoch" not in free
+    stopped = repro.read_under(rec, "cos", patience=3)
+    assert stopped["best_epoch"] == 2 and stopped["stopped_epoch"] == 5
+    assert stopped["test"]["recall@20"] == pytest.approx(0.06)
+    # never before min_epochs, as the trainer; a longer patience reaches the later maximum
+    assert repro.read_under(rec, "cos", patience=3, min_epochs=6)["best_epoch"] == 6
+    assert repro.read_under(rec, "cos", patience=4)["best_epoch"] == 6
