@@ -410,7 +410,7 @@ def load_weights(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     return int(state["epoch"])
 
 
-def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
+def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool = False) -> int:
     """Restore ``trainer`` from ``path`` so that :meth:`Trainer.fit` continues the run.
 
     Build the trainer exactly as for the original run (same model, loss, callbacks and
@@ -419,6 +419,12 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     Args:
         trainer: A freshly built trainer for the same data.
         path: The checkpoint file.
+        strict: Refuse a trainer whose :class:`TrainConfig` differs from the saved one in
+            a setting that changes the run (anything but ``epochs``, ``min_epochs``,
+            ``patience``, ``time_budget_s``, ``checkpoint_dir``, ``progress``, ``device``
+            and ``extra``). By default such a change is logged as a warning and the run
+            goes on with the new settings (e.g. a later ``eval_every``), which will then
+            not equal an uninterrupted run.
 
     Returns:
         The epoch the checkpoint was written after.
@@ -427,11 +433,26 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
         PygCFError: if the file is missing, not a pyg-cf checkpoint, unsafe to load,
             written for other data (fingerprint mismatch), for a model of other sizes or
             settings (class, layers, exponents) or with a loss of another class or other
-            settings (as built, e.g. another ``tau`` or number of negatives).
+            settings (as built, e.g. another ``tau`` or number of negatives), or, with
+            ``strict``, with other training settings. Nothing in ``trainer`` is changed
+            then.
     """
     path = os.fspath(path)
     state = read_checkpoint(path, map_location=trainer.device)
     _check_fits(trainer, state, path)
+    saved_cfg = json.loads(state["config"])
+    now = json.loads(json.dumps(trainer.config.to_dict(), default=repr, sort_keys=True))
+    changed = {
+        k: (saved_cfg[k], now.get(k))
+        for k in sorted(saved_cfg)
+        if k not in _FREE_SETTINGS and saved_cfg[k] != now.get(k)
+    }
+    if changed and strict:
+        raise PygCFError(
+            f"checkpoint {path} was written with other training settings (saved vs this: "
+            f"{changed}); resume with the same settings, or pass strict=False to go on with "
+            "the new ones"
+        )
     # older checkpoints lack these entries: nothing to compare then
     saved_model, model = state.get("model_settings"), _model_settings(trainer.model)
     if saved_model is not None and saved_model != model:
@@ -469,14 +490,11 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> int:
             f"checkpoint {path} does not fit this model/optimizer (was it built with other "
             f"settings?): {first}"
         ) from None
-    saved_cfg = json.loads(state["config"])
-    now = json.loads(json.dumps(trainer.config.to_dict(), default=repr, sort_keys=True))
-    changed = sorted(k for k in saved_cfg if k not in _FREE_SETTINGS and saved_cfg[k] != now.get(k))
     if changed:
         log.warning(
             "resuming %s with changed settings %s: the run will not equal an uninterrupted one",
             path,
-            {k: (saved_cfg[k], now.get(k)) for k in changed},
+            changed,
         )
     trainer.epoch = int(state["epoch"])
     trainer.history = [dict(r) for r in state["history"]]

@@ -490,3 +490,35 @@ def test_adaptive_temperature_checkpoints_without_an_unsaved_attribute_warning(t
     assert (tmp_path / "last.pt").is_file()
     assert "cannot be saved" not in caplog.text
     assert tr.callbacks[0].last is not None and tr.history[-1]["tau0"] > 0
+
+
+def test_changed_training_settings_warn_by_default_and_are_refused_when_strict(tmp_path, caplog):
+    """Another learning rate changes what the resumed epochs compute: the default resume
+    names it in a warning, ``strict=True`` refuses before touching the trainer, and a
+    free setting (a longer run) passes either way."""
+    data = _two_cluster_data()
+
+    def make(lr, epochs=2):
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(
+            epochs=epochs, batch_size=64, lr=lr, progress=False, checkpoint_dir=str(tmp_path)
+        )
+        return Trainer(model, data, get_loss("bpr"), cfg)
+
+    make(0.05).fit()
+    ckpt = tmp_path / "last.pt"
+    other = make(0.01)
+    before = other.model.embeddings()[0].clone()
+    with pytest.raises(PygCFError, match=r"other training settings.*'lr': \(0\.05, 0\.01\)"):
+        load_checkpoint(other, ckpt, strict=True)
+    assert other.epoch == 0 and other.history == []
+    assert torch.equal(other.model.embeddings()[0], before)
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        assert load_checkpoint(other, ckpt) == 2
+    assert "changed settings" in caplog.text and "'lr': (0.05, 0.01)" in caplog.text
+    caplog.clear()
+    longer = make(0.05, epochs=5)
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        assert load_checkpoint(longer, ckpt, strict=True) == 2
+    assert "changed settings" not in caplog.text
