@@ -70,7 +70,8 @@ def build_graph(
 
     Raises:
         DataFormatError: if an id is outside ``[0, num_users)`` / ``[0, num_items)`` or a
-            training pair is repeated, or if a held-out pair is also a training pair.
+            training pair is repeated, if a held-out pair is also a training pair, or
+            if a test pair is also a validation pair.
     """
     nu, ni = id_map.num_users, id_map.num_items
     parts = {"train": train, "val": val, "test": test}
@@ -101,6 +102,16 @@ def build_graph(
                     f"{int(overlap.sum())} {key} pair(s) also appear in training "
                     f"(first: user {int(ei[0][overlap][0])}, item {int(ei[1][overlap][0])})"
                 )
+    val, test = tensors["val"], tensors["test"]
+    if val.numel() and test.numel():  # a validation positive is masked at test time
+        overlap = torch.isin(test[0] * ni + test[1], val[0] * ni + val[1])
+        if bool(overlap.any()):
+            raise DataFormatError(
+                f"{int(overlap.sum())} test pair(s) also appear in validation (first: user "
+                f"{int(test[0][overlap][0])}, item {int(test[1][overlap][0])}); the splits "
+                "must be disjoint: validation pairs are masked at test time, so such a pair "
+                "could never be found"
+            )
     data = HeteroData()
     data["user"].num_nodes = nu
     data["item"].num_nodes = ni

@@ -40,6 +40,7 @@ from pyg_cf.metrics.ranking import (
     check_ks,
     check_no_nan_rows,
     mask_seen,
+    masked_hits,
     positive_index,
     topk_indices,
 )
@@ -178,7 +179,7 @@ def long_tail_recall(
             mask_seen(scores, users, m)
         top = topk_indices(scores, k)
         nan_rows += scores.gather(1, top).isnan().any(dim=1).sum()
-        hits = pos.contains(users.unsqueeze(1), top) & (top < ni)
+        hits = masked_hits(pos, masks, users, top, ni)
         weight = hits.double() / pos.counts[users].double().unsqueeze(1)  # 1/|T_u| per hit
         contrib.index_add_(0, group[top.clamp(max=ni - 1)].view(-1), weight.view(-1))
     check_no_nan_rows(nan_rows, users_all.numel())

@@ -2,6 +2,7 @@ r"""K-hop neighbor sampling on the user–item graph, as a PyG sampler."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -30,6 +31,8 @@ __all__ = ["BACKENDS", "BipartiteNeighborSampler", "BipartiteSubgraph", "pyg_sam
 
 BACKENDS = ("torch", "pyg")
 
+log = logging.getLogger(__name__)
+
 
 def pyg_sampler_available() -> bool:
     """Whether PyG's own neighbor sampler can run (it needs ``pyg-lib`` or
@@ -37,6 +40,12 @@ def pyg_sampler_available() -> bool:
     import torch_geometric.typing as tgt
 
     return bool(tgt.WITH_PYG_LIB or tgt.WITH_TORCH_SPARSE)
+
+
+def _pyg_lib() -> bool:
+    import torch_geometric.typing as tgt
+
+    return bool(tgt.WITH_PYG_LIB)
 
 
 def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
@@ -187,7 +196,11 @@ class BipartiteNeighborSampler(BaseSampler):
     factor (:math:`c = 1` with ``degree_correction``) rescales a target whose neighbors
     were sampled: each neighbor is drawn with probability
     :math:`|\mathcal{D}(t)| / |\mathcal{P}_t|`, so the target's aggregate of given inputs
-    is an unbiased estimate of its full-graph one. The factor is exactly 1 for every node
+    is an unbiased estimate of its full-graph one. This makes layers 1 and 2 unbiased (so
+    SVD++ and K ≤ 2), not the third and later: a node's draws serve at every depth, and a
+    walk :math:`t \to s \to t \to s'` multiplies two of :math:`t`'s own draw indicators,
+    whose product does not average to the full-graph weight (PyG's per-node sampling has
+    the same property). The factor is exactly 1 for every node
     whose neighbors were all taken. (Counting edges that reached :math:`t` from their other
     end as draws of :math:`t` would bias this: a seed user's edge to its own seed item
     would be counted about ``deg / fan-out`` times too often.)
@@ -207,7 +220,8 @@ class BipartiteNeighborSampler(BaseSampler):
         degree_correction: Rescale sampled neighborhoods (see above).
         backend: ``'torch'`` (vectorised sampling here, any device) or ``'pyg'`` (PyG's
             :class:`~torch_geometric.sampler.NeighborSampler`, needs ``pyg-lib`` or
-            ``torch-sparse``; CPU).
+            ``torch-sparse``; CPU). Through torch-sparse (no ``pyg-lib``) PyG's draw is not
+            uniform, so a sampled fan-out is biased (a warning says so); ``'torch'`` is.
         num_users: Number of users when ``graph`` is an edge tensor.
         num_items: Number of items when ``graph`` is an edge tensor.
         generator: Random generator used by :meth:`sample_from_edges` /
@@ -250,6 +264,14 @@ class BipartiteNeighborSampler(BaseSampler):
             raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "pyg" and not pyg_sampler_available():
             raise ConfigError("backend='pyg' needs pyg-lib or torch-sparse (pyg-cf[sparse])")
+        if backend == "pyg" and not _pyg_lib() and any(n >= 0 for n in self.num_neighbors):
+            log.warning(
+                "backend='pyg' without pyg-lib samples through torch-sparse, whose draw is not "
+                "uniform (Floyd's step takes rand() %% j instead of %% (j + 1): some neighbors "
+                "are drawn less often, some never), so sampled neighborhoods are biased and "
+                "degree_correction does not make them unbiased; backend='torch' samples "
+                "uniformly (fan-out -1 is exact in both)"
+            )
         self.backend = backend
         self.alpha0, self.alpha1 = _check_alpha("alpha0", alpha0), _check_alpha("alpha1", alpha1)
         self.degree_correction = degree_correction

@@ -6,6 +6,9 @@ Every logit goes through ``torch.logsumexp``: the reference implementations comp
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -254,6 +257,30 @@ def _check_common(tau: float, negatives: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"negatives must be one of {allowed}, got {negatives!r}")
 
 
+def _refuse_sampled_only(cls: type[CFLoss], loss: str, **given: Any) -> None:
+    """With in-batch negatives, refuse (:class:`ConfigError`) the options of sampled
+    negatives that differ from their defaults in ``cls.__init__``: with in-batch negatives
+    the trainer draws nothing, so the run would train exactly as without them. ``given``
+    maps each such option to its value; ``loss`` is the name the message gives the loss."""
+    sampler = given.get("sampler", "uniform")
+    if sampler not in ("uniform", "popularity"):
+        raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+    params = inspect.signature(cls.__init__).parameters
+    odd = [f"{k}={v!r}" for k, v in given.items() if v != params[k].default]
+    if odd:
+        hint = (
+            " (in-batch false negatives are masked by mask_collisions)"
+            if given.get("reject_positives")
+            else ""
+        )
+        raise ConfigError(
+            f"{', '.join(odd)} {'applies' if len(odd) == 1 else 'apply'} to sampled "
+            f"negatives; {loss} with in-batch negatives (negatives='in-batch', the default) "
+            f"would silently ignore {'it' if len(odd) == 1 else 'them'}: pass "
+            f"negatives='sampled', or leave {'it' if len(odd) == 1 else 'them'} out{hint}"
+        )
+
+
 @register_loss("ssm")
 class SampledSoftmaxLoss(CFLoss):
     r"""Sampled softmax loss (Wu et al., "On the Effectiveness of Sampled Softmax Loss for
@@ -272,9 +299,13 @@ class SampledSoftmaxLoss(CFLoss):
         tau: Temperature (default 0.1; published: Gowalla 0.12, Yelp2018 0.14,
             Amazon-Book 0.10).
         similarity: ``'cos'`` (default, as in the paper) or ``'ip'``.
-        negatives: ``'in-batch'`` or ``'sampled'``.
-        num_negatives: Negatives per row when sampled.
-        sampler: ``'uniform'`` or ``'popularity'`` when sampled.
+        negatives: ``'in-batch'`` (default) or ``'sampled'``. ``num_negatives``,
+            ``sampler``, ``pop_beta``, ``reject_positives``, ``shared_negatives`` and
+            ``logq_correction`` apply to sampled negatives only: set away from their
+            defaults with in-batch negatives, they raise a :class:`ConfigError` (they
+            would otherwise be silently ignored).
+        num_negatives: Negatives per row. Sampled negatives only.
+        sampler: ``'uniform'`` or ``'popularity'``. Sampled negatives only.
         include_positive: Keep the positive in the denominator (default ``True``, the
             official in-batch code; the Adap-τ and BSL codes exclude it).
         mask_collisions: With in-batch negatives, ignore other rows' items that are in fact
@@ -285,11 +316,14 @@ class SampledSoftmaxLoss(CFLoss):
             estimate of the full softmax's denominator would subtract
             :math:`\log(M Q_j)`; the two differ by a constant, so only in how much the
             positive weighs against the negatives when ``include_positive`` keeps it.
+            Sampled negatives only (a :class:`ConfigError` with in-batch ones).
         pop_beta: Popularity exponent :math:`\beta` of the ``'popularity'`` sampler.
+            Sampled negatives only.
         reject_positives: Re-draw sampled negatives that are positives of the user.
+            Sampled negatives only (in-batch ones have ``mask_collisions``).
         shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
             (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
-            see :class:`~pyg_cf.losses.base.CFLoss`.
+            see :class:`~pyg_cf.losses.base.CFLoss`. Sampled negatives only.
     """
 
     paper = (
@@ -316,8 +350,21 @@ class SampledSoftmaxLoss(CFLoss):
         if negatives == "sampled":
             self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
         else:
-            if sampler not in ("uniform", "popularity"):
-                raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+            if logq_correction:  # the batch records no draw probability for other rows' items
+                raise ConfigError(
+                    "logq_correction applies to sampled negatives (negatives='sampled', whose "
+                    "draw probabilities the sampler records); with in-batch negatives it "
+                    "would silently do nothing"
+                )
+            _refuse_sampled_only(
+                SampledSoftmaxLoss,
+                "ssm",
+                num_negatives=num_negatives,
+                sampler=sampler,
+                pop_beta=pop_beta,
+                reject_positives=reject_positives,
+                shared_negatives=shared_negatives,
+            )
             self.negatives, self.num_negatives, self.sampler = "in-batch", 0, sampler
         self.tau = float(tau)
         self.include_positive = include_positive
@@ -519,16 +566,22 @@ class BSLLoss(CFLoss):
         tau2: Weight :math:`\tau_2` of the negative term (default 1.0).
         form: ``'reweight'`` (default) or ``'multi'``.
         similarity: ``'cos'`` (default) or ``'ip'``.
-        negatives: ``'in-batch'`` (default) or ``'sampled'``.
-        num_negatives: Negatives per row when sampled.
-        sampler: ``'uniform'`` or ``'popularity'``.
+        negatives: ``'in-batch'`` (default) or ``'sampled'``. ``num_negatives``,
+            ``sampler``, ``pop_beta``, ``reject_positives`` and ``shared_negatives`` apply
+            to sampled negatives only: set away from their defaults with in-batch
+            negatives, they raise a :class:`ConfigError` (they would otherwise be
+            silently ignored).
+        num_negatives: Negatives per row. Sampled negatives only.
+        sampler: ``'uniform'`` or ``'popularity'``. Sampled negatives only.
         include_positive: Add the positive to the negative sum (default ``False``).
         mask_collisions: Mask in-batch false negatives (default ``True``).
-        pop_beta: Popularity exponent of the ``'popularity'`` sampler.
+        pop_beta: Popularity exponent of the ``'popularity'`` sampler. Sampled negatives
+            only.
         reject_positives: Re-draw sampled negatives that are positives of the user.
+            Sampled negatives only (in-batch ones have ``mask_collisions``).
         shared_negatives: ``True`` (one set of negatives for the batch), an integer ``G``
             (``G`` sets, each shared by a block of rows) or ``False`` (per row; default);
-            see :class:`~pyg_cf.losses.base.CFLoss`.
+            see :class:`~pyg_cf.losses.base.CFLoss`. Sampled negatives only.
     """
 
     paper = "Wu et al., BSL: Understanding and Improving Softmax Loss for Recommendation, ICDE 2024"
@@ -560,6 +613,15 @@ class BSLLoss(CFLoss):
         if negatives == "sampled":
             self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)
         else:
+            _refuse_sampled_only(
+                BSLLoss,
+                "bsl",
+                num_negatives=num_negatives,
+                sampler=sampler,
+                pop_beta=pop_beta,
+                reject_positives=reject_positives,
+                shared_negatives=shared_negatives,
+            )
             self.negatives, self.num_negatives = "in-batch", 0
         self.tau = tau1
         self.tau2 = float(tau2)

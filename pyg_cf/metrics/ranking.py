@@ -181,6 +181,20 @@ def positive_index(positives: Tensor, num_users: int, num_items: int, caller: st
     return pos
 
 
+def masked_hits(
+    pos: UserItemIndex, masks: Sequence[UserItemIndex], users: Tensor, top: Tensor, n: int
+) -> Tensor:
+    """``[C, k]`` hits of the ranked ``top`` items: held-out positives of ``users`` that are
+    real items (column ``< n``, not padding) and not masked. When ``k`` exceeds a user's
+    unmasked items, masked items (score ``-inf``) fill the rest of its list; a positive
+    among them (a test pair that is also a validation pair) was never recommended."""
+    rows = users.unsqueeze(1)
+    hits = pos.contains(rows, top) & (top < n)
+    for m in masks:
+        hits &= ~m.contains(rows, top)
+    return hits
+
+
 def check_no_nan_rows(nan_rows: Tensor, num_users: int) -> None:
     """Raise if any ranked user had a NaN among its top-K scores (``nan_rows``: their count,
     a device scalar read here once)."""
@@ -238,12 +252,15 @@ def evaluate_scores(
     """All-ranking metrics for any scoring function.
 
     Args:
-        score_fn: Maps a ``[C]`` tensor of user ids to ``[C, num_items]`` scores.
+        score_fn: Maps a ``[C]`` tensor of user ids to ``[C, num_items]`` scores (never
+            modified: a returned view of the caller's matrix is copied before masking).
         num_users: Number of users.
         num_items: Number of items.
         positives: ``[2, E]`` held-out (user, item) pairs to find (a repeated pair counts
             once, with a warning).
-        seen: ``[2, E]`` pair sets to mask (training, and validation at test time).
+        seen: ``[2, E]`` pair sets to mask (training, and validation at test time). A
+            masked item is never recommended: a positive that is also masked is never a
+            hit, even when a cut-off exceeds the user's unmasked items.
         ks: Cut-offs.
         chunk_size: Users per chunk; derived from ``memory_budget_mb`` when ``None``.
         memory_budget_mb: Memory for one chunk's score and hit matrices (``None``: 256 MB
@@ -275,21 +292,20 @@ def evaluate_scores(
     nan_rows = torch.zeros((), dtype=torch.long, device=dev)  # read once, after the loop
     for start in range(0, users_all.numel(), chunk_size):
         users = users_all[start : start + chunk_size]
-        scores = score_fn(users).to(dev)
-        if scores.shape != (users.numel(), width):
+        raw = score_fn(users)
+        if raw.shape != (users.numel(), width):
             raise ConfigError(
-                f"score_fn returned shape {tuple(scores.shape)}, expected "
-                f"({users.numel()}, {width})"
+                f"score_fn returned shape {tuple(raw.shape)}, expected ({users.numel()}, {width})"
             )
-        scores = scores.float()
+        scores = raw.to(dev).float()
+        if scores.data_ptr() == raw.data_ptr() and not getattr(score_fn, "scratch", False):
+            scores = scores.clone()  # the masking writes in place: never into the caller's
         for m in masks:
             mask_seen(scores, users, m)
         top = topk_indices(scores, kmax)
         # topk ranks NaN first: a row with a NaN score has one in its top k
         nan_rows += scores.gather(1, top).isnan().any(dim=1).sum()
-        hits = pos.contains(users.unsqueeze(1), top)
-        if width > num_items:  # padding columns (score -inf) are never hits
-            hits &= top < num_items
+        hits = masked_hits(pos, masks, users, top, num_items)
         for key, val in ranking_metrics_from_hits(hits, pos.counts[users], ks).items():
             per.setdefault(key, []).append(val)
     check_no_nan_rows(nan_rows, users_all.numel())
@@ -358,6 +374,9 @@ class _GemmScores:
     """``users -> user_emb[users] @ item_emb.T`` written into one reused buffer whose rows
     are padded to a multiple of the top-K block with ``-inf`` columns (``padded_width``
     wide), so that no chunk allocates and the blockwise top-K reads the buffer in place."""
+
+    # evaluate_scores may mask the returned rows in place (the buffer is ours)
+    scratch = True
 
     def __init__(self, u: Tensor, i: Tensor, chunk_size: int) -> None:
         n = i.size(0)

@@ -6,6 +6,7 @@ import weakref
 from typing import Any
 
 import torch
+import torch_geometric
 from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
@@ -62,7 +63,7 @@ def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Te
     if (
         size is not None
         and edge_index.numel()
-        and not torch.compiler.is_compiling()
+        and not torch_geometric.is_compiling()
         and not is_validated(edge_index, tuple(size))
     ):
         # the three bounds in one host read (one device synchronisation, not three)

@@ -458,19 +458,36 @@ class GraphCF(nn.Module):
     def recommend(
         self, users: Tensor, k: int = 20, similarity: str = "ip", exclude_train: bool = True
     ) -> Tensor:
-        """Top-``k`` item ids ``[len(users), k]`` per user, training items excluded."""
+        """Top-``k`` item ids ``[len(users), k]`` per user, training items excluded.
+
+        Raises:
+            ConfigError: if ``k`` is not in ``[1, num_items]``, or if, with
+                ``exclude_train``, a user has fewer than ``k`` items it has not trained on
+                (its list would have to include training items).
+        """
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.num_items:
             raise ConfigError(f"k must lie in [1, {self.num_items}], got {k!r}")
         users = self._check_ids(users, self.num_users, "user")
         if users.numel() == 0:
             return torch.empty(0, k, dtype=torch.long, device=users.device)
         scores = self.score(users, similarity=similarity)
-        if exclude_train:
-            from pyg_cf.metrics.ranking import mask_seen
+        if not exclude_train:
+            return scores.topk(k, dim=1).indices
+        from pyg_cf.metrics.ranking import mask_seen
 
-            g = self._graph_on(scores.device)
-            mask_seen(scores, users, g)
-        return scores.topk(k, dim=1).indices
+        g = self._graph_on(scores.device)
+        mask_seen(scores, users, g)
+        top = scores.topk(k, dim=1)
+        short = torch.isneginf(top.values[:, -1])
+        if bool(short.any()):  # one host read
+            row = int(short.nonzero()[0, 0])
+            left = int((~torch.isneginf(scores[row])).sum())
+            raise ConfigError(
+                f"user {int(users[row])} has {left} items it has not trained on, fewer than "
+                f"k={k} ({int(short.sum())} of the {users.numel()} users are short): pass a "
+                "smaller k, or exclude_train=False"
+            )
+        return top.indices
 
     def export(self, path, data=None, user_ids=None, item_ids=None) -> str:
         """Write the final embeddings and raw-id maps to the folder ``path`` (npz + csv +

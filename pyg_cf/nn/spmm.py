@@ -28,6 +28,7 @@ import weakref
 from typing import Any
 
 import torch
+import torch_geometric
 from torch import Tensor
 
 from pyg_cf.errors import ConfigError
@@ -55,7 +56,7 @@ def check_bounds(row: Tensor, col: Tensor, num_rows: int, num_cols: int) -> None
     in ``[0, num_cols)``: one device read, made whenever a CSR matrix is built, because the
     matrices are built without torch's invariant checks (an id out of range would read
     outside memory, not raise)."""
-    if row.numel() == 0 or torch.compiler.is_compiling():
+    if row.numel() == 0 or torch_geometric.is_compiling():
         return
     bounds = torch.stack([torch.minimum(row.min(), col.min()), row.max(), col.max()])
     low, high_row, high_col = bounds.tolist()

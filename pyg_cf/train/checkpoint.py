@@ -25,6 +25,7 @@ embeddings and metrics to the uninterrupted run (``tests/train/test_checkpoint.p
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -386,6 +387,27 @@ def _check_fits(trainer: Trainer, state: dict[str, Any], path: str) -> None:
         )
 
 
+def _cpu_copy(obj: Any) -> Any:
+    """A copy of a (nested) state dict with its tensors cloned to the CPU (no second copy
+    of a model in GPU memory)."""
+    if isinstance(obj, Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _load_error(e: Exception) -> str:
+    """The lines of a ``load_state_dict`` error that say what did not fit (``size mismatch
+    for ...``, missing or unexpected keys), not just torch's heading."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    detail = [ln for ln in lines[1:] if ln.startswith(("size mismatch", "Missing", "Unexpected"))]
+    shown = detail[:3] + ([f"... ({len(detail) - 3} more)"] if len(detail) > 3 else [])
+    return "; ".join(shown) if shown else (lines[0] if lines else type(e).__name__)
+
+
 def load_weights(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     """Warm start: copy only the model weights of the checkpoint at ``path`` into
     ``trainer.model``; the optimizer, loss, callbacks, history and epoch counter stay as
@@ -405,8 +427,7 @@ def load_weights(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     try:
         trainer.model.load_state_dict(state["model"])
     except (RuntimeError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise PygCFError(f"checkpoint {path} does not fit this model: {first}") from None
+        raise PygCFError(f"checkpoint {path} does not fit this model: {_load_error(e)}") from None
     return int(state["epoch"])
 
 
@@ -481,15 +502,27 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
             f"checkpoint {path} was written with other loss settings (saved vs this: {diff}); "
             "resume with the same loss, or warm start with load_weights"
         )
+    saved_cbs = state["callbacks"]
+    names = [type(cb).__name__ for cb in trainer.callbacks]
+    if [c["type"] for c in saved_cbs] != names:
+        raise PygCFError(
+            f"checkpoint {path} was written with callbacks {[c['type'] for c in saved_cbs]}, "
+            f"this trainer has {names}"
+        )
+    # the last check (whether the weights fit) loads them: undo it if it fails half-way
+    model_before = _cpu_copy(trainer.model.state_dict())
+    opt_before = _cpu_copy(trainer.optimizer.state_dict())
     try:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0]
+        trainer.model.load_state_dict(model_before)
+        trainer.optimizer.load_state_dict(opt_before)
         raise PygCFError(
             f"checkpoint {path} does not fit this model/optimizer (was it built with other "
-            f"settings?): {first}"
+            f"settings?): {_load_error(e)}"
         ) from None
+    del model_before, opt_before
     if changed:
         log.warning(
             "resuming %s with changed settings %s: the run will not equal an uninterrupted one",
@@ -511,13 +544,6 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
     trainer.loss.load_state_dict(loss_state["state_dict"])
     for k, v in loss_state["attributes"].items():
         setattr(trainer.loss, k, v)
-    saved_cbs = state["callbacks"]
-    names = [type(cb).__name__ for cb in trainer.callbacks]
-    if [c["type"] for c in saved_cbs] != names:
-        raise PygCFError(
-            f"checkpoint {path} was written with callbacks {[c['type'] for c in saved_cbs]}, "
-            f"this trainer has {names}"
-        )
     for cb, saved in zip(trainer.callbacks, saved_cbs):
         _set_callback_state(cb, saved)
     _set_rng_state(trainer, state["rng"])

@@ -107,9 +107,12 @@ class TrainConfig:
             gives the exact full-graph embeddings of the batch); ``None``: 10 per
             propagation hop of the model.
         sampler_backend: ``'torch'`` (vectorised sampler of pyg-cf) or ``'pyg'`` (PyG's
-            ``NeighborSampler``; needs pyg-lib or torch-sparse).
+            ``NeighborSampler``; needs pyg-lib or torch-sparse; through torch-sparse alone
+            its draw is not uniform, so sampled fan-outs are biased: a warning says so).
         degree_correction: In ``'sampled'`` mode, rescale sampled neighborhoods so that each
-            aggregate estimates the full-graph one without bias.
+            aggregate estimates the full-graph one without bias (one hop at a time: layers
+            1 and 2 are unbiased, the third and later are not; see
+            :class:`~pyg_cf.loader.BipartiteNeighborSampler`).
         sampling: ``'edge'`` (a shuffled pass over the training interactions) or
             ``'user'`` (each row a uniformly drawn user and one of its interactions, as
             LightGCN's reference code samples for BPR) or ``'user_blocks'`` (every

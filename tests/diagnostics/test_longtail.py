@@ -144,3 +144,26 @@ def test_groups_sum_to_one_at_a_cutoff_of_every_item():
     res = long_tail_recall((u, i), data, k=40)
     assert res.recall == pytest.approx(1.0, abs=1e-12)
     assert float(res.table["recall"].sum()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_masked_positive_is_never_a_hit_in_the_long_tail_groups():
+    """As in evaluate: a test pair that is also a validation pair (61) is masked at test
+    time and never found, however far the cut-off reaches into the masked (-inf) items."""
+    import numpy as np
+    import pandas as pd
+
+    ni = 64  # a multiple of the top-K block: no padding columns
+    idm = IdMap(users=np.array([10, 11]), items=np.arange(ni))
+    tr = pd.DataFrame({"user": [0] * 61 + [1], "item": [*range(61), 0]})
+    va = pd.DataFrame({"user": [0], "item": [61]})
+    te = pd.DataFrame({"user": [0], "item": [62]})
+    data = build_graph(tr, idm, va, te)  # refuses a test pair that is also in validation:
+    # such data can still be built by hand, and evaluation must not count the pair found
+    data["user", "rates", "item"].test_edge_index = torch.tensor([[0, 0], [61, 62]])
+    g = torch.Generator().manual_seed(0)
+    u, i = torch.randn(2, 4, generator=g), torch.randn(ni, 4, generator=g)
+    whole = evaluate(u, i, data, "test", [ni])[f"recall@{ni}"]
+    assert whole == pytest.approx(0.5)  # item 62 only: user 0's unmasked items are 62, 63
+    lt = long_tail_recall((u, i), data, k=ni, groups=2)
+    assert lt.recall == pytest.approx(0.5)
+    assert float(lt.table["recall"].sum()) == pytest.approx(0.5)

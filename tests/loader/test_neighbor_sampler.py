@@ -430,6 +430,22 @@ def test_pyg_backend_distribution_is_documented():
         assert not torch.allclose(got, uniform, atol=0.05)
 
 
+@pytest.mark.skipif(not pyg_sampler_available(), reason="needs pyg-lib or torch-sparse")
+def test_the_pyg_backend_through_torch_sparse_warns_that_sampled_fanouts_are_biased(caplog):
+    """The off-by-one law above is not what degree correction assumes: a sampled fan-out
+    through torch-sparse says so; fan-out -1 (every neighbor, exact) and ours do not."""
+    import torch_geometric.typing as tgt
+
+    data = as_hetero(star_graph(), 4, 6)
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        BipartiteNeighborSampler(data, [-1, -1], backend="pyg")
+        BipartiteNeighborSampler(data, [2, 2])
+    assert "not uniform" not in caplog.text
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        BipartiteNeighborSampler(data, [-1, 2], backend="pyg")
+    assert ("not uniform" in caplog.text) == (not tgt.WITH_PYG_LIB)
+
+
 def test_csr_rejects_bad_ids():
     from pyg_cf.errors import DataFormatError
 

@@ -136,6 +136,60 @@ def test_ssm_logq_matches_reference():
     assert float(loss(b)) == pytest.approx(want, rel=1e-10)
 
 
+def test_logq_correction_with_in_batch_negatives_is_refused_not_ignored():
+    """In-batch rows carry no draw probability: the flag would train uncorrected while
+    reading as on."""
+    with pytest.raises(ConfigError, match="logq_correction applies to sampled negatives"):
+        get_loss("ssm", tau=0.5, logq_correction=True)
+    assert get_loss("ssm", tau=0.5, negatives="sampled", logq_correction=True).logq_correction
+
+
+SAMPLED_ONLY = [
+    ("num_negatives", 64),
+    ("sampler", "popularity"),
+    ("pop_beta", 0.5),
+    ("reject_positives", True),
+    ("shared_negatives", True),
+    ("shared_negatives", 16),
+]
+
+
+@pytest.mark.parametrize("name", ["ssm", "bsl"])
+@pytest.mark.parametrize("key,value", SAMPLED_ONLY)
+def test_sampled_only_options_with_in_batch_negatives_are_refused_not_ignored(name, key, value):
+    """In-batch negatives draw nothing: ``get_loss("ssm", shared_negatives=True)`` trained
+    exactly as without it while reading as on."""
+    with pytest.raises(ConfigError, match=rf"{key}=.*negatives='sampled'"):
+        get_loss(name, **{key: value})
+    with pytest.raises(ConfigError, match=rf"{key}=.*negatives='sampled'"):
+        get_loss(name, negatives="in-batch", tau=0.2, **{key: value})
+    loss = get_loss(name, negatives="sampled", **{key: value})  # where it means something
+    assert loss.negatives == "sampled" and getattr(loss, key) == value
+
+
+@pytest.mark.parametrize("name", ["ssm", "bsl"])
+def test_in_batch_refusal_names_every_odd_option(name):
+    with pytest.raises(ConfigError) as e:
+        get_loss(name, shared_negatives=4, num_negatives=32, pop_beta=0.75)
+    msg = str(e.value)
+    for part in ("shared_negatives=4", "num_negatives=32", "pop_beta=0.75", "in-batch"):
+        assert part in msg
+    assert "sampler" not in msg and "reject_positives" not in msg
+
+
+@pytest.mark.parametrize("name", ["ssm", "bsl"])
+def test_in_batch_defaults_and_default_valued_options_still_construct(name):
+    for kw in ({}, {"negatives": "in-batch"}, {"form": "multi"} if name == "bsl" else {}):
+        loss = get_loss(name, **kw)
+        assert (loss.negatives, loss.num_negatives, loss.shared_negatives) == ("in-batch", 0, False)
+        assert (loss.sampler, loss.pop_beta, loss.reject_positives) == ("uniform", 1.0, False)
+    # the defaults spelled out (and shared_negatives=0, per-row negatives) are no change
+    get_loss(name, sampler="uniform", pop_beta=1.0, reject_positives=False, shared_negatives=False)
+    get_loss(name, shared_negatives=0)
+    with pytest.raises(ConfigError, match="sampler must be 'uniform' or 'popularity'"):
+        get_loss(name, sampler="bogus")
+
+
 def test_ssm_ignores_sampling_probabilities_without_logq_correction():
     """The trainer always fills ``neg_log_prob`` for sampled negatives; only
     ``logq_correction=True`` may use it."""

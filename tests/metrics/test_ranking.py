@@ -223,3 +223,29 @@ def test_a_cutoff_at_the_item_count_finds_every_held_out_item():
     res = evaluate(u, i, data, ks=(40,))
     assert res["recall@40"] == pytest.approx(1.0, abs=1e-12)
     assert 0 < res["ndcg@40"] <= 1.0
+
+
+@pytest.mark.parametrize(("k", "ndcg"), [(1, 1.0), (4, 1 / (1 + 1 / math.log2(3)))])
+def test_a_masked_positive_is_never_a_hit_even_when_k_exceeds_the_unmasked_items(k, ndcg):
+    """A test pair that is also a validation pair is masked at test time: with more
+    cut-off places than unmasked items the masked (-inf) items fill the list, and that
+    positive must not count as found. Item 2 has the top score but is masked."""
+    pos = torch.tensor([[0, 0], [2, 3]])
+    seen = [torch.tensor([[0, 0], [0, 1]]), torch.tensor([[0], [2]])]
+    scores = torch.tensor([[0.1, 0.2, 5.0, 0.3]])
+    out = evaluate_scores(lambda u: scores[u].clone(), 1, 4, pos, seen, [k])
+    assert out[f"recall@{k}"] == pytest.approx(0.5)  # item 3, the one unmasked positive
+    assert out[f"ndcg@{k}"] == pytest.approx(ndcg)  # a hit at rank 1 of min(k, 2) ideal
+    assert out[f"precision@{k}"] == pytest.approx(1 / k)
+
+
+def test_evaluate_scores_never_writes_into_the_callers_scores():
+    """The masking works in place: a score_fn returning a view of the caller's matrix must
+    not get -inf written into it (a later evaluation would read the mask as scores)."""
+    held = torch.tensor([[3.0, 1.0, 2.0], [1.0, 3.0, 2.0]])
+    before = held.clone()
+    pos = torch.tensor([[0, 1], [2, 2]])
+    seen = [torch.tensor([[0, 1], [0, 1]])]
+    out = evaluate_scores(lambda u: held[u.min() : u.max() + 1], 2, 3, pos, seen, [1])
+    assert out["recall@1"] == pytest.approx(1.0)
+    assert torch.equal(held, before)

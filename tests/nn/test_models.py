@@ -111,6 +111,20 @@ def test_score_and_recommend_exclude_training_items():
     assert cos.abs().max() <= 1 + 1e-5
 
 
+def test_recommend_refuses_a_k_that_would_return_training_items():
+    """With k past a user's unseen items the masked (-inf) training items filled the list,
+    while the docs promise them excluded."""
+    m = GraphCF.mf(NU, NI, 8, edge_index=EI)
+    deg = torch.bincount(EI[0], minlength=NU)
+    u = int(deg.argmax())
+    left = NI - int(deg[u])
+    assert m.recommend(torch.tensor([u]), k=left).shape == (1, left)
+    with pytest.raises(ConfigError, match=rf"user {u} has {left} items it has not trained on"):
+        m.recommend(torch.tensor([0, u]), k=left + 1)
+    full = m.recommend(torch.tensor([u]), k=NI, exclude_train=False)
+    assert sorted(full[0].tolist()) == list(range(NI))
+
+
 def test_api_misuse_is_reported():
     m = GraphCF.mf(NU, NI, 4, edge_index=EI)
     with pytest.raises(PygCFError, match="item ids"):

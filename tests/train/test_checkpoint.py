@@ -522,3 +522,45 @@ def test_changed_training_settings_warn_by_default_and_are_refused_when_strict(t
     with caplog.at_level("WARNING", logger="pyg_cf"):
         assert load_checkpoint(longer, ckpt, strict=True) == 2
     assert "changed settings" not in caplog.text
+
+
+def _trained_mf(data, tmp_path, dim=8, callbacks=()):
+    torch.manual_seed(0)
+    model = GraphCF.from_data(data, "mf", embedding_dim=dim)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, progress=False, checkpoint_dir=tmp_path)
+    return Trainer(model, data, get_loss("bpr"), cfg, callbacks=list(callbacks))
+
+
+def test_a_refused_resume_leaves_the_trainer_as_built(tmp_path):
+    """Other callbacks, or weights of other sizes, are refused before anything is loaded:
+    a later fit() must not continue half of the saved run."""
+
+    class Counter(Callback):
+        def __init__(self):
+            self.n = 0
+
+    data = _two_cluster_data()
+    _trained_mf(data, str(tmp_path)).fit()
+    ckpt = tmp_path / "last.pt"
+    for other, match in [
+        (_trained_mf(data, None, callbacks=[Counter()]), r"callbacks \[\], this trainer has"),
+        (_trained_mf(data, None, dim=16), r"size mismatch for"),
+    ]:
+        before = {k: v.clone() for k, v in other.model.state_dict().items()}
+        with pytest.raises(PygCFError, match=match):
+            load_checkpoint(other, ckpt)
+        assert other.epoch == 0 and other.history == [] and other.bad_evals == 0
+        after = other.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert other.optimizer.state_dict()["state"] == {}
+
+
+def test_weights_of_other_sizes_are_named_in_the_error(tmp_path):
+    """torch's heading alone ('Error(s) in loading state_dict for GraphCF:') said nothing."""
+    from pyg_cf.train.checkpoint import load_weights
+
+    data = _two_cluster_data()
+    _trained_mf(data, str(tmp_path)).fit()
+    wide = _trained_mf(data, None, dim=16)
+    with pytest.raises(PygCFError, match=r"size mismatch for .*torch.Size\(\[\d+, 8\]\)"):
+        load_weights(wide, tmp_path / "last.pt")

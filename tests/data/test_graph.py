@@ -1,0 +1,36 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyg_cf.data.graph import build_graph
+from pyg_cf.data.interactions import IdMap
+from pyg_cf.errors import DataFormatError
+
+
+def _frames(val_items, test_items):
+    idm = IdMap(users=np.array([10, 11]), items=np.arange(6))
+    tr = pd.DataFrame({"user": [0, 0, 1], "item": [0, 1, 0]})
+    va = pd.DataFrame({"user": [0] * len(val_items), "item": val_items})
+    te = pd.DataFrame({"user": [0] * len(test_items), "item": test_items})
+    return tr, idm, va, te
+
+
+def test_disjoint_splits_are_kept_as_given():
+    data = build_graph(*_frames([2], [3, 4]))
+    et = data["user", "rates", "item"]
+    assert et.edge_index.tolist() == [[0, 0, 1], [0, 1, 0]]
+    assert et.val_edge_index.tolist() == [[0], [2]]
+    assert et.test_edge_index.tolist() == [[0, 0], [3, 4]]
+
+
+def test_a_held_out_pair_that_is_also_a_training_pair_is_refused():
+    with pytest.raises(DataFormatError, match=r"1 test pair\(s\) also appear in training.*item 1"):
+        build_graph(*_frames([2], [1, 3]))
+
+
+def test_a_test_pair_that_is_also_a_validation_pair_is_refused():
+    """Validation pairs are masked at test time: such a test pair could never be found, and
+    the splits the package promises are disjoint."""
+    msg = r"2 test pair\(s\) also appear in validation \(first: user 0, item 2\)"
+    with pytest.raises(DataFormatError, match=msg):
+        build_graph(*_frames([2, 3], [2, 3, 4]))
