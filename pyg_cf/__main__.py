@@ -1,4 +1,10 @@
-"""Command line: ``python -m pyg_cf train --dataset gowalla --model lightgcn --loss ssm``."""
+"""Command line: ``python -m pyg_cf train --dataset gowalla --model lightgcn --loss ssm``.
+
+The model flags, the ``--loss-arg`` parsing and the refusal of model flags a model does not
+use are shared with ``python -m pyg_cf.train.distributed`` (see
+:func:`pyg_cf.train.distributed.build_parser`), so that both command lines read the same
+arguments the same way.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,36 @@ def _patience(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
+#: the ``--model`` choices (the names :meth:`pyg_cf.nn.GraphCF.from_data` builds)
+_MODELS = ("mf", "svdpp-user", "svdpp-item", "lightgcn")
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--model`` and the model flags (checked by :func:`_model_kwargs`)."""
+    p.add_argument("--model", default="lightgcn", choices=list(_MODELS))
+    p.add_argument(
+        "--layers", type=int, default=None, help="LightGCN layers (default 3; lightgcn only)"
+    )
+    p.add_argument(
+        "--alpha0", type=float, default=None, help="SVD++ target exponent (svdpp-* only)"
+    )
+    p.add_argument(
+        "--alpha1", type=float, default=None, help="SVD++ source exponent (svdpp-* only)"
+    )
+
+
+def _add_loss_arg(p: argparse.ArgumentParser) -> None:
+    """``--loss-arg KEY=VALUE`` (read by :func:`_key_values`)."""
+    p.add_argument(
+        "--loss-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra loss argument, the value read as JSON when it parses, else as a string "
+        "(negatives=sampled); repeatable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m pyg_cf``."""
     p = argparse.ArgumentParser(
@@ -39,18 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="carve this fraction of each user's training items as validation",
     )
-    t.add_argument(
-        "--model", default="lightgcn", choices=["mf", "svdpp-user", "svdpp-item", "lightgcn"]
-    )
-    t.add_argument(
-        "--layers", type=int, default=None, help="LightGCN layers (default 3; lightgcn only)"
-    )
-    t.add_argument(
-        "--alpha0", type=float, default=None, help="SVD++ target exponent (svdpp-* only)"
-    )
-    t.add_argument(
-        "--alpha1", type=float, default=None, help="SVD++ source exponent (svdpp-* only)"
-    )
+    _add_model_arguments(t)
     t.add_argument("--dim", type=int, default=64)
     t.add_argument(
         "--init-std",
@@ -73,13 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ip", "cos"],
         help="also log metrics under this prediction similarity (never used for selection)",
     )
-    t.add_argument(
-        "--loss-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra loss argument (JSON value), repeatable",
-    )
+    _add_loss_arg(t)
     t.add_argument(
         "--temperature",
         default="fixed",
@@ -177,11 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as keyword arguments, each value read as JSON when it parses,
+    else kept as the string (``negatives=sampled`` and ``negatives='"sampled"'`` agree);
+    :class:`~pyg_cf.errors.ConfigError` for an item without ``=``."""
+    from pyg_cf.errors import ConfigError
+
     kw: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         try:
             kw[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -214,6 +238,23 @@ def _check_model_flags(args: argparse.Namespace) -> None:
             )
 
 
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :meth:`~pyg_cf.nn.GraphCF.from_data` that the model flags
+    give, after :func:`_check_model_flags`; ``args.layers`` is set to the 3 LightGCN
+    layers used when ``--layers`` was left out (recorded as used)."""
+    _check_model_flags(args)
+    kw: dict[str, Any] = {}
+    if args.model == "lightgcn":
+        if args.layers is None:
+            args.layers = 3
+        kw["num_layers"] = args.layers
+    if args.model.startswith("svdpp"):
+        for flag in ("alpha0", "alpha1"):
+            if getattr(args, flag) is not None:
+                kw[flag] = getattr(args, flag)
+    return kw
+
+
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ``train`` command; returns the summary written to ``--output``."""
     from pyg_cf import datasets
@@ -228,16 +269,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     mkw: dict[str, Any] = {"embedding_dim": args.dim}
     if args.init_std is not None:
         mkw["init_std"] = args.init_std
-    _check_model_flags(args)
-    if args.model == "lightgcn":
-        if args.layers is None:
-            args.layers = 3  # recorded in the summary as used
-        mkw["num_layers"] = args.layers
-    if args.model.startswith("svdpp"):
-        if args.alpha0 is not None:
-            mkw["alpha0"] = args.alpha0
-        if args.alpha1 is not None:
-            mkw["alpha1"] = args.alpha1
+    mkw.update(_model_kwargs(args))
     # the settings that need no data first: a wrong one fails before a minute of loading
     loss = get_loss(args.loss, **_loss_kwargs(args))
     cfg = TrainConfig(

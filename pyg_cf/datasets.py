@@ -104,9 +104,14 @@ def load(
         verify: Check the published sizes (users, items, train and test interactions, and
             validation interactions where the data set ships a validation file).
 
+    Nothing is printed; the one-line summary of :func:`~pyg_cf.data.summarize` is logged
+    at DEBUG level (``python -m pyg_cf train`` prints it).
+
     Example:
+        >>> from pyg_cf.data import summarize
         >>> data = load("gowalla")  # doctest: +SKIP
-        gowalla: 29,858 users, 40,981 items, 1,027,370 interactions ...
+        >>> print(summarize(data))  # doctest: +SKIP
+        gowalla: 29,858 users, 40,981 items, 1,027,370 interactions (810,128 train / ...
     """
     info = _info(name)
     path = find_root(info.name, root)
@@ -146,5 +151,5 @@ def load(
                 f"{info.name} in {path}: expected ({fields}) = {want}, "
                 f"found {got}; the files differ from the published release"
             )
-    log.info(summarize(data))
+    log.debug(summarize(data))  # at DEBUG: the caller decides whether to show it
     return data

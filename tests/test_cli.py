@@ -244,6 +244,7 @@ def test_patience_flag_reaches_the_trainer(monkeypatch, flag, patience):
     [
         (["--loss-arg", "tau=abc"], "argument tau='abc' must be a number"),
         (["--loss", "nope"], "unknown loss 'nope'"),
+        (["--loss-arg", "tau"], "error: --loss-arg expects KEY=VALUE, got 'tau'"),
         (["--temperature", "adap-tau0", "--temperature-arg", "warmup_epochs=1.5"], "must be an"),
     ],
 )
@@ -334,3 +335,30 @@ def test_seed_help_says_it_also_seeds_the_validation_carve(capsys):
         cli.build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "also of the --val-ratio validation carve" in text
+
+
+def test_the_data_summary_is_printed_once(tmp_path, monkeypatch, capsys, caplog):
+    # without --quiet it used to appear twice: load's INFO log line and the CLI's print
+    import logging
+
+    from pyg_cf import datasets
+    from pyg_cf.train import Trainer
+
+    lines = ["0 " + " ".join(map(str, range(12))), "1 " + " ".join(map(str, range(12, 25)))]
+    (tmp_path / "train.txt").write_text("\n".join([*lines, "2 0 5"]) + "\n")
+    (tmp_path / "test.txt").write_text("0 12\n1 0\n")
+    info = datasets.DatasetInfo("ml-1m", "lightgcn", ("train.txt", "test.txt"), 3, 25, 27, 2)
+    monkeypatch.setitem(datasets.DATASETS, "ml-1m", info)
+
+    def stop(self, *args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(Trainer, "__init__", stop)  # the summary comes before training
+    argv = [*BASE.replace(" --quiet", "").split(), "--epochs", "1", "--root", str(tmp_path)]
+    with caplog.at_level(logging.DEBUG, logger="pyg_cf"), pytest.raises(_Stop):
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    line = "ml-1m: 3 users, 25 items, 29 interactions (27 train / 0 val / 2 test)"
+    assert out.count(line) == 1  # on stdout, with the other results
+    shown = [r for r in caplog.records if line in r.getMessage() and r.levelno >= logging.INFO]
+    assert shown == [] and line not in err

@@ -7,6 +7,7 @@ here; see :func:`pyg_cf.data.interactions.encode_ids`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ __all__ = [
     "read_edge_list",
     "read_edge_list_with_lines",
 ]
+
+log = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
 _FIELDS = re.compile(r"[\s,;]+")
@@ -133,7 +136,8 @@ def read_adjacency_list(
     Args:
         path: The file to read.
         allow_empty: If ``False`` (default), a line holding a user but no items is an error;
-            if ``True`` such a line is skipped (the user then has no interaction in this file).
+            if ``True`` such a line is skipped (the user then has no interaction in this file)
+            and the skipped lines are counted in an INFO log line.
 
     Returns:
         A frame with ``int64`` columns ``user`` and ``item``, one row per listed pair, in file
@@ -156,6 +160,7 @@ def read_adjacency_list_with_lines(
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     rows_lines: list[np.ndarray] = []
+    skipped: list[int] = []  # lines of a user without items, with allow_empty
     data_lines = [(k, ln.strip()) for k, ln in enumerate(lines, start=1) if ln.strip()]
     if len(data_lines) >= 2:
         # a non-numeric first line followed by numeric ones is a header
@@ -199,6 +204,7 @@ def read_adjacency_list_with_lines(
             )
         if ids.size < 2:
             if allow_empty:
+                skipped.append(lineno)
                 continue
             raise DataFormatError(
                 f"user {ids[0]} has no items (pass allow_empty=True to skip such lines)",
@@ -208,6 +214,13 @@ def read_adjacency_list_with_lines(
         users.append(np.full(ids.size - 1, ids[0], dtype=np.int64))
         items.append(ids[1:])
         rows_lines.append(np.full(ids.size - 1, lineno, dtype=np.int64))
+    if skipped:
+        log.info(
+            "%s: skipped %d line(s) holding a user but no items (first: line %d)",
+            spath,
+            len(skipped),
+            skipped[0],
+        )
     if not users:
         raise DataFormatError("file holds no interactions", path=spath)
     df = pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})

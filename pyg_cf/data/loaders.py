@@ -284,6 +284,7 @@ def from_lightgcn_files(
     test_file: str = "test.txt",
     cold_start: str = "keep",
     keep_dense: bool = True,
+    allow_empty: bool = False,
 ) -> HeteroData:
     """Load a LightGCN-style directory (``train.txt``, ``test.txt`` adjacency lists).
 
@@ -307,6 +308,13 @@ def from_lightgcn_files(
             be at most ``2 * distinct + 1,000,000`` (distinct ids of both files, see
             :func:`~pyg_cf.data.interactions.dense_id_limit`). ``False`` maps the ids
             to ``0..n-1`` like the other loaders.
+        allow_empty: If ``False`` (default), a line of ``train_file`` holding a user but
+            no items is a :class:`~pyg_cf.errors.DataFormatError` naming the file and
+            line; if ``True`` such lines are skipped, and counted in an INFO log line (the
+            user then has no training interaction: it remains a user only when the test
+            file names it or, with ``keep_dense``, a larger user id occurs). Such lines of
+            ``test_file`` are always skipped: the LightGCN releases list every user there,
+            some without test items.
 
     Raises:
         DataFormatError: naming the file and line, for a malformed file, or, with
@@ -316,7 +324,7 @@ def from_lightgcn_files(
     _check_val_ratio(val_ratio)
     root = os.fspath(root)
     train_path = os.path.join(root, train_file)
-    train, train_lines = read_adjacency_list_with_lines(train_path)
+    train, train_lines = read_adjacency_list_with_lines(train_path, allow_empty=allow_empty)
     test_path = os.path.join(root, test_file)
     test, test_lines = read_adjacency_list_with_lines(test_path, allow_empty=True)
     if keep_dense:

@@ -332,8 +332,24 @@ class DistributedTrainer(Trainer):
 
 
 # -- command line ------------------------------------------------------------------------------
+def _fan_outs(text: str) -> tuple[int, ...]:
+    """``--num-neighbors``: comma-separated integers."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 10,5, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments of ``torchrun ... -m pyg_cf.train.distributed``."""
+    """Arguments of ``torchrun ... -m pyg_cf.train.distributed``.
+
+    The model flags (``--model``, ``--layers``, ``--alpha0``, ``--alpha1``) and
+    ``--loss-arg`` are those of ``python -m pyg_cf train``, read and checked the same way
+    (:mod:`pyg_cf.__main__`)."""
+    from pyg_cf.__main__ import _add_loss_arg, _add_model_arguments
+
     p = argparse.ArgumentParser(
         prog="torchrun --nproc_per_node=N -m pyg_cf.train.distributed",
         description="Data-parallel graph-CF training (single process without torchrun).",
@@ -341,11 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="ml-1m")
     p.add_argument("--root", default=None)
     p.add_argument("--val-ratio", type=float, default=0.0)
-    p.add_argument("--model", default="lightgcn")
-    p.add_argument("--layers", type=int, default=3)
+    _add_model_arguments(p)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--loss", default="bpr")
-    p.add_argument("--loss-arg", action="append", default=[], metavar="KEY=JSON")
+    _add_loss_arg(p)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=2048, help="global batch size")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -353,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--mode", default="full", choices=["full", "sampled"])
-    p.add_argument("--num-neighbors", default=None, help="comma-separated fan-outs")
+    p.add_argument("--num-neighbors", type=_fan_outs, default=None, help="comma-separated fan-outs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default=None, choices=["nccl", "gloo"])
     p.add_argument("--checkpoint-dir", default=None)
@@ -365,29 +380,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train as ``argv`` says, data-parallel when launched by ``torchrun``; returns the
-    summary (also written to ``--output`` by rank 0)."""
+    summary (also written to ``--output`` by rank 0).
+
+    Raises:
+        ConfigError: for a setting that the model or loss does not take (checked before
+            the process group is joined and the data are loaded).
+    """
     from pyg_cf import datasets
+    from pyg_cf.__main__ import _key_values, _model_kwargs
     from pyg_cf.losses import get_loss
     from pyg_cf.train.checkpoint import load_checkpoint
     from pyg_cf.train.trainer import seed_everything
 
     args = build_parser().parse_args(argv)
+    # the settings that need no data first, as in `python -m pyg_cf train`
+    kw: dict[str, Any] = {"embedding_dim": args.dim, **_model_kwargs(args)}
+    loss = get_loss(args.loss, **_key_values(args.loss_arg, "--loss-arg"))
     rank, world = init_distributed(args.backend)
     device = "cpu"
     if dist.is_initialized() and dist.get_backend() == "nccl":
         device = f"cuda:{torch.cuda.current_device()}"
-    loss_kw: dict[str, Any] = {}
-    for item in args.loss_arg:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--loss-arg must look like key=value, got {item!r}")
-        loss_kw[key] = json.loads(val)
-    data = datasets.load(args.dataset, root=args.root, val_ratio=args.val_ratio, seed=args.seed)
-    seed_everything(args.seed)
-    kw: dict[str, Any] = {"embedding_dim": args.dim}
-    if args.model == "lightgcn":
-        kw["num_layers"] = args.layers
-    model = GraphCF.from_data(data, args.model, **kw)
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -396,16 +408,16 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         eval_every=args.eval_every,
         max_steps_per_epoch=args.max_steps,
         mode=args.mode,
-        num_neighbors=(
-            tuple(int(v) for v in args.num_neighbors.split(",")) if args.num_neighbors else None
-        ),
+        num_neighbors=args.num_neighbors,
         seed=args.seed,
         device=device,
         progress=False,
         patience=None,
         checkpoint_dir=args.checkpoint_dir,
     )
-    loss = get_loss(args.loss, **loss_kw)
+    data = datasets.load(args.dataset, root=args.root, val_ratio=args.val_ratio, seed=args.seed)
+    seed_everything(args.seed)
+    model = GraphCF.from_data(data, args.model, **kw)
     trainer: Trainer
     if world > 1:
         trainer = DistributedTrainer(model, data, loss, cfg)
@@ -440,9 +452,18 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m pyg_cf.train.distributed``."""
+    """Entry point of ``python -m pyg_cf.train.distributed``: like ``python -m pyg_cf``, a
+    :class:`~pyg_cf.errors.PygCFError` is printed as ``error: ...`` and exits with 2."""
+    from pyg_cf.errors import PygCFError
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run(argv)
+    try:
+        run(argv)
+    except PygCFError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        return 2
     return 0
 
 

@@ -1,3 +1,4 @@
+import logging
 from dataclasses import replace
 
 import pytest
@@ -77,3 +78,20 @@ def test_load_verifies_a_shipped_validation_split(tmp_path, monkeypatch):
 def test_wrong_root_is_reported(tmp_path):
     with pytest.raises(DataFormatError, match="not found"):
         datasets.load("gowalla", root=tmp_path)
+
+
+def test_load_prints_nothing_and_its_docstring_shows_how_to_get_the_summary(
+    tmp_path, capsys, caplog
+):
+    # the docstring showed the summary line as if load printed it; load only logs it
+    from pyg_cf.data import summarize
+
+    (tmp_path / "train.txt").write_text("0 0 1\n1 1 2\n")
+    (tmp_path / "test.txt").write_text("0 2\n")
+    with caplog.at_level(logging.DEBUG, logger="pyg_cf"):
+        data = datasets.load("ml-1m", root=tmp_path, verify=False)
+    line = summarize(data)
+    assert capsys.readouterr() == ("", "")
+    (record,) = [r for r in caplog.records if r.getMessage() == line]
+    assert record.levelno == logging.DEBUG  # the CLI prints it: not logged twice at INFO
+    assert ">>> print(summarize(data))" in datasets.load.__doc__

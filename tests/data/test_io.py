@@ -1,3 +1,5 @@
+import logging
+
 import pandas as pd
 import pytest
 
@@ -40,9 +42,11 @@ def test_adjacency_list_missing_file(tmp_path):
         read_adjacency_list(tmp_path / "nope.txt")
 
 
-def test_adjacency_allow_empty(tmp_path):
-    df = read_adjacency_list(write(tmp_path, "t.txt", "0 1\n3\n"), allow_empty=True)
+def test_adjacency_allow_empty(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="pyg_cf"):
+        df = read_adjacency_list(write(tmp_path, "t.txt", "0 1\n3\n\n4\n"), allow_empty=True)
     assert len(df) == 1
+    assert "t.txt: skipped 2 line(s) holding a user but no items (first: line 2)" in caplog.text
 
 
 def test_edge_list(tmp_path):

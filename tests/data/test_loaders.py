@@ -1,5 +1,7 @@
 """The file loaders: arguments that must reach the readers, and LightGCN's dense ids."""
 
+import logging
+
 import pytest
 
 from pyg_cf.data import from_edge_list_files, from_lightgcn_files, held_out_edges, train_edges
@@ -35,6 +37,25 @@ def test_lightgcn_test_file_may_list_users_without_test_items(tmp_path):
     (tmp_path / "train.txt").write_text("0 0 1\n1\n2 0\n")  # but every user trains
     with pytest.raises(DataFormatError, match=r"train\.txt, line 2: user 1 has no items"):
         from_lightgcn_files(tmp_path)
+
+
+def test_lightgcn_train_lines_without_items_are_skipped_only_when_asked(tmp_path, caplog):
+    # the error says "pass allow_empty=True", which from_lightgcn_files used to refuse
+    # (TypeError): it read the test file with allow_empty=True and gave no way to opt in
+    (tmp_path / "train.txt").write_text("0 0 1\n1 1\n2 0 2\n3\n")
+    (tmp_path / "test.txt").write_text("0 2\n1 0\n")
+    hint = r"train\.txt, line 4: user 3 has no items \(pass allow_empty=True to skip"
+    with pytest.raises(DataFormatError, match=hint):
+        from_lightgcn_files(tmp_path)  # the default stays strict
+    with caplog.at_level(logging.INFO, logger="pyg_cf"):
+        data = from_lightgcn_files(tmp_path, allow_empty=True)
+    assert pairs(train_edges(data)) == [(0, 0), (0, 1), (1, 1), (2, 0), (2, 2)]
+    assert pairs(held_out_edges(data, "test")) == [(0, 2), (1, 0)]
+    assert data["user"].num_nodes == 3  # user 3 occurs nowhere else
+    # skipped, but never silently
+    assert "train.txt: skipped 1 line(s) holding a user but no items (first: line 4)" in (
+        caplog.text
+    )
 
 
 def test_lightgcn_ids_are_kept_dense_up_to_a_limit(tmp_path):

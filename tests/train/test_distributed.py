@@ -220,3 +220,101 @@ def test_final_metrics_describe_the_saved_best_validation_model(tmp_path, monkey
     saved = evaluate(emb["user"], emb["item"], data, "test", ks=(20,))
     assert summary["final"]["test_recall@20"] == pytest.approx(saved["recall@20"], abs=1e-6)
     assert summary["final"]["val_ndcg@20"] == pytest.approx(float(best["val_ndcg@20"]), abs=1e-6)
+
+
+class _Stop(Exception):
+    """Raised by the Trainer spy of :func:`_cli_loss`: the run ends before training."""
+
+
+def _cli_loss(monkeypatch, entry, argv):
+    """The loss ``entry`` (a CLI's ``main``) hands to its Trainer, on tiny synthetic data
+    and without training."""
+    from pyg_cf import datasets
+    from pyg_cf.data.synthetic import power_law_bipartite
+
+    seen = []
+
+    def spy(self, model, data, loss, config=None, callbacks=None):
+        seen.append(loss)
+        raise _Stop
+
+    monkeypatch.setattr(
+        datasets,
+        "load",
+        lambda *a, **k: power_law_bipartite(30, 40, num_edges=300, test_ratio=0.2, seed=0),
+    )
+    monkeypatch.setattr(Trainer, "__init__", spy)
+    with pytest.raises(_Stop):
+        entry(argv)
+    (loss,) = seen
+    return loss
+
+
+# docs/quickstart.rst writes negatives=sampled, docs/scaling.md negatives='"sampled"'
+@pytest.mark.parametrize("value", ["sampled", '"sampled"'])
+def test_cli_reads_a_loss_arg_like_the_main_cli(monkeypatch, value):
+    # a value that is not JSON used to fail with a raw JSONDecodeError traceback here,
+    # while the main CLI takes it as a string
+    from pyg_cf import __main__ as cli
+    from pyg_cf.train.distributed import main
+
+    args = ["--model", "mf", "--loss", "ssm", "--loss-arg", f"negatives={value}"]
+    args += ["--loss-arg", "num_negatives=8"]
+    ours = _cli_loss(monkeypatch, main, args)
+    theirs = _cli_loss(monkeypatch, cli.main, ["train", *args, "--quiet"])
+    for loss in (ours, theirs):
+        assert (loss.negatives, loss.num_negatives) == ("sampled", 8)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--model", "mf", "--layers", "2"], "--layers only applies to --model lightgcn"),
+        (["--alpha0", "0"], "--alpha0 only applies to --model svdpp-user or svdpp-item"),
+        (["--loss", "nope"], "unknown loss 'nope'"),
+        (["--loss-arg", "tau"], "--loss-arg expects KEY=VALUE, got 'tau'"),
+        (["--loss", "ssm", "--loss-arg", "tau=abc"], "argument tau='abc' must be a number"),
+    ],
+)
+def test_cli_errors_are_one_line_and_come_before_the_data(monkeypatch, capsys, extra, message):
+    # a PygCFError used to end in a traceback, after loading the data; --layers with
+    # --model mf was ignored silently
+    from pyg_cf import datasets
+    from pyg_cf.train.distributed import main
+
+    def load(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the settings were checked")
+
+    monkeypatch.setattr(datasets, "load", load)
+    assert main(extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_cli_refuses_an_unknown_model_like_the_main_cli(capsys):
+    from pyg_cf.train.distributed import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--model", "foo"])
+    assert e.value.code == 2
+    assert "argument --model: invalid choice: 'foo'" in capsys.readouterr().err
+
+
+def test_cli_model_flags_reach_the_model(monkeypatch):
+    seen = []
+    build = GraphCF.from_data.__func__
+
+    def spy(cls, data, model="lightgcn", **kw):
+        seen.append((model, {k: v for k, v in kw.items() if k != "embedding_dim"}))
+        return build(cls, data, model, **kw)
+
+    monkeypatch.setattr(GraphCF, "from_data", classmethod(spy))
+    from pyg_cf.train.distributed import main
+
+    for argv in ([], ["--layers", "2"], ["--model", "svdpp-item", "--alpha0", "0"]):
+        _cli_loss(monkeypatch, main, argv)
+    assert seen == [
+        ("lightgcn", {"num_layers": 3}),
+        ("lightgcn", {"num_layers": 2}),
+        ("svdpp-item", {"alpha0": 0.0}),
+    ]
