@@ -45,6 +45,11 @@ def log_degree_bins(degree: Tensor | np.ndarray | pd.Series, num_bins: int = 12)
     if hi <= lo:
         return np.array([lo, np.nextafter(lo, math.inf)])  # one degree: one bin
     edges = np.geomspace(lo, hi, num_bins + 1)
+    # geomspace may land a rounding step above an exact integer (32.00000000000001): a
+    # degree equal to it would fall into the bin below, whose upper edge it then equals
+    near = np.round(edges)
+    snap = np.abs(edges - near) <= 8 * np.finfo(np.float64).eps * np.maximum(np.abs(near), 1.0)
+    edges = np.where(snap, near, edges)
     edges[-1] = np.nextafter(hi, math.inf)
     return edges
 
@@ -154,5 +159,7 @@ def fit_loglog_slope(
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (intercept + slope * x)
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    # a constant y leaves rounding noise (~1e-29) in ss_tot, not 0: its fit is exact
+    flat = ss_tot <= (64 * np.finfo(np.float64).eps) ** 2 * float((y**2).sum())
+    r2 = 1.0 if flat else 1.0 - float((resid**2).sum()) / ss_tot
     return SlopeFit(float(slope), float(intercept), r2, int(x.size))

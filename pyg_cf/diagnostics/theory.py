@@ -33,6 +33,7 @@ degrees are Pareto of shape :math:`\alpha_u`, the neighbours of an item have sha
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,18 @@ def pareto_moment(alpha: float, s: float, x_min: float = 1.0, discrete: bool = F
     :math:`\lfloor X \rfloor^{-s}` and :math:`X^{-s}` agree to :math:`O(10^{-6})`. At small
     :math:`x_m` the two laws differ by tens of percent (degree 1 and 2 carry most of the
     mass), at :math:`x_m = 30` by about one.
+
+    Raises:
+        ConfigError: if :math:`\alpha \le 0`, :math:`x_m \le 0` or
+            :math:`\alpha + s \le 0` (the moment is infinite there).
     """
+    if not (alpha > 0 and x_min > 0 and math.isfinite(alpha) and math.isfinite(x_min)):
+        raise ConfigError(f"need a shape alpha > 0 and a scale x_min > 0, got {alpha}, {x_min}")
+    if not alpha + s > 0:
+        raise ConfigError(
+            f"E D^(-s) is infinite for alpha + s <= 0 (alpha {alpha}, s {s}): the Pareto law's "
+            "tail is too heavy"
+        )
     if not discrete:
         return alpha * x_min ** (-s) / (alpha + s)
     k = x_min + np.arange(_DISCRETE_TERMS, dtype=np.float64)

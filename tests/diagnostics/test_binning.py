@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -76,3 +77,29 @@ def test_infinite_degrees_are_left_out_of_the_bins():
     assert fit.num_points == 2 and math.isfinite(fit.slope)
     with pytest.raises(ConfigError, match="positive, finite"):
         log_degree_bins(np.array([0.0, np.inf, np.nan]))
+
+
+@pytest.mark.parametrize(("hi", "bins"), [(1024, 10), (64, 6), (81, 4)])
+def test_exact_integer_edges_put_their_degree_in_the_upper_bin(hi, bins):
+    """The documented edges d_min (d_max/d_min)^(j/B) are exact integers here; geomspace
+    landed some a rounding step above, so that degree fell into the bin below."""
+    d = np.arange(1, hi + 1, dtype=float)
+    edges = log_degree_bins(d, bins)
+    exact = hi ** (np.arange(bins + 1) / bins)
+    ints = np.isclose(exact, np.round(exact), rtol=1e-12)
+    assert np.array_equal(edges[:-1][ints[:-1]], np.round(exact[:-1][ints[:-1]]))
+    exact[ints] = np.round(exact[ints])
+    want = [int(((d >= lo) & (d < up)).sum()) for lo, up in itertools.pairwise(exact)]
+    want[-1] += 1  # the last bin holds d_max
+    b = binned_summary(d, d, bins)
+    assert b["count"].tolist() == [w for w in want if w]
+
+
+@pytest.mark.parametrize("y", [0.1, 0.3, 7.0])
+def test_a_constant_value_fits_exactly_whatever_the_rounding(y):
+    """A constant y leaves ~1e-29 of rounding in the total sum of squares: R² was an
+    arbitrary number (0.24, -64.6) instead of the exact fit's 1."""
+    d = np.array([1.0, 2.0, 3.0, 5.0, 8.0, 13.0])
+    fit = fit_loglog_slope(d, np.full(6, y))
+    assert fit.slope == pytest.approx(0.0, abs=1e-12)
+    assert fit.r2 == 1.0

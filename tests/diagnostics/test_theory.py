@@ -195,3 +195,17 @@ def test_fit_theory_needs_two_distinct_degrees(num_bins):
         np.array([1.0, 2.0, 4.0, np.inf]), np.array([1.0, 2.0, 4.0, 1.0]), 0.5, num_bins
     )
     assert fit.num_points == 3
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize(("alpha", "s", "x_min"), [(0.5, -1.0, 1), (1.0, -1.0, 1), (1.0, -2.0, 2)])
+def test_an_infinite_pareto_moment_is_refused_not_returned_negative(alpha, s, x_min, discrete):
+    """alpha + s <= 0: the moment diverges; it came back negative or as ZeroDivisionError."""
+    with pytest.raises(ConfigError, match="infinite"):
+        pareto_moment(alpha, s, x_min, discrete=discrete)
+
+
+@pytest.mark.parametrize(("alpha", "x_min"), [(0.0, 1), (-1.0, 1), (1.5, 0)])
+def test_pareto_moment_refuses_a_shape_or_scale_that_is_no_pareto_law(alpha, x_min):
+    with pytest.raises(ConfigError, match="shape alpha > 0 and a scale x_min > 0"):
+        pareto_moment(alpha, 0.5, x_min)
