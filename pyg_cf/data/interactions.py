@@ -104,37 +104,108 @@ def _lookup(table: np.ndarray, raw: Sequence[object] | np.ndarray, kind: str) ->
     return idx.astype(np.int64)
 
 
-def _id_values(frames: Sequence[pd.DataFrame], col: str) -> pd.Series:
-    """The ``col`` ids of all ``frames`` in one series, in frame order, with exact values.
+#: Integers up to this magnitude are exact in float64; a float64 id of at least this
+#: magnitude may be the rounded form of several integer ids.
+_FLOAT_EXACT = 2**53
 
-    Empty frames add no rows, so their dtype (``object`` for ``pd.DataFrame(columns=...)``)
-    never changes how the ids are handled. Integer columns of mixed signedness (``int64``
-    and ``uint64``), which pandas would join as ``float64`` (rounding ids beyond 2**53),
-    are joined as ``int64`` when every id fits it, else as ``uint64`` when none is
-    negative.
+
+def _exact_parts(parts: Sequence[pd.Series], col: str, names: Sequence[str]) -> list[pd.Series]:
+    """``parts`` (the non-empty ``col`` columns of several frames, named ``names``), cast
+    so that joining or comparing them is exact; parts needing no cast are returned as they
+    are.
+
+    * Integer columns of mixed signedness (``int64`` and ``uint64``), which pandas would
+      join as ``float64`` (rounding ids beyond 2**53), become ``int64`` when every id fits
+      it, else ``uint64`` when none is negative.
+    * Integer columns beside float columns are joined as ``float64``, as pandas does, when
+      every integer id is within ±2**53 (exact in float64). When one is beyond, the float
+      columns are cast to ``int64`` if they hold whole numbers below 2**53 in magnitude;
+      otherwise distinct ids could merge, and the mix is refused.
 
     Raises:
-        DataFormatError: for negative ids beside ``uint64`` ids beyond the ``int64`` range.
+        DataFormatError: naming the column, for negative ids beside ``uint64`` ids beyond
+            the ``int64`` range, or for float ids beside integer ids beyond ±2**53 that
+            cannot be cast to ``int64`` exactly.
     """
-    parts = [df[col] for df in frames if len(df)]
-    if not parts:
-        return pd.concat([df[col] for df in frames], ignore_index=True)
-    values = pd.concat(parts, ignore_index=True)
     is_int = pd.api.types.is_integer_dtype
-    if all(is_int(p) for p in parts) and not is_int(values):
-        if all(
-            int(p.max()) <= _INT64_MAX for p in parts if pd.api.types.is_unsigned_integer_dtype(p)
-        ):
+    is_float = pd.api.types.is_float_dtype
+    out = list(parts)
+    ints = [p for p in out if is_int(p)]
+    floats = [k for k, p in enumerate(out) if is_float(p)]
+    if ints and floats and len(ints) + len(floats) == len(out):
+        big = [p for p in ints if int(p.max()) > _FLOAT_EXACT or int(p.min()) < -_FLOAT_EXACT]
+        if big:
+            for k in floats:
+                v = out[k].to_numpy(dtype=np.float64)
+                bad = ~(np.isfinite(v) & (np.abs(v) < _FLOAT_EXACT))
+                bad[~bad] = v[~bad] != np.floor(v[~bad])
+                if bad.any():
+                    hi, lo = int(big[0].max()), int(big[0].min())
+                    raise DataFormatError(
+                        f"column '{col}' mixes integer ids beyond ±2**53 (e.g. "
+                        f"{hi if hi > _FLOAT_EXACT else lo}) with "
+                        f"float ids ({names[k]}: {float(v[bad][0])!r}) that are not whole "
+                        "numbers below 2**53 in magnitude; float64 cannot tell such ids apart "
+                        f"exactly, so distinct ids could merge: give every '{col}' column as "
+                        "integers (or strings)"
+                    )
+                out[k] = out[k].astype(np.int64)
+    # pandas joins int64 with uint64 as float64: the empty join shows the common dtype
+    if all(is_int(p) for p in out) and not is_int(pd.concat([p.iloc[:0] for p in out])):
+        unsigned = [p for p in out if pd.api.types.is_unsigned_integer_dtype(p)]
+        if all(int(p.max()) <= _INT64_MAX for p in unsigned):
             dtype: type[np.integer] = np.int64
-        elif all(int(p.min()) >= 0 for p in parts):
+        elif all(int(p.min()) >= 0 for p in out):
             dtype = np.uint64
         else:
             raise DataFormatError(
                 f"column '{col}' mixes negative ids with unsigned ids beyond the int64 range; "
                 "no integer type holds both exactly (convert the ids to strings)"
             )
-        values = pd.concat([p.astype(dtype) for p in parts], ignore_index=True)
-    return values
+        out = [p if p.dtype == dtype else p.astype(dtype) for p in out]
+    return out
+
+
+def _id_values(frames: Sequence[pd.DataFrame], col: str) -> pd.Series:
+    """The ``col`` ids of all ``frames`` in one series, in frame order, with exact values
+    (see :func:`_exact_parts`).
+
+    Empty frames add no rows, so their dtype (``object`` for ``pd.DataFrame(columns=...)``)
+    never changes how the ids are handled.
+
+    Raises:
+        DataFormatError: for id columns no common type holds exactly (:func:`_exact_parts`).
+    """
+    named = [(f"frame #{k}", df[col]) for k, df in enumerate(frames) if len(df)]
+    if not named:
+        return pd.concat([df[col] for df in frames], ignore_index=True)
+    parts = _exact_parts([p for _, p in named], col, [n for n, _ in named])
+    return pd.concat(parts, ignore_index=True)
+
+
+def align_id_dtypes(
+    frames: Sequence[pd.DataFrame | None], names: Sequence[str]
+) -> list[pd.DataFrame | None]:
+    """``frames`` with their ``user`` and ``item`` columns cast (see :func:`_exact_parts`)
+    so that ids compare exactly across frames; a frame needing no cast (and ``None``) is
+    returned as it is. ``names`` name the frames in errors.
+
+    Raises:
+        DataFormatError: naming the column, for id columns no common type holds exactly.
+    """
+    out = list(frames)
+    for col in ("user", "item"):
+        ks = [k for k, df in enumerate(out) if df is not None and len(df)]
+        cols = [df[col] for df in out if df is not None and len(df)]
+        parts = _exact_parts(cols, col, [names[k] for k in ks])
+        for k, p in zip(ks, parts):
+            df = out[k]
+            assert df is not None
+            if p.dtype != df[col].dtype:
+                df = df.copy()
+                df[col] = p
+                out[k] = df
+    return out
 
 
 def encode_ids(
@@ -161,6 +232,9 @@ def encode_ids(
     Raises:
         ConfigError: with ``keep_dense``, when the largest id is far beyond the number of
             distinct ids (pass ``keep_dense=False`` to map them to ``0..distinct-1``).
+        DataFormatError: naming the column, when no id type holds the ids of all frames
+            exactly (e.g. float ids that are not whole numbers below 2**53 beside integer
+            ids beyond ±2**53, which float64 could merge).
     """
     if not frames:
         raise ConfigError("encode_ids needs at least one frame")

@@ -23,6 +23,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_cf.data.graph import build_graph
 from pyg_cf.data.interactions import (
+    align_id_dtypes,
     dense_id_limit,
     drop_duplicates,
     encode_ids,
@@ -140,6 +141,11 @@ def from_splits(
         keep_dense: Keep integer ids ``0..n-1`` as they are (LightGCN releases).
         cold_start: What to do with held-out pairs whose user or item never occurs in
             training: ``'keep'`` (default; reported in a log line), ``'drop'`` or ``'error'``.
+
+    Raises:
+        DataFormatError: naming the column, when the frames' id types cannot be compared
+            exactly (float ids other than whole numbers below 2**53 beside integer ids
+            beyond ±2**53: float64 could merge distinct ids).
     """
     _check_policy(cold_start)
     return _from_frames(train, val, test, name, keep_dense, cold_start, cold_start, train)
@@ -168,13 +174,24 @@ def _from_frames(
 ) -> HeteroData:
     """:func:`from_splits` with a cold-start policy per split, and test pairs judged
     against ``test_reference`` (the file loaders pass the training file as read, before a
-    validation carve, so that their carve never changes the given test split)."""
+    validation carve, so that their carve never changes the given test split): test pairs
+    whose user or item is not in it are cold, and test pairs it holds are dropped (a
+    training pair the carve moved into validation included, even when validation then
+    drops it as cold), so the test split does not depend on the carve's ratio or seed.
+
+    The id columns of all frames are first cast so that ids compare exactly across
+    frames (:func:`~pyg_cf.data.interactions.align_id_dtypes`: integer ids beyond ±2**53
+    beside float ids are refused unless the floats are whole numbers below 2**53).
+    """
     train = drop_duplicates(train, "train")
     val = drop_duplicates(val, "val") if val is not None else None
     test = drop_duplicates(test, "test") if test is not None else None
+    train, val, test, test_reference = align_id_dtypes(
+        [train, val, test, test_reference], ["train", "val", "test", "train"]
+    )
     val = _remove_overlap(train, _cold_start(train, val, "val", val_policy), "val", "training")
     test = _cold_start(test_reference, test, "test", test_policy)
-    test = _remove_overlap(train, test, "test", "training")
+    test = _remove_overlap(test_reference, test, "test", "training")
     if val is not None and test is not None:
         test = _remove_overlap(val, test, "test", "validation")
     frames = [f for f in (train, val, test) if f is not None]

@@ -21,6 +21,7 @@ inner-product (or cosine) score :math:`s(u, i) = \mathbf{p}_u^\top \mathbf{q}_i`
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Sequence
@@ -60,6 +61,22 @@ def _raw_ids(ids: Any, n: int, kind: str) -> np.ndarray:
             f"{dup[:5].tolist()}"
         )
     return out
+
+
+def _write_id_csv(path: str, ids: np.ndarray) -> None:
+    r"""Write the ``index,raw_id`` file of ``ids``.
+
+    The CSV writer quotes a field holding the separator, a quote or ``\n``, but not a bare
+    ``\r``, which CSV readers take as a line break. When a raw id holds ``\r``, every
+    string field is therefore quoted (``csv.QUOTE_NONNUMERIC``; any CSV reader, and
+    :func:`load_embeddings`, reads it back); otherwise the file is written as always.
+    """
+    quoting = csv.QUOTE_MINIMAL
+    if ids.dtype.kind == "U" and len(ids) and bool(np.char.find(ids, "\r").max() >= 0):
+        quoting = csv.QUOTE_NONNUMERIC
+    pd.DataFrame({"index": np.arange(len(ids)), "raw_id": ids}).to_csv(
+        path, index=False, quoting=quoting
+    )
 
 
 def _read_id_csv(path: str) -> pd.DataFrame:
@@ -183,9 +200,7 @@ def export_embeddings(
         np.savez(f, user_embedding=u, item_embedding=i, user_id=uid, item_id=iid)
     os.replace(tmp, os.path.join(folder, "embeddings.npz"))
     for name, ids in (("users.csv", uid), ("items.csv", iid)):
-        pd.DataFrame({"index": np.arange(len(ids)), "raw_id": ids}).to_csv(
-            os.path.join(folder, name), index=False
-        )
+        _write_id_csv(os.path.join(folder, name), ids)
     meta = {
         "format": FORMAT,
         "num_users": len(u),

@@ -253,3 +253,29 @@ def test_int64_and_uint64_ids_stay_exact():
     neg = pd.DataFrame({"user": np.array([-1], dtype=np.int64), "item": [0]})
     with pytest.raises(DataFormatError, match="column 'user' mixes negative ids with unsigned"):
         encode_ids(neg, pd.DataFrame({"user": huge, "item": [0]}))
+
+
+def test_float_ids_beside_integer_ids_beyond_2_53_are_exact_or_refused(caplog):
+    # joined as float64, 2**60 and 2**60 + 1 merged into one user, and the test pair
+    # (2**60, 1) was dropped as "also a training pair" because (2**60 + 1, 1) is one
+    a, b = 2**60, 2**60 + 1
+    train = pd.DataFrame({"user": np.array([a, b, 7], dtype=np.int64), "item": [0, 1, 1]})
+    test = pd.DataFrame({"user": [7.0, 7.0], "item": [1.0, 0.0]})  # whole and below 2**53
+    (etr, ete), m = encode_ids(train, test)
+    assert m.users.tolist() == [7, a, b] and m.users.dtype == np.int64
+    assert etr["user"].tolist() == [1, 2, 0] and ete["user"].tolist() == [0, 0]
+    data = from_splits(train, test=test)
+    assert data["user"].num_nodes == 3 and data["user"].raw_id.tolist() == [7, a, b]
+    raw = data["user"].raw_id
+    assert [(int(raw[u]), i) for u, i in held_out_edges(data, "test").t().tolist()] == [(7, 0)]
+    assert "test: dropped 1 pair(s) that are also training pairs" in caplog.text  # (7, 1)
+    ambiguous = pd.DataFrame({"user": [float(a)], "item": [1.0]})  # may be a rounded b
+    for bad in (ambiguous, pd.DataFrame({"user": [7.5], "item": [1.0]})):
+        with pytest.raises(DataFormatError, match="column 'user' mixes integer ids beyond"):
+            encode_ids(train, bad)
+        with pytest.raises(DataFormatError, match=r"column 'user' .*\(test: "):
+            from_splits(train, test=bad)
+    # integer ids within +-2**53 beside float ids are joined as float64, as before
+    small = pd.DataFrame({"user": [1, 2], "item": [0, 1]})
+    (_, _), m = encode_ids(small, pd.DataFrame({"user": [2.0, 3.5], "item": [1, 0]}))
+    assert m.users.dtype == np.float64 and m.users.tolist() == [1.0, 2.0, 3.5]

@@ -86,3 +86,42 @@ def test_validation_carve_runs_on_distinct_pairs(tmp_path, seed):
     (tmp_path / "lg" / "test.txt").write_text("0 5\n")
     data = from_lightgcn_files(tmp_path / "lg", val_ratio=0.5, seed=seed)
     assert (train_edges(data).size(1), held_out_edges(data, "val").size(1)) == (2, 2)
+
+
+def raw_pairs(data, ei):
+    users, items = data["user"].raw_id, data["item"].raw_id
+    return sorted((str(users[u]), str(items[i])) for u, i in ei.t().tolist())
+
+
+@pytest.mark.parametrize("cold_start", ["drop", "keep", "error"])
+def test_validation_carve_never_changes_the_given_test_split(tmp_path, cold_start):
+    # (0, 3) is in both files, and item 3 only in user 0's training list: carved into
+    # validation it was dropped there as cold (cold_start='drop') and then survived in
+    # test, which was only checked against the carved training part
+    (tmp_path / "lg").mkdir()
+    (tmp_path / "lg" / "train.txt").write_text("0 0 1 2 3\n1 0 1 2\n")
+    (tmp_path / "lg" / "test.txt").write_text("0 3\n1 1\n1 3\n")
+    (tmp_path / "train.txt").write_text("0 0\n0 1\n0 2\n0 3\n1 0\n1 1\n1 2\n")
+    (tmp_path / "test.txt").write_text("0 3\n1 1\n1 3\n")
+
+    def lightgcn(val_ratio, seed):
+        return from_lightgcn_files(
+            tmp_path / "lg", val_ratio=val_ratio, seed=seed, cold_start=cold_start
+        )
+
+    def edge_lists(val_ratio, seed):
+        return from_edge_list_files(
+            tmp_path / "train.txt",
+            tmp_path / "test.txt",
+            val_ratio=val_ratio,
+            seed=seed,
+            cold_start=cold_start,
+        )
+
+    for load in (lightgcn, edge_lists):
+        base = raw_pairs(load(0.0, 0), held_out_edges(load(0.0, 0), "test"))
+        assert base == [("1", "3")]
+        for val_ratio in (0.25, 0.5):
+            for seed in range(8):
+                data = load(val_ratio, seed)
+                assert raw_pairs(data, held_out_edges(data, "test")) == base, (val_ratio, seed)

@@ -164,3 +164,16 @@ def test_unsigned_raw_ids_beyond_int64_round_trip(tmp_path):
     assert got.user_id.dtype == np.uint64 and int(got.user_id.max()) == 2**63 + 7
     rows = got.user_index([2**63 + 5, 2**63 + 7])
     assert [int(got.user_id[r]) for r in rows] == [2**63 + 5, 2**63 + 7]
+
+
+def test_raw_ids_with_a_carriage_return_round_trip(tmp_path):
+    # the CSV writer did not quote a bare "\r", which readers take as a line break:
+    # load_embeddings then refused the folder it had just written
+    uid = ["a", "\r", "x\ry", "\r\n", "", 'q"\r,', "NA"]
+    model = GraphCF.mf(len(uid), 2, embedding_dim=3)
+    folder = model.export(tmp_path / "e", user_ids=uid, item_ids=["p", "q"])
+    got = load_embeddings(folder)  # also checks the CSV maps against the npz
+    assert got.user_id.tolist() == uid and got.item_index(["q"]).tolist() == [1]
+    assert _id_csv(tmp_path / "e" / "users.csv")["raw_id"].tolist() == uid
+    # files without such ids are written as before (and old exports still load)
+    assert (tmp_path / "e" / "items.csv").read_bytes() == b"index,raw_id\n0,p\n1,q\n"
