@@ -272,3 +272,58 @@ def test_cuda_graphs_resume_from_an_eager_checkpoint(tmp_path):
     hist = second.fit()
     assert len(hist) == 3 and second._graphed is not None
     assert not second._graphed.failed and second._graphed.replays > 0
+
+
+@pytest.mark.skipif(KIND != "cuda", reason="CUDA graphs need a CUDA device")
+def test_cuda_graphs_on_a_device_other_than_the_current_one():
+    """TrainConfig(device='cuda:N'), current device 0: warm-up, capture and replay run on
+    device N's streams (on one GPU, N = 0: the explicit index is still honoured)."""
+    data = random_data(seed=5, num_edges=1500)
+    dev = f"cuda:{torch.cuda.device_count() - 1}"
+    torch.cuda.set_device(0)
+
+    def run(graphs: bool):  # type: ignore[no-untyped-def]
+        seed_everything(0)
+        model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+        cfg = _cfg(
+            epochs=2, batch_size=128, device=dev, sampling="user", l2_reg=1e-4,
+            eval_every=2, cuda_graphs=graphs,
+        )  # fmt: skip
+        tr = Trainer(model, data, get_loss("bpr", reject_positives=True), cfg)
+        return tr, tr.fit()
+
+    eager, h_eager = run(False)
+    graph, h_graph = run(True)
+    assert torch.cuda.current_device() == 0
+    g = graph._graphed
+    assert g is not None and not g.failed and g.captures == 2 and g.replays > 0
+    assert g.device == torch.device(dev)
+    torch.testing.assert_close(
+        torch.tensor(h_graph["loss"].to_list()), torch.tensor(h_eager["loss"].to_list()),
+        rtol=1e-4, atol=1e-5,
+    )  # fmt: skip
+    for p_e, p_g in zip(eager.model.parameters(), graph.model.parameters()):
+        assert p_g.device == torch.device(dev)
+        torch.testing.assert_close(p_g, p_e, rtol=1e-3, atol=1e-4)
+
+
+def test_evaluation_reuses_the_device_indexes_of_host_pairs(monkeypatch):
+    """Data on the CPU, embeddings on the GPU: the pairs are copied and sorted once."""
+    from pyg_cf.data.pairs import UserItemIndex
+    from pyg_cf.metrics import evaluate
+
+    data = random_data(seed=5, num_edges=1200)
+    u = torch.randn(data["user"].num_nodes, 8, device=DEVICE)
+    i = torch.randn(data["item"].num_nodes, 8, device=DEVICE)
+    built = [0]
+    init = UserItemIndex.__init__
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built[0] += 1
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(UserItemIndex, "__init__", counting)
+    first = evaluate(u, i, data, "test")
+    built[0] = 0
+    assert evaluate(u, i, data, "test") == first and built[0] == 0
+    assert evaluate(u.cpu(), i.cpu(), data, "test") == pytest.approx(first, abs=1e-6)

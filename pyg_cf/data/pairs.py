@@ -13,12 +13,23 @@ from pyg_cf.errors import ConfigError
 
 __all__ = ["UserItemIndex", "check_pairs"]
 
-# id(edge_index) -> (weakref to it, its version counter, num_users, num_items, index)
-_CACHE: dict[int, tuple[Any, int, int, int, UserItemIndex]] = {}
+# (id(edge_index), device of the index) -> (weakref to edge_index, its version counter,
+# num_users, num_items, index)
+_Key = tuple[int, torch.device]
+_CACHE: dict[_Key, tuple[Any, int, int, int, UserItemIndex]] = {}
 _CACHE_SIZE = 16
 
 
-def _dropper(key: int) -> Callable[[Any], None]:
+def _cache_device(device: torch.device | str) -> torch.device:
+    """``device`` with its index filled in (``'cuda'`` is the current CUDA device), so that
+    one device has one cache key."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _dropper(key: _Key) -> Callable[[Any], None]:
     """A weakref callback removing cache entry ``key`` when its tensor is freed."""
 
     def drop(_: Any) -> None:
@@ -79,7 +90,23 @@ class UserItemIndex:
         and unmodified (it is keyed by object identity and checked against the tensor's
         in-place version counter), so that repeated evaluations of the same split skip the
         sort. At most a few indexes are kept."""
-        key = id(edge_index)
+        return cls.cached_on(edge_index, edge_index.device, num_users, num_items)
+
+    @classmethod
+    def cached_on(
+        cls,
+        edge_index: Tensor,
+        device: torch.device | str,
+        num_users: int,
+        num_items: int,
+    ) -> UserItemIndex:
+        """Like :meth:`cached`, for the index of ``edge_index`` on ``device`` (which may be
+        another device than ``edge_index``'s): the pairs are copied there and sorted once,
+        and the index is reused while the source tensor is alive and unmodified. The key is
+        ``(source tensor, device)``; the cache holds only a weak reference to the source
+        (its entries go with it) and the index, not the device copy of the pairs."""
+        device = _cache_device(device)
+        key = (id(edge_index), device)
         hit = _CACHE.get(key)
         if hit is not None:
             ref, version, nu, ni, index = hit
@@ -89,12 +116,14 @@ class UserItemIndex:
                 and (nu, ni) == (int(num_users), int(num_items))
             ):
                 return index
-        index = cls(edge_index, num_users, num_items)
+        version = edge_index._version  # before the copy: an edit during it is seen next time
+        index = cls(edge_index.to(device), num_users, num_items)
+        _CACHE.pop(key, None)  # re-inserted last: the eviction below is oldest-first
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = (
             weakref.ref(edge_index, _dropper(key)),
-            edge_index._version,
+            version,
             int(num_users),
             int(num_items),
             index,
@@ -144,9 +173,13 @@ class UserItemIndex:
         slot[uniq] = torch.arange(uniq.numel(), device=items.device)
         row, it = self.gather(uniq_u)
         col = slot[it]
-        keep = col >= 0
-        per_pair = torch.zeros(uniq_u.numel(), uniq.numel(), dtype=torch.bool, device=users.device)
-        per_pair[row[keep], col[keep]] = True
-        mask = per_pair[inv_u][:, inverse]
+        # items not in the batch (slot -1) go to a dummy last column, sliced off below: the
+        # same pairs as keeping only col >= 0, without boolean-mask indexing (host syncs)
+        col = torch.where(col >= 0, col, uniq.numel())
+        per_pair = torch.zeros(
+            uniq_u.numel(), uniq.numel() + 1, dtype=torch.bool, device=users.device
+        )
+        per_pair[row, col] = True
+        mask = per_pair[:, :-1][inv_u][:, inverse]
         mask.fill_diagonal_(False)
         return mask

@@ -76,10 +76,17 @@ def sample_neighbors(
         torch.cumsum(take, 0) - take, take, output_size=total
     )
     if fanout >= 0:
+        # Rows with more than ``fanout`` neighbors get ``fanout`` distinct offsets drawn;
+        # the others keep all of theirs. One host sync (the size of ``nonzero``) besides
+        # ``total``: no boolean-mask indexing, and the draws are those of sampling the big
+        # rows' degrees in node order, as before (seeded runs repeat bit for bit).
         big = deg > fanout
-        if bool(big.any()):
-            picked = sample_offsets(deg[big], fanout, generator)  # [N_big, fanout]
+        big_rows = big.nonzero().view(-1)
+        if big_rows.numel():
+            picked = sample_offsets(deg.index_select(0, big_rows), fanout, generator)
             slot = torch.cumsum(big, 0) - 1  # row -> index among the sampled rows
-            sel = big[row]
-            offs[sel] = picked[slot[row[sel]], offs[sel]]
+            # gathered for every entry (offs < fanout always; rows before the first big row
+            # have slot -1, clamped), kept only for the big rows
+            cand = picked[slot[row].clamp(min=0), offs]
+            offs = torch.where(big[row], cand, offs)
     return row, start[row] + offs

@@ -24,7 +24,8 @@ class NegativeSampler:
         beta: Popularity exponent :math:`\beta` (``p_j \propto |P_j|^\beta``).
         positives: Training pairs to reject (a user's own positives are re-drawn, up to
             ``max_rounds`` times), or ``None`` for no rejection.
-        max_rounds: Rejection rounds; collisions left after them are kept (and counted).
+        max_rounds: Rejection rounds; collisions left after them are kept (counted by
+            :attr:`last_collisions`).
     """
 
     def __init__(
@@ -62,7 +63,19 @@ class NegativeSampler:
                 )
             self.probs = (w / w.sum()).float()
             self.log_probs = torch.log(self.probs.clamp_min(1e-30))
-        self.last_collisions = 0
+        self._last_draw: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def last_collisions(self) -> int:
+        """Positives left among the negatives of the last :meth:`sample` call that rejected
+        positives (after ``max_rounds`` rounds), ``0`` before any. Counted when read (a host
+        sync then, none per step), on the returned ``items`` as they are now."""
+        last = getattr(self, "_last_draw", None)
+        if last is None or self.positives is None:
+            return 0
+        dev = self.positives.keys.device  # the sampler may have moved since (:meth:`to`)
+        users, items = (t.to(dev) for t in last)
+        return int(self.positives.contains(users.unsqueeze(1), items).sum())
 
     def to(self, device: torch.device | str) -> NegativeSampler:
         if self.probs is not None:
@@ -109,11 +122,13 @@ class NegativeSampler:
         if self.positives is not None and not shared:
             for _ in range(self.max_rounds):
                 bad = self.positives.contains(users.unsqueeze(1), items)
-                nbad = int(bad.sum())
+                nbad = int(bad.sum())  # the one host sync per round: the size of the re-draw
                 if nbad == 0:
                     break
-                items[bad] = self._draw((nbad,), users.device, generator)
-            self.last_collisions = int(self.positives.contains(users.unsqueeze(1), items).sum())
+                # the same writes as ``items[bad] = draw`` (row-major order of the mask),
+                # without the hidden nonzero (a second host sync) of boolean-mask indexing
+                items.masked_scatter_(bad, self._draw((nbad,), users.device, generator))
+            self._last_draw = (users, items)
         if self.log_probs is None:
             logp = torch.full(shape, -math.log(self.num_items), device=users.device)
         else:

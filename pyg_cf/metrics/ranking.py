@@ -165,13 +165,21 @@ def _chunk_size(
     return max(1, min(_MAX_CHUNK[kind], int(budget * 2**20 / (num_items * 5))))
 
 
-def positive_index(positives: Tensor, num_users: int, num_items: int, caller: str) -> UserItemIndex:
+def positive_index(
+    positives: Tensor,
+    num_users: int,
+    num_items: int,
+    caller: str,
+    device: torch.device | str | None = None,
+) -> UserItemIndex:
     """The index of the held-out pairs :math:`T_u`, each ``(user, item)`` pair once:
     :math:`T_u` is a set, and a repeated pair would count twice in :math:`|T_u|` but could
-    only be hit once. A repeat is logged (naming ``caller``), never an error."""
-    pos = UserItemIndex.cached(positives, num_users, num_items)
+    only be hit once. A repeat is logged (naming ``caller``), never an error. The index is
+    on ``device`` (``positives``' own when ``None``), cached for the source tensor."""
+    dev = positives.device if device is None else torch.device(device)
+    pos = UserItemIndex.cached_on(positives, dev, num_users, num_items)
     if pos.keys.numel() > 1 and bool((pos.keys[1:] == pos.keys[:-1]).any()):
-        unique = torch.unique(positives, dim=1)
+        unique = torch.unique(positives.to(dev), dim=1)
         log.warning(
             "%s: positives repeat %d (user, item) pair(s); each is counted once",
             caller,
@@ -280,8 +288,10 @@ def evaluate_scores(
     if positives.numel() == 0:
         raise ConfigError("positives is empty: no user has a held-out pair to find")
     dev = torch.device(device) if device is not None else positives.device
-    pos = positive_index(positives.to(dev), num_users, num_items, "evaluate_scores")
-    masks = [UserItemIndex.cached(s.to(dev), num_users, num_items) for s in seen if s.numel()]
+    # cached per (source tensor, device): evaluating again on another device than the pairs'
+    # copies and sorts them once, not at every call
+    pos = positive_index(positives, num_users, num_items, "evaluate_scores", dev)
+    masks = [UserItemIndex.cached_on(s, dev, num_users, num_items) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     if chunk_size is None:
         chunk_size = _chunk_size(memory_budget_mb, num_items, dev)

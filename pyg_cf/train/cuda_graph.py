@@ -27,6 +27,7 @@ the graph: rejection sampling loops on the host.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -72,6 +73,9 @@ class GraphedStep:
             before the step and the step's backward allocates them, inside the graph).
         zero_grad: Sets the gradients to ``None`` (called before capture).
         warmup: Eager steps on a side stream before the first capture.
+        device: The CUDA device the step runs on (the trainer's). Warm-up, capture and
+            replay run with it as the current device and on streams of it, whatever the
+            current device is (``None``: the current device).
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class GraphedStep:
         step: Callable[[CFBatch], tuple[LossBatch, Tensor, Tensor]],
         zero_grad: Callable[[], None],
         warmup: int = 3,
+        device: torch.device | str | int | None = None,
     ) -> None:
         self.step = step
+        self.device = None if device is None else torch.device(device)
         self.zero_grad = zero_grad
         self.warmup_left = int(warmup)
         self.failed = False
@@ -90,6 +96,16 @@ class GraphedStep:
         self._signature: tuple[Any, ...] | None = None
         self._static: dict[str, Tensor | None] = {}
         self._out: tuple[LossBatch, Tensor, Tensor] | None = None
+        # the capture stream, of self.device (torch.cuda.graph's default one is shared by
+        # all graphs and belongs to the device that was current when it was first made)
+        self._stream: torch.cuda.Stream | None = None
+
+    def _on_device(self) -> contextlib.AbstractContextManager[Any]:
+        """``self.device`` as the current CUDA device: streams, capture and replay are per
+        device, and the step's tensors live on this one."""
+        if self.device is None:
+            return contextlib.nullcontext()
+        return torch.cuda.device(self.device)
 
     def reset(self) -> None:
         """Drop the recorded graph: the next batch is recorded anew (the trainer resets at
@@ -108,38 +124,41 @@ class GraphedStep:
         inputs = graph_inputs(cb)
         if inputs is None:
             return None
-        if self.warmup_left > 0:
-            self.warmup_left -= 1
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self.zero_grad()
-                out = self.step(cb)
-            torch.cuda.current_stream().wait_stream(side)
-            return out
-        sig = _signature(inputs)
-        if self._graph is None:
-            if not self._capture(cb, inputs, sig):
+        with self._on_device():
+            if self.warmup_left > 0:
+                self.warmup_left -= 1
+                side = torch.cuda.Stream(device=self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    self.zero_grad()
+                    out = self.step(cb)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                return out
+            sig = _signature(inputs)
+            if self._graph is None:
+                if not self._capture(cb, inputs, sig):
+                    return None
+            elif sig != self._signature:  # another shape (a short last batch): eagerly
                 return None
-        elif sig != self._signature:  # another shape (a short last batch): eagerly
-            return None
-        for name, t in inputs.items():
-            static = self._static[name]
-            if t is not None and static is not None:
-                static.copy_(t)
-        assert self._graph is not None and self._out is not None
-        self._graph.replay()
-        self.replays += 1
-        return self._out
+            for name, t in inputs.items():
+                static = self._static[name]
+                if t is not None and static is not None:
+                    static.copy_(t)
+            assert self._graph is not None and self._out is not None
+            self._graph.replay()
+            self.replays += 1
+            return self._out
 
     def _capture(self, cb: CFBatch, inputs: dict[str, Tensor | None], sig: Any) -> bool:
         self.reset()
         static = {k: None if t is None else t.clone() for k, t in inputs.items()}
         static_cb = dataclasses.replace(cb, **static)  # type: ignore[arg-type]
         graph = torch.cuda.CUDAGraph()
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=self.device)
         self.zero_grad()
         try:
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=self._stream):
                 out = self.step(static_cb)
         except Exception as e:  # any capture failure means: run eagerly
             self.failed = True

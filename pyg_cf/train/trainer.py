@@ -503,7 +503,9 @@ class Trainer:
             # eager steps (warm-up, short batches) are expected with a capturable optimizer
             self.optimizer._warned_capturable_if_run_uncaptured = True  # type: ignore[attr-defined]
             self._graphed = GraphedStep(
-                self._graph_step, lambda: self.optimizer.zero_grad(set_to_none=True)
+                self._graph_step,
+                lambda: self.optimizer.zero_grad(set_to_none=True),
+                device=self.device,  # capture on the trainer's device, not the current one
             )
         return self._graphed
 

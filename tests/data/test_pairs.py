@@ -35,7 +35,7 @@ def test_cached_sees_in_place_changes():
 
 def test_cached_entry_dropped_with_its_tensor():
     ei = _ei()
-    key = id(ei)
+    key = (id(ei), ei.device)
     UserItemIndex.cached(ei, 3, 5)
     assert key in pairs._CACHE
     del ei
@@ -86,3 +86,91 @@ def test_bad_shapes_and_dtypes_are_refused():
     index = UserItemIndex(torch.tensor([[2], [4]]), 3, 5)  # the largest valid ids
     assert index.contains(torch.tensor([2, 1]), torch.tensor([4, 0])).tolist() == [True, False]
     assert UserItemIndex(torch.empty(2, 0, dtype=torch.long), 0, 0).keys.numel() == 0
+
+
+def _in_batch_collisions_reference(index: UserItemIndex, users, items):  # type: ignore[no-untyped-def]
+    """in_batch_collisions as it was (boolean-mask writes: two host syncs on a GPU)."""
+    uniq_u, inv_u = torch.unique(users, return_inverse=True)
+    uniq, inverse = torch.unique(items, return_inverse=True)
+    slot = torch.full((index.num_items,), -1, dtype=torch.long)
+    slot[uniq] = torch.arange(uniq.numel())
+    row, it = index.gather(uniq_u)
+    col = slot[it]
+    keep = col >= 0
+    per_pair = torch.zeros(uniq_u.numel(), uniq.numel(), dtype=torch.bool)
+    per_pair[row[keep], col[keep]] = True
+    mask = per_pair[inv_u][:, inverse]
+    mask.fill_diagonal_(False)
+    return mask
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_in_batch_collisions_match_the_reference_without_mask_indexing(seed):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    g = torch.Generator().manual_seed(seed)
+    nu, ni = 30, 20
+    keys = torch.unique(torch.randint(nu * ni, (250,), generator=g))
+    ei = torch.stack([keys // ni, keys % ni])
+    index = UserItemIndex(ei, nu, ni)
+    masked: list[str] = []
+
+    class BoolIndex(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func.overloadpacket.__name__ in ("index", "index_put", "index_put_"):
+                if any(t is not None and t.dtype == torch.bool for t in args[1]):
+                    masked.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    for b in (1, 2, 16, 64):
+        sel = torch.randint(ei.size(1), (b,), generator=g)
+        users, items = ei[0, sel], ei[1, sel]
+        if b == 16:  # items none of the batch users listed: the dummy column only
+            items = torch.randint(ni, (b,), generator=g)
+        with BoolIndex():
+            ours = index.in_batch_collisions(users, items)
+        assert torch.equal(ours, _in_batch_collisions_reference(index, users, items))
+    assert masked == []
+
+
+def test_cached_on_keys_the_index_by_source_tensor_and_device(monkeypatch):
+    """A second device is simulated: ``Tensor.to('cuda:1')`` copies on the CPU (the key is
+    the device asked for)."""
+    ei = _ei()
+    a = UserItemIndex.cached(ei, 3, 5)
+    assert UserItemIndex.cached_on(ei, "cpu", 3, 5) is a  # the same device: the same entry
+    assert (id(ei), torch.device("cpu")) in pairs._CACHE
+    built: list[int] = []  # ids of the tensors indexes were built from
+    init = UserItemIndex.__init__
+
+    def counting(self, edge_index, *args):  # type: ignore[no-untyped-def]
+        built.append(id(edge_index))
+        init(self, edge_index, *args)
+
+    to = torch.Tensor.to
+
+    def fake_to(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if args and str(args[0]) == "cuda:1":
+            return self.clone()
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(UserItemIndex, "__init__", counting)
+    monkeypatch.setattr(torch.Tensor, "to", fake_to)
+    b = UserItemIndex.cached_on(ei, torch.device("cuda", 1), 3, 5)
+    assert b is not a and len(built) == 1 and built[0] != id(ei)  # built from the copy
+    assert (id(ei), torch.device("cuda", 1)) in pairs._CACHE
+    assert UserItemIndex.cached_on(ei, "cuda:1", 3, 5) is b and len(built) == 1
+    assert UserItemIndex.cached(ei, 3, 5) is a and len(built) == 1
+    # an in-place edit of the source invalidates the entries of every device
+    ei[1, 2] = 4
+    c = UserItemIndex.cached_on(ei, "cuda:1", 3, 5)
+    assert c is not b and len(built) == 2
+    assert bool(c.contains(torch.tensor([1]), torch.tensor([4])))
+    assert UserItemIndex.cached(ei, 3, 5) is not a and len(built) == 3
+    # other sizes are another index
+    assert UserItemIndex.cached_on(ei, "cuda:1", 3, 6) is not c and len(built) == 4
+    # the cache holds the source weakly: its entries, of every device, go with it
+    keys = [(id(ei), torch.device("cpu")), (id(ei), torch.device("cuda", 1))]
+    del ei
+    gc.collect()
+    assert not any(k in pairs._CACHE for k in keys)

@@ -109,3 +109,72 @@ def test_popularity_sampler_refuses_degrees_that_do_not_fit_the_catalogue():
     s = NegativeSampler(4, torch.tensor([0.0, 1.0, 0.0, 3.0]), kind="popularity")
     items, _ = s.sample(torch.arange(50), 4, torch.Generator().manual_seed(0))
     assert set(items.unique().tolist()) == {1, 3}
+
+
+def _reference_sample(s: NegativeSampler, users, num, generator):  # type: ignore[no-untyped-def]
+    """NegativeSampler.sample's rejection as it was (boolean-mask writes, an eager count of
+    the collisions left): the draws of a seed must not change."""
+    items = s._draw((users.numel(), num), users.device, generator)
+    for _ in range(s.max_rounds):
+        bad = s.positives.contains(users.unsqueeze(1), items)
+        nbad = int(bad.sum())
+        if nbad == 0:
+            break
+        items[bad] = s._draw((nbad,), users.device, generator)
+    return items, int(s.positives.contains(users.unsqueeze(1), items).sum())
+
+
+def _dense_positives() -> tuple[torch.Tensor, int, int]:
+    g = torch.Generator().manual_seed(3)
+    nu, ni = 40, 12
+    keys = torch.unique(torch.randint(nu * ni, (300,), generator=g))  # ~half of all pairs
+    return torch.stack([keys // ni, keys % ni]), nu, ni
+
+
+@pytest.mark.parametrize("kind", ["uniform", "popularity"])
+@pytest.mark.parametrize("rounds", [1, 3, 5, 50])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rejection_draws_are_those_of_the_boolean_mask_writes(kind, rounds, seed):
+    ei, nu, ni = _dense_positives()
+    deg = torch.bincount(ei[1], minlength=ni).float()
+    index = UserItemIndex(ei, nu, ni)
+    users = torch.randint(nu, (64,), generator=torch.Generator().manual_seed(seed))
+    for num in (1, 4):
+        s = NegativeSampler(ni, deg, kind=kind, positives=index, max_rounds=rounds)
+        items, _ = s.sample(users, num, torch.Generator().manual_seed(seed))
+        ref, left = _reference_sample(s, users, num, torch.Generator().manual_seed(seed))
+        assert torch.equal(items, ref)
+        assert s.last_collisions == left
+        if rounds == 1:
+            assert left > 0  # a dense positive set: some collisions survive one round
+
+
+def test_last_collisions_is_counted_when_read_not_per_draw():
+    """sample() syncs with the host once per rejection round (the size of the re-draw):
+    no boolean-mask write (a hidden nonzero) and no count of what is left."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    syncs: list[str] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func in (aten._local_scalar_dense.default, aten.nonzero.default):
+                syncs.append(func.overloadpacket.__name__)
+            if func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default):
+                if any(t is not None and t.dtype == torch.bool for t in args[1]):
+                    syncs.append("bool-mask index")
+            return func(*args, **(kwargs or {}))
+
+    ei, nu, ni = _dense_positives()
+    s = NegativeSampler(ni, positives=UserItemIndex(ei, nu, ni), max_rounds=2)
+    assert s.last_collisions == 0  # nothing drawn yet
+    users = torch.arange(nu)
+    with Count():
+        items, _ = s.sample(users, 3, torch.Generator().manual_seed(0))
+    assert syncs == ["_local_scalar_dense"] * 2, syncs  # two rounds, each one count
+    left = int(UserItemIndex(ei, nu, ni).contains(users.unsqueeze(1), items).sum())
+    assert left > 0 and s.last_collisions == left
+    # shared negatives skip rejection: the count stays that of the last rejecting draw
+    s.sample(users, 3, torch.Generator().manual_seed(1), shared=True)
+    assert s.last_collisions == left

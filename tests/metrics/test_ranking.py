@@ -249,3 +249,38 @@ def test_evaluate_scores_never_writes_into_the_callers_scores():
     out = evaluate_scores(lambda u: held[u.min() : u.max() + 1], 2, 3, pos, seen, [1])
     assert out["recall@1"] == pytest.approx(1.0)
     assert torch.equal(held, before)
+
+
+def test_evaluate_reuses_the_device_copies_of_the_pair_indexes(tiny_data, monkeypatch):
+    """With the data on one device and the ranking on another, the training, validation
+    and test pairs are copied and sorted once, not at every evaluation. The copy to another
+    device is simulated: ``Tensor.to(device)`` returns a new tensor, as a CPU -> GPU copy
+    does (the old code re-copied and rebuilt the three indexes at every call)."""
+    from pyg_cf.data.graph import train_edges
+
+    built = [0]
+    init = UserItemIndex.__init__
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built[0] += 1
+        init(self, *args, **kwargs)
+
+    to = torch.Tensor.to
+
+    def copying_to(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = to(self, *args, **kwargs)
+        return out.clone() if out is self and (args or "device" in kwargs) else out
+
+    monkeypatch.setattr(UserItemIndex, "__init__", counting)
+    monkeypatch.setattr(torch.Tensor, "to", copying_to)
+    u, i = torch.randn(4, 3), torch.randn(5, 3)
+    first = evaluate(u, i, tiny_data, "test", ks=(2,))
+    assert 0 < built[0] <= 3  # train, val (masked), test (some may be cached already)
+    built[0] = 0
+    assert evaluate(u, i, tiny_data, "test", ks=(2,)) == first
+    assert built[0] == 0
+    # an in-place edit of the training pairs invalidates their index (only theirs)
+    train = train_edges(tiny_data)
+    train[1, 0] = train[1, 0]
+    evaluate(u, i, tiny_data, "test", ks=(2,))
+    assert built[0] == 1

@@ -56,8 +56,21 @@ class FakeGraph:
 def fake_cuda(monkeypatch):  # type: ignore[no-untyped-def]
     state: dict[str, Any] = {}
 
+    # what ran on which CUDA device: ("enter"/"exit", device) of torch.cuda.device, the
+    # devices streams were made for, the stream each capture used
+    state["devices"], state["streams"], state["captured_on"] = [], [], []
+
     @contextlib.contextmanager
-    def graph(g: FakeGraph):  # type: ignore[no-untyped-def]
+    def device(d: Any):  # type: ignore[no-untyped-def]
+        state["devices"].append(("enter", d))
+        try:
+            yield
+        finally:
+            state["devices"].append(("exit", d))
+
+    @contextlib.contextmanager
+    def graph(g: FakeGraph, stream: Any = None):  # type: ignore[no-untyped-def]
+        state["captured_on"].append(stream)
         rec: Recorder = state["rec"]
         rec.capturing = True
         try:
@@ -74,22 +87,36 @@ def fake_cuda(monkeypatch):  # type: ignore[no-untyped-def]
         g.fn = replay
 
     class Stream:
+        def __init__(self, device: Any = None) -> None:
+            self.device = device
+            state["streams"].append(device)
+
         def wait_stream(self, other: Any) -> None:
-            pass
+            assert other.device == self.device, "streams of two devices"
+
+    def current_stream(device: Any = None) -> Stream:
+        s = object.__new__(Stream)
+        s.device = device
+        return s
 
     monkeypatch.setattr(cg.torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(cg.torch.cuda, "graph", graph)
     monkeypatch.setattr(cg.torch.cuda, "Stream", Stream)
     monkeypatch.setattr(cg.torch.cuda, "stream", lambda s: contextlib.nullcontext())
-    monkeypatch.setattr(cg.torch.cuda, "current_stream", lambda: Stream())
+    monkeypatch.setattr(cg.torch.cuda, "current_stream", current_stream)
+    monkeypatch.setattr(cg.torch.cuda, "device", device)
     return state
 
 
-def _runner(state: dict[str, Any], rec: Recorder, warmup: int = 2) -> cg.GraphedStep:
+def _runner(
+    state: dict[str, Any], rec: Recorder, warmup: int = 2, device: Any = None
+) -> cg.GraphedStep:
     state["rec"] = rec
     zeroed: list[int] = []
 
     def step(cb: CFBatch) -> tuple[Any, torch.Tensor]:
+        if device is not None:  # the step runs with the trainer's device current
+            assert state["devices"] and state["devices"][-1] == ("enter", torch.device(device))
         out = rec(cb)
         if rec.capturing:  # what the graph's outputs will be
             state["last_static"] = cb
@@ -97,7 +124,7 @@ def _runner(state: dict[str, Any], rec: Recorder, warmup: int = 2) -> cg.Graphed
             return state["out"]
         return out
 
-    runner = cg.GraphedStep(step, lambda: zeroed.append(1), warmup=warmup)
+    runner = cg.GraphedStep(step, lambda: zeroed.append(1), warmup=warmup, device=device)
     runner.zeroed = zeroed  # type: ignore[attr-defined]
     return runner
 
@@ -125,6 +152,39 @@ def test_warmup_then_capture_then_replay_with_fresh_inputs(fake_cuda):
     assert run.captures == 1 and run.replays == 2
     assert rec.seen[-1] == [7, 9] and float(loss) == 16
     assert len(run.zeroed) == 3  # before each warm-up step and before the capture
+
+
+def test_warmup_capture_and_replay_run_on_the_given_device(fake_cuda):
+    """TrainConfig(device='cuda:1') while device 0 is current: the side stream, the capture
+    stream and the replay must belong to device 1 (streams and graph capture are per
+    device; a capture on device 0's stream records none of device 1's kernels)."""
+    rec = Recorder()
+    run = _runner(fake_cuda, rec, warmup=1, device="cuda:1")
+    cuda1 = torch.device("cuda", 1)
+    run(_cb([1, 2]))  # warm-up, on a side stream of device 1
+    assert fake_cuda["streams"] == [cuda1]
+    assert fake_cuda["devices"] == [("enter", cuda1), ("exit", cuda1)]
+    run(_cb([3, 4]))  # capture on a stream of device 1, then replay
+    run(_cb([5, 6]))  # replay, on device 1 again
+    assert run.captures == 1 and run.replays == 2
+    assert fake_cuda["streams"] == [cuda1, cuda1]
+    capture_stream = fake_cuda["captured_on"][0]
+    assert capture_stream is not None and capture_stream.device == cuda1
+    assert fake_cuda["devices"] == [("enter", cuda1), ("exit", cuda1)] * 3
+    run.reset()
+    run(_cb([7, 8]))  # a new capture reuses the device's capture stream
+    assert fake_cuda["captured_on"] == [capture_stream, capture_stream]
+
+
+def test_the_trainer_passes_its_device_to_the_graphed_step(monkeypatch):
+    data = random_data(seed=5, num_edges=300)
+    model = GraphCF.from_data(data, "mf", embedding_dim=4)
+    tr = Trainer(model, data, get_loss("bpr"), TrainConfig(epochs=1, progress=False))
+    # a CUDA trainer cannot be built here: the runner's construction is what is checked
+    monkeypatch.setattr(tr.config, "cuda_graphs", True)
+    monkeypatch.setattr(tr, "device", torch.device("cuda", 1))
+    runner = tr._graphed_step()
+    assert runner is not None and runner.device == torch.device("cuda", 1)
 
 
 def test_other_shapes_run_eagerly_until_reset_records_anew(fake_cuda):
