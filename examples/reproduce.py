@@ -1645,9 +1645,11 @@ def write_page() -> None:
                     )
                     + ")"
                 )
-            taus = [row["tau0"] for row in rec["history"] if row.get("tau0") is not None]
-            if taus:  # Adap-tau cells: the temperature the method computed (last epoch)
-                status += f"; computed τ0 {taus[-1]:.4f}"
+            taus = {row["epoch"]: row["tau0"] for row in rec["history"] if row.get("tau0")}
+            if taus:  # Adap-tau cells: the temperature the method computed, at the epoch
+                # whose metrics the row reports (else the last one it recorded)
+                at = rec["best_epoch"] if rec["best_epoch"] in taus else max(taus)
+                status += f"; computed τ0 {taus[at]:.4f} (epoch {at})"
             lines.append(
                 f"| {c.label} | {r:.4f} / {n:.4f} | {pub} | {rel} | "
                 f"{rec['epochs_run']} ({rec['best_epoch']}) | {wall(rec)}"

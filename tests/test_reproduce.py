@@ -938,3 +938,18 @@ def test_reading_under_another_similarity_stops_where_a_run_monitoring_it_would(
     # never before min_epochs, as the trainer; a longer patience reaches the later maximum
     assert repro.read_under(rec, "cos", patience=3, min_epochs=6)["best_epoch"] == 6
     assert repro.read_under(rec, "cos", patience=4)["best_epoch"] == 6
+
+
+def test_the_page_gives_the_computed_tau0_of_the_reported_epoch(repro):
+    """An Adap-τ row reports the metrics of its best-validation epoch: its τ0 must be that
+    epoch's too (the page printed the last epoch's beside the best epoch's metrics)."""
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    path = repro.OUT / "t9-mf-ssm.json"
+    rec = json.loads(path.read_text())
+    for row in rec["history"]:
+        row["tau0"] = 0.1 + row["epoch"] / 1000  # 0.101, 0.102, ...
+    rec["best_epoch"] = rec["history"][0]["epoch"]
+    path.write_text(json.dumps(rec))
+    assert repro.main(["--page"]) == 0
+    page = repro.PAGE.read_text()
+    assert f"computed τ0 {0.1 + rec['best_epoch'] / 1000:.4f} (epoch {rec['best_epoch']})" in page
