@@ -143,21 +143,9 @@ def test_draws_are_those_of_the_reference_implementation(seed, fanout):
 def test_sample_neighbors_syncs_with_the_host_twice_per_call():
     """The size of the sample and of the set of rows to draw for: no boolean-mask
     indexing (each is a hidden nonzero, a host sync on a GPU)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    aten = torch.ops.aten
-    syncs: list[str] = []
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func in (aten._local_scalar_dense.default, aten.nonzero.default):
-                syncs.append(func.overloadpacket.__name__)
-            if func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default):
-                if any(t is not None and t.dtype == torch.bool for t in args[1]):
-                    syncs.append("bool-mask index")
-            return func(*args, **(kwargs or {}))
+    from tests.host_syncs import HostSyncs
 
     deg = torch.tensor([0, 3, 8, 1, 12])
-    with Count():
+    with HostSyncs() as count:
         sample_neighbors(_csr(deg), torch.tensor([4, 0, 2, 1, 3]), 2, torch.Generator())
-    assert len(syncs) == 2, syncs
+    assert len(count.syncs) == 2, count.syncs

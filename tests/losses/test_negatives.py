@@ -152,27 +152,15 @@ def test_rejection_draws_are_those_of_the_boolean_mask_writes(kind, rounds, seed
 def test_last_collisions_is_counted_when_read_not_per_draw():
     """sample() syncs with the host once per rejection round (the size of the re-draw):
     no boolean-mask write (a hidden nonzero) and no count of what is left."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    aten = torch.ops.aten
-    syncs: list[str] = []
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func in (aten._local_scalar_dense.default, aten.nonzero.default):
-                syncs.append(func.overloadpacket.__name__)
-            if func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default):
-                if any(t is not None and t.dtype == torch.bool for t in args[1]):
-                    syncs.append("bool-mask index")
-            return func(*args, **(kwargs or {}))
+    from tests.host_syncs import HostSyncs
 
     ei, nu, ni = _dense_positives()
     s = NegativeSampler(ni, positives=UserItemIndex(ei, nu, ni), max_rounds=2)
     assert s.last_collisions == 0  # nothing drawn yet
     users = torch.arange(nu)
-    with Count():
+    with HostSyncs() as count:
         items, _ = s.sample(users, 3, torch.Generator().manual_seed(0))
-    assert syncs == ["_local_scalar_dense"] * 2, syncs  # two rounds, each one count
+    assert count.syncs == ["_local_scalar_dense"] * 2, count.syncs  # two rounds, each one count
     left = int(UserItemIndex(ei, nu, ni).contains(users.unsqueeze(1), items).sum())
     assert left > 0 and s.last_collisions == left
     # shared negatives skip rejection: the count stays that of the last rejecting draw
