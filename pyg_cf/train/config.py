@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -98,7 +99,11 @@ class TrainConfig:
         progress: Show a tqdm bar (``None``: only on a terminal).
         max_steps_per_epoch: Cap on batches per epoch (short smoke runs).
         checkpoint_dir: Save a checkpoint after every evaluation into this directory.
-        time_budget_s: Stop after the epoch during which this many seconds have passed.
+        time_budget_s: Stop after the epoch whose training ends at or past this many
+            seconds since :meth:`~pyg_cf.train.Trainer.fit` started (evaluations count
+            toward the clock, but the budget is checked when an epoch's training ends, and
+            that epoch is still evaluated: a run can end up to one epoch and one
+            evaluation past the budget).
         mode: ``'full'`` (every step propagates over the whole training graph with a
             cached, pre-normalized adjacency; exact) or ``'sampled'`` (every step
             propagates over the batch's sampled K-hop neighborhood, see
@@ -164,7 +169,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool | None = None
     max_steps_per_epoch: int | None = None
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | os.PathLike[str] | None = None
     time_budget_s: float | None = None
     mode: str = "full"
     num_neighbors: tuple[int, ...] | None = None
@@ -212,8 +217,22 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, Integral) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, Integral)
+            or not 0 <= self.seed < 2**32
+        ):  # NumPy's global seed (seed_everything) takes 32 bits
+            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if self.checkpoint_dir is not None:
+            if isinstance(self.checkpoint_dir, bytes) or not isinstance(
+                self.checkpoint_dir, (str, os.PathLike)
+            ):
+                raise ConfigError(
+                    f"checkpoint_dir must be a folder path or None, got {self.checkpoint_dir!r}"
+                )
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
+            if not str(self.checkpoint_dir).strip():
+                raise ConfigError("checkpoint_dir is empty: name a folder (or None for none)")
         if not 0 < self.lr < math.inf:
             raise ConfigError(f"lr must be > 0 and finite, got {self.lr}")
         self.lr_milestones = tuple(sorted(_integers("lr_milestones", self.lr_milestones, "epochs")))
@@ -239,6 +258,13 @@ class TrainConfig:
         if self.test_similarity not in ("ip", "cos"):
             raise ConfigError(
                 f"test_similarity must be 'ip' or 'cos', got {self.test_similarity!r}"
+            )
+        if isinstance(self.extra_test_similarities, str) or not isinstance(
+            self.extra_test_similarities, (tuple, list)
+        ):
+            raise ConfigError(
+                "extra_test_similarities must be a tuple of similarity names such as "
+                f"('cos',), got {self.extra_test_similarities!r}"
             )
         self.extra_test_similarities = tuple(self.extra_test_similarities)
         bad = [s for s in self.extra_test_similarities if s not in ("ip", "cos")]

@@ -668,7 +668,7 @@ class Trainer:
             if cfg.checkpoint_dir is not None and "eval_s" in row:
                 from pyg_cf.train.checkpoint import save_checkpoint
 
-                save_checkpoint(self, f"{cfg.checkpoint_dir}/last.pt")
+                save_checkpoint(self, os.path.join(cfg.checkpoint_dir, "last.pt"))
             if stop or last:
                 break
         if self.has_val and self.best_state is not None:

@@ -591,10 +591,14 @@ def test_extra_test_similarities_share_one_forward_pass():
             tr.evaluate("test", embeddings=bad)
 
 
-@pytest.mark.parametrize("extra", [("ip",), ("dot",), ("cos", "cos")])
+@pytest.mark.parametrize("extra", [("ip",), ("dot",), ("cos", "cos"), None, 5, "cos"])
 def test_extra_test_similarities_are_validated(extra):
+    # None and 5 were raw TypeErrors, "cos" was reported as ('c', 'o', 's')
     with pytest.raises(ConfigError, match="extra_test_similarities"):
         TrainConfig(test_similarity="ip", extra_test_similarities=extra)
+    if isinstance(extra, str):
+        with pytest.raises(ConfigError, match=r"got 'cos'"):
+            TrainConfig(test_similarity="ip", extra_test_similarities=extra)
 
 
 @pytest.mark.parametrize("device", ["gpu", "mps", "cuda:x", ""])
@@ -606,10 +610,23 @@ def test_an_unknown_device_is_named(device):
     assert TrainConfig(device="cuda:1").device == "cuda:1"  # checked when a Trainer uses it
 
 
-@pytest.mark.parametrize("seed", ["abc", -1, 1.5, True])
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, True, 2**32])
 def test_a_bad_seed_is_a_config_error(seed):
-    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+    # 2**32 passed the config and failed in fit() inside NumPy's seeding
+    with pytest.raises(ConfigError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
         TrainConfig(seed=seed)
+    assert TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("folder", ["", "  ", 5, True, b"runs"])
+def test_a_checkpoint_dir_that_is_no_folder_is_refused(folder):
+    """'' saved to /last.pt; 5 and True made folders named '5' and 'True'."""
+    with pytest.raises(ConfigError, match="checkpoint_dir"):
+        TrainConfig(checkpoint_dir=folder)
+
+
+def test_a_path_checkpoint_dir_is_kept_as_its_string(tmp_path):
+    assert TrainConfig(checkpoint_dir=tmp_path).checkpoint_dir == str(tmp_path)
 
 
 @pytest.mark.parametrize(
