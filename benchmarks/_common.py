@@ -142,12 +142,23 @@ def write_results(
     return path
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (steps, threads, batch sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="tiny synthetic run (for tests)")
     p.add_argument("--results-dir", default=None, help="where to write <name>.md")
     p.add_argument("--name", default=None, help="results file name (default: the script's)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]' (where supported)")
     return p

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from _common import base_parser, bench_data, median, setup, sync, table, write_results
+from _common import base_parser, bench_data, median, positive_int, setup, sync, table, write_results
 
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.metrics import evaluate
@@ -63,7 +63,7 @@ def pyg_example_eval(u: torch.Tensor, i: torch.Tensor, data: Any, k: int, batch_
 def main() -> None:
     p = base_parser(__doc__ or "")
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions (interleaved)")
-    p.add_argument("--pyg-batch", type=int, default=8192, help="PyG example's user block")
+    p.add_argument("--pyg-batch", type=positive_int, default=8192, help="PyG example's user block")
     p.add_argument("--embeddings", default=None, help="a .pt file with (user_emb, item_emb)")
     p.add_argument(
         "--budgets-mb", default="", help="also time ours at these memory budgets, e.g. 256,4096"

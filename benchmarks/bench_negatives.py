@@ -28,7 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from _common import base_parser, bench_data, median, setup, table, timeit, write_results
+from _common import (
+    base_parser,
+    bench_data,
+    median,
+    positive_int,
+    setup,
+    table,
+    timeit,
+    write_results,
+)
 
 from pyg_cf.losses import LossBatch, get_loss
 from pyg_cf.nn import GraphCF
@@ -71,7 +80,7 @@ def time_steps(tr: Trainer, steps: int, reference: bool) -> tuple[list[float], f
 
 def main() -> None:
     p = base_parser(__doc__ or "")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--steps", type=positive_int, default=5, help="timed steps per variant")
     p.add_argument("--groups", type=int, default=16, help="sets of the grouped variant")
     args = p.parse_args()
     setup(args, cuda=False)  # times the CPU only

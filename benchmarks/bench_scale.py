@@ -33,7 +33,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, peak_rss_gib, setup, synthetic_data, table, write_results
+from _common import (
+    base_parser,
+    peak_rss_gib,
+    positive_int,
+    setup,
+    synthetic_data,
+    table,
+    write_results,
+)
 
 from pyg_cf.losses import get_loss
 from pyg_cf.nn import GraphCF
@@ -136,7 +144,7 @@ def single(
 def main() -> None:
     p = base_parser(__doc__ or "")
     p.add_argument("--sizes", default="1000000,10000000,50000000")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--fanout", default="5,5,5")
     p.add_argument(
         "--full-max",

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 import torch.nn.functional as F
-from _common import base_parser, median, setup, table, timeit, write_results
+from _common import base_parser, median, positive_int, setup, table, timeit, write_results
 
 from pyg_cf.losses import LossBatch, get_loss
 
@@ -112,7 +112,7 @@ def measure_blocks(
 
 def main() -> None:
     p = base_parser(__doc__ or "")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--steps", type=positive_int, default=5, help="timed steps per variant")
     args = p.parse_args()
     setup(args, cuda=False)  # times the CPU only
     if args.quick:

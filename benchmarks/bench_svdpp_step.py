@@ -37,6 +37,7 @@ from _common import (
     bench_data,
     bpr_trainer,
     median,
+    positive_int,
     setup,
     table,
     time_interleaved,
@@ -60,7 +61,9 @@ def variant(data: Any, mode: str, both_sides: bool, seed: int) -> tuple[Callable
 
 def main() -> None:
     p = base_parser(__doc__ or "")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
+    p.add_argument(
+        "--steps", type=positive_int, default=10, help="timed steps per variant and round"
+    )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = p.parse_args()
     setup(args)

@@ -1,11 +1,11 @@
-"""Table-sized gradient work per training step: the L2 penalty's lookups, the item gathers.
+r"""Table-sized gradient work per training step: the L2 penalty's lookups, the item gathers.
 
 A step's embedding gather is O(batch), but a dense gradient through it is table-sized: its
 backward zero-fills a gradient as large as the table and autograd adds it to the others.
 Two places did that more often than needed:
 
-* ``TrainConfig(l2_reg=λ)`` adds :math:`\frac{\\lambda}{2B}\big(\\sum_u \\|e_u^{(0)}\\|^2 +
-  \\sum_i \\|e_i^{(0)}\\|^2 + \\sum_j \\|e_j^{(0)}\\|^2\big)` over the batch's users, positives
+* ``TrainConfig(l2_reg=λ)`` adds :math:`\frac{\lambda}{2B}\big(\sum_u \|e_u^{(0)}\|^2 +
+  \sum_i \|e_i^{(0)}\|^2 + \sum_j \|e_j^{(0)}\|^2\big)` over the batch's users, positives
   and negatives. Looked up through ``nn.Embedding`` (dense gradients, as PyG's
   ``LightGCN.recommendation_loss`` does), each of the three lookups costs a table-sized
   fill and addition; the trainer now looks up each table once with sparse gradients on the
@@ -51,6 +51,7 @@ from _common import (
     bench_data,
     bpr_trainer,
     median,
+    positive_int,
     setup,
     table,
     time_interleaved,
@@ -104,7 +105,9 @@ def variant(data: Any, kind: str, kw: dict[str, Any], name: str, seed: int) -> C
 
 def main() -> None:
     p = base_parser(__doc__ or "")
-    p.add_argument("--steps", type=int, default=8, help="timed steps per variant and round")
+    p.add_argument(
+        "--steps", type=positive_int, default=8, help="timed steps per variant and round"
+    )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = p.parse_args()
     setup(args, cuda=False)

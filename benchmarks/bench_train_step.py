@@ -39,6 +39,7 @@ from _common import (
     bench_data,
     bpr_trainer,
     median,
+    positive_int,
     setup,
     sync,
     table,
@@ -147,7 +148,9 @@ def kernels(data: Any, repeat: int) -> list[list[Any]]:
 
 def main() -> None:
     p = base_parser(__doc__ or "")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
+    p.add_argument(
+        "--steps", type=positive_int, default=5, help="timed steps per variant and round"
+    )
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     p.add_argument("--edge-index-steps", type=int, default=2, help="steps of the slow variant")
     p.add_argument("--fanouts", default="10,10,10;5,5,5", help="two sampled settings")

@@ -22,7 +22,9 @@
 # their records (a budget longer than one call's limit).
 # Everything lands in OUTDIR: session.log (the timeline), logs, the .md tables, the cells'
 # JSON records (their earlier records under previous/). Each step has its own timeout, so one
-# failure leaves the rest. QUICK=1: benchmarks on their tiny synthetic graphs (a dry run).
+# failure leaves the rest. QUICK=1: the benchmarks on their tiny synthetic graphs only; the
+# CUDA tests and the cells still run, and the cells' records are still moved aside (run it on
+# the device machine's copy of the tree, as the device tool does; it is not a dry run).
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [REPRO_BUDGET_S] [CELLS...]}
 BUDGET=${2:-360}
