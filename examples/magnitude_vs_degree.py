@@ -115,22 +115,11 @@ def run_model(label: str, name: str, kw: dict[str, Any], data: Any, args: argpar
     return out, df, lt, sim
 
 
-def _at_least_one(text: str) -> int:
-    """An argparse type: an integer >= 1 (a run with no epoch has no embeddings to read)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="gowalla")
-    p.add_argument("--epochs", type=_at_least_one, default=2)
-    p.add_argument("--max-steps", type=_at_least_one, default=None, help="cap on batches per epoch")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=None, help="cap on batches per epoch")
     p.add_argument("--time-budget", type=float, default=None, help="seconds per model")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=2048)
@@ -142,6 +131,9 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "diagnostics_slopes.json"))
     p.add_argument("--plots", default=str(RESULTS / "diagnostics"))
     args = p.parse_args()
+    for flag, value in (("--epochs", args.epochs), ("--max-steps", args.max_steps)):
+        if value is not None and value < 1:  # a run with no epoch has no embeddings to read
+            p.error(f"argument {flag}: expected an integer >= 1, got {value}")
 
     if args.dataset.lower() not in datasets.DATASETS:
         p.error(f"--dataset: unknown data set {args.dataset!r}; known: {sorted(datasets.DATASETS)}")
