@@ -279,3 +279,15 @@ def test_float_ids_beside_integer_ids_beyond_2_53_are_exact_or_refused(caplog):
     small = pd.DataFrame({"user": [1, 2], "item": [0, 1]})
     (_, _), m = encode_ids(small, pd.DataFrame({"user": [2.0, 3.5], "item": [1, 0]}))
     assert m.users.dtype == np.float64 and m.users.tolist() == [1.0, 2.0, 3.5]
+
+
+def test_object_id_columns_with_big_ints_beside_floats_stay_exact():
+    # object columns compare by Python equality, which is exact for int vs float:
+    # 2**53 + 1 (object) and 2**53 (float) stay two users, 2**53 as int and as float one
+    big = 2**53 + 1
+    train = pd.DataFrame({"user": pd.Series([big, 2**53], dtype=object), "item": [0, 1]})
+    test = pd.DataFrame({"user": [float(2**53)], "item": [0]})
+    (etr, ete), m = encode_ids(train, test)
+    assert len(m.users) == 2
+    assert etr["user"].tolist() != [0, 0] and sorted(etr["user"].tolist()) == [0, 1]
+    assert ete["user"].tolist() == [etr["user"].tolist()[1]]
