@@ -66,6 +66,21 @@ _FREE_SETTINGS = {
 }
 
 
+def _unscheduled(trainer: Trainer) -> dict[str, Any] | None:
+    """The trainer's record of its last epoch's off-schedule evaluation (the state to
+    restore if a resume trains on), in types ``weights_only`` loading accepts."""
+    undo = getattr(trainer, "unscheduled_eval", None)
+    if undo is None:
+        return None
+    return {
+        "best_score": float(undo["best_score"]),
+        "best_state": undo["best_state"],
+        "best_loss_state": undo["best_loss_state"],
+        "bad_evals": int(undo["bad_evals"]),
+        "keys": [str(k) for k in undo["keys"]],
+    }
+
+
 # -- plain-data conversion -------------------------------------------------------------------
 def _plain(value: Any, depth: int = 0) -> tuple[bool, Any]:
     """``(ok, value)`` with ``value`` made of types that ``weights_only`` loading accepts
@@ -307,6 +322,7 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
         "best_state": trainer.best_state,
         "best_loss_state": getattr(trainer, "best_loss_state", None),
         "bad_evals": int(trainer.bad_evals),
+        "unscheduled_eval": _unscheduled(trainer),
         "collisions": int(getattr(trainer, "collisions", 0)),
         "fingerprint": data_fingerprint(trainer.data),
         "config": json.dumps(trainer.config.to_dict(), default=repr, sort_keys=True),
@@ -539,6 +555,15 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
     # its last values after fit(), as it did when they were written
     trainer.best_loss_state = state.get("best_loss_state")
     trainer.bad_evals = int(state["bad_evals"])
+    # checkpoints before 2026-12-07 did not record it: such a resume keeps the last epoch's
+    # off-schedule evaluation (if any) in its early-stopping state, as they always did
+    undo = state.get("unscheduled_eval")
+    if undo is not None:
+        undo = dict(undo)
+        undo["best_score"] = float(undo["best_score"])
+        undo["bad_evals"] = int(undo["bad_evals"])
+        undo["keys"] = list(undo["keys"])
+    trainer.unscheduled_eval = undo
     trainer.collisions = int(state.get("collisions", 0))
     loss_state = state["loss"]
     trainer.loss.load_state_dict(loss_state["state_dict"])

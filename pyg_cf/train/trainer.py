@@ -186,6 +186,11 @@ class Trainer:
         # restored with the model's, so that both describe the same epoch
         self.best_loss_state: dict[str, Tensor] | None = None
         self.bad_evals = 0
+        # an evaluation off the eval_every schedule (only the last epoch's, forced by the
+        # epoch count or the time budget): the early-stopping state before it and the keys
+        # it added to its history row, so that a resume that trains on (more epochs, a longer
+        # budget) can drop it, as the uninterrupted run never made it
+        self.unscheduled_eval: dict[str, Any] | None = None
         self.collisions = 0
         self.last_batch: CFBatch | None = None
         self._graphed: GraphedStep | None = None
@@ -585,6 +590,24 @@ class Trainer:
         last = self.history[-1]
         return bool(last["elapsed_s"] - last.get("eval_s", 0.0) >= budget)
 
+    def _drop_unscheduled_eval(self) -> None:
+        """Undo the last epoch's off-schedule evaluation before training on: restore the
+        early-stopping state from before it and take its metrics (and its time) out of the
+        history row, so that a run resumed with more epochs or a longer budget selects,
+        stops and logs as the uninterrupted run does. Callbacks saw the row as it was."""
+        undo = self.unscheduled_eval
+        assert undo is not None
+        self.best_score = undo["best_score"]
+        self.best_state = undo["best_state"]
+        self.best_loss_state = undo["best_loss_state"]
+        self.bad_evals = undo["bad_evals"]
+        if self.history:
+            row = self.history[-1]
+            row["elapsed_s"] = row["elapsed_s"] - row.get("eval_s", 0.0)
+            for k in undo["keys"]:
+                row.pop(k, None)
+        self.unscheduled_eval = None
+
     def _patience_spent(self) -> bool:
         """Early stopping's verdict after an evaluation: ``config.patience`` evaluations
         (at least one) without improvement, at or after ``config.min_epochs``."""
@@ -605,6 +628,8 @@ class Trainer:
         if self.epoch == 0:
             seed_everything(cfg.seed)
             self.generator.manual_seed(cfg.seed)
+        if self.unscheduled_eval is not None and self.epoch < cfg.epochs and not self.budget_reached:
+            self._drop_unscheduled_eval()
         t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
         # a run resumed from the checkpoint of its early stop, or of its time budget's end,
         # stays stopped (another epoch could move the weights the run would have kept)
@@ -637,8 +662,16 @@ class Trainer:
                 cfg.time_budget_s is not None and time.perf_counter() - t_start >= cfg.time_budget_s
             )
             stop = False
-            if (cfg.eval_every and self.epoch % cfg.eval_every == 0) or last:
+            scheduled = bool(cfg.eval_every and self.epoch % cfg.eval_every == 0)
+            if scheduled or last:
                 t1 = time.perf_counter()
+                keys_before = set(row)
+                undo = {
+                    "best_score": self.best_score,
+                    "best_state": self.best_state,
+                    "best_loss_state": self.best_loss_state,
+                    "bad_evals": self.bad_evals,
+                }
                 if self.has_val:
                     val, logged = self._evaluate_logged("val")
                     row.update(logged)
@@ -654,6 +687,9 @@ class Trainer:
                 if cfg.eval_test or not self.has_val:
                     row.update(self._evaluate_logged("test")[1])
                 row["eval_s"] = time.perf_counter() - t1
+                self.unscheduled_eval = (
+                    None if scheduled else {**undo, "keys": sorted(set(row) - keys_before)}
+                )
             row["elapsed_s"] = time.perf_counter() - t_start
             for cb in self.callbacks:
                 cb.on_epoch_end(self, self.epoch, row)

@@ -420,6 +420,41 @@ def test_a_larger_patience_on_resume_continues_as_an_uninterrupted_run(tmp_path,
     assert torch.equal(resumed.model.embeddings()[0], straight.model.embeddings()[0])
 
 
+@pytest.mark.parametrize(("eval_every", "first", "total"), [(0, 3, 6), (2, 3, 6), (4, 5, 8)])
+def test_a_longer_resume_drops_the_last_epochs_off_schedule_evaluation(
+    tmp_path, eval_every, first, total
+):
+    """A run of ``first`` epochs evaluates its last epoch even off the ``eval_every``
+    schedule; resumed with more epochs, that evaluation must neither be a candidate best
+    nor count for patience nor stay in the history, as the uninterrupted run never made
+    it (it used to: the resumed run restored the weights of epoch ``first``)."""
+    data = _two_cluster_data()
+
+    def make(epochs, ckpt):
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(
+            epochs=epochs, batch_size=64, lr=0.2, patience=None, eval_every=eval_every,
+            progress=False, checkpoint_dir=ckpt,
+        )  # fmt: skip
+        return Trainer(model, data, get_loss("bpr"), cfg)
+
+    straight = make(total, None)
+    hist = straight.fit()
+    short = make(first, str(tmp_path)).fit()
+    assert short["val_ndcg@20"].notna().iloc[-1]  # the off-schedule evaluation was made
+    resumed = make(total, None)
+    assert load_checkpoint(resumed, tmp_path / "last.pt") == first
+    again = resumed.fit()
+    pd.testing.assert_frame_equal(metrics_only(again), metrics_only(hist))
+    assert resumed.best_score == straight.best_score
+    assert torch.equal(resumed.model.embeddings()[0], straight.model.embeddings()[0])
+    # resumed with the same epoch count, the run is finished: its evaluation stays
+    same = make(first, None)
+    load_checkpoint(same, tmp_path / "last.pt")
+    pd.testing.assert_frame_equal(metrics_only(same.fit()), metrics_only(short))
+
+
 @pytest.mark.parametrize(
     ("kind", "model_kw", "loss_name", "match"),
     [
