@@ -214,12 +214,22 @@ def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def _loss_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The loss's keyword arguments from ``--tau``, ``--train-sim`` and ``--loss-arg``;
+    a :class:`~pyg_cf.errors.ConfigError` where a flag and a ``--loss-arg`` disagree."""
+    from pyg_cf.errors import ConfigError
+
     kw: dict[str, Any] = {}
     if args.tau is not None:
         kw["tau"] = args.tau
     if args.train_sim is not None:
         kw["similarity"] = args.train_sim
-    kw.update(_key_values(args.loss_arg, "--loss-arg"))
+    extra = _key_values(args.loss_arg, "--loss-arg")
+    for key, flag in (("tau", "--tau"), ("similarity", "--train-sim")):
+        if key in kw and key in extra and extra[key] != kw[key]:
+            raise ConfigError(
+                f"{flag} {kw[key]} and --loss-arg {key}={extra[key]} disagree: give one"
+            )
+    kw.update(extra)
     return kw
 
 
@@ -264,7 +274,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from pyg_cf.losses.temperature import get_temperature_schedule
     from pyg_cf.metrics import popularity_baseline
     from pyg_cf.nn import GraphCF
-    from pyg_cf.train import Callback, TrainConfig, Trainer, seed_everything
+    from pyg_cf.train import Callback, TrainConfig, Trainer, history_records, seed_everything
 
     mkw: dict[str, Any] = {"embedding_dim": args.dim}
     if args.init_std is not None:
@@ -350,7 +360,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         "popularity": pop,
         "wall_s": wall,
         "epochs": len(hist),
-        "history": hist.to_dict(orient="records"),
+        "history": history_records(hist),
     }
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

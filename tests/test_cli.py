@@ -246,6 +246,9 @@ def test_patience_flag_reaches_the_trainer(monkeypatch, flag, patience):
         (["--loss", "nope"], "unknown loss 'nope'"),
         (["--loss-arg", "tau"], "error: --loss-arg expects KEY=VALUE, got 'tau'"),
         (["--temperature", "adap-tau0", "--temperature-arg", "warmup_epochs=1.5"], "must be an"),
+        # --loss-arg silently replaced the flag's value
+        (["--tau", "0.2", "--loss-arg", "tau=0.1"], "--tau 0.2 and --loss-arg tau=0.1 disagree"),
+        (["--train-sim", "ip", "--loss-arg", "similarity=cos"], "--train-sim ip and --loss-arg"),
     ],
 )
 def test_bad_loss_settings_fail_before_the_data_is_loaded(monkeypatch, capsys, extra, message):
@@ -362,3 +365,20 @@ def test_the_data_summary_is_printed_once(tmp_path, monkeypatch, capsys, caplog)
     assert out.count(line) == 1  # on stdout, with the other results
     shown = [r for r in caplog.records if line in r.getMessage() and r.levelno >= logging.INFO]
     assert shown == [] and line not in err
+
+
+def test_output_is_strict_json(tmp_path):
+    """History rows differ in their keys (``best`` only where validation improved, metrics
+    only at evaluations); the DataFrame filled the gaps with NaN, written as a bare ``NaN``
+    token that strict JSON parsers refuse."""
+    out = tmp_path / "run.json"
+    argv = [*BASE.replace("--eval-every 1", "--eval-every 2").split(), "--epochs", "3"]
+    argv += ["--val-ratio", "0.1"]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    rows = json.loads(out.read_text(), parse_constant=refuse)["history"]
+    assert [("val_ndcg@20" in r) for r in rows] == [False, True, True]  # 2, then the last
+    assert all("loss" in r for r in rows)

@@ -19,9 +19,15 @@ class BipartiteCSR:
     ids, so both orderings name edges the same way.
 
     Args:
-        edge_index: ``[2, E]`` (user, item) training pairs.
+        edge_index: ``[2, E]`` (user, item) training pairs, of an integer dtype.
         num_users: Number of users.
         num_items: Number of items.
+
+    Raises:
+        TypeError: if ``edge_index`` is not an integer tensor (floating ids are refused,
+            not truncated).
+        DataFormatError: if it is not ``[2, E]`` or holds ids outside
+            ``[0, num_users) x [0, num_items)``.
 
     Attributes:
         user_rowptr, user_col: CSR of users (``user_col`` = item ids); row ``u`` holds
@@ -37,17 +43,32 @@ class BipartiteCSR:
     """
 
     def __init__(self, edge_index: Tensor, num_users: int, num_items: int) -> None:
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(
+                f"edge_index must be a [2, E] tensor of (user, item) ids, got "
+                f"{type(edge_index).__name__}"
+            )
+        if (
+            edge_index.is_floating_point()
+            or edge_index.is_complex()
+            or edge_index.dtype == torch.bool
+        ):
+            # as check_edge_index: a cast would truncate 1.5 to item 1 without a word
+            raise TypeError(f"edge_index must hold integer ids, got dtype {edge_index.dtype}")
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise DataFormatError(
                 f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}"
             )
         ei = edge_index.long()
-        if ei.numel() and (
-            int(ei.min()) < 0 or int(ei[0].max()) >= num_users or int(ei[1].max()) >= num_items
-        ):
-            raise DataFormatError(
-                f"edge_index has ids outside {num_users} users / {num_items} items"
-            )
+        if ei.numel():
+            # the four bounds in one host read
+            bounds = torch.cat([ei.amin(dim=1), ei.amax(dim=1)]).tolist()
+            lo_u, lo_i, hi_u, hi_i = bounds
+            if min(lo_u, lo_i) < 0 or hi_u >= num_users or hi_i >= num_items:
+                raise DataFormatError(
+                    f"edge_index has ids outside {num_users} users / {num_items} items: "
+                    f"users in [{lo_u}, {hi_u}], items in [{lo_i}, {hi_i}]"
+                )
         self.num_users, self.num_items = int(num_users), int(num_items)
         key = ei[0] * self.num_items + ei[1]
         self.perm: Tensor | None = None

@@ -17,7 +17,11 @@ from pyg_cf.data.graph import REV_EDGE, USER_ITEM
 from pyg_cf.data.pairs import UserItemIndex, check_pairs
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
-from pyg_cf.loader.neighbor_sampler import BipartiteNeighborSampler, check_targets
+from pyg_cf.loader.neighbor_sampler import (
+    BipartiteNeighborSampler,
+    check_targets,
+    check_weight_dtype,
+)
 from pyg_cf.losses.base import negative_sets, spread_sets
 from pyg_cf.losses.negatives import NegativeSampler
 
@@ -189,6 +193,9 @@ class InteractionLoader:
         targets: The node types the model propagates into (see
             :class:`BipartiteNeighborSampler`): ``('user',)`` for user-side SVD++,
             ``('item',)`` for item-side SVD++, both (default) for LightGCN.
+        dtype: Floating type of the subgraph's edge weights, the model's dtype
+            (``torch.float64`` for a ``.double()`` model; see
+            :class:`BipartiteNeighborSampler`). Default ``torch.float32``.
     """
 
     def __init__(
@@ -214,11 +221,13 @@ class InteractionLoader:
         sampling: str = "edge",
         user_block_size: int | None = None,
         targets: Sequence[str] = ("user", "item"),
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         if sampling not in SAMPLINGS:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         check_user_block_size(user_block_size, sampling)
         targets = check_targets(targets)
+        check_weight_dtype(dtype)
         _check_int("batch_size", batch_size, 1)
         _check_int("num_negatives", num_negatives, 0)
         _check_int("max_steps", max_steps, 1, allow_none=True)
@@ -272,6 +281,7 @@ class InteractionLoader:
                 degree_correction=degree_correction,
                 backend=backend,
                 targets=targets,
+                dtype=dtype,
             )
         self.num_collisions = 0
         self._device = dev

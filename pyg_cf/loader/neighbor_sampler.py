@@ -25,7 +25,7 @@ from pyg_cf.data.graph import REV_EDGE, USER_ITEM
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.csr import BipartiteCSR
 from pyg_cf.loader.sampling import sample_neighbors
-from pyg_cf.nn.conv import _check_alpha, bipartite_norm, mark_validated
+from pyg_cf.nn.conv import _check_alpha, bipartite_norm, check_node_ids, mark_validated
 
 __all__ = ["BACKENDS", "BipartiteNeighborSampler", "BipartiteSubgraph", "pyg_sampler_available"]
 
@@ -74,6 +74,16 @@ def check_fanouts(num_neighbors: Any) -> tuple[int, ...]:
             f">= 1, got {num_neighbors!r}"
         )
     return tuple(int(k) for k in out)
+
+
+def check_weight_dtype(dtype: Any) -> torch.dtype:
+    """``dtype``, or a :class:`ConfigError` unless it is a floating :class:`torch.dtype`."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigError(
+            f"dtype (of the edge weights) must be a floating torch.dtype, e.g. "
+            f"torch.float32 or torch.float64, got {dtype!r}"
+        )
+    return dtype
 
 
 def _cat_ids(parts: list[Tensor], device: torch.device) -> Tensor:
@@ -231,6 +241,14 @@ class BipartiteNeighborSampler(BaseSampler):
             above). With the ``'pyg'`` backend PyG draws both directions and the other
             side's draws are dropped from the subgraph (the nodes they reached stay,
             isolated).
+        dtype: Floating type of the subgraph's edge weights: the model's dtype
+            (``torch.float64`` for a ``.double()`` model, whose full-neighbourhood batches
+            then equal the full graph to float64 rounding, not float32's). Below float32
+            they are computed in float32 and rounded once. Default ``torch.float32``.
+
+    Raises:
+        ConfigError: from :meth:`sample` for seeds outside ``[0, num_users)`` /
+            ``[0, num_items)`` or not 1-D (``TypeError`` if not integers).
     """
 
     def __init__(
@@ -245,8 +263,10 @@ class BipartiteNeighborSampler(BaseSampler):
         num_items: int | None = None,
         generator: torch.Generator | None = None,
         targets: Sequence[str] = ("user", "item"),
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.targets = check_targets(targets)
+        self.dtype = check_weight_dtype(dtype)
         if isinstance(graph, BipartiteCSR):
             self.graph = graph
         elif isinstance(graph, HeteroData):
@@ -404,17 +424,44 @@ class BipartiteNeighborSampler(BaseSampler):
         allowed).
 
         Args:
-            users: Seed users (global ids).
-            items: Seed items (global ids).
+            users: Seed users (global ids, a 1-D integer tensor).
+            items: Seed items (global ids, a 1-D integer tensor).
             generator: Random generator (``'torch'`` backend; ``'pyg'`` uses the global
                 one).
 
         Returns:
             A :class:`BipartiteSubgraph`.
+
+        Raises:
+            TypeError: if the seeds are not integer tensors.
+            ConfigError: if they are not 1-D, or hold an id outside ``[0, num_users)`` /
+                ``[0, num_items)`` (checked in one host read for both sides, skipped for
+                ids a sampler built).
         """
         g = self.graph
-        users = torch.unique(users.to(g.device))
-        items = torch.unique(items.to(g.device))
+        # before any indexing: a negative id would wrap around, one past the end crash (a
+        # device-side assert on a GPU); read where the seeds are (no device sync for seeds
+        # on the CPU)
+        check_node_ids((users, g.num_users, "user seeds"), (items, g.num_items, "item seeds"))
+        users, items = torch.unique(users.to(g.device)), torch.unique(items.to(g.device))
+        try:
+            return self._sample(users, items, generator)
+        except BaseException:
+            # an interrupted call (e.g. a generator on another device, an out-of-memory
+            # error) may leave marks in the boolean work buffers, which every later call
+            # would read as "already reached": clear them whole (O(N), on failure only)
+            self._clear_masks()
+            raise
+
+    def _clear_masks(self) -> None:
+        for mask in (self._seen_u, self._seen_i, self._new_u, self._new_i, self._edge_mask):
+            mask.zero_()
+
+    def _sample(
+        self, users: Tensor, items: Tensor, generator: torch.Generator | None
+    ) -> BipartiteSubgraph:
+        """:meth:`sample` of checked, sorted unique seeds."""
+        g = self.graph
         if self.backend == "pyg":
             all_u, all_i, e_u, e_i, counts = self._expand_pyg(users, items)
             e_u, e_i = self._drawing(e_u, "user"), self._drawing(e_i, "item")
@@ -464,7 +511,11 @@ class BipartiteNeighborSampler(BaseSampler):
         ``drawn_by_user`` / ``drawn_by_item`` (``[E_s]`` booleans, default all ``True``)
         say which end drew each edge: messages flow into a node only along its own draws,
         and the correction divides by the number of them. ``check=False`` skips the
-        validation of ``(row, col)`` (for indices built here: it reads the device)."""
+        validation of ``(row, col)`` (for indices built here: it reads the device).
+
+        The weights come in :attr:`dtype` and are computed in it (in at least float32,
+        as :func:`~pyg_cf.nn.conv.bipartite_norm` computes), so that a float64 model's
+        full-neighbourhood batches match its full-graph embeddings to float64 rounding."""
         if drawn_by_user is None:
             drawn_by_user = torch.ones_like(row, dtype=torch.bool)
         if drawn_by_item is None:
@@ -474,22 +525,27 @@ class BipartiteNeighborSampler(BaseSampler):
         n_u, n_i = user_id.numel(), item_id.numel()
         ei = torch.stack([row, col])
         a0, a1 = self.alpha0, self.alpha1
-        w_ui = bipartite_norm(ei, (n_u, n_i), a0, a1, deg_src=du, deg_dst=di, check=check)
-        w_iu = bipartite_norm(ei.flip(0), (n_i, n_u), a0, a1, deg_src=di, deg_dst=du, check=check)
-        w_ui = w_ui * drawn_by_item.to(w_ui.dtype)
-        w_iu = w_iu * drawn_by_user.to(w_iu.dtype)
+        calc = torch.promote_types(self.dtype, torch.float32)  # as bipartite_norm computes
+        w_ui = bipartite_norm(
+            ei, (n_u, n_i), a0, a1, deg_src=du, deg_dst=di, dtype=calc, check=check
+        )
+        w_iu = bipartite_norm(
+            ei.flip(0), (n_i, n_u), a0, a1, deg_src=di, deg_dst=du, dtype=calc, check=check
+        )
+        w_ui = w_ui * drawn_by_item.to(calc)
+        w_iu = w_iu * drawn_by_user.to(calc)
         if self.degree_correction:
             # each node's own draws, counted without a boolean mask (no device read)
-            sub_i = torch.zeros(n_i, device=col.device).index_add_(
-                0, col, drawn_by_item.to(torch.float32)
+            sub_i = torch.zeros(n_i, dtype=calc, device=col.device).index_add_(
+                0, col, drawn_by_item.to(calc)
             )
-            sub_u = torch.zeros(n_u, device=row.device).index_add_(
-                0, row, drawn_by_user.to(torch.float32)
+            sub_u = torch.zeros(n_u, dtype=calc, device=row.device).index_add_(
+                0, row, drawn_by_user.to(calc)
             )
             sub_i, sub_u = sub_i.clamp_(min=1), sub_u.clamp_(min=1)
-            w_ui = w_ui * (di / sub_i).to(w_ui.dtype)[col]
-            w_iu = w_iu * (du / sub_u).to(w_iu.dtype)[row]
-        return w_ui, w_iu
+            w_ui = w_ui * (di / sub_i)[col]
+            w_iu = w_iu * (du / sub_u)[row]
+        return w_ui.to(self.dtype), w_iu.to(self.dtype)
 
     # -- PyG sampler interface ------------------------------------------------------------
     def _draw_generator(self) -> torch.Generator | None:

@@ -16,7 +16,7 @@ from torch_geometric.utils import is_torch_sparse_tensor
 from pyg_cf.errors import ConfigError
 from pyg_cf.nn.spmm import CachedAdjacency, check_bounds, spmm_cached, spmm_edge_index
 
-__all__ = ["BipartiteNormConv", "bipartite_norm", "check_edge_index"]
+__all__ = ["BipartiteNormConv", "bipartite_norm", "check_edge_index", "check_node_ids"]
 
 
 def _check_alpha(name: str, value: float) -> float:
@@ -109,6 +109,97 @@ def is_validated(t: Tensor, key: Any) -> bool:
         return bool(rec == (key, t._version))
     except RuntimeError:  # e.g. inference tensors have no version counter
         return False
+
+
+def check_node_ids(*groups: tuple[Any, int, str]) -> None:
+    r"""Check that each ``(ids, n, name)`` of ``groups`` is a 1-D integer tensor of node
+    ids in :math:`[0, n)`.
+
+    The bounds of all the groups come back in one host read (one device synchronisation
+    for the lot), skipped for a tensor that passed this check unchanged before (a record
+    of :func:`mark_validated` with key ``('ids', n)``, as a sampler leaves on the node ids
+    of its subgraphs); a tensor that passes is marked. Compiled code skips the value check.
+
+    Raises:
+        TypeError: if ``ids`` is not an integer tensor.
+        ConfigError: if it is not 1-D, or if an id lies outside :math:`[0, n)` (the message
+            names ``name``, the valid range and the smallest and largest id found).
+    """
+    pending: list[tuple[Tensor, int, str]] = []
+    for ids, n, name in groups:
+        if not isinstance(ids, Tensor):
+            raise TypeError(f"{name} must be a 1-D integer tensor, got {type(ids).__name__}")
+        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+            raise TypeError(f"{name} must be integers, got dtype {ids.dtype}")
+        if ids.dim() != 1:
+            raise ConfigError(f"{name} must be a 1-D tensor, got shape {tuple(ids.shape)}")
+        if ids.numel() and not torch_geometric.is_compiling() and not is_validated(ids, ("ids", n)):
+            pending.append((ids, n, name))
+    if not pending:
+        return
+    device = pending[0][0].device
+    bounds = torch.cat([torch.stack(torch.aminmax(ids)).to(device) for ids, _, _ in pending])
+    values = bounds.tolist()  # one host read for every group
+    for k, (ids, n, name) in enumerate(pending):
+        low, high = values[2 * k], values[2 * k + 1]
+        if low < 0 or high >= n:
+            raise ConfigError(f"{name} must lie in [0, {n}); got min {low}, max {high}")
+        mark_validated(ids, ("ids", n))
+
+
+def _adj_shape(adj_t: Any) -> tuple[int, ...]:
+    """``(num_rows, num_cols)`` of a ``SparseTensor`` or torch sparse ``adj_t``."""
+    if isinstance(adj_t, SparseTensor):
+        return tuple(int(v) for v in adj_t.sparse_sizes())
+    return tuple(adj_t.shape)
+
+
+def _check_adj_size(adj_t: Any, size: tuple[int, int]) -> None:
+    """A :class:`ConfigError` unless ``adj_t`` (``[num_dst, num_src]``) has the shape that
+    ``size = (num_src, num_dst)`` (from the features, or given) asks for. Metadata only:
+    no device read."""
+    shape = _adj_shape(adj_t)
+    if shape != (size[1], size[0]):
+        raise ConfigError(
+            f"adj_t of shape {shape} does not match the features: expected (num_targets, "
+            f"num_sources) = ({size[1]}, {size[0]}), the rows of x_dst and x_src (or size="
+            f"{tuple(size)}, which is (num_sources, num_targets))"
+        )
+
+
+_UNIT_VALUES = "adj_t values all 1"
+
+
+def _check_unit_values(adj_t: Any) -> None:
+    """A :class:`ConfigError` unless every value stored in ``adj_t`` is 1 (or it stores
+    none). The layer computes the edge weights from the degrees, so other values would be
+    dropped without a trace; a coalesced torch sparse ``adj_t`` stores a repeated edge as
+    one entry of value 2. One device read per tensor and version (:func:`mark_validated`):
+    a torch sparse tensor's version moves with in-place changes of its values or indices,
+    a ``SparseTensor``'s value tensor's with changes of it."""
+    if isinstance(adj_t, SparseTensor):
+        value, owner = adj_t.storage.value(), adj_t.storage.value()
+    else:
+        value = adj_t._values() if adj_t.layout == torch.sparse_coo else adj_t.values()
+        owner = adj_t
+    if (
+        value is None
+        or value.numel() == 0
+        or torch_geometric.is_compiling()
+        or is_validated(owner, _UNIT_VALUES)
+    ):
+        return
+    if not bool((value == 1).all()):  # one host read
+        flat = value.reshape(-1)
+        bad = flat[(flat != 1).nonzero()[0, 0]].item()  # the error path only
+        raise ConfigError(
+            f"adj_t stores values other than 1 (e.g. {bad}); BipartiteNormConv computes the "
+            "edge weights from the degrees and would ignore them (a coalesced torch sparse "
+            "adj_t stores a repeated edge as one entry of its count). Pass the graph as an "
+            "adj_t of ones (repeated edges as repeated entries of an uncoalesced COO), or "
+            "weights as edge_weight with a [2, E] edge_index"
+        )
+    mark_validated(owner, _UNIT_VALUES)
 
 
 def _num_targets(x_dst: Tensor | None, edge_index: Any, is_sparse: bool) -> int:
@@ -224,7 +315,12 @@ class BipartiteNormConv(MessagePassing):
     The layer has no parameters. It accepts a homogeneous graph (``x`` of shape ``[N, F]``,
     ``edge_index`` both directions) or a bipartite one (``x = (x_src, x_dst)``); degrees
     are counted from the given edges unless ``edge_weight`` is passed. Repeated edges are
-    counted as often as they appear on the ``edge_index`` path; de-duplicate first.
+    counted as often as they appear, on every input type (an ``[2, E]`` index, an
+    ``EdgeIndex``, a ``SparseTensor``, or a torch sparse ``adj_t`` whose repeated entries
+    are kept, i.e. an uncoalesced COO); de-duplicate first. An ``adj_t`` gives the graph
+    only: its stored values must all be 1 (checked once per tensor), since the layer
+    computes the weights :math:`1 / (|\mathcal{P}_t|^{\alpha_0} |\mathcal{P}_s|^{\alpha_1})`
+    itself; weights of your own go in ``edge_weight``, with a ``[2, E]`` ``edge_index``.
 
     Args:
         alpha0: Exponent of the target degree (default ``0.5``).
@@ -238,9 +334,13 @@ class BipartiteNormConv(MessagePassing):
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F)` or
           :math:`((|\mathcal{V}_s|, F), (|\mathcal{V}_t|, F))`; edge indices
-          :math:`(2, |\mathcal{E}|)`, an ``EdgeIndex``, a torch sparse ``adj_t`` of shape
-          :math:`(|\mathcal{V}_t|, |\mathcal{V}_s|)` or a ``SparseTensor``; optional edge
-          weights :math:`(|\mathcal{E}|)` that replace the computed normalization.
+          :math:`(2, |\mathcal{E}|)`, an ``EdgeIndex``, or an ``adj_t`` of shape
+          :math:`(|\mathcal{V}_t|, |\mathcal{V}_s|)` (rows = targets; a torch sparse COO,
+          CSR or CSC tensor, or a ``SparseTensor``) whose shape must match the features
+          (or ``size``) and whose stored values must all be 1 (repeated entries count as
+          repeated edges); optional edge weights :math:`(|\mathcal{E}|)`, with a
+          ``[2, E]`` ``edge_index`` or ``EdgeIndex`` only, that replace the computed
+          normalization.
         - **output:** node features :math:`(|\mathcal{V}_t|, F)`.
     """
 
@@ -273,6 +373,7 @@ class BipartiteNormConv(MessagePassing):
         return CachedAdjacency(edge_index[1], edge_index[0], w, size[1], size[0], check=False)
 
     def _norm_from_sparse(self, adj_t: Any, dtype: torch.dtype) -> Any:
+        _check_unit_values(adj_t)
         if isinstance(adj_t, SparseTensor):
             row, col, _ = adj_t.coo()
             n_dst, n_src = adj_t.sparse_sizes()
@@ -285,8 +386,9 @@ class BipartiteNormConv(MessagePassing):
                 check=False,
             )
             return adj_t.set_value(w, layout="coo")
-        coo = adj_t.to_sparse_coo().coalesce()
-        row, col = coo.indices()
+        # not coalesced: a repeated entry stays a repeated edge, as on the other paths
+        # (``_indices`` reads an uncoalesced COO as stored; CSR / CSC convert entry by entry)
+        row, col = adj_t.to_sparse_coo()._indices()
         n_dst, n_src = adj_t.shape
         w = bipartite_norm(
             torch.stack([col, row]),
@@ -315,6 +417,7 @@ class BipartiteNormConv(MessagePassing):
         ):
             return self._cached_adj
         if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
+            _check_adj_size(edge_index, size)
             adj = self._norm_from_sparse(edge_index, dtype)
         else:
             adj = self._norm_from_edge_index(edge_index, size, dtype)
@@ -353,6 +456,8 @@ class BipartiteNormConv(MessagePassing):
             raise ConfigError(
                 f"x and edge_index are on different devices ({x_src.device} and {ei_device})"
             )
+        if is_sparse:
+            _check_adj_size(edge_index, size)
         # Type and shape here; the ids where they are used: a cached build (a normalized
         # adjacency, a sorted EdgeIndex's CSR) checks them itself whatever the validation
         # records say, since its matrices skip torch's invariant checks; message passing
@@ -396,8 +501,6 @@ class BipartiteNormConv(MessagePassing):
         if is_sparse or self.cached:
             adj = self.normalized_adjacency(edge_index, size, x_src.dtype)
             if isinstance(adj, CachedAdjacency):
-                if adj.shape != (size[1], size[0]):
-                    raise ConfigError(f"adjacency shape {adj.shape} does not match sizes {size}")
                 return spmm_cached(adj, x_src)
             return self.propagate(adj, x=(x_src, x_dst), edge_weight=None, size=None)
         check_edge_index(edge_index, size)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from pyg_cf.errors import ConfigError, PygCFError
-from pyg_cf.nn.conv import BipartiteNormConv, is_validated, mark_validated
+from pyg_cf.nn.conv import BipartiteNormConv, check_node_ids
 
 __all__ = ["MODELS", "GraphCF"]
 
@@ -302,13 +302,19 @@ class GraphCF(nn.Module):
                 attached training graph.
             user_nodes: Global ids of the subgraph's users (``None``: all users).
             item_nodes: Global ids of the subgraph's items (``None``: all items).
-            edge_weight: Optional pair ``(w_user_to_item, w_item_to_user)`` of ``[E]``
-                normalizations (e.g. computed with full-graph degrees for a sampled
-                subgraph); computed from ``edge_index`` when ``None``.
+            edge_weight: Optional pair ``(w_user_to_item, w_item_to_user)`` (a tuple or
+                list of two) of ``[E]`` normalizations (e.g. computed with full-graph
+                degrees for a sampled subgraph); computed from ``edge_index`` when
+                ``None``. They are cast to the model's dtype: for a float64 model, have
+                them computed in float64 (``BipartiteNeighborSampler(dtype=...)``).
 
         Returns:
             ``(user_emb, item_emb)`` of shapes ``[num_users_or_len(user_nodes), d]`` and
             ``[num_items_or_len(item_nodes), d]``.
+
+        Raises:
+            ConfigError: if ``edge_weight`` is not such a pair, or ``user_nodes`` /
+                ``item_nodes`` hold ids outside the model's users / items.
         """
         return self._combine(self._hops(edge_index, user_nodes, item_nodes, edge_weight))
 
@@ -351,6 +357,21 @@ class GraphCF(nn.Module):
         propagates; an unpropagated side repeats its layer 0)."""
         if edge_index is not None and not isinstance(edge_index, Tensor):
             raise TypeError(f"edge_index must be a [2, E] tensor, got {type(edge_index).__name__}")
+        if edge_weight is not None and (
+            not isinstance(edge_weight, (tuple, list)) or len(edge_weight) != 2
+        ):
+            # a single [E] tensor (or one of length 2) is not a pair: say so, rather than
+            # unpack it into rows (or 0-d tensors) that fail further on
+            if isinstance(edge_weight, Tensor):
+                got = f"a tensor of shape {tuple(edge_weight.shape)}"
+            elif isinstance(edge_weight, (tuple, list)):
+                got = f"a {type(edge_weight).__name__} of length {len(edge_weight)}"
+            else:
+                got = type(edge_weight).__name__
+            raise ConfigError(
+                "edge_weight must be a pair (w_user_to_item, w_item_to_user) of [E] tensors, "
+                f"one weight per edge and direction, got {got}"
+            )
         if user_nodes is not None:
             user_nodes = self._check_ids(user_nodes, self.num_users, "user")
         if item_nodes is not None:
@@ -427,17 +448,11 @@ class GraphCF(nn.Module):
                 ) from None
             if ids.numel() == 0:
                 ids = ids.long()
-        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-            raise TypeError(f"{kind} ids must be integers, got dtype {ids.dtype}")
-        if ids.dim() != 1:
-            raise PygCFError(f"{kind} ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
-        ids = ids.to(device=self.user_embedding.weight.device, dtype=torch.long)
-        if ids.numel() and not is_validated(ids, ("ids", n)):
-            low, high = torch.stack(torch.aminmax(ids)).tolist()  # one host read
-            if low < 0 or high >= n:
-                raise PygCFError(f"{kind} ids must lie in [0, {n}); got min {low}, max {high}")
-            mark_validated(ids, ("ids", n))
-        return ids
+        # type, shape and range (one host read; none for ids checked before, e.g. a
+        # sampler's), on the ids as given: a copy to the model's device or to int64 is made
+        # only from valid ids
+        check_node_ids((ids, n, f"{kind} ids"))
+        return ids.to(device=self.user_embedding.weight.device, dtype=torch.long)
 
     @torch.no_grad()
     def score(self, users: Tensor, items: Tensor | None = None, similarity: str = "ip") -> Tensor:

@@ -4,7 +4,13 @@ from pyg_cf.train.checkpoint import load_checkpoint, load_weights, read_checkpoi
 from pyg_cf.train.config import TrainConfig
 from pyg_cf.train.memory import retain_freed_memory
 from pyg_cf.train.optim import LazyAdam
-from pyg_cf.train.trainer import Callback, NonFiniteLossError, Trainer, seed_everything
+from pyg_cf.train.trainer import (
+    Callback,
+    NonFiniteLossError,
+    Trainer,
+    history_records,
+    seed_everything,
+)
 
 __all__ = [
     "Callback",
@@ -12,6 +18,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
+    "history_records",
     "load_checkpoint",
     "load_weights",
     "read_checkpoint",

@@ -64,7 +64,7 @@ from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
 from pyg_cf.metrics.ranking import evaluate_scores
 from pyg_cf.nn.models import GraphCF
 from pyg_cf.train.config import TrainConfig
-from pyg_cf.train.trainer import Callback, Trainer
+from pyg_cf.train.trainer import Callback, Trainer, history_records
 
 __all__ = [
     "DistributedTrainer",
@@ -99,6 +99,10 @@ def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> tu
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "backend 'nccl' needs CUDA, and torch sees no CUDA device here: use 'gloo'"
+            )
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
@@ -275,6 +279,19 @@ class DistributedTrainer(Trainer):
                 p.grad.copy_(flat[offset : offset + n].view_as(p))  # type: ignore[union-attr]
                 offset += n
 
+    def train_step(self, idx: Tensor, step: int = 0) -> tuple[LossBatch, Tensor, float]:
+        """One step on this rank's shard of global batch ``idx``. The returned value (and
+        the step's L2 penalty in the epoch's sum) is this rank's loss weighted by its share
+        of the batch times the number of ranks, so that the ranks' average in
+        :meth:`train_epoch` is the global batch's loss, as one process logs it, also when
+        the shards differ in size (the gradients are weighted the same way)."""
+        l2_before = self._l2_total.clone()
+        batch, loss, value = super().train_step(idx, step)
+        scale = self._weight * self.world_size
+        if scale != 1.0:
+            self._l2_total = l2_before + (self._l2_total - l2_before) * scale
+        return batch, loss, value * scale
+
     def train_epoch(self) -> float:
         """One pass; returns the loss averaged over ranks (and sets ``last_epoch_l2`` to the
         ranks' average L2 penalty)."""
@@ -434,7 +451,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             final.update({f"{split}_{k}": v for k, v in trainer.evaluate(split).items()})
     summary = {
         "world_size": world,
-        "history": hist.to_dict(orient="records"),
+        "history": history_records(hist),
         "final": final,
     }
     if rank == 0:

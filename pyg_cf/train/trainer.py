@@ -35,13 +35,28 @@ from pyg_cf.train.cuda_graph import GraphedStep
 from pyg_cf.train.memory import MMAP_THRESHOLD_MAX, retain_freed_memory
 from pyg_cf.train.optim import LazyAdam
 
-__all__ = ["Callback", "NonFiniteLossError", "Trainer", "seed_everything"]
+__all__ = ["Callback", "NonFiniteLossError", "Trainer", "history_records", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(PygCFError):
     """The loss became NaN or infinite."""
+
+
+def history_records(history: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a :meth:`Trainer.fit` history as plain dicts (for JSON): a value a row
+    lacks (the metrics of an epoch without evaluation, ``best`` of one that set none) is
+    left out rather than written as ``NaN``, which strict JSON parsers refuse."""
+    return [
+        {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+        for row in history.to_dict(orient="records")
+    ]
+
+
+def _param_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating parameter (``None`` without one)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
 
 def seed_everything(seed: int) -> None:
@@ -243,6 +258,9 @@ class Trainer:
             sampling=cfg.sampling,
             user_block_size=cfg.user_block_size,
             targets=targets,
+            # a float64 model's subgraph weights in float64 (full fan-outs then equal the
+            # full graph to rounding); float32 otherwise, half precision included
+            dtype=torch.float64 if _param_dtype(model) == torch.float64 else torch.float32,
         )
 
     def _tune_allocator(self) -> bool:
@@ -628,7 +646,8 @@ class Trainer:
         if self.epoch == 0:
             seed_everything(cfg.seed)
             self.generator.manual_seed(cfg.seed)
-        if self.unscheduled_eval is not None and self.epoch < cfg.epochs and not self.budget_reached:
+        trains_on = self.epoch < cfg.epochs and not self.budget_reached
+        if self.unscheduled_eval is not None and trains_on:
             self._drop_unscheduled_eval()
         t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
         # a run resumed from the checkpoint of its early stop, or of its time budget's end,

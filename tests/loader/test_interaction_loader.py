@@ -277,3 +277,25 @@ def test_int32_edges_give_int64_batches():
     )
     batch = next(iter(loader))
     assert batch.users.dtype == batch.pos_items.dtype == torch.long
+
+
+def test_subgraph_weights_take_the_requested_dtype():
+    """A float64 model's batches need float64 weights to be exact to float64 rounding
+    (they were float32 whatever the model)."""
+    ei = random_edges(30, 20, 300, 0)
+    torch.manual_seed(0)
+    model = GraphCF.lightgcn(30, 20, 4, num_layers=2, edge_index=ei).double()
+    u_full, i_full = model()
+    loader = InteractionLoader(
+        ei, 30, 20, batch_size=64, num_neighbors=[-1, -1], num_negatives=2, dtype=torch.float64
+    )
+    for batch in loader:
+        inputs = batch.model_inputs()
+        assert all(w.dtype == torch.float64 for w in inputs["edge_weight"])
+        u, i = model(**inputs)
+        torch.testing.assert_close(u[batch.user_index], u_full[batch.users], rtol=0, atol=1e-14)
+        torch.testing.assert_close(i[batch.neg_index], i_full[batch.neg_items], rtol=0, atol=1e-14)
+    default = next(iter(InteractionLoader(ei, 30, 20, batch_size=64, num_neighbors=[-1])))
+    assert all(w.dtype == torch.float32 for w in default.model_inputs()["edge_weight"])
+    with pytest.raises(ConfigError, match=r"dtype .* must be a floating torch\.dtype"):
+        InteractionLoader(ei, 30, 20, dtype=torch.long)

@@ -451,6 +451,8 @@ def test_csr_rejects_bad_ids():
 
     with pytest.raises(DataFormatError, match="outside"):
         BipartiteCSR(torch.tensor([[0, 5], [0, 1]]), 3, 3)
+    with pytest.raises(DataFormatError, match=r"users in \[0, 1\], items in \[-1, 1\]"):
+        BipartiteCSR(torch.tensor([[0, 1], [-1, 1]]), 3, 3)
 
 
 @pytest.mark.parametrize("fanout", [[2, 2, 2], [3, 1], [5]])
@@ -507,3 +509,141 @@ def test_sampled_ids_are_not_read_back_but_a_changed_id_is_refused():
     sub.user_id[0] = NU  # in place: out of range now
     with pytest.raises(PygCFError, match="user ids must lie in"):
         model(sub.edge_index, sub.user_id, sub.item_id, edge_weight=w)
+
+
+def _same_subgraph(a, b):
+    assert torch.equal(a.user_id, b.user_id) and torch.equal(a.item_id, b.item_id)
+    assert torch.equal(a.e_id, b.e_id)
+    assert torch.equal(a.edge_weight, b.edge_weight)
+    assert torch.equal(a.rev_edge_weight, b.rev_edge_weight)
+
+
+@pytest.mark.parametrize(
+    ("users", "items", "error", "match"),
+    [
+        ([0], [-2], ConfigError, r"item seeds must lie in \[0, 40\); got min -2, max -2"),
+        ([-1, 3], [0], ConfigError, r"user seeds must lie in \[0, 50\); got min -1, max 3"),
+        ([0, NU + 4], [0], ConfigError, r"user seeds must lie in \[0, 50\); got min 0, max 54"),
+        ([0], [NI], ConfigError, r"item seeds must lie in \[0, 40\); got min 40, max 40"),
+        ([0.0], [0], TypeError, r"user seeds must be integers, got dtype torch.float32"),
+        ([[0, 1]], [0], ConfigError, r"user seeds must be a 1-D tensor, got shape \(1, 2\)"),
+    ],
+)
+def test_bad_seeds_are_refused_and_leave_the_sampler_clean(users, items, error, match):
+    """A negative seed wrapped around (item -2 was item 38) and one past the end crashed
+    inside torch; either way the call left the work buffers marked, so every later valid
+    call dropped those nodes from its frontier."""
+    ei = sparse_graph()
+    sampler = BipartiteNeighborSampler(ei, [-1, -1], num_users=NU, num_items=NI)
+    fresh = BipartiteNeighborSampler(ei, [-1, -1], num_users=NU, num_items=NI)
+    with pytest.raises(error, match=match):
+        sampler.sample(torch.tensor(users), torch.tensor(items))
+    seeds = torch.tensor([0, 3]), torch.tensor([0, 1, 2])
+    _same_subgraph(sampler.sample(*seeds), fresh.sample(*seeds))
+    for mask in (sampler._seen_u, sampler._seen_i, sampler._new_u, sampler._new_i):
+        assert not mask.any()
+
+
+def test_a_call_that_fails_midway_leaves_the_work_buffers_clean(monkeypatch):
+    """Whatever interrupts a call (here the second hop's draw) once the seeds are marked
+    as reached, the next call starts from clean buffers."""
+    ei = sparse_graph()
+    sampler = BipartiteNeighborSampler(ei, [2, 2], num_users=NU, num_items=NI)
+    fresh = BipartiteNeighborSampler(ei, [2, 2], num_users=NU, num_items=NI)
+    real, calls = ns_module.sample_neighbors, []
+
+    def failing(rowptr, nodes, k, generator=None):
+        calls.append(k)
+        if len(calls) == 3:  # the first draw of the second hop
+            raise RuntimeError("interrupted")
+        return real(rowptr, nodes, k, generator)
+
+    seeds = torch.tensor([0, 3, 7]), torch.tensor([1, 5])
+    monkeypatch.setattr(ns_module, "sample_neighbors", failing)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        sampler.sample(*seeds, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(ns_module, "sample_neighbors", real)
+    a = sampler.sample(*seeds, torch.Generator().manual_seed(1))
+    b = fresh.sample(*seeds, torch.Generator().manual_seed(1))
+    _same_subgraph(a, b)
+    for mask in (sampler._seen_u, sampler._seen_i, sampler._new_u, sampler._new_i):
+        assert not mask.any()
+
+
+def test_seeds_are_read_once_for_both_sides_and_not_when_a_sampler_built_them(monkeypatch):
+    """The seed check adds one host read per call (both sides' bounds in one tensor),
+    and none for ids that a sampler's subgraph holds (already known to be in range)."""
+
+    class CountAminmax(torch.utils._python_dispatch.TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls += func.overloadpacket is torch.ops.aten.aminmax
+            return func(*args, **(kwargs or {}))
+
+    ei = sparse_graph()
+    sampler = BipartiteNeighborSampler(ei, [2], num_users=NU, num_items=NI)
+    reads = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(t.numel()) or tolist(t))
+    with CountAminmax() as count:
+        sub = sampler.sample(torch.tensor([4, 0]), torch.tensor([2, 9]), torch.Generator())
+    assert count.calls == 2 and reads == [4]  # (min, max) of users and items: one read
+    reads.clear()
+    with CountAminmax() as count:
+        sampler.sample(sub.user_id, sub.item_id, torch.Generator())
+    assert count.calls == 0 and reads == []
+
+
+def test_float64_weights_make_full_fanout_batches_exact_in_float64():
+    """The weights were float32 whatever the model, so a float64 model's "exact"
+    full-neighbourhood batch was off by ~1e-8; with dtype=float64 it matches to float64
+    rounding. The float32 default is unchanged."""
+    ei = sparse_graph()
+    torch.manual_seed(0)
+    model = GraphCF.lightgcn(NU, NI, 8, num_layers=3, edge_index=ei).double()
+    users, items = torch.arange(NU), torch.arange(NI)
+    u_full, i_full = model()
+    for correction in (True, False):
+        kw = dict(num_users=NU, num_items=NI, degree_correction=correction)
+        s64 = BipartiteNeighborSampler(ei, [-1] * 3, dtype=torch.float64, **kw)
+        sub = s64.sample(users, items, torch.Generator())
+        assert sub.edge_weight.dtype == sub.rev_edge_weight.dtype == torch.float64
+        u, i = model(
+            sub.edge_index, sub.user_id, sub.item_id, (sub.edge_weight, sub.rev_edge_weight)
+        )
+        torch.testing.assert_close(u[sub.local_users(users)], u_full, rtol=0, atol=1e-14)
+        torch.testing.assert_close(i[sub.local_items(items)], i_full, rtol=0, atol=1e-14)
+        # float32 (default): as computed before, in float32 throughout
+        sub32 = BipartiteNeighborSampler(ei, [-1] * 3, **kw).sample(users, items)
+        assert sub32.edge_weight.dtype == torch.float32
+        du = torch.bincount(ei[0], minlength=NU).float()
+        di = torch.bincount(ei[1], minlength=NI).float()
+        loc = sub32.edge_index.as_subclass(torch.Tensor)
+        ref = di.pow(-0.5)[sub32.item_id[loc[1]]] * du.pow(-0.5)[sub32.user_id[loc[0]]]
+        assert torch.equal(sub32.edge_weight, ref)
+        torch.testing.assert_close(sub.edge_weight.float(), ref)
+    sub16 = BipartiteNeighborSampler(ei, [2], dtype=torch.float16, num_users=NU, num_items=NI)
+    assert sub16.sample(users[:3], items[:2]).edge_weight.dtype == torch.float16
+    for bad in (torch.int64, "float64", None):
+        with pytest.raises(ConfigError, match=r"dtype .* must be a floating torch\.dtype"):
+            BipartiteNeighborSampler(ei, [2], dtype=bad, num_users=NU, num_items=NI)
+
+
+def test_csr_and_sampler_refuse_floating_edge_ids():
+    """Floating ids were cast to int64: (0.9, 0.7) became the edge (0, 0), silently."""
+    e = torch.tensor([[0.9, 1.5, 2.0], [0.7, 1.2, 2.99]])
+    with pytest.raises(
+        TypeError, match=r"edge_index must hold integer ids, got dtype torch\.float32"
+    ):
+        BipartiteCSR(e, 3, 3)
+    with pytest.raises(TypeError, match="integer ids"):
+        BipartiteNeighborSampler(e, [-1], num_users=3, num_items=3)
+    with pytest.raises(TypeError, match="integer ids"):
+        BipartiteCSR(e > 1, 3, 3)
+    with pytest.raises(TypeError, match=r"\[2, E\] tensor"):
+        BipartiteCSR([[0, 1], [0, 1]], 3, 3)
+    csr = BipartiteCSR(torch.tensor([[0, 1, 2], [0, 1, 2]], dtype=torch.int32), 3, 3)
+    assert torch.equal(csr.items, torch.tensor([0, 1, 2]))

@@ -294,3 +294,123 @@ def test_an_index_edited_in_place_is_not_served_from_the_cache():
     fresh = BipartiteNormConv()((x, None), ei.clone(), size=(NU, NI))
     assert not torch.allclose(first, second)
     assert torch.allclose(second, fresh)
+
+
+def _sparse_tensor(row, col, value=None, sparse_sizes=None):
+    if SparseTensor is None or not hasattr(SparseTensor, "from_edge_index"):
+        pytest.skip("torch-sparse not installed")
+    try:
+        return SparseTensor(row=row, col=col, value=value, sparse_sizes=sparse_sizes)
+    except ImportError:
+        pytest.skip("torch-sparse not installed")
+
+
+def _adj_t(kind, ei, n_dst, n_src, value=None):
+    """``ei`` (row 0 sources) as an ``[n_dst, n_src]`` adj_t of ``kind``, entries as
+    given (repeats kept)."""
+    value = torch.ones(ei.size(1)) if value is None else value
+    if kind == "SparseTensor":
+        return _sparse_tensor(ei[1], ei[0], value, (n_dst, n_src))
+    coo = torch.sparse_coo_tensor(ei.flip(0), value, (n_dst, n_src))
+    if kind == "coo":
+        return coo
+    # CSR / CSC straight from sorted arrays: a conversion would coalesce the repeats
+    perm = (
+        torch.argsort(ei[1] * n_src + ei[0])
+        if kind == "csr"
+        else torch.argsort(ei[0] * n_dst + ei[1])
+    )
+    major = ei[1] if kind == "csr" else ei[0]
+    ptr = torch.zeros((n_dst if kind == "csr" else n_src) + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(major, minlength=ptr.numel() - 1), 0)
+    minor = (ei[0] if kind == "csr" else ei[1])[perm]
+    ctor = torch.sparse_csr_tensor if kind == "csr" else torch.sparse_csc_tensor
+    return ctor(ptr, minor, value[perm], (n_dst, n_src))
+
+
+ADJ_KINDS = ["coo", "csr", "csc", "SparseTensor"]
+
+
+@pytest.mark.parametrize("kind", ADJ_KINDS)
+@pytest.mark.parametrize("cached", [False, True])
+def test_adj_t_whose_shape_disagrees_with_the_features_is_refused(kind, cached):
+    """A SparseTensor with more rows than x_dst gave an output of its own row count (more
+    columns than x_src crashed inside PyG); torch sparse was checked on one path only."""
+    conv = BipartiteNormConv(cached=cached)
+    x_u, x_i = torch.randn(NU, 2), torch.randn(NI, 2)
+    for n_dst, n_src in ((NI + 2, NU), (NI, NU + 1)):
+        adj = _adj_t(kind, EI, n_dst, n_src)
+        msg = rf"adj_t of shape \({n_dst}, {n_src}\) does not match .* \({NI}, {NU}\)"
+        with pytest.raises(ConfigError, match=msg):
+            conv((x_u, x_i), adj)
+        with pytest.raises(ConfigError, match=msg):
+            conv((x_u, x_i), adj, size=(NU, NI))
+        with pytest.raises(ConfigError, match=msg):
+            conv((x_u, None), adj, size=(NU, NI))
+    ref = dense_reference(x_u, EI, NU, NI, 0.5, 0.5)
+    torch.testing.assert_close(conv((x_u, x_i), _adj_t(kind, EI, NI, NU)), ref)
+
+
+@pytest.mark.parametrize("kind", ADJ_KINDS)
+@pytest.mark.parametrize("cached", [False, True])
+def test_repeated_adj_t_entries_count_as_repeated_edges(kind, cached):
+    """torch sparse input was coalesced (a repeated edge merged into one entry, whose
+    value was then dropped), so it counted once where every other input type counts it
+    twice."""
+    ei = torch.cat([EI, EI[:, [0, 3, 3]]], 1)  # (0 -> 0) twice, (1 -> 2) three times
+    x_u = torch.randn(NU, 3, dtype=torch.float64)
+    ref = BipartiteNormConv()((x_u, None), ei, size=(NU, NI))
+    adj = torch.zeros(NI, NU, dtype=torch.float64).index_put_(
+        (ei[1], ei[0]), torch.ones(ei.size(1), dtype=torch.float64), accumulate=True
+    )
+    d_t, d_s = adj.sum(1, keepdim=True), adj.sum(0, keepdim=True)
+    dense = torch.where(adj > 0, adj / (d_t.clamp(min=1).sqrt() * d_s.clamp(min=1).sqrt()), 0.0)
+    torch.testing.assert_close(ref, dense @ x_u)
+    out = BipartiteNormConv(cached=cached)((x_u, None), _adj_t(kind, ei, NI, NU))
+    torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("kind", ADJ_KINDS)
+def test_adj_t_values_other_than_one_are_refused_once_per_tensor(kind):
+    """The layer computes its weights from the degrees: an adj_t value of 5 gave the same
+    output as 1, without a word. The check reads the values once per tensor (and again
+    after an in-place change)."""
+
+    class CountValueReads(torch.utils._python_dispatch.TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.reads += func is torch.ops.aten.all.default
+            return func(*args, **(kwargs or {}))
+
+    x_u = torch.randn(NU, 2)
+    value = torch.ones(EI.size(1))
+    value[2] = 5.0
+    for cached in (False, True):
+        with pytest.raises(ConfigError, match=r"adj_t stores values other than 1 \(e.g. 5.0\)"):
+            BipartiteNormConv(cached=cached)((x_u, None), _adj_t(kind, EI, NI, NU, value))
+    adj = _adj_t(kind, EI, NI, NU)
+    conv = BipartiteNormConv()
+    with CountValueReads() as count:
+        for _ in range(3):
+            conv((x_u, None), adj)
+    assert count.reads == 1
+    if kind == "SparseTensor":
+        values = adj.storage.value()
+    else:
+        values = adj._values() if kind == "coo" else adj.values()
+    values[1] = 2.0  # in place: checked again
+    with pytest.raises(ConfigError, match="values other than 1"):
+        conv((x_u, None), adj)
+
+
+def test_a_coalesced_adj_t_with_merged_repeats_is_refused():
+    ei = torch.cat([EI, EI[:, :1]], 1)
+    coo = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (NI, NU))
+    x_u = torch.randn(NU, 2)
+    ref = BipartiteNormConv()((x_u, None), ei, size=(NU, NI))
+    torch.testing.assert_close(BipartiteNormConv()((x_u, None), coo), ref)
+    with pytest.raises(ConfigError, match=r"values other than 1 \(e.g. 2.0\).* coalesced"):
+        BipartiteNormConv()((x_u, None), coo.coalesce())

@@ -293,3 +293,25 @@ def test_an_id_check_for_a_larger_table_does_not_cover_a_smaller_one():
     GraphCF(10, 10, 2, 0)(None, ids, ids)  # checked against 10 users
     with pytest.raises(PygCFError, match=r"user ids must lie in \[0, 5\)"):
         GraphCF(5, 10, 2, 0)(None, ids, torch.tensor([1]))
+
+
+@pytest.mark.parametrize(
+    ("edge_weight", "got"),
+    [
+        (torch.ones(EI.size(1)), r"a tensor of shape \(8,\)"),  # unpacked over its rows
+        (torch.ones(2), r"a tensor of shape \(2,\)"),  # unpacked into two 0-d tensors
+        ((torch.ones(EI.size(1)),), "a tuple of length 1"),
+        ([torch.ones(EI.size(1))] * 3, "a list of length 3"),
+        (1.0, "float"),
+    ],
+)
+def test_edge_weight_must_be_a_pair(edge_weight, got):
+    m = GraphCF.lightgcn(NU, NI, 4, 2, edge_index=EI)
+    msg = rf"edge_weight must be a pair \(w_user_to_item, w_item_to_user\) .* got {got}"
+    with pytest.raises(ConfigError, match=msg):
+        m(EI, None, None, edge_weight)
+    with pytest.raises(ConfigError, match=msg):
+        m.layers(EI, None, None, edge_weight)
+    w = torch.ones(EI.size(1))
+    for pair in ((w, w), [w, w]):
+        torch.testing.assert_close(m(EI, None, None, pair)[0], m(EI, None, None, (w, w))[0])

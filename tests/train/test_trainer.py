@@ -714,3 +714,24 @@ def test_a_monitor_with_a_zero_padded_cutoff_names_the_logged_metric():
     cfg = TrainConfig(epochs=1, monitor="recall@05", ks=(5,), progress=False)
     hist = Trainer(model, data, get_loss("bpr"), cfg).fit()
     assert "val_recall@5" in hist.columns
+
+
+@pytest.mark.parametrize(
+    ("dtype", "weights"), [(torch.float64, torch.float64), (torch.float32, torch.float32)]
+)
+def test_sampled_subgraph_weights_follow_a_float64_model(tiny_data, dtype, weights):
+    """A float64 model's subgraphs carry float64 edge weights (float32 ones made full
+    fan-outs differ from the full graph by ~1e-8 instead of rounding)."""
+    model = GraphCF.from_data(tiny_data, "lightgcn", embedding_dim=4).to(dtype)
+    cfg = TrainConfig(
+        mode="sampled",
+        num_neighbors=(-1, -1, -1),
+        batch_size=4,
+        ks=(2,),
+        monitor="ndcg@2",
+        progress=False,
+    )
+    tr = Trainer(model, tiny_data, get_loss("bpr"), cfg)
+    assert tr.loader.sampler is not None and tr.loader.sampler.dtype == weights
+    cb = tr.collate(next(iter(tr.batches())))
+    assert all(w.dtype == weights for w in cb.model_inputs()["edge_weight"])
