@@ -646,6 +646,13 @@ class Trainer:
         if self.epoch == 0:
             seed_everything(cfg.seed)
             self.generator.manual_seed(cfg.seed)
+        if self.epoch > cfg.epochs:
+            log.warning(
+                "the run is at epoch %d, past epochs=%d (resumed with fewer epochs?): "
+                "nothing to train",
+                self.epoch,
+                cfg.epochs,
+            )
         trains_on = self.epoch < cfg.epochs and not self.budget_reached
         if self.unscheduled_eval is not None and trains_on:
             self._drop_unscheduled_eval()

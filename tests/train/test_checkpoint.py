@@ -455,6 +455,25 @@ def test_a_longer_resume_drops_the_last_epochs_off_schedule_evaluation(
     pd.testing.assert_frame_equal(metrics_only(same.fit()), metrics_only(short))
 
 
+def test_a_resume_with_fewer_epochs_than_run_warns(tmp_path, caplog):
+    """It trained nothing, quietly."""
+    data = _two_cluster_data()
+
+    def make(epochs, ckpt):
+        model = GraphCF.from_data(data, "mf", embedding_dim=8)
+        cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, checkpoint_dir=ckpt)
+        return Trainer(model, data, get_loss("bpr"), cfg)
+
+    make(3, str(tmp_path)).fit()
+    for epochs, warned in ((2, True), (3, False)):
+        tr = make(epochs, None)
+        load_checkpoint(tr, tmp_path / "last.pt")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="pyg_cf"):
+            assert len(tr.fit()) == 3
+        assert ("past epochs=2" in caplog.text) is warned
+
+
 @pytest.mark.parametrize(
     ("kind", "model_kw", "loss_name", "match"),
     [
