@@ -456,8 +456,6 @@ class BipartiteNormConv(MessagePassing):
             raise ConfigError(
                 f"x and edge_index are on different devices ({x_src.device} and {ei_device})"
             )
-        if is_sparse:
-            _check_adj_size(edge_index, size)
         # Type and shape here; the ids where they are used: a cached build (a normalized
         # adjacency, a sorted EdgeIndex's CSR) checks them itself whatever the validation
         # records say, since its matrices skip torch's invariant checks; message passing
