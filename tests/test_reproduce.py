@@ -741,6 +741,28 @@ def test_a_probe_of_init_std_reaches_the_model(probe, tmp_path, monkeypatch):
     assert asked == kept == 0.1 and std == pytest.approx(0.1, rel=0.2)
 
 
+def test_a_probe_of_a_model_argument_reaches_the_model(probe, tmp_path, monkeypatch):
+    from pyg_cf.nn import GraphCF
+
+    seen = []
+    build = GraphCF.from_data.__func__
+
+    def spy(cls, data, model="lightgcn", **kw):
+        m = build(cls, data, model, **kw)
+        seen.append((kw, m.user_embedding.weight.size(1)))
+        return m
+
+    monkeypatch.setattr(GraphCF, "from_data", classmethod(spy))
+    out = probe.probe("t9-mf-ssm", "model.embedding_dim,tau", [4, 0.1], 1, tmp_path / "p")
+    assert out.name == "t9-mf-ssm-model.embedding_dim=4+tau=0.1-1ep.json"
+    (kw, dim), *_ = seen
+    assert kw == {"embedding_dim": 4} and dim == 4  # the cell's own 8, overridden
+    rec = json.loads(out.read_text())
+    assert rec["probe"] == {"base_cell": "t9-mf-ssm", "model.embedding_dim": 4, "tau": 0.1}
+    with pytest.raises(SystemExit, match=r"mf takes no model argument \['num_layers'\]"):
+        probe.probe("t9-mf-ssm", "model.num_layers,tau", [1, 0.1], 1, tmp_path / "p")
+
+
 @pytest.fixture
 def val_ratios(monkeypatch):
     """The ``val_ratio`` of every ``datasets.load`` call, in order (0.0: the full training

@@ -1,7 +1,8 @@
 """Probe one hyperparameter of a reproduction cell under the validation protocol.
 
 Runs the cell of ``examples/reproduce.py`` with one setting changed — a field of its
-``Cell`` (``l2``, ``lr``, ``sampling``, …) or else one of its loss arguments; comma-separated
+``Cell`` (``l2``, ``lr``, ``sampling``, …), a model argument named ``model.<arg>``
+(``model.num_layers 1``), or else one of its loss arguments; comma-separated
 keys and values change several at once (``lr,mask_positives 1e-4,true``) — for ``EPOCHS``
 epochs (or until its early stopping, or a ``BUDGET`` in seconds), on the same seed and
 validation carve as the cell itself. The record (validation and test history; test is read,
@@ -72,8 +73,25 @@ def _command(
 
 
 def _probed_cell(mod: Any, cell_id: str, fields: dict[str, Any], name: str, epochs: int) -> Any:
-    """The cell with the probed ``Cell`` fields (loss arguments go as overrides)."""
-    return dataclasses.replace(mod.BY_ID[cell_id], id=name, epochs=epochs, **fields)
+    """The cell with the probed ``Cell`` fields and ``model.<arg>`` model arguments (loss
+    arguments go as overrides)."""
+    base = mod.BY_ID[cell_id]
+    plain = {k: v for k, v in fields.items() if not k.startswith("model.")}
+    model = {k.removeprefix("model."): v for k, v in fields.items() if k.startswith("model.")}
+    if model:
+        import inspect
+
+        from pyg_cf.nn import GraphCF
+
+        builder = getattr(GraphCF, base.model.replace("-", "_"))
+        known = set(inspect.signature(builder).parameters) - {"num_users", "num_items"}
+        unknown = sorted(set(model) - known)
+        if unknown:
+            raise SystemExit(
+                f"probe: {base.model} takes no model argument {unknown}; it takes {sorted(known)}"
+            )
+        plain["model_kwargs"] = {**base.model_kwargs, **model}
+    return dataclasses.replace(base, id=name, epochs=epochs, **plain)
 
 
 def _grid_choice(mod: Any, cell_id: str, loss_args: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +137,8 @@ def probe(
     ahead_out = out.with_name(f"{out.stem}-refit_ahead.json")
     cmd = _command(cell_id, settings, epochs, out_dir, budget)
     names = {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
-    fields = {k: v for k, v in settings.items() if k in names}
-    loss_args = {k: v for k, v in settings.items() if k not in names}
+    fields = {k: v for k, v in settings.items() if k in names or k.startswith("model.")}
+    loss_args = {k: v for k, v in settings.items() if k not in fields}
     loss_args = {**_grid_choice(mod, cell_id, loss_args), **loss_args}
     if refit_ahead is not None:
         if ahead_out.exists():

@@ -8,6 +8,9 @@ validation epoch so far) into ``cpu_progress.json`` beside this file, so that th
 the results pages quote before the cell finishes are in the repository::
 
     python examples/results/bpr_long/snapshot.py
+
+A snapshot never replaces one that reached further (a run restarted from epoch 1 after its
+checkpoints were lost) unless ``--force`` is given.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -72,12 +76,24 @@ def main() -> int:
     if not any(path.exists() for path, _ in RUNS.values()):
         print(f"no checkpoint of the pair under {CKPT / RUN}: nothing to snapshot")
         return 1
+    runs = {name: run_summary(path, cmd) for name, (path, cmd) in RUNS.items() if path.exists()}
+    saved = HERE / "cpu_progress.json"
+    if saved.exists() and "--force" not in sys.argv[1:]:
+        before = json.loads(saved.read_text())
+        behind = [
+            f"{name} at epoch {run['epoch']} < {before[name]['epoch']} saved"
+            for name, run in runs.items()
+            if name in before and run["epoch"] < before[name]["epoch"]
+        ]
+        if behind:  # a restarted run: keep the furthest snapshot unless told otherwise
+            print(f"not overwriting {saved.name} ({'; '.join(behind)}); --force to replace it")
+            return 1
     out = {
         "note": "progress of an unfinished cell (t1-lightgcn-bpr): no epoch is chosen until "
         "validation early-stops (patience 20 evaluations, 5 epochs apart)",
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
-        **{name: run_summary(path, cmd) for name, (path, cmd) in RUNS.items() if path.exists()},
+        **runs,
     }
     (HERE / "cpu_progress.json").write_text(json.dumps(out, indent=1) + "\n")
     for name in RUNS:
