@@ -49,6 +49,9 @@ def validate_frame(df: pd.DataFrame, name: str = "frame") -> None:
     """
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{name}: expected a pandas DataFrame, got {type(df).__name__}")
+    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if repeated:
+        raise DataFormatError(f"{name}: repeated column name(s) {repeated}; rename or drop them")
     for col in ("user", "item"):
         if col not in df.columns:
             raise DataFormatError(
@@ -296,9 +299,11 @@ def k_core(df: pd.DataFrame, user_k: int = 10, item_k: int = 10) -> pd.DataFrame
         item_k: Minimum interactions per item.
     """
     validate_frame(df, "k_core input")
-    if user_k < 0 or item_k < 0:
-        raise ConfigError(f"k_core: user_k and item_k must be >= 0, got {user_k}, {item_k}")
-    cur = df
+    for name, k in (("user_k", user_k), ("item_k", item_k)):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ConfigError(f"k_core: {name} must be an integer >= 0, got {k!r}")
+    # a positional index: an index level named 'user' / 'item' would make groupby ambiguous
+    cur = df.reset_index(drop=True)
     while True:
         ucount = cur.groupby("user")["user"].transform("size")
         icount = cur.groupby("item")["item"].transform("size")

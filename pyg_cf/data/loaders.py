@@ -253,6 +253,8 @@ def from_dataframe(
         min_rating: Keep only rows whose ``rating`` column is at least this value.
         name: Data set name.
     """
+    if not isinstance(df, pd.DataFrame):
+        raise DataFormatError(f"dataframe: expected a pandas DataFrame, got {type(df).__name__}")
     if user_col not in df.columns or item_col not in df.columns:
         raise ConfigError(
             f"columns {user_col!r} and {item_col!r} are required; the frame has {list(df.columns)}"

@@ -139,6 +139,8 @@ def masked_logsumexp(x: Tensor, mask: Tensor | None, dim: int = -1) -> tuple[Ten
     """
     if mask is None:
         lse = torch.logsumexp(x, dim=dim)
+        if x.size(dim) == 0:  # no term at all: the row contributes 0, as a masked-out one
+            return torch.zeros_like(lse), torch.zeros_like(lse, dtype=torch.bool)
         return lse, torch.ones_like(lse, dtype=torch.bool)
     valid = ~mask.all(dim=dim)
     x = x.masked_fill(mask, float("-inf"))

@@ -413,7 +413,10 @@ class SoftmaxLoss(CFLoss):
 
     The sum depends only on the user (with ``mask_positives``: on the user and the row's own
     positive), so the ``[B, I]`` logits are formed once per *distinct* user of the batch and
-    shared by that user's rows — the same value and gradients as one row per interaction.
+    shared by that user's rows — the same value, and the same gradients for the embedding
+    tables, as one row per interaction (within ``batch.user_emb`` the log-sum-exp's
+    gradient lands on each user's first row, so per-row gradients of that tensor differ
+    while their per-user sums agree).
     Batches grouped by user (``InteractionLoader(sampling='user_blocks')``) make that the
     cheap case: on Gowalla a batch of 2048 interactions holds ≈ 73 users instead of ≈ 1,885.
 
@@ -588,7 +591,7 @@ class BSLLoss(CFLoss):
 
     def __init__(
         self,
-        tau1: float = 0.1,
+        tau1: float | None = None,
         tau2: float = 1.0,
         form: str = "reweight",
         similarity: str = "cos",
@@ -603,7 +606,9 @@ class BSLLoss(CFLoss):
         tau: float | None = None,
     ) -> None:
         super().__init__()
-        tau1 = float(tau) if tau is not None else float(tau1)
+        if tau is not None and tau1 is not None and float(tau) != float(tau1):
+            raise ConfigError(f"tau is an alias of tau1: got tau={tau} and tau1={tau1}")
+        tau1 = float(tau if tau is not None else tau1 if tau1 is not None else 0.1)
         _check_common(tau1, negatives, ("in-batch", "sampled"))
         if form not in ("reweight", "multi"):
             raise ConfigError(f"form must be 'reweight' or 'multi', got {form!r}")

@@ -77,6 +77,7 @@ def lambertw(x: Tensor, iterations: int = 6) -> Tensor:
         ok = safe & (denom != 0)
         step = torch.where(ok, g / torch.where(ok, denom, torch.ones_like(denom)), 0.0)
         w = (w - step).clamp(min=-1.0)
+    w = torch.where(z == math.inf, z, w)  # W(+inf) = +inf (the start above is inf / inf)
     return w.to(x.dtype if x.is_floating_point() else torch.get_default_dtype())
 
 

@@ -165,6 +165,34 @@ def test_from_dataframe_bad_columns():
         from_dataframe(pd.DataFrame({"user": [1, None], "item": [2, 3]}))
 
 
+def test_from_dataframe_refuses_what_is_not_a_frame_and_repeated_columns():
+    with pytest.raises(DataFormatError, match="expected a pandas DataFrame, got list"):
+        from_dataframe([[0, 1]])
+    twice = pd.DataFrame([[0, 1, 2], [1, 2, 3]], columns=["user", "item", "item"])
+    with pytest.raises(DataFormatError, match=r"repeated column name\(s\) \['item'\]"):
+        from_dataframe(twice)
+
+
+@pytest.mark.parametrize("k", ["5", 2.5, True, -1])
+def test_k_core_thresholds_must_be_non_negative_integers(k):
+    df = pd.DataFrame({"user": np.repeat(np.arange(10), 10), "item": np.arange(100) % 20})
+    with pytest.raises(ConfigError, match=f"user_k must be an integer >= 0, got {k!r}"):
+        from_dataframe(df, user_k=k, item_k=2)
+    assert len(k_core(df, np.int64(2), 2)) == 100  # numpy integers are integers
+
+
+@pytest.mark.parametrize("level", ["user", "item"])
+def test_k_core_ignores_an_index_named_like_a_column(level):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user": rng.integers(0, 20, 300), "item": rng.integers(0, 30, 300)})
+    df = df.drop_duplicates()
+    indexed = df.set_index(level, drop=False)  # groupby('user') was ambiguous: a crash
+    expected = k_core(df.reset_index(drop=True), 3, 3)
+    pd.testing.assert_frame_equal(k_core(indexed, 3, 3), expected)
+    data = from_dataframe(indexed, user_k=2, item_k=2)
+    assert data["user"].num_nodes > 0
+
+
 def test_cold_start_policies(tiny_frames, caplog):
     train, val, test = tiny_frames
     with caplog.at_level(logging.WARNING):

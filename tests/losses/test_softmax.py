@@ -339,6 +339,10 @@ def test_bsl_with_unit_tau2_is_the_softmax_it_generalises(negatives):
 
 def test_bsl_tau_alias_and_validation():
     assert get_loss("bsl", tau=0.2).tau1 == 0.2
+    assert get_loss("bsl").tau1 == 0.1  # the documented default
+    assert get_loss("bsl", tau=0.2, tau1=0.2).tau1 == 0.2
+    with pytest.raises(ConfigError, match=r"tau is an alias of tau1: got tau=0\.2 and tau1=0\.3"):
+        get_loss("bsl", tau=0.2, tau1=0.3)  # tau1 used to be dropped silently
     with pytest.raises(ConfigError, match="form"):
         get_loss("bsl", form="bogus")
     with pytest.raises(ConfigError, match="tau2"):
@@ -633,3 +637,25 @@ def test_row_logsumexp_of_a_wide_half_precision_row_stays_finite(dtype, grad):
     if grad:
         (g,) = torch.autograd.grad(out.sum(), x)
         assert torch.isfinite(g).all() and g.dtype == dtype
+
+
+def test_a_row_without_any_negative_contributes_zero():
+    """An empty negative axis is a row with no term, as a fully masked one: 0, not -inf."""
+    from pyg_cf.losses.softmax import bsl_loss
+
+    pos = torch.randn(3, dtype=D, requires_grad=True)
+    empty = torch.randn(3, 0, dtype=D, requires_grad=True)
+    for loss in (
+        sampled_softmax_loss(pos, empty, include_positive=False),
+        bsl_loss(pos, empty),
+    ):
+        assert float(loss) == 0.0
+        (g,) = torch.autograd.grad(loss, pos)
+        assert torch.equal(g, torch.zeros_like(g))
+    masked = sampled_softmax_loss(
+        pos,
+        torch.randn(3, 2, dtype=D),
+        include_positive=False,
+        neg_mask=torch.ones(3, 2, dtype=torch.bool),
+    )
+    assert float(masked) == 0.0

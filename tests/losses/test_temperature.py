@@ -51,6 +51,14 @@ def test_lambertw_inverts_w_exp_w_and_keeps_dtype():
     assert torch.allclose(w.double() * torch.exp(w.double()), x.double(), rtol=1e-5, atol=1e-6)
 
 
+def test_lambertw_at_infinity_is_infinity():
+    x = torch.tensor([math.inf, 1e300, 0.0], dtype=D)
+    w = lambertw(x)
+    assert w[0] == math.inf  # was NaN: the start is inf / inf there
+    assert torch.allclose(w[1:], torch.tensor([scipy_lambertw(1e300).real, 0.0], dtype=D))
+    assert lambertw(torch.tensor([math.inf])).dtype == torch.float32
+
+
 def test_lambertw_clamps_below_minus_one_over_e():
     x = torch.tensor([-5.0, -1.0, -0.4], dtype=D)
     assert torch.allclose(lambertw(x), torch.full((3,), -1.0, dtype=D), atol=1e-7)
