@@ -888,6 +888,8 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
             print(f"[{cell.id}] selects among {', '.join(cell.select_from)}: run them first")
             return None
         return run_refit(BY_ID[picked], budget_s)
+    if cell.read_similarity and source_id(cell) != cell.id:
+        return _refit_alias(cell, budget_s)
     if source_id(cell) != cell.id:
         print(f"[{cell.id}] is the {cell.note}: refit that cell")
         return None
@@ -912,6 +914,44 @@ def run_refit(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
     with open(path, "w") as f:
         json.dump(rec, f, indent=1)
     print(f"[{cell.id} refit] test {rec['test']}", flush=True)
+    return rec
+
+
+def _refit_alias(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
+    """The refit of a cell that reads its source's run under another test similarity: the
+    source's shared refit read at this cell's own validation-chosen epoch count when that
+    refit evaluated there; else its own refit, the source's settings trained on the full
+    training split for exactly that many epochs (``refit/<cell>.json``, read under this
+    cell's similarity at its last epoch), so a refit is never read at another count."""
+    rec = load_refit(cell)
+    if rec is not None and rec.get("refit_read") == "own epoch count":
+        return rec
+    val_run = load_record(cell)
+    src = BY_ID[source_id(cell)]
+    source = load_record(src)
+    if val_run is None or source is None:
+        print(f"[{cell.id}] no validation run of {src.id} to refit; run {src.id} first")
+        return None
+    sim = cell.read_similarity
+    if sim not in (src.test_similarity, *src.extra_test_similarities):
+        raise ValueError(f"{src.id} logs no {sim} test metrics for {cell.id} to read")
+    chosen = source.get("loss_kwargs") or dict(src.loss_kwargs)
+    epochs = int(val_run["best_epoch"])
+    raw = run_cell(src, budget_s, overrides=chosen, epochs=epochs, refit=True)
+    raw["command"] = f"python examples/reproduce.py --cell {cell.id} --refit" + (
+        f" --budget {budget_s:g}" if budget_s else ""
+    )
+    raw["selected_from"] = {
+        "loss_kwargs": chosen,
+        "best_epoch": epochs,
+        "val_run_test_recall@20": val_run["test"]["recall@20"],
+    }
+    path = OUT / "refit" / f"{cell.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw, indent=1))
+    rec = load_refit(cell)
+    if rec is not None:
+        print(f"[{cell.id} refit] test {rec['test']}", flush=True)
     return rec
 
 
@@ -972,13 +1012,12 @@ def refit_from_ahead(
     cell: Cell, chosen: dict[str, Any], epochs: int, path: Path | None = None
 ) -> dict[str, Any] | None:
     """The refit of ``epochs`` epochs read from the cell's refit-ahead run, if that run
-    trained the same loss arguments at least that long; else ``None``. It is read at that
-    epoch when the run evaluated there; a validation run stopped by its budget may choose its
-    last epoch, between two of the ahead run's evaluations, and is then read at the last
-    evaluation before it (less than one evaluation interval earlier; both epochs are kept in
-    ``read_from_ahead``). Its long-tail groups are not available (measured at the ahead
-    run's end). ``path``: the ahead run's record (default: the cell's,
-    :func:`ahead_path`; a probe keeps its own)."""
+    trained the same loss arguments at least that long and evaluated at exactly that epoch;
+    else ``None`` (a validation run stopped by its budget may choose an epoch between two of
+    the ahead run's evaluations: the refit is then trained, since an earlier evaluation is
+    another epoch count than the one validation chose). Its long-tail groups are not
+    available (measured at the ahead run's end). ``path``: the ahead run's record (default:
+    the cell's, :func:`ahead_path`; a probe keeps its own)."""
     path = path or ahead_path(cell)
     ahead = _read_json(path)
     if ahead is None or (ahead.get("loss_kwargs") or {}) != chosen:
@@ -990,9 +1029,7 @@ def refit_from_ahead(
         )
         return None
     evaluated = [
-        r
-        for r in ahead["history"]
-        if r.get("test_recall@20") is not None and epochs - cell.eval_every < r["epoch"] <= epochs
+        r for r in ahead["history"] if r.get("test_recall@20") is not None and r["epoch"] == epochs
     ]
     if not evaluated:
         print(f"[{cell.id}] its refit-ahead run has no evaluation at epoch {epochs}: training")
@@ -1220,7 +1257,11 @@ def read_under(
 
 
 def load_refit(cell: Cell) -> dict[str, Any] | None:
+    """A cell's refit record; a cell reading its source's run under another similarity
+    reads its own refit (:func:`_refit_alias`) when it has one, else the source's."""
     rec = _read_json(OUT / "refit" / f"{source_id(cell)}.json")
+    if cell.read_similarity and source_id(cell) != cell.id:
+        rec = _read_json(OUT / "refit" / f"{cell.id}.json") or rec
     if rec is not None and cell.read_similarity:
         val_run = load_record(cell)  # this cell's own choice, under its similarity
         epoch = val_run["best_epoch"] if val_run else None

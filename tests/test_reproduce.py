@@ -220,10 +220,10 @@ def test_a_refit_continues_an_unfinished_run_ahead(repro, monkeypatch, capsys):
     assert repro._same_refit_checkpoint(d / "refit-epochs=5,x=2", 5) is None
 
 
-def test_a_refit_ahead_is_read_within_one_evaluation_interval_or_not_at_all(repro):
+def test_a_refit_ahead_is_read_at_exactly_the_chosen_epoch_or_not_at_all(repro):
     """A budget-stopped validation run may choose an epoch the ahead run did not evaluate:
-    it is read at the ahead run's last evaluation before it, never after and never further
-    back than one evaluation interval; other loss arguments are never read."""
+    the refit is then trained, not read at an earlier evaluation (another epoch count than
+    validation chose); other loss arguments are never read."""
     cell = repro.Cell("t9-x", 1, "x", "toy", "mf", "bpr", {"k": 1}, eval_every=5)
     rows = [
         {"epoch": e, "elapsed_s": float(e), "test_recall@20": e / 100, "test_ndcg@20": e / 200}
@@ -237,11 +237,10 @@ def test_a_refit_ahead_is_read_within_one_evaluation_interval_or_not_at_all(repr
     repro.ahead_path(cell).write_text(json.dumps(ahead))
     exact = repro.refit_from_ahead(cell, {"k": 1}, 10)
     assert exact["test"] == {"recall@20": 0.10, "ndcg@20": 0.05} and exact["epochs_run"] == 10
-    between = repro.refit_from_ahead(cell, {"k": 1}, 13)
-    assert between["read_from_ahead"]["epoch"] == 10
-    assert between["read_from_ahead"]["chosen_epoch"] == 13
-    assert [r["epoch"] for r in between["history"]] == [5, 10]
-    assert repro.refit_from_ahead(cell, {"k": 1}, 21) is None  # 15 is too far back
+    assert exact["read_from_ahead"]["epoch"] == exact["read_from_ahead"]["chosen_epoch"] == 10
+    assert [r["epoch"] for r in exact["history"]] == [5, 10]
+    assert repro.refit_from_ahead(cell, {"k": 1}, 13) is None  # was read at epoch 10
+    assert repro.refit_from_ahead(cell, {"k": 1}, 21) is None
     # an ahead run that stopped at 15 never trained 18 epochs: reading its epoch 15 as the
     # 18-epoch refit (as it was) would mark an unfinished refit finished
     assert repro.refit_from_ahead(cell, {"k": 1}, 18) is None
@@ -492,6 +491,19 @@ def test_a_cell_read_under_another_test_similarity_equals_its_own_run(repro, mon
     refit["history"] = [{k: v for k, v in r.items() if "_cos_" not in k} for r in refit["history"]]
     (repro.OUT / "refit" / "t9-ip.json").write_text(json.dumps(refit))
     assert repro.no_refit_reason(alias) == "t9-ip's refit logged no COS test metrics"
+    # then the alias trains its own refit, for its own epoch count (it used to say "refit
+    # that cell", whose refit may stop at another count): what the lone cell's refit gives
+    assert repro.main(["--refit", "--cell", "t9-ip-cos"]) == 0
+    mine = repro.load_refit(alias)
+    assert (repro.OUT / "refit" / "t9-ip-cos.json").exists()
+    assert mine["refit_read"] == "own epoch count" and mine["epochs_run"] == got["best_epoch"]
+    assert repro.main(["--refit", "--cell", "t9-alone"]) == 0
+    lone = repro.load_refit(alone)
+    assert lone["epochs_run"] == mine["epochs_run"]
+    assert mine["test"]["recall@20"] == pytest.approx(lone["test"]["recall@20"], abs=1e-6)
+    assert mine["test"]["ndcg@20"] == pytest.approx(lone["test"]["ndcg@20"], abs=1e-6)
+    assert repro.no_refit_reason(alias) == ""
+    (repro.OUT / "refit" / "t9-ip-cos.json").unlink()
     # a source run that did not log cos: the alias is unfinished, and the page says why
     rec = json.loads((repro.OUT / "t9-ip.json").read_text())
     rec["history"] = [{k: v for k, v in r.items() if "_cos_" not in k} for r in rec["history"]]
