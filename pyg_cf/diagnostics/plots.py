@@ -100,13 +100,21 @@ def plot_magnitude_vs_degree(
             raise ConfigError(f"frame {label!r} has no {node_type} with a positive degree")
         color = f"C{n % 10}"
         b = binned_summary(g["degree"], g[value], num_bins)
-        slope = fit_loglog_slope(g["degree"], g[value]).slope
-        name = f"{label + ' ' if label else ''}(slope {slope:.2f})"
+        try:
+            slope = f"slope {fit_loglog_slope(g['degree'], g[value]).slope:.2f}"
+        except ConfigError:  # one distinct degree, or no positive value: nothing to fit
+            slope = "no slope to fit"
+        name = f"{label + ' ' if label else ''}({slope})"
         ax.plot(b["degree_mean"], b["mean"], "o-", color=color, ms=4, label=name)
         ax.fill_between(b["degree_mean"], b["q25"], b["q75"], color=color, alpha=0.15, lw=0)
         propagated = df.attrs.get("propagated", {}).get(node_type, False)
+        fit = None
         if theory and propagated and "alpha0" in df.attrs:
-            fit = fit_theory(g["degree"], g["sq_norm"], df.attrs["alpha0"])
+            try:
+                fit = fit_theory(g["degree"], g["sq_norm"], df.attrs["alpha0"])
+            except ConfigError:  # as the slope: nothing to fit, so no curve
+                fit = None
+        if fit is not None:
             d = np.geomspace(g["degree"].min(), g["degree"].max(), 100)
             curve = fit.predict(d)
             ax.plot(

@@ -77,8 +77,9 @@ def pareto_moment(alpha: float, s: float, x_min: float = 1.0, discrete: bool = F
     mass), at :math:`x_m = 30` by about one.
 
     Raises:
-        ConfigError: if :math:`\alpha \le 0`, :math:`x_m \le 0` or
-            :math:`\alpha + s \le 0` (the moment is infinite there).
+        ConfigError: if :math:`\alpha \le 0`, :math:`x_m \le 0`,
+            :math:`\alpha + s \le 0` (the moment is infinite there), or ``discrete``
+            with a non-integer :math:`x_m`.
     """
     if not (alpha > 0 and x_min > 0 and math.isfinite(alpha) and math.isfinite(x_min)):
         raise ConfigError(f"need a shape alpha > 0 and a scale x_min > 0, got {alpha}, {x_min}")
@@ -89,6 +90,8 @@ def pareto_moment(alpha: float, s: float, x_min: float = 1.0, discrete: bool = F
         )
     if not discrete:
         return alpha * x_min ** (-s) / (alpha + s)
+    if x_min != int(x_min):  # k = x_m + j would not be the law's integer support
+        raise ConfigError(f"discrete=True needs an integer scale x_min, got {x_min}")
     k = x_min + np.arange(_DISCRETE_TERMS, dtype=np.float64)
     mass = (x_min / k) ** alpha - (x_min / (k + 1.0)) ** alpha
     end = x_min + _DISCRETE_TERMS  # P(D >= end) = (x_m / end)^alpha, X^-s beyond it

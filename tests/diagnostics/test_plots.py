@@ -147,3 +147,20 @@ def test_magnitude_plot_theory_curve_values(data, value):
     np.testing.assert_allclose(y, np.sqrt(want) if value == "norm" else want, rtol=1e-12)
     other = fit_theory(g["degree"], g["sq_norm"], 0.0).predict(x)
     assert not np.allclose(want, other, rtol=1e-3)  # alpha0 matters: the check has teeth
+
+
+@pytest.mark.parametrize("norm", [1.0, 0.0])
+def test_a_frame_with_nothing_to_fit_is_still_drawn(norm):
+    """One distinct degree, or no positive norm: the points are drawn and the legend says
+    there is no slope (it raised, though the callback records such frames)."""
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {"node_type": "item", "node": range(5), "degree": 3, "norm": norm, "sq_norm": norm}
+    )
+    df.attrs.update(propagated={"item": True}, alpha0=0.5)
+    fig = plots.plot_magnitude_vs_degree(df, node_type="item", value="sq_norm")
+    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+    assert labels == ["(no slope to fit)"]  # and no theory curve
+    (x,) = {float(v) for v in fig.axes[0].get_lines()[0].get_xdata()}
+    assert x == pytest.approx(3.0)

@@ -209,3 +209,12 @@ def test_an_infinite_pareto_moment_is_refused_not_returned_negative(alpha, s, x_
 def test_pareto_moment_refuses_a_shape_or_scale_that_is_no_pareto_law(alpha, x_min):
     with pytest.raises(ConfigError, match="shape alpha > 0 and a scale x_min > 0"):
         pareto_moment(alpha, 0.5, x_min)
+
+
+def test_a_discrete_pareto_moment_needs_an_integer_scale():
+    """k = x_m + j is the rounded-down law's support only for an integer x_m (1.5 gave
+    0.5036 where a rounded-down sample gives 0.516)."""
+    with pytest.raises(ConfigError, match=r"integer scale x_min, got 1\.5"):
+        pareto_moment(1.5, 0.5, 1.5, discrete=True)
+    assert pareto_moment(1.5, 0.5, 2.0, discrete=True) == pareto_moment(1.5, 0.5, 2, True)
+    assert pareto_moment(1.5, 0.5, 1.5) == pytest.approx(1.5 * 1.5**-0.5 / 2.0)
