@@ -946,6 +946,7 @@ def _refit_alias(cell: Cell, budget_s: float | None) -> dict[str, Any] | None:
         "best_epoch": epochs,
         "val_run_test_recall@20": val_run["test"]["recall@20"],
     }
+    raw["refit_of"] = cell.id  # the source's settings, trained for this cell's epoch count
     path = OUT / "refit" / f"{cell.id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(raw, indent=1))
@@ -1719,7 +1720,12 @@ def write_page() -> None:
             rel = f"{r / c.published[0] - 1:+.1%}" if c.published[0] else "–"
             src = rec["selected_from"]
             status = "all chosen epochs" if rec["converged"] else "budget reached"
-            if rec.get("refit_read"):  # a shared refit, read under this cell's similarity
+            if rec.get("refit_of") == c.id:  # its own refit of the source's settings
+                status = (
+                    f"its own refit of {source_id(c)}'s settings, read under "
+                    f"{c.read_similarity.upper()}"
+                )
+            elif rec.get("refit_read"):  # a shared refit, read under this cell's similarity
                 status = (
                     f"read at epoch {rec['epochs_run']} of {source_id(c)}'s refit "
                     f"({rec['refit_read']})"

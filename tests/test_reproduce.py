@@ -497,6 +497,7 @@ def test_a_cell_read_under_another_test_similarity_equals_its_own_run(repro, mon
     mine = repro.load_refit(alias)
     assert (repro.OUT / "refit" / "t9-ip-cos.json").exists()
     assert mine["refit_read"] == "own epoch count" and mine["epochs_run"] == got["best_epoch"]
+    assert mine["refit_of"] == "t9-ip-cos"  # the page names it as the cell's own refit
     assert repro.main(["--refit", "--cell", "t9-alone"]) == 0
     lone = repro.load_refit(alone)
     assert lone["epochs_run"] == mine["epochs_run"]
