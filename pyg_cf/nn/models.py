@@ -13,6 +13,8 @@ from torch_geometric.data import HeteroData
 
 from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.nn.conv import BipartiteNormConv, check_node_ids
+from pyg_cf.nn.layer_sum import layer_sum_rows
+from pyg_cf.nn.spmm import CachedAdjacency
 
 __all__ = ["MODELS", "GraphCF"]
 
@@ -317,6 +319,55 @@ class GraphCF(nn.Module):
                 ``item_nodes`` hold ids outside the model's users / items.
         """
         return self._combine(self._hops(edge_index, user_nodes, item_nodes, edge_weight))
+
+    def embed_rows(self, users: Tensor, items: Tensor, check: bool = True) -> tuple[Tensor, Tensor]:
+        r"""Final embeddings of the rows ``users`` and ``items`` (repeats allowed) over the
+        attached graph: ``forward()[0][users], forward()[1][items]``.
+
+        When both sides propagate, the layer-weighted sum is formed only at these rows
+        (:func:`~pyg_cf.nn.layer_sum.layer_sum_rows`: the same products, no table-sized
+        sums, a linear backward that saves nothing but the ids), which is what a training
+        step needs; otherwise :meth:`forward` runs and the rows are gathered (a one-sided or
+        unpropagated model, a subclass that overrides :meth:`forward`, swapped or uncached
+        layers).
+
+        Args:
+            users: ``[B_u]`` user ids.
+            items: ``[B_i]`` item ids.
+            check: Check the ids' type and range (one host read; a trainer passes its own
+                loader's ids with ``check=False``).
+
+        Returns:
+            ``([B_u, d], [B_i, d])``.
+        """
+        if check:
+            users = self._check_ids(users, self.num_users, "user")
+            items = self._check_ids(items, self.num_items, "item")
+        fused = (
+            self.propagate_users
+            and self.propagate_items
+            and type(self).forward is GraphCF.forward
+            and type(self)._hops is GraphCF._hops
+            and all(
+                type(conv) is BipartiteNormConv and conv.cached
+                for conv in (self.user_conv, self.item_conv)
+            )
+        )
+        if not fused:
+            u, i = self.forward()
+            return u.index_select(0, users), i.index_select(0, items)
+        x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
+        edge_index = self._graph_on(x_u.device)
+        a_ui = self.user_conv.normalized_adjacency(
+            self._reverse(edge_index), (self.num_items, self.num_users), x_u.dtype
+        )
+        a_iu = self.item_conv.normalized_adjacency(
+            edge_index, (self.num_users, self.num_items), x_u.dtype
+        )
+        # a cached layer builds a CachedAdjacency from a [2, E] index (the attached graph)
+        assert isinstance(a_ui, CachedAdjacency) and isinstance(a_iu, CachedAdjacency)
+        w: Tensor = self.layer_weights  # type: ignore[assignment]
+        return layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu)
 
     def layers(
         self,

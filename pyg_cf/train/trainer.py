@@ -66,6 +66,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _negative_sets(index: Tensor, shared: bool | int) -> tuple[Tensor, int]:
+    """``(sets, rows)``: the negatives ``index`` ``[B, M]`` as the loss scores them, one
+    ``[M]`` set per block of ``rows`` rows for shared negatives (``[G, M]``), else every
+    row's own (``rows = 1``)."""
+    rows = negative_sets(index.size(0), int(shared))[1] if shared else 1
+    # the first row of each block holds its set
+    return (index[::rows] if rows > 1 else index), rows
+
+
 def _gather_items(
     table: Tensor, pos: Tensor, index: Tensor | None, shared: bool | int, cos: bool
 ) -> tuple[Tensor, Tensor | None, bool]:
@@ -83,8 +92,7 @@ def _gather_items(
     """
     if index is None:
         return table.index_select(0, pos), None, False
-    rows = negative_sets(index.size(0), int(shared))[1] if shared else 1
-    sets = index[::rows] if rows > 1 else index  # the first row of each block holds its set
+    sets, rows = _negative_sets(index, shared)
     unit = cos and sets.numel() > (table.size(0) if rows > 1 else 0)
     shape = (*sets.shape, table.size(-1))
     if unit:
@@ -117,7 +125,12 @@ class Trainer:
     (``'full'``, exact, the adjacency normalized and cached once) or over the batch's
     sampled K-hop neighborhood (``'sampled'``, :class:`~pyg_cf.loader.InteractionLoader`
     with ``config.num_neighbors``); the model and loss are the same in both. Evaluation
-    always propagates over the full graph.
+    always propagates over the full graph. A full-graph step of a model with
+    ``embed_rows(users, items, check)`` (:meth:`~pyg_cf.nn.GraphCF.embed_rows`) forms the
+    final embeddings only at the batch's rows (unless the loss scores every item, the L2
+    penalty needs every hop, or the batch gathers more item rows than there are items);
+    setting :attr:`rows_only` to ``False`` runs ``forward()`` and gathers instead (the same
+    values and gradients up to float rounding, slower).
 
     Selection is on the validation split when ``data`` has one (early stopping on
     ``config.monitor``, best weights restored at the end). Without a validation split the
@@ -182,6 +195,10 @@ class Trainer:
         # table-sized fills are cheap and the dense lookups are safe to capture in a graph.
         # Another model's layer0(users, items) is called as the contract says.
         self._sparse_l2 = self.device.type == "cpu" and isinstance(self.model, GraphCF)
+        # full-graph steps embed only the batch's rows (GraphCF.embed_rows: the layer sums
+        # at those rows, no table-sized ones); False: forward() then gather, the reference
+        # path (same values and gradients up to float rounding; benchmarks time both)
+        self.rows_only = callable(getattr(self.model, "embed_rows", None))
         _, item_deg = degrees(data)
         self.sampler = NegativeSampler(
             ni,
@@ -341,21 +358,40 @@ class Trainer:
         neg_emb = all_item_emb = None
         inputs = cb.model_inputs()  # {} (the whole graph) or the batch's sampled subgraph
         hs: tuple[list[Tensor], list[Tensor]] | None = None
-        if self.config.l2_reg > 0 and self.config.l2_layers == "all":  # keep every hop
-            hs = self.model.layers(**inputs)
-            u_out, i_out = self.model.combine(*hs)
+        keep_hops = self.config.l2_reg > 0 and self.config.l2_layers == "all"
+        sets = None if neg is None else _negative_sets(neg, shared)[0]
+        if (
+            self.rows_only
+            and cb.subgraph is None
+            and not keep_hops
+            and self.loss.negatives != "all"
+            and pos.numel() + (0 if sets is None else sets.numel()) <= self.num_items
+        ):
+            # the batch's rows only (GraphCF.embed_rows): no table-sized layer sums; the
+            # loss normalises cosine negatives itself (no more rows than the table has)
+            items = pos if sets is None else torch.cat([pos, sets.reshape(-1)])
+            user_emb, item_emb = self.model.embed_rows(users, items, check=False)
+            pos_emb = item_emb[: pos.numel()]
+            if sets is not None:
+                neg_emb = item_emb[pos.numel() :].view(*sets.shape, item_emb.size(-1))
         else:
-            u_out, i_out = self.model(**inputs)
-        if cb.subgraph is None:
-            # index_select: backward is an index_add (no host sync, capturable)
-            user_emb = u_out.index_select(0, users)
-            pos_emb, neg_emb, unit = _gather_items(i_out, pos, neg, shared, cos)
-            if self.loss.negatives == "all":
-                all_item_emb = i_out
-        else:
-            assert cb.user_index is not None and cb.pos_index is not None
-            user_emb = u_out.index_select(0, cb.user_index)
-            pos_emb, neg_emb, unit = _gather_items(i_out, cb.pos_index, cb.neg_index, shared, cos)
+            if keep_hops:  # keep every hop
+                hs = self.model.layers(**inputs)
+                u_out, i_out = self.model.combine(*hs)
+            else:
+                u_out, i_out = self.model(**inputs)
+            if cb.subgraph is None:
+                # index_select: backward is an index_add (no host sync, capturable)
+                user_emb = u_out.index_select(0, users)
+                pos_emb, neg_emb, unit = _gather_items(i_out, pos, neg, shared, cos)
+                if self.loss.negatives == "all":
+                    all_item_emb = i_out
+            else:
+                assert cb.user_index is not None and cb.pos_index is not None
+                user_emb = u_out.index_select(0, cb.user_index)
+                pos_emb, neg_emb, unit = _gather_items(
+                    i_out, cb.pos_index, cb.neg_index, shared, cos
+                )
         if self.config.user_dropout > 0 and self.model.training:
             user_emb = F.dropout(user_emb, self.config.user_dropout, training=True)
         extra: dict[str, Any] = {}

@@ -1,0 +1,120 @@
+"""GraphCF.embed_rows / layer_sum_rows: the layer sums at a batch's rows only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from pyg_cf.errors import ConfigError
+from pyg_cf.nn import GraphCF
+from pyg_cf.nn.layer_sum import layer_sum_rows
+from pyg_cf.nn.spmm import CachedAdjacency
+
+NU, NI = 13, 9
+
+
+def graph(seed: int = 0, nu: int = NU, ni: int = NI, e: int = 40) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.stack(
+        [torch.randint(nu, (e,), generator=g), torch.randint(ni, (e,), generator=g)]
+    )
+    # every user and item at least once (no isolated node), duplicates removed
+    cover = torch.stack([torch.arange(max(nu, ni)) % nu, torch.arange(max(nu, ni)) % ni])
+    return torch.unique(torch.cat([pairs, cover], 1), dim=1)
+
+
+def model(**kw: object) -> GraphCF:
+    torch.manual_seed(0)
+    m = GraphCF(NU, NI, embedding_dim=5, edge_index=graph(), **kw).double()  # type: ignore[arg-type]
+    with torch.no_grad():  # O(1) entries, so that absolute tolerances are meaningful
+        m.user_embedding.weight.normal_()
+        m.item_embedding.weight.normal_()
+    return m
+
+
+def rows_and_grads(m: GraphCF, users: Tensor, items: Tensor, fused: bool) -> list[Tensor]:
+    m.zero_grad()
+    if fused:
+        u, i = m.embed_rows(users, items)
+    else:
+        fu, fi = m()
+        u, i = fu[users], fi[items]
+    # a loss with different weights per row, so that every row's gradient matters
+    loss = (u.sin() * torch.arange(1.0, u.numel() + 1).view_as(u).double()).sum() + (
+        i.pow(2) * torch.linspace(-1, 2, i.numel()).view_as(i).double()
+    ).sum()
+    loss.backward()
+    return [u.detach(), i.detach(), m.user_embedding.weight.grad, m.item_embedding.weight.grad]
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("alphas", [(0.5, 0.5), (1.0, 0.0), (0.3, 0.8)])
+@pytest.mark.parametrize("weights", ["mean", "sum", "custom"])
+def test_rows_equal_the_full_forward_gathered(num_layers, alphas, weights):
+    lw = [0.7, -0.2, 1.5, 0.1][: num_layers + 1] if weights == "custom" else weights
+    m = model(num_layers=num_layers, alpha0=alphas[0], alpha1=alphas[1], layer_weights=lw)
+    users = torch.tensor([3, 0, 3, 12, 7, 3])  # repeats: their gradients add up
+    items = torch.tensor([8, 8, 1, 0, 4])
+    got = rows_and_grads(m, users, items, fused=True)
+    want = rows_and_grads(m, users, items, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_of_the_linear_backward():
+    m = model(num_layers=3, alpha0=0.4, alpha1=0.9)
+    a_ui = m.user_conv.normalized_adjacency(m.graph.flip(0), (NI, NU), torch.float64)
+    a_iu = m.item_conv.normalized_adjacency(m.graph, (NU, NI), torch.float64)
+    users, items = torch.tensor([1, 1, 5]), torch.tensor([0, 2, 8, 2])
+    w = torch.tensor([0.3, 0.2, -0.4, 1.1])
+    x_u = torch.randn(NU, 3, dtype=torch.float64, requires_grad=True)
+    x_i = torch.randn(NI, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: layer_sum_rows(a, b, users, items, w, a_ui, a_iu), (x_u, x_i)
+    )
+
+
+@pytest.mark.parametrize("kind", ["mf", "svdpp_user", "svdpp_item"])
+def test_models_without_two_sided_propagation_gather_their_forward(kind):
+    torch.manual_seed(0)
+    m = getattr(GraphCF, kind)(NU, NI, embedding_dim=4, edge_index=graph()).double()
+    users, items = torch.tensor([2, 2, 9]), torch.tensor([1, 7])
+    got = rows_and_grads(m, users, items, fused=True)
+    want = rows_and_grads(m, users, items, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_subclass_that_overrides_forward_gets_its_own_forward():
+    class Doubled(GraphCF):
+        def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            u, i = super().forward(*args, **kwargs)
+            return 2 * u, 2 * i
+
+    torch.manual_seed(0)
+    m = Doubled(NU, NI, embedding_dim=4, num_layers=2, edge_index=graph())
+    users, items = torch.tensor([0, 4]), torch.tensor([3])
+    u, i = m.embed_rows(users, items)
+    fu, fi = GraphCF.forward(m)
+    torch.testing.assert_close(u, 2 * fu[users])
+    torch.testing.assert_close(i, 2 * fi[items])
+
+
+def test_ids_are_checked_unless_told_not_to():
+    m = model(num_layers=2)
+    with pytest.raises(ConfigError, match=r"user ids must lie in \[0, 13\)"):
+        m.embed_rows(torch.tensor([0, NU]), torch.tensor([0]))
+    with pytest.raises(ConfigError, match=r"item ids must lie in \[0, 9\)"):
+        m.embed_rows(torch.tensor([0]), torch.tensor([-1]))
+    with pytest.raises(TypeError, match="integers"):
+        m.embed_rows(torch.tensor([0.0]), torch.tensor([0]))
+
+
+def test_a_dtype_mismatch_is_named():
+    ei = graph()
+    adj = CachedAdjacency(ei[0], ei[1], torch.ones(ei.size(1)), NU, NI)
+    adj_t = CachedAdjacency(ei[1], ei[0], torch.ones(ei.size(1)), NI, NU)
+    x_u, x_i = torch.randn(NU, 2, dtype=torch.float64), torch.randn(NI, 2, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"adjacency is torch\.float32 but features are"):
+        layer_sum_rows(x_u, x_i, torch.tensor([0]), torch.tensor([0]), torch.ones(2), adj, adj_t)
