@@ -58,6 +58,27 @@ def test_model_forward_and_backward_match_cpu(model):
         torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
 
 
+def test_embed_rows_match_cpu():
+    """The batch-rows path of a training step (``GraphCF.embed_rows``: layer sums at the
+    rows, Horner backward with ``index_add``) gives the CPU's rows and table gradients."""
+    data = random_data(seed=3)
+    seed_everything(0)
+    cpu = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=3)
+    gpu = copy.deepcopy(cpu).to(DEVICE)
+    users = torch.randint(cpu.num_users, (50,))
+    items = torch.randint(cpu.num_items, (70,))
+    u_c, i_c = cpu.embed_rows(users, items)
+    u_g, i_g = gpu.embed_rows(users.to(DEVICE), items.to(DEVICE))
+    assert u_g.device.type == KIND
+    torch.testing.assert_close(u_g.cpu(), u_c, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i_g.cpu(), i_c, atol=1e-5, rtol=1e-4)
+    ((u_c**2).sum() + i_c.sin().sum()).backward()
+    ((u_g**2).sum() + i_g.sin().sum()).backward()
+    for p_c, p_g in zip(cpu.parameters(), gpu.parameters()):
+        assert p_c.grad is not None and p_g.grad is not None
+        torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
+
+
 @pytest.mark.parametrize("name", list_losses())
 def test_every_loss_gives_the_cpu_value_on_one_batch(name):
     """One batch drawn on the CPU, moved to CUDA: the loss and its gradients agree."""
@@ -223,8 +244,21 @@ GRAPH_CASES = [
 @pytest.mark.skipif(KIND != "cuda", reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize(("model_name", "loss", "kwargs", "sampling", "dropout"), GRAPH_CASES)
 def test_cuda_graph_steps_match_eager_steps(model_name, loss, kwargs, sampling, dropout):
-    data = random_data(seed=5, num_edges=1500)
+    _graph_steps_match_eager(
+        random_data(seed=5, num_edges=1500), model_name, loss, kwargs, sampling, dropout
+    )
 
+
+@pytest.mark.skipif(KIND != "cuda", reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_steps_on_the_batch_rows_path_match_eager_steps():
+    """With more items than a batch gathers, full-graph steps take ``GraphCF.embed_rows``
+    (``Trainer.rows_only``); captured, they replay as eager steps do."""
+    data = random_data(num_items=600, num_edges=3000, seed=5)
+    assert 2 * 128 <= data["item"].num_nodes
+    _graph_steps_match_eager(data, "lightgcn", "bpr", {"reject_positives": True}, "user", 0.0)
+
+
+def _graph_steps_match_eager(data, model_name, loss, kwargs, sampling, dropout):  # type: ignore[no-untyped-def]
     def run(graphs: bool):  # type: ignore[no-untyped-def]
         seed_everything(0)
         model = GraphCF.from_data(data, model_name, embedding_dim=16)
