@@ -258,6 +258,13 @@ class CFLoss(nn.Module):
     ``user_tau_table`` indexed with ``batch.users``. ``user_tau_scope`` says whether the
     per-user temperature divides the negatives only (``'negatives'``, the positive keeps
     ``tau``) or every logit (``'both'``).
+
+    ``row_mean = True`` declares that :meth:`forward` is ``per_row(batch).mean()``, so that
+    any subset of the rows' terms, each computed on the whole batch, can stand for the
+    loss of those rows: :class:`~pyg_cf.train.distributed.DistributedTrainer` then gives
+    each rank's rows of an in-batch loss every positive of the global batch as negatives
+    (exactly the single-process loss). A subclass that overrides :meth:`forward` otherwise
+    must set it to ``False``.
     """
 
     negatives: str = "sampled"
@@ -270,6 +277,7 @@ class CFLoss(nn.Module):
     user_tau_table: Tensor | None = None
     user_tau_scope: str = "both"
     record_unit_loss: bool = False
+    row_mean: bool = False
     last_unit_loss: Tensor | None = None
 
     def forward(self, batch: LossBatch) -> Tensor:  # pragma: no cover - abstract

@@ -329,6 +329,7 @@ class SampledSoftmaxLoss(CFLoss):
     paper = (
         "Wu et al., On the Effectiveness of Sampled Softmax Loss for Item Recommendation, TOIS 2024"
     )
+    row_mean = True
 
     def __init__(
         self,
@@ -588,6 +589,7 @@ class BSLLoss(CFLoss):
     """
 
     paper = "Wu et al., BSL: Understanding and Improving Softmax Loss for Recommendation, ICDE 2024"
+    row_mean = True
 
     def __init__(
         self,

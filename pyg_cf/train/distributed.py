@@ -23,7 +23,10 @@ Evaluation is sharded by users (rank :math:`r` ranks the users :math:`u \equiv r
   each rank keeps its rows, so for losses that are a mean of per-row terms (BPR, sampled
   softmax with sampled negatives, full softmax, pointwise losses) training equals
   single-process training with the same seed up to floating-point summation order.
-  In-batch losses see only the rank's own rows as negatives (as with DDP in general).
+  So does an in-batch loss whose forward is the mean of per-row terms (``CFLoss.row_mean``:
+  SSM, BSL): every rank scores its rows against all the global batch's positives (the
+  ``[B, B]`` scores are formed on every rank, beside the replicated propagation). Another
+  in-batch loss sees only the rank's own rows as negatives (as with DDP in general).
 * ``mode='sampled'``: each rank samples the K-hop neighborhood (and negatives) of its
   own shard only, so the propagation cost per rank falls with :math:`W`. The random
   stream of each step (the rank's sampling generator and torch's global generators, which
@@ -174,7 +177,8 @@ class DistributedTrainer(Trainer):
             must agree on when to stop, and sparse gradients are not averaged).
         callbacks: Callbacks; they run on every rank and see the rank's rows in
             ``on_batch_end`` (callbacks that accumulate per-row statistics, such as
-            per-user adaptive temperatures, would need to all-reduce them).
+            per-user adaptive temperatures, would need to all-reduce them) — the whole
+            batch, the same on every rank, when :attr:`whole_batch_rows`.
         group: The process group (default: the world).
     """
 
@@ -251,14 +255,36 @@ class DistributedTrainer(Trainer):
         finally:
             self.loader.generator = self.generator
 
+    @property
+    def whole_batch_rows(self) -> bool:
+        """Whether each rank scores its rows against the whole global batch: an in-batch
+        loss whose forward is the mean of its rows' terms (``CFLoss.row_mean``: SSM, BSL)
+        in ``'full'`` mode, where every rank has the whole batch's embeddings anyway."""
+        return (
+            self.config.mode == "full"
+            and self.loss.negatives == "in-batch"
+            and bool(getattr(self.loss, "row_mean", False))
+        )
+
     def embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
-        """This rank's rows of the batch's :class:`~pyg_cf.losses.LossBatch`."""
+        """This rank's rows of the batch's :class:`~pyg_cf.losses.LossBatch` (the whole
+        batch when :attr:`whole_batch_rows`: :meth:`batch_loss` takes the rows)."""
         batch, reg = super().embed_batch(cb)
-        if self.config.mode == "full":
+        if self.config.mode == "full" and not self.whole_batch_rows:
             n = cb.users.numel()
             rows = shard_rows(n, self.rank, self.world_size, device=cb.users.device)
             return slice_loss_batch(batch, rows, (self.rank, self.world_size)), reg
         return batch, reg
+
+    def batch_loss(self, batch: LossBatch) -> Tensor:
+        """The mean loss of this rank's rows; with :attr:`whole_batch_rows` each row's term
+        is computed on the whole batch (every positive of it a negative, as in one
+        process), then the rank's rows are kept."""
+        if not self.whole_batch_rows:
+            return super().batch_loss(batch)
+        n = batch.users.numel()
+        rows = shard_rows(n, self.rank, self.world_size, device=batch.users.device)
+        return self.loss.per_row(batch).index_select(0, rows).mean()
 
     def _average_gradients(self, *_: Any) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]

@@ -415,6 +415,11 @@ class Trainer:
             reg = self.config.l2_reg * self._l2_sum(cb, hs, shared) / (2 * users.numel())
         return batch, reg
 
+    def batch_loss(self, batch: LossBatch) -> Tensor:
+        """The loss of the step's :class:`~pyg_cf.losses.LossBatch` (``self.loss(batch)``;
+        a distributed trainer may take a subset of its rows)."""
+        return self.loss(batch)
+
     def _l2_sum(
         self, cb: CFBatch, hs: tuple[list[Tensor], list[Tensor]] | None, shared: int | None
     ) -> Tensor:
@@ -513,7 +518,7 @@ class Trainer:
                 self._raise_non_finite(value, step, stepped=True)
             return batch, loss, value
         batch, reg = self.embed_batch(cb)
-        loss = self.loss(batch)
+        loss = self.batch_loss(batch)
         value = float(loss.detach())
         if not math.isfinite(value):
             self._raise_non_finite(value, step, stepped=False)
@@ -546,7 +551,7 @@ class Trainer:
         """One whole training step of ``cb`` (what a CUDA graph captures): its batch, loss
         and L2 penalty."""
         batch, reg = self.embed_batch(cb)
-        loss = self.loss(batch)
+        loss = self.batch_loss(batch)
         (loss + reg).backward()
         self.optimizer.step()
         return batch, loss, reg.detach()

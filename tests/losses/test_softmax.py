@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -659,3 +660,28 @@ def test_a_row_without_any_negative_contributes_zero():
         neg_mask=torch.ones(3, 2, dtype=torch.bool),
     )
     assert float(masked) == 0.0
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("ssm", {}),
+        ("ssm", {"negatives": "sampled", "num_negatives": 5, "similarity": "ip"}),
+        ("bsl", {"form": "multi", "tau1": 0.2, "tau2": 0.7}),
+        ("bsl", {"negatives": "sampled", "num_negatives": 5}),
+    ],
+)
+def test_a_row_mean_loss_is_the_mean_of_its_rows(name, kwargs):
+    """``row_mean`` (what DistributedTrainer relies on to score a rank's rows against the
+    whole batch) holds: forward is the mean of per_row, repeated users and collisions
+    included."""
+    from pyg_cf.losses.registry import _REGISTRY
+
+    loss = get_loss(name, **kwargs)
+    assert loss.row_mean
+    b = make_batch(B=6, users=[0, 1, 0, 2, 3, 3])
+    g = torch.Generator().manual_seed(1)
+    b = replace(b, in_batch_collision=torch.rand(6, 6, generator=g) > 0.6)
+    torch.testing.assert_close(loss(b), loss.per_row(b).mean(), rtol=0, atol=0)
+    flagged = sorted(n for n, cls in _REGISTRY.items() if cls.row_mean)
+    assert flagged == ["bsl", "ssm"]

@@ -175,14 +175,21 @@ def test_refuses_time_budget(one_process_group):
 
 @pytest.mark.skipif(data_dir("ml-1m") is None, reason="ML-1M not present")
 @pytest.mark.parametrize(
-    "loss", [["bpr"], ["ssm", "--loss-arg", "negatives=sampled", "--loss-arg", "num_negatives=16"]]
+    "loss",
+    [
+        ["bpr"],
+        ["ssm", "--loss-arg", "negatives=sampled", "--loss-arg", "num_negatives=16"],
+        ["ssm"],  # in-batch, collisions masked
+        ["bsl", "--loss-arg", "form=multi"],  # in-batch, every positive of the batch
+    ],
 )
 def test_two_gloo_processes_match_single_process_on_ml1m(tmp_path, loss):
     """torchrun, 2 CPU processes (gloo), LightGCN on ML-1M, a few steps of an odd global
     batch (unequal shards): same embeddings, metrics and logged loss as one process (the
     ranks' losses are weighted by their shares: a plain average was off by ~1e-4 with
-    SSM on sampled negatives; in-batch losses differ by design: a rank's rows are its
-    negatives)."""
+    SSM on sampled negatives). In-batch SSM and BSL too: each rank scores its rows against
+    every positive of the global batch (``DistributedTrainer.whole_batch_rows``); they used
+    to see only the rank's rows."""
     args = [
         "--dataset", "ml-1m", "--model", "lightgcn", "--layers", "2", "--dim", "16",
         "--loss", *loss, "--batch-size", "63", "--lr", "5e-3", "--max-steps", "8",
