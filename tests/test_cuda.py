@@ -79,6 +79,24 @@ def test_embed_rows_match_cpu():
         torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
 
 
+def test_an_in_batch_step_with_collision_masking_reads_the_host_once_on_a_gpu():
+    """The collision mask is built with fixed shapes on a GPU and its count stays on the
+    device (read once an epoch): the step's one host read is the loss. On the CPU the
+    mask's gather reads its look-up count too (free there)."""
+    from tests.host_syncs import HostSyncs
+
+    data = random_data(num_items=300, num_edges=3000, seed=4)
+    seed_everything(0)
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=16)
+    tr = Trainer(model, data, get_loss("ssm"), _cfg(batch_size=128, device=DEVICE))
+    it = iter(tr.batches())
+    tr.train_step(next(it))
+    with HostSyncs() as s:
+        tr.train_step(next(it))
+    expected = ["_local_scalar_dense"] * (1 if KIND == "cuda" else 2)
+    assert s.syncs == expected, s.syncs
+
+
 @pytest.mark.parametrize("name", list_losses())
 def test_every_loss_gives_the_cpu_value_on_one_batch(name):
     """One batch drawn on the CPU, moved to CUDA: the loss and its gradients agree."""

@@ -161,12 +161,30 @@ class UserItemIndex:
         pos = torch.searchsorted(self.keys, flat).clamp_(max=self.keys.numel() - 1)
         return (self.keys[pos] == flat).view(q.shape)
 
-    def in_batch_collisions(self, users: Tensor, items: Tensor) -> Tensor:
+    def in_batch_collisions(
+        self, users: Tensor, items: Tensor, method: str | None = None
+    ) -> Tensor:
         """``[B, B]`` mask, ``True`` at ``(r, c)``, ``r != c``, when ``items[c]`` is a listed
         item of ``users[r]`` (an in-batch negative that is really a positive).
 
-        Costs one look-up per listed item of the batch users, not ``B^2`` searches.
+        Args:
+            users: ``[B]`` user ids.
+            items: ``[B]`` item ids.
+            method: ``'gather'``: one look-up per listed item of the batch's users, not
+                ``B^2`` searches, but variable-sized steps (``torch.unique``, a length read:
+                host synchronisations on a GPU); ``'dense'``: ``B^2`` binary searches of
+                fixed shape, no synchronisation; ``None`` (default): ``'dense'`` on a GPU
+                while ``B^2 <= 2^24`` (≈ 270 MB of temporaries), else ``'gather'``.
         """
+        if method is None:
+            small = users.numel() * items.numel() <= 2**24
+            method = "dense" if users.device.type != "cpu" and small else "gather"
+        if method == "dense":
+            mask = self.contains(users.view(-1, 1), items.view(1, -1))
+            mask.fill_diagonal_(False)
+            return mask
+        if method != "gather":
+            raise ValueError(f"method must be 'gather', 'dense' or None, got {method!r}")
         uniq_u, inv_u = torch.unique(users, return_inverse=True)
         uniq, inverse = torch.unique(items, return_inverse=True)
         slot = torch.full((self.num_items,), -1, dtype=torch.long, device=items.device)

@@ -41,7 +41,9 @@ class CFBatch:
         in_batch_collision: ``[B, B]`` mask, ``True`` at ``(r, c)``, ``r != c``, when
             ``pos_items[c]`` is a training positive of ``users[r]`` (an in-batch negative
             that must not be used as one), or ``None``.
-        num_collisions: Number of ``True`` entries of ``in_batch_collision``.
+        num_collisions: Number of ``True`` entries of ``in_batch_collision`` (a 0-d
+            tensor on the batch's device when there is a mask: reading it is left to the
+            caller, e.g. once an epoch, since on a GPU it is a host synchronisation).
         subgraph: The batch's K-hop neighborhood as a :class:`HeteroData` in local ids
             (``['user'].n_id`` / ``['item'].n_id`` map them to global ids; both edge types
             carry ``edge_index``, ``e_id`` and ``edge_weight``), or ``None`` for
@@ -57,7 +59,7 @@ class CFBatch:
     neg_items: Tensor | None = None
     neg_log_prob: Tensor | None = None
     in_batch_collision: Tensor | None = None
-    num_collisions: int = 0
+    num_collisions: int | Tensor = 0
     subgraph: HeteroData | None = None
     user_index: Tensor | None = None
     pos_index: Tensor | None = None
@@ -283,7 +285,7 @@ class InteractionLoader:
                 targets=targets,
                 dtype=dtype,
             )
-        self.num_collisions = 0
+        self.num_collisions: int | Tensor = 0
         self._device = dev
 
     @classmethod
@@ -383,12 +385,13 @@ class InteractionLoader:
         neg = neg_logp = None
         if m > 0:
             neg, neg_logp = self.negative_sampler.sample(users, m, self.generator, shared=shared)
-        coll, ncoll = None, 0
+        coll: Tensor | None = None
+        ncoll: int | Tensor = 0
         if self.mask_in_batch:
             assert self.positives is not None
             coll = self.positives.in_batch_collisions(users, pos)
-            ncoll = int(coll.sum())
-            self.num_collisions += ncoll
+            ncoll = coll.sum()  # stays on the device: no host read per step
+            self.num_collisions = self.num_collisions + ncoll
         batch = CFBatch(idx, users, pos, neg, neg_logp, coll, ncoll)
         if self.sampler is None:
             return batch

@@ -223,7 +223,7 @@ class Trainer:
         # it added to its history row, so that a resume that trains on (more epochs, a longer
         # budget) can drop it, as the uninterrupted run never made it
         self.unscheduled_eval: dict[str, Any] | None = None
-        self.collisions = 0
+        self.collisions: int | Tensor = 0  # a device tensor once a batch is masked
         self.last_batch: CFBatch | None = None
         self._graphed: GraphedStep | None = None
         # mean L2 penalty per step of the last epoch (None without ``l2_reg``); the loss that
@@ -344,7 +344,8 @@ class Trainer:
         num_neg, shared = self._negatives(idx.numel())
         cb = self.loader.collate(idx, num_negatives=num_neg, shared=shared)
         self.last_batch = cb
-        self.collisions += cb.num_collisions
+        # not in place: fit() keeps the epoch's starting count (a device tensor) to subtract
+        self.collisions = self.collisions + cb.num_collisions
         return cb
 
     def embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
@@ -719,7 +720,7 @@ class Trainer:
             if self.last_epoch_l2 is not None:  # reference codes log loss + this
                 row["l2"] = self.last_epoch_l2
             if self.loader.mask_in_batch:  # in-batch negatives that were own positives
-                row["in_batch_collisions"] = self.collisions - collisions
+                row["in_batch_collisions"] = int(self.collisions - collisions)  # one read
             if cfg.lr_milestones:
                 row["lr"] = lr
             tau = getattr(self.loss, "tau", None)

@@ -166,3 +166,30 @@ def test_cached_on_keys_the_index_by_source_tensor_and_device(monkeypatch):
     del ei
     gc.collect()
     assert not any(k in pairs._CACHE for k in keys)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_in_batch_collisions_equal_the_gathered_ones_without_a_sync(seed):
+    """The GPU default (B^2 searches of fixed shape) gives the same mask as the CPU's
+    gather, with no host read at all (the gather reads the look-up count)."""
+    from tests.host_syncs import HostSyncs
+
+    g = torch.Generator().manual_seed(seed)
+    nu, ni = 30, 20
+    keys = torch.unique(torch.randint(nu * ni, (250,), generator=g))
+    ei = torch.stack([keys // ni, keys % ni])
+    index = UserItemIndex(ei, nu, ni)
+    for b in (1, 7, 64):
+        sel = torch.randint(ei.size(1), (b,), generator=g)
+        users, items = ei[0, sel], ei[1, sel]
+        with HostSyncs() as dense_syncs:
+            dense = index.in_batch_collisions(users, items, method="dense")
+        with HostSyncs() as gather_syncs:
+            gathered = index.in_batch_collisions(users, items, method="gather")
+        assert torch.equal(dense, gathered)
+        assert torch.equal(dense, _in_batch_collisions_reference(index, users, items))
+        assert dense_syncs.syncs == [] and gather_syncs.syncs  # what the dense path saves
+    # the CPU default is the gather; a bad method is named
+    assert index.in_batch_collisions(users, items).shape == (64, 64)
+    with pytest.raises(ValueError, match="method must be"):
+        index.in_batch_collisions(users, items, method="sparse")
