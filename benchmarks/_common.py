@@ -71,7 +71,13 @@ def machine(note: str = "") -> list[str]:
         f"pyg-lib {'yes' if tgt.WITH_PYG_LIB else 'no'}",
         f"- load average (1/5/15 min) when the results were written: {load()}",
     ]
-    if DEVICE.type == "cpu":
+    quiet = os.environ.get("PYG_CF_BENCH_QUIET_MACHINE") == "1"
+    if DEVICE.type == "cpu" and quiet:
+        lines.append(
+            "- note: no other job ran during measurement (the machine's long runs were "
+            "paused with SIGSTOP; PYG_CF_BENCH_QUIET_MACHINE=1)."
+        )
+    elif DEVICE.type == "cpu":
         lines.append(
             "- note: the machine was shared with other jobs during measurement (2 cores, other "
             "agents' processes and training runs); absolute times are noisy and inflated, "
@@ -217,9 +223,11 @@ def synthetic_data(num_edges: int, num_users: int, num_items: int, seed: int = 0
 
 def bench_data(args: argparse.Namespace) -> Any:
     """The graph a benchmark times on: Gowalla (bundled), or with ``--quick`` a small
-    synthetic one (:func:`synthetic_data`, 30 000 interactions)."""
+    synthetic one (:func:`synthetic_data`, 30 000 interactions; 5000 items, more than a
+    batch's ``2 * BATCH`` item rows, so that full-graph steps take the batch-rows path
+    ``GraphCF.embed_rows`` as on Gowalla)."""
     if args.quick:
-        return synthetic_data(30000, 2000, 1500, seed=args.seed)
+        return synthetic_data(30000, 2000, 5000, seed=args.seed)
     from pyg_cf import datasets
 
     return datasets.load("gowalla")

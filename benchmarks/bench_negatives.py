@@ -24,6 +24,7 @@ in expectation.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +36,7 @@ from _common import (
     positive_int,
     setup,
     table,
-    timeit,
+    time_interleaved,
     write_results,
 )
 
@@ -61,8 +62,8 @@ def reference_batch(tr: Trainer, idx: torch.Tensor) -> tuple[LossBatch, torch.Te
     return batch, torch.zeros(())
 
 
-def time_steps(tr: Trainer, steps: int, reference: bool) -> tuple[list[float], float]:
-    """Seconds of ``steps`` optimizer steps of ``tr`` (after one warm-up) and the last loss."""
+def stepper(tr: Trainer, reference: bool) -> tuple[Callable[[], None], list[float]]:
+    """One optimizer step of ``tr`` per call, and a one-element list holding its last loss."""
     it = iter(tr.loader.index_batches())
     last = [0.0]
 
@@ -75,7 +76,7 @@ def time_steps(tr: Trainer, steps: int, reference: bool) -> tuple[list[float], f
         tr.optimizer.step()
         last[0] = float(value.detach())
 
-    return timeit(step, repeat=steps, warmup=1), last[0]
+    return step, last
 
 
 def main() -> None:
@@ -96,7 +97,8 @@ def main() -> None:
     }
     rows = []
     for name, m in settings:
-        out: dict[str, tuple[float, float]] = {}
+        steps: dict[str, Callable[[], None]] = {}
+        lasts: dict[str, list[float]] = {}
         for variant in ("reference", "per-row", "shared", "grouped"):
             shared = {"shared": True, "grouped": args.groups}.get(variant, False)
             loss = get_loss(name, num_negatives=m, shared_negatives=shared, **base[name])
@@ -104,8 +106,10 @@ def main() -> None:
             model = GraphCF.from_data(data, "mf")
             cfg = TrainConfig(epochs=1, eval_every=0, progress=False, seed=args.seed)
             tr = Trainer(model, data, loss, cfg)
-            times, value = time_steps(tr, args.steps, variant == "reference")
-            out[variant] = (median(times) * 1e3, value)
+            steps[variant], lasts[variant] = stepper(tr, variant == "reference")
+        # one step of each variant in turn (after a warm-up each): a drifting load hits all
+        times = time_interleaved(steps, rounds=args.steps, steps=1)
+        out = {v: (median(times[v]) * 1e3, lasts[v][0]) for v in steps}
         (t_ref, l_ref), (t_row, l_row), (t_sh, l_sh), (t_g, l_g) = out.values()
         losses = [f"{v:.4f}" for v in (l_ref, l_row, l_sh, l_g)]
         rows.append(
@@ -130,7 +134,8 @@ def main() -> None:
     print(tab)
     info = (
         f"Graph: {data.name}, MF d=64, batch 2048, uniform negatives, Adam; median of "
-        f"{args.steps} steps after one warm-up step, each variant in the same process."
+        f"{args.steps} steps after one warm-up step each, the variants interleaved (one step "
+        "of each in turn) in one process."
     )
     path = write_results(
         args.name or "bench_negatives",

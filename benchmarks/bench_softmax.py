@@ -33,7 +33,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 import torch.nn.functional as F
-from _common import base_parser, median, positive_int, setup, table, timeit, write_results
+from _common import (
+    base_parser,
+    median,
+    positive_int,
+    setup,
+    table,
+    time_interleaved,
+    timeit,
+    write_results,
+)
 
 from pyg_cf.losses import LossBatch, get_loss
 
@@ -62,8 +71,9 @@ def measure(b: int, n_items: int, steps: int, seed: int, d: int = 64, tau: float
         value.backward()
         values["ours"] = float(value.detach())
 
-    t_peer = median(timeit(peer, repeat=steps, warmup=1)) * 1e3
-    t_ours = median(timeit(ours, repeat=steps, warmup=1)) * 1e3
+    # one step each in turn (after a warm-up each): a drifting load hits both alike
+    times = time_interleaved({"peer": peer, "ours": ours}, rounds=steps, steps=1)
+    t_peer, t_ours = (median(times[k]) * 1e3 for k in ("peer", "ours"))
     return [b, n_items, t_peer, t_ours, t_ours / t_peer, f"{values['peer']:.6f}",
             f"{values['ours']:.6f}"]  # fmt: skip
 
@@ -132,7 +142,8 @@ def main() -> None:
     print(tab_b)
     info = (
         "Full softmax, cosine, τ 0.1, d=64: forward + backward of the loss from leaf "
-        f"tensors; median of {args.steps} steps after one warm-up step, both in one process."
+        f"tensors; median of {args.steps} steps after one warm-up step each, peer and ours "
+        "interleaved (one step of each in turn) in one process."
     )
     path = write_results(
         args.name or "bench_softmax",

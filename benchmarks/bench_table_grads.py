@@ -22,7 +22,14 @@ Adam lr 1e-3, batch 2048, d=64, for MF, LightGCN (K=3) and user-side SVD++ (α0 
   before 2026-12-06 made three dense lookups — users, positives, negatives — so it was
   slower than this baseline and the ratios below understate the change);
 * L2 1e-4 with sparse lookups and two gathers;
-* L2 1e-4 with sparse lookups and one gather (the trainer now, on the CPU).
+* L2 1e-4 with sparse lookups and one gather (the trainer of 2026-12-06, on the CPU);
+* L2 1e-4 with sparse lookups and the batch's rows (the trainer now: since 2026-12-07 a
+  full-graph step takes ``GraphCF.embed_rows``, ``Trainer.rows_only``, which for LightGCN
+  forms the layer sums only at the batch's rows and for MF / SVD++ runs the forward and
+  gathers users and items once each).
+
+The gather variants run with ``rows_only=False`` (the forward-then-gather path they
+describe; with the rows path the trainer's ``_gather_items`` is not called at all).
 
 The table reports the median ms/step over interleaved rounds and the ratio to the
 baseline.
@@ -67,11 +74,12 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "LightGCN": ("lightgcn", {"num_layers": 3}),
     "SVD++ (user side)": ("svdpp-user", {"alpha0": 1.0, "alpha1": 0.0}),
 }
-VARIANTS = {  # name: (l2_reg, sparse L2 lookups, one item gather)
-    "no L2, one gather": (0.0, True, True),
-    "L2, dense lookups, two gathers (baseline)": (L2, False, False),
-    "L2, sparse lookups, two gathers": (L2, True, False),
-    "L2, sparse lookups, one gather (now)": (L2, True, True),
+VARIANTS = {  # name: (l2_reg, sparse L2 lookups, item gathers: 2, 1 or 0 = the batch rows)
+    "no L2, one gather": (0.0, True, 1),
+    "L2, dense lookups, two gathers (baseline)": (L2, False, 2),
+    "L2, sparse lookups, two gathers": (L2, True, 2),
+    "L2, sparse lookups, one gather": (L2, True, 1),
+    "L2, sparse lookups, batch rows (now)": (L2, True, 0),
 }
 
 ONE_GATHER = trainer_mod._gather_items  # the trainer's own
@@ -86,11 +94,12 @@ def two_gathers(
 
 
 def variant(data: Any, kind: str, kw: dict[str, Any], name: str, seed: int) -> Callable[[], None]:
-    l2, sparse, one_gather = VARIANTS[name]
+    l2, sparse, gathers = VARIANTS[name]
     tr = bpr_trainer(data, kind, seed, kw, reject_positives=True, l2_reg=l2, mode="full")
     tr._sparse_l2 = sparse
+    tr.rows_only = gathers == 0
     step = trainer_stepper(tr)
-    if one_gather:
+    if gathers < 2:
         return step
 
     def step_two_gathers() -> None:
