@@ -81,7 +81,7 @@ def run_mode(
         "wall_s": time.perf_counter() - wall0,
         "cpu_s": time.process_time() - cpu0,
         "recall": history[-1][2],
-        "collisions": tr.collisions,
+        "collisions": int(tr.collisions),
         "history": history,
     }
 

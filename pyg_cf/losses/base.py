@@ -18,6 +18,7 @@ __all__ = [
     "CFLoss",
     "LossBatch",
     "SampledScoreLoss",
+    "forward_is_row_mean",
     "masked_logsumexp",
     "negative_scores",
     "reduce_loss",
@@ -231,6 +232,16 @@ class LossBatch:
     positives: UserItemIndex | None = None
 
 
+def forward_is_row_mean(loss: nn.Module) -> bool:
+    """Whether ``loss``'s :meth:`~CFLoss.forward` is the mean of its ``per_row`` terms:
+    ``row_mean = True`` declared by the same class that defines the ``forward`` in use (a
+    subclass that overrides ``forward`` without declaring it again is not trusted)."""
+    for cls in type(loss).__mro__:
+        if "forward" in vars(cls):
+            return bool(vars(cls).get("row_mean", False))
+    return False
+
+
 class CFLoss(nn.Module):
     """Base class of registered losses.
 
@@ -263,8 +274,9 @@ class CFLoss(nn.Module):
     any subset of the rows' terms, each computed on the whole batch, can stand for the
     loss of those rows: :class:`~pyg_cf.train.distributed.DistributedTrainer` then gives
     each rank's rows of an in-batch loss every positive of the global batch as negatives
-    (exactly the single-process loss). A subclass that overrides :meth:`forward` otherwise
-    must set it to ``False``.
+    (exactly the single-process loss). It counts only where declared by the class that
+    defines the :meth:`forward` in use (:func:`forward_is_row_mean`): a subclass that
+    overrides :meth:`forward` must declare it again.
     """
 
     negatives: str = "sampled"

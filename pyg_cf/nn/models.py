@@ -327,9 +327,9 @@ class GraphCF(nn.Module):
         When both sides propagate, the layer-weighted sum is formed only at these rows
         (:func:`~pyg_cf.nn.layer_sum.layer_sum_rows`: the same products, no table-sized
         sums, a linear backward that saves nothing but the ids), which is what a training
-        step needs; otherwise :meth:`forward` runs and the rows are gathered (a one-sided or
-        unpropagated model, a subclass that overrides :meth:`forward`, swapped or uncached
-        layers).
+        step needs; otherwise the model is called and the rows are gathered (a one-sided or
+        unpropagated model, a subclass that overrides :meth:`forward` or how hops are made
+        or combined, swapped or uncached layers, trainable layer weights, forward hooks).
 
         Args:
             users: ``[B_u]`` user ids.
@@ -343,18 +343,23 @@ class GraphCF(nn.Module):
         if check:
             users = self._check_ids(users, self.num_users, "user")
             items = self._check_ids(items, self.num_items, "item")
+        w: Tensor = self.layer_weights  # type: ignore[assignment]
         fused = (
             self.propagate_users
             and self.propagate_items
-            and type(self).forward is GraphCF.forward
-            and type(self)._hops is GraphCF._hops
+            and not w.requires_grad  # the fused backward gives the weights no gradient
+            and not (self._forward_hooks or self._forward_pre_hooks)  # hooks see forward
+            and all(
+                getattr(type(self), name) is getattr(GraphCF, name)
+                for name in ("forward", "_hops", "_combine")
+            )
             and all(
                 type(conv) is BipartiteNormConv and conv.cached
                 for conv in (self.user_conv, self.item_conv)
             )
         )
         if not fused:
-            u, i = self.forward()
+            u, i = self()
             return u.index_select(0, users), i.index_select(0, items)
         x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
         edge_index = self._graph_on(x_u.device)
@@ -366,7 +371,6 @@ class GraphCF(nn.Module):
         )
         # a cached layer builds a CachedAdjacency from a [2, E] index (the attached graph)
         assert isinstance(a_ui, CachedAdjacency) and isinstance(a_iu, CachedAdjacency)
-        w: Tensor = self.layer_weights  # type: ignore[assignment]
         return layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu)
 
     def layers(

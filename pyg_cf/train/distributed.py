@@ -63,7 +63,7 @@ from torch_geometric.data import HeteroData
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.interaction_loader import CFBatch
-from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
+from pyg_cf.losses.base import CFLoss, LossBatch, forward_is_row_mean, negative_sets
 from pyg_cf.metrics.ranking import evaluate_scores
 from pyg_cf.nn.models import GraphCF
 from pyg_cf.train.config import TrainConfig
@@ -263,7 +263,7 @@ class DistributedTrainer(Trainer):
         return (
             self.config.mode == "full"
             and self.loss.negatives == "in-batch"
-            and bool(getattr(self.loss, "row_mean", False))
+            and forward_is_row_mean(self.loss)
         )
 
     def embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:

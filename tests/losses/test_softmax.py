@@ -685,3 +685,29 @@ def test_a_row_mean_loss_is_the_mean_of_its_rows(name, kwargs):
     torch.testing.assert_close(loss(b), loss.per_row(b).mean(), rtol=0, atol=0)
     flagged = sorted(n for n, cls in _REGISTRY.items() if cls.row_mean)
     assert flagged == ["bsl", "ssm"]
+
+
+def test_row_mean_is_trusted_only_where_the_forward_in_use_declares_it():
+    """A subclass that overrides forward (adding a term, say) must declare row_mean again:
+    DistributedTrainer would otherwise replace its forward by the mean of per_row."""
+    from pyg_cf.losses.base import forward_is_row_mean
+    from pyg_cf.losses.softmax import BSLLoss, SampledSoftmaxLoss
+
+    class WithTerm(SampledSoftmaxLoss):
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            return super().forward(batch) + (batch.user_emb - batch.pos_emb).pow(2).sum()
+
+    class Declared(WithTerm):
+        row_mean = True
+
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            return self.per_row(batch).mean()
+
+    class Renamed(BSLLoss):  # forward inherited: still trusted
+        pass
+
+    assert forward_is_row_mean(get_loss("ssm")) and forward_is_row_mean(get_loss("bsl"))
+    assert forward_is_row_mean(Renamed())
+    assert not forward_is_row_mean(WithTerm())
+    assert forward_is_row_mean(Declared())
+    assert not forward_is_row_mean(get_loss("bpr"))

@@ -118,3 +118,33 @@ def test_a_dtype_mismatch_is_named():
     x_u, x_i = torch.randn(NU, 2, dtype=torch.float64), torch.randn(NI, 2, dtype=torch.float64)
     with pytest.raises(TypeError, match=r"adjacency is torch\.float32 but features are"):
         layer_sum_rows(x_u, x_i, torch.tensor([0]), torch.tensor([0]), torch.ones(2), adj, adj_t)
+
+
+def test_subclasses_hooks_and_trainable_weights_take_the_model_call():
+    """The fused path would skip them: a subclass's own _combine, a forward hook, trainable
+    layer weights (the fused backward gives them no gradient)."""
+    users, items = torch.tensor([0, 4, 4]), torch.tensor([3, 1])
+
+    class Scaled(GraphCF):
+        def _combine(self, hops):  # type: ignore[no-untyped-def]
+            u, i = super()._combine(hops)
+            return 3 * u, 3 * i
+
+    torch.manual_seed(0)
+    m = Scaled(NU, NI, embedding_dim=4, num_layers=2, edge_index=graph())
+    u, i = m.embed_rows(users, items)
+    fu, fi = m()
+    torch.testing.assert_close(u, fu[users])
+    torch.testing.assert_close(i, fi[items])
+
+    m = model(num_layers=2)
+    seen = []
+    m.register_forward_hook(lambda mod, args, out: seen.append(1))
+    m.embed_rows(users, items)
+    assert seen == [1]
+
+    m = model(num_layers=2)
+    m.layer_weights = torch.nn.Parameter(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64))
+    u, i = m.embed_rows(users, items)
+    (u.sum() + i.pow(2).sum()).backward()
+    assert m.layer_weights.grad is not None and m.layer_weights.grad.abs().sum() > 0

@@ -345,3 +345,26 @@ def test_nccl_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="backend 'nccl' needs CUDA"):
         init_distributed(backend="nccl")
+
+
+def test_a_loss_subclass_with_its_own_forward_keeps_it(one_process_group):
+    """An SSM subclass whose forward adds a term inherits row_mean but not the right to
+    be replaced by the mean of per_row: the distributed step calls its forward, as one
+    process does (the same embeddings on a one-rank group)."""
+    from pyg_cf.losses.softmax import SampledSoftmaxLoss
+
+    class WithTerm(SampledSoftmaxLoss):
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            return super().forward(batch) + 10 * (batch.user_emb - batch.pos_emb).pow(2).mean()
+
+    data = clustered()
+    out = []
+    for cls in (Trainer, DistributedTrainer):
+        seed_everything(0)
+        m = GraphCF.from_data(data, "lightgcn", embedding_dim=8)
+        tr = cls(m, data, WithTerm(), _cfg(epochs=2))
+        if cls is DistributedTrainer:
+            assert not tr.whole_batch_rows
+        tr.fit()
+        out.append(m.embeddings()[0])
+    torch.testing.assert_close(out[1], out[0], rtol=1e-6, atol=1e-7)
