@@ -58,12 +58,16 @@ def test_model_forward_and_backward_match_cpu(model):
         torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
 
 
-def test_embed_rows_match_cpu():
+@pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item"])
+def test_embed_rows_match_cpu(kind, monkeypatch):
     """The batch-rows path of a training step (``GraphCF.embed_rows``: layer sums at the
-    rows, Horner backward with ``index_add``) gives the CPU's rows and table gradients."""
+    rows, Horner backward with ``index_add``; SVD++: a row slice of its product on the CPU,
+    the whole product on a GPU) gives the CPU's rows and table gradients."""
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)  # the CPU slices
     data = random_data(seed=3)
     seed_everything(0)
-    cpu = GraphCF.from_data(data, "lightgcn", embedding_dim=16, num_layers=3)
+    layers = {"num_layers": 3} if kind == "lightgcn" else {}
+    cpu = GraphCF.from_data(data, kind, embedding_dim=16, **layers)
     gpu = copy.deepcopy(cpu).to(DEVICE)
     users = torch.randint(cpu.num_users, (50,))
     items = torch.randint(cpu.num_items, (70,))

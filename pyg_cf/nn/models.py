@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.nn.conv import BipartiteNormConv, check_node_ids
 from pyg_cf.nn.layer_sum import layer_sum_rows
-from pyg_cf.nn.spmm import CachedAdjacency
+from pyg_cf.nn.spmm import CachedAdjacency, spmm_rows
 
 __all__ = ["MODELS", "GraphCF"]
 
@@ -327,9 +327,14 @@ class GraphCF(nn.Module):
         When both sides propagate, the layer-weighted sum is formed only at these rows
         (:func:`~pyg_cf.nn.layer_sum.layer_sum_rows`: the same products, no table-sized
         sums, a linear backward that saves nothing but the ids), which is what a training
-        step needs; otherwise the model is called and the rows are gathered (a one-sided or
-        unpropagated model, a subclass that overrides :meth:`forward` or how hops are made
-        or combined, swapped or uncached layers, trainable layer weights, forward hooks).
+        step needs. When one side propagates (SVD++), its hops all equal one product
+        :math:`\mathbf{A}\mathbf{X}^{(0)}` of the other side's layer 0, and on the CPU only
+        the requested rows of it are formed (:func:`~pyg_cf.nn.spmm.spmm_rows`: work in
+        proportion to those rows' edges; on a GPU the whole product is cheaper than the
+        host read a slice needs). Otherwise the model is called and the rows are gathered
+        (an unpropagated model, a subclass that overrides :meth:`forward` or how hops are
+        made or combined, swapped or uncached layers, trainable layer weights, forward
+        hooks).
 
         Args:
             users: ``[B_u]`` user ids.
@@ -344,10 +349,12 @@ class GraphCF(nn.Module):
             users = self._check_ids(users, self.num_users, "user")
             items = self._check_ids(items, self.num_items, "item")
         w: Tensor = self.layer_weights  # type: ignore[assignment]
+        one_sided = self.propagate_users != self.propagate_items
         fused = (
-            self.propagate_users
-            and self.propagate_items
-            and not w.requires_grad  # the fused backward gives the weights no gradient
+            (self.propagate_users and self.propagate_items)
+            or (one_sided and self.user_embedding.weight.device.type == "cpu")
+        ) and (
+            not w.requires_grad  # the fused backward gives the weights no gradient
             and not (self._forward_hooks or self._forward_pre_hooks)  # hooks see forward
             and all(
                 getattr(type(self), name) is getattr(GraphCF, name)
@@ -363,6 +370,8 @@ class GraphCF(nn.Module):
             return u.index_select(0, users), i.index_select(0, items)
         x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
         edge_index = self._graph_on(x_u.device)
+        if one_sided:
+            return self._one_sided_rows(x_u, x_i, users, items, edge_index, w)
         a_ui = self.user_conv.normalized_adjacency(
             self._reverse(edge_index), (self.num_items, self.num_users), x_u.dtype
         )
@@ -372,6 +381,28 @@ class GraphCF(nn.Module):
         # a cached layer builds a CachedAdjacency from a [2, E] index (the attached graph)
         assert isinstance(a_ui, CachedAdjacency) and isinstance(a_iu, CachedAdjacency)
         return layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu)
+
+    def _one_sided_rows(
+        self, x_u: Tensor, x_i: Tensor, users: Tensor, items: Tensor, edge_index: Tensor, w: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        r""":meth:`embed_rows` of a one-sided model: the propagated side's rows are
+        :math:`w_0\mathbf{x}^{(0)} + (\sum_{k \ge 1} w_k)\,\mathbf{A}\mathbf{X}^{(0)}`
+        (every hop aggregates the other side's unchanged layer 0), the other side's are its
+        layer 0."""
+        w = w.to(x_u.dtype)
+        if self.propagate_users:
+            a = self.user_conv.normalized_adjacency(
+                self._reverse(edge_index), (self.num_items, self.num_users), x_u.dtype
+            )
+            assert isinstance(a, CachedAdjacency)
+            out_u = x_u.index_select(0, users) * w[0] + spmm_rows(a, users, x_i) * w[1:].sum()
+            return out_u, x_i.index_select(0, items)
+        a = self.item_conv.normalized_adjacency(
+            edge_index, (self.num_users, self.num_items), x_u.dtype
+        )
+        assert isinstance(a, CachedAdjacency)
+        out_i = x_i.index_select(0, items) * w[0] + spmm_rows(a, items, x_u) * w[1:].sum()
+        return x_u.index_select(0, users), out_i
 
     def layers(
         self,

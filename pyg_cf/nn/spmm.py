@@ -10,9 +10,11 @@ is another CSR product:
     \frac{\partial \mathcal{L}}{\partial \mathbf{X}} = \mathbf{A}^{\top}
     \frac{\partial \mathcal{L}}{\partial \mathbf{Y}}.
 
-:class:`CachedAdjacency` holds the pair (full-graph training). :func:`spmm_edge_index` does
-the same for a per-batch subgraph given as a sorted :class:`~torch_geometric.EdgeIndex`
-whose CSR and CSC orderings are cached on the index (neighbor-sampled training).
+:class:`CachedAdjacency` holds the pair (full-graph training); :func:`spmm_rows` forms only
+some rows of its product from a row slice (a one-sided model's training step, on the CPU).
+:func:`spmm_edge_index` is the cached-transpose product for a per-batch subgraph given as
+a sorted :class:`~torch_geometric.EdgeIndex` whose CSR and CSC orderings are cached on the
+index (neighbor-sampled training).
 
 Backend: on CPU the products run through MKL's CSR kernel with ``int32`` indices (kept in
 that dtype so that no index copy happens per call) and write into a fresh output without
@@ -30,10 +32,18 @@ from typing import Any
 import torch
 import torch_geometric
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from pyg_cf.errors import ConfigError
 
-__all__ = ["CachedAdjacency", "csr_from_edges", "csr_matrix", "spmm_cached", "spmm_edge_index"]
+__all__ = [
+    "CachedAdjacency",
+    "csr_from_edges",
+    "csr_matrix",
+    "spmm_cached",
+    "spmm_edge_index",
+    "spmm_rows",
+]
 
 _INT32_MAX = 2**31 - 1
 
@@ -160,6 +170,90 @@ def spmm_cached(adj: CachedAdjacency, x: Tensor) -> Tensor:
     if x.dtype != adj.matrix.dtype:
         raise TypeError(f"spmm: adjacency is {adj.matrix.dtype} but features are {x.dtype}")
     return _SpMM.apply(x, adj.matrix, adj.matrix_t)
+
+
+class _RowsSpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, sub: Tensor, seg: Tensor
+    ) -> Tensor:
+        ctx.sub, ctx.seg = sub, seg
+        return _mm(sub, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        # the slice's transpose, by a stable sort of its columns (its rows stay in order);
+        # a CSR product is several times faster than an index_add of the rows on the CPU
+        sub, seg = ctx.sub, ctx.seg
+        num_rows, num_cols = sub.shape
+        cols = sub.col_indices()
+        perm = torch.argsort(cols, stable=True)
+        crow_t = torch.zeros(num_cols + 1, dtype=torch.long, device=cols.device)
+        torch.cumsum(torch.bincount(cols, minlength=num_cols), 0, out=crow_t[1:])
+        sub_t = csr_matrix(
+            crow_t, seg.index_select(0, perm), sub.values().index_select(0, perm),
+            (num_cols, num_rows),
+        )  # fmt: skip
+        return _mm(sub_t, grad.contiguous()), None, None
+
+
+#: :func:`spmm_rows` slices the matrix when the rows hold at most this share of its non-zeros
+#: (on Gowalla at one CPU thread the slice costs ≈ 4× more per non-zero than the whole
+#: cached product: ``benchmarks/bench_svdpp_step.py``)
+ROWS_MAX_SHARE = 0.25
+
+
+def spmm_rows(
+    adj: CachedAdjacency, rows: Tensor, x: Tensor, max_share: float | None = None
+) -> Tensor:
+    r"""Rows ``rows`` of ``adj.matrix @ x`` (repeats allowed), computed from those rows of the
+    matrix only: :math:`\mathbf{S}\mathbf{A}\mathbf{X}` with :math:`\mathbf{S}` the row
+    selection, and the gradient :math:`(\mathbf{S}\mathbf{A})^{\top}\mathbf{G}` through the
+    slice's transpose.
+
+    The work is proportional to the selected rows' non-zeros instead of the whole matrix's
+    (a batch of 2,048 Gowalla users holds ≈ 6 % of the training edges). When the rows
+    hold more than ``max_share`` of the matrix's non-zeros, the whole product is formed
+    and its rows gathered instead (slicing costs more per non-zero than the cached
+    product). The slice's size is read on the host once per call (free on the CPU; on a
+    GPU a synchronisation, and not capturable in a CUDA graph).
+
+    Args:
+        adj: The cached ``[N, M]`` adjacency.
+        rows: ``[B]`` int64 row ids (not range-checked).
+        x: ``[M, d]`` dense features, differentiable.
+        max_share: The largest share of the non-zeros sliced rather than multiplied whole
+            (``None``: :data:`ROWS_MAX_SHARE`).
+
+    Returns:
+        ``[B, d]``.
+    """
+    if x.dtype != adj.matrix.dtype:
+        raise TypeError(f"spmm: adjacency is {adj.matrix.dtype} but features are {x.dtype}")
+    matrix = adj.matrix
+    crow = matrix.crow_indices()
+    start = crow.index_select(0, rows).long()
+    count = crow.index_select(0, rows + 1).long() - start
+    sub_crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(count, 0, out=sub_crow[1:])
+    total = int(sub_crow[-1])  # the slice's size: one read
+    share = ROWS_MAX_SHARE if max_share is None else max_share
+    if total > share * matrix.values().numel():
+        return spmm_cached(adj, x).index_select(0, rows)
+    seg = torch.repeat_interleave(
+        torch.arange(rows.numel(), device=rows.device), count, output_size=total
+    )
+    # position of each kept non-zero in the matrix: its row's start plus its rank in it
+    pos = torch.arange(total, device=rows.device) + (start - sub_crow[:-1]).index_select(0, seg)
+    sub = csr_matrix(
+        sub_crow, matrix.col_indices().index_select(0, pos), matrix.values().index_select(0, pos),
+        (rows.numel(), matrix.size(1)),
+    )  # fmt: skip
+    out: Tensor = _RowsSpMM.apply(x, sub, seg)
+    return out
 
 
 def _ptr(sorted_index: Tensor, size: int) -> Tensor:

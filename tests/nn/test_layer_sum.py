@@ -75,15 +75,54 @@ def test_gradcheck_of_the_linear_backward():
     )
 
 
-@pytest.mark.parametrize("kind", ["mf", "svdpp_user", "svdpp_item"])
-def test_models_without_two_sided_propagation_gather_their_forward(kind):
+def test_an_unpropagated_model_gathers_its_forward():
     torch.manual_seed(0)
-    m = getattr(GraphCF, kind)(NU, NI, embedding_dim=4, edge_index=graph()).double()
+    m = GraphCF.mf(NU, NI, embedding_dim=4, edge_index=graph()).double()
     users, items = torch.tensor([2, 2, 9]), torch.tensor([1, 7])
     got = rows_and_grads(m, users, items, fused=True)
     want = rows_and_grads(m, users, items, fused=False)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+@pytest.mark.parametrize("num_layers, weights", [(1, "sum"), (1, "mean"), (2, [0.7, -0.2, 1.5])])
+@pytest.mark.parametrize("alphas", [(1.0, 0.0), (0.5, 0.0), (0.3, 0.8)])
+def test_one_sided_rows_equal_the_full_forward_gathered(
+    side, num_layers, weights, alphas, monkeypatch
+):
+    """SVD++: only the requested rows of the one product are formed (no model call)."""
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)  # slice whatever the share
+    m = model(
+        num_layers=num_layers,
+        alpha0=alphas[0],
+        alpha1=alphas[1],
+        layer_weights=weights,
+        propagate_users=side == "user",
+        propagate_items=side == "item",
+    )
+    users = torch.tensor([3, 0, 3, 12, 7, 3])
+    items = torch.tensor([8, 8, 1, 0, 4])
+    calls: list[int] = []
+    m.forward = lambda *a, **k: calls.append(1) or GraphCF.forward(m, *a, **k)  # type: ignore[method-assign]
+    got = rows_and_grads(m, users, items, fused=True)
+    assert calls == []  # the rows were formed without the model's forward
+    want = rows_and_grads(m, users, items, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])
+@pytest.mark.parametrize("kind", ["svdpp_user", "svdpp_item"])
+def test_svdpp_constructors_take_the_one_sided_rows(kind, share, monkeypatch):
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", share)
+    torch.manual_seed(0)
+    m = getattr(GraphCF, kind)(NU, NI, embedding_dim=4, edge_index=graph()).double()
+    users, items = torch.tensor([2, 2, 9, 0]), torch.tensor([1, 7, 7])
+    got = rows_and_grads(m, users, items, fused=True)
+    want = rows_and_grads(m, users, items, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_a_subclass_that_overrides_forward_gets_its_own_forward():

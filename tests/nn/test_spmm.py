@@ -77,3 +77,50 @@ def test_a_used_edge_index_still_deep_copies_and_an_edit_rebuilds():
     dense = torch.zeros(2, 3)
     dense[ei.as_subclass(torch.Tensor)[1], ei.as_subclass(torch.Tensor)[0]] = 1.0
     assert torch.allclose(after, dense @ x) and not torch.allclose(before, after)
+
+
+def _adjacency(n_rows: int = 7, n_cols: int = 5, dtype: torch.dtype = torch.float64):
+    from pyg_cf.nn.spmm import CachedAdjacency
+
+    g = torch.Generator().manual_seed(3)
+    dense = torch.rand(n_rows, n_cols, generator=g, dtype=dtype)
+    dense[dense < 0.5] = 0
+    dense[4] = 0  # an empty row
+    row, col = dense.nonzero().t()
+    return CachedAdjacency(row, col, dense[row, col], n_rows, n_cols), dense
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])  # sliced; the whole product gathered
+@pytest.mark.parametrize("rows", [[3, 0, 3, 6, 4], [4], [], list(range(7))])
+def test_spmm_rows_is_the_selected_rows_of_the_product(rows, share, monkeypatch):
+    import pyg_cf.nn.spmm as spmm
+
+    calls: list[int] = []
+    whole = spmm.spmm_cached
+    monkeypatch.setattr(spmm, "spmm_cached", lambda *a: calls.append(1) or whole(*a))
+    monkeypatch.setattr(spmm, "ROWS_MAX_SHARE", share)
+    spmm_rows = spmm.spmm_rows
+    adj, dense = _adjacency()
+    idx = torch.tensor(rows, dtype=torch.long)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    out = spmm_rows(adj, idx, x)
+    # rows holding no non-zero (row 4, or none) are sliced whatever the share
+    assert calls == ([] if share == 1.0 or rows in ([4], []) else [1])
+    torch.testing.assert_close(out, (dense @ x)[idx])
+    g = torch.randn_like(out)
+    (gx,) = torch.autograd.grad(out, x, g)
+    (want,) = torch.autograd.grad((dense @ x)[idx], x, g)
+    torch.testing.assert_close(gx, want)
+    if idx.numel():
+        assert torch.autograd.gradcheck(lambda t: spmm_rows(adj, idx, t), (x,))
+
+
+def test_spmm_rows_in_float32_and_a_dtype_mismatch_is_named():
+    from pyg_cf.nn.spmm import spmm_rows
+
+    adj, dense = _adjacency(dtype=torch.float32)
+    x = torch.randn(5, 2)
+    idx = torch.tensor([1, 6, 1])
+    torch.testing.assert_close(spmm_rows(adj, idx, x), (dense @ x)[idx])
+    with pytest.raises(TypeError, match=r"float32 but features are torch\.float64"):
+        spmm_rows(adj, idx, x.double())

@@ -23,10 +23,13 @@ LOSSES: dict[str, dict[str, Any]] = {
 }
 
 
-def train(loss_key: str, rows_only: bool, **cfg: Any) -> tuple[Trainer, int]:
+def train(
+    loss_key: str, rows_only: bool, kind: str = "lightgcn", **cfg: Any
+) -> tuple[Trainer, int]:
     data = synthetic(n_users=60, n_items=200)
     seed_everything(0)
-    m = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=2).double()
+    layers = {"num_layers": 2} if kind == "lightgcn" else {"alpha0": 1.0, "alpha1": 0.0}
+    m = GraphCF.from_data(data, kind, embedding_dim=8, **layers).double()
     name = loss_key.split("-")[0]
     settings = dict(epochs=2, batch_size=32, l2_reg=1e-3, seed=1, progress=False, eval_every=0)
     tr = Trainer(m, data, get_loss(name, **LOSSES[loss_key]), TrainConfig(**{**settings, **cfg}))
@@ -49,6 +52,17 @@ def train(loss_key: str, rows_only: bool, **cfg: Any) -> tuple[Trainer, int]:
 def test_rows_only_trains_as_the_full_forward(loss_key):
     fast, calls = train(loss_key, True)
     ref, ref_calls = train(loss_key, False)
+    assert calls > 0 and ref_calls == 0
+    for a, b in zip(fast.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["svdpp-user", "svdpp-item"])
+@pytest.mark.parametrize("loss_key", ["bpr", "ssm-shared"])
+def test_one_sided_rows_only_trains_as_the_full_forward(kind, loss_key, monkeypatch):
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)  # slice every batch
+    fast, calls = train(loss_key, True, kind)
+    ref, ref_calls = train(loss_key, False, kind)
     assert calls > 0 and ref_calls == 0
     for a, b in zip(fast.model.parameters(), ref.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
