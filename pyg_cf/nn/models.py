@@ -21,6 +21,17 @@ __all__ = ["MODELS", "GraphCF"]
 MODELS = ("mf", "svdpp-user", "svdpp-item", "lightgcn")
 
 
+def _hooked(*modules: nn.Module) -> bool:
+    """Whether a forward or backward hook would see these modules' calls (their own hooks
+    or global module hooks): :meth:`GraphCF.embed_rows` then calls the model."""
+    from torch.nn.modules import module as _m
+
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(_m, "_global" + n, None) for n in names) or any(
+        getattr(mod, n, None) for mod in modules for n in names
+    )
+
+
 class GraphCF(nn.Module):
     r"""Embedding tables plus ``K`` :class:`BipartiteNormConv` hops on the user–item graph.
 
@@ -333,8 +344,8 @@ class GraphCF(nn.Module):
         proportion to those rows' edges; on a GPU the whole product is cheaper than the
         host read a slice needs). Otherwise the model is called and the rows are gathered
         (an unpropagated model, a subclass that overrides :meth:`forward` or how hops are
-        made or combined, swapped or uncached layers, trainable layer weights, forward
-        hooks).
+        made or combined, swapped or uncached layers, trainable layer weights, forward or
+        backward hooks on the model, its layers or all modules).
 
         Args:
             users: ``[B_u]`` user ids.
@@ -355,7 +366,7 @@ class GraphCF(nn.Module):
             or (one_sided and self.user_embedding.weight.device.type == "cpu")
         ) and (
             not w.requires_grad  # the fused backward gives the weights no gradient
-            and not (self._forward_hooks or self._forward_pre_hooks)  # hooks see forward
+            and not _hooked(self, self.user_conv, self.item_conv)  # hooks see forward
             and all(
                 getattr(type(self), name) is getattr(GraphCF, name)
                 for name in ("forward", "_hops", "_combine")
@@ -391,8 +402,9 @@ class GraphCF(nn.Module):
         layer 0."""
         w = w.to(x_u.dtype)
         if self.propagate_users:
+            # in the dtype of the features it multiplies, as forward() builds it
             a = self.user_conv.normalized_adjacency(
-                self._reverse(edge_index), (self.num_items, self.num_users), x_u.dtype
+                self._reverse(edge_index), (self.num_items, self.num_users), x_i.dtype
             )
             assert isinstance(a, CachedAdjacency)
             out_u = x_u.index_select(0, users) * w[0] + spmm_rows(a, users, x_i) * w[1:].sum()

@@ -241,6 +241,8 @@ def spmm_rows(
     torch.cumsum(count, 0, out=sub_crow[1:])
     total = int(sub_crow[-1])  # the slice's size: one read
     share = ROWS_MAX_SHARE if max_share is None else max_share
+    if not share >= 0:  # also refuses NaN
+        raise ConfigError(f"spmm_rows: max_share must be a number >= 0, got {share!r}")
     if total > share * matrix.values().numel():
         return spmm_cached(adj, x).index_select(0, rows)
     seg = torch.repeat_interleave(

@@ -187,3 +187,58 @@ def test_subclasses_hooks_and_trainable_weights_take_the_model_call():
     u, i = m.embed_rows(users, items)
     (u.sum() + i.pow(2).sum()).backward()
     assert m.layer_weights.grad is not None and m.layer_weights.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["lightgcn", "svdpp_user", "svdpp_item"])
+@pytest.mark.parametrize("where", ["user_conv", "item_conv", "global", "backward"])
+def test_hooks_on_the_layers_or_all_modules_take_the_model_call(kind, where, monkeypatch):
+    """A hook on a layer or on every module would be skipped by the row paths."""
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)
+    torch.manual_seed(0)
+    m = getattr(GraphCF, kind)(NU, NI, embedding_dim=4, edge_index=graph()).double()
+    users, items = torch.tensor([0, 4, 4]), torch.tensor([3, 1])
+    seen: list[str] = []
+
+    def zero(mod, args, out):  # type: ignore[no-untyped-def]
+        seen.append(type(mod).__name__)
+        return out * 0 if isinstance(out, Tensor) else out
+
+    if where == "global":
+        handle = torch.nn.modules.module.register_module_forward_hook(zero)
+    elif where == "backward":
+        handle = m.register_full_backward_hook(lambda mod, gi, go: seen.append("bwd"))
+    else:
+        handle = getattr(m, where).register_forward_hook(zero)
+    try:
+        u, i = m.embed_rows(users, items)
+        (u.sum() + i.sum()).backward()
+        got, seen[:] = list(seen), []
+        fu, fi = m()
+        (fu[users].sum() + fi[items].sum()).backward()
+    finally:
+        handle.remove()
+    assert got == seen  # the hooks saw what they see when the model is called
+    torch.testing.assert_close(u, fu[users])
+    torch.testing.assert_close(i, fi[items])
+
+
+def test_one_sided_rows_with_tables_of_two_dtypes_as_forward():
+    """The adjacency takes the dtype of the features it multiplies, as in forward()."""
+    torch.manual_seed(0)
+    for kind in ("svdpp_user", "svdpp_item"):
+        m = getattr(GraphCF, kind)(NU, NI, embedding_dim=3, edge_index=graph())
+        (m.item_embedding if kind == "svdpp_user" else m.user_embedding).double()
+        users, items = torch.tensor([1, 5]), torch.tensor([2, 2, 0])
+        u, i = m.embed_rows(users, items)
+        fu, fi = m()
+        torch.testing.assert_close(u, fu[users])
+        torch.testing.assert_close(i, fi[items])
+
+
+def test_spmm_rows_refuses_a_share_that_is_not_a_number():
+    from pyg_cf.nn.spmm import spmm_rows
+
+    m = model(num_layers=1)
+    a = m.user_conv.normalized_adjacency(m.graph.flip(0), (NI, NU), torch.float64)
+    with pytest.raises(ConfigError, match="max_share"):
+        spmm_rows(a, torch.tensor([0]), m.item_embedding.weight, max_share=float("nan"))
