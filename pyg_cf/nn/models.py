@@ -9,6 +9,7 @@ from numbers import Real
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as _module
 from torch_geometric.data import HeteroData
 
 from pyg_cf.errors import ConfigError, PygCFError
@@ -24,10 +25,8 @@ MODELS = ("mf", "svdpp-user", "svdpp-item", "lightgcn")
 def _hooked(*modules: nn.Module) -> bool:
     """Whether a forward or backward hook would see these modules' calls (their own hooks
     or global module hooks): :meth:`GraphCF.embed_rows` then calls the model."""
-    from torch.nn.modules import module as _m
-
     names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return any(getattr(_m, "_global" + n, None) for n in names) or any(
+    return any(getattr(_module, "_global" + n, None) for n in names) or any(
         getattr(mod, n, None) for mod in modules for n in names
     )
 
