@@ -50,6 +50,7 @@ from _common import (
 )
 
 from pyg_cf.data.graph import train_edges
+from pyg_cf.nn.spmm import ROWS_MAX_SHARE
 
 
 def variant(
@@ -97,10 +98,11 @@ def main() -> None:
         cb = trainers[name].last_batch
         if cb is not None and cb.subgraph is not None:
             n = int(cb.subgraph[("user", "rates", "item")].edge_index.size(1))
-        elif cb is not None and trainers[name].rows_only:  # the batch users' rows
-            n = int(degree[cb.users].sum())
         else:
             n = train_edges(data).size(1)
+            if cb is not None and trainers[name].rows_only:  # the batch users' rows ...
+                rows = int(degree[cb.users].sum())
+                n = rows if rows <= ROWS_MAX_SHARE * n else n  # ... unless spmm_rows fell back
         edges[name].append(n)
 
     steps = {n: fn for n, (fn, _) in zip(names, runs, strict=True)}
