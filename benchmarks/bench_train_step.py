@@ -3,8 +3,10 @@
 Same run, same graph, K=3, d=64, batch 2048, BPR with one uniform negative, Adam:
 
 * ours, ``TrainConfig(mode='full')``: cached pre-normalized CSR adjacency + cached transpose,
-  the layer sums formed only at the batch's rows (``Trainer.rows_only``, the default), and
-  the same with ``rows_only=False`` (``forward()`` over whole tables, then gathered);
+  the layer sums formed only at the batch's rows (``Trainer.rows_only``, the default) with
+  the last hop from the rows' slices of the adjacency (``GraphCF.slice_rows``, the CPU's
+  default), the same with whole-table last hops (``slice_rows=False``, a GPU's default),
+  and with ``rows_only=False`` (``forward()`` over whole tables, then gathered);
 * ours, ``TrainConfig(mode='sampled')`` with two fan-out settings;
 * ``torch_geometric.nn.models.LightGCN`` as in PyG's ``examples/lightgcn.py`` (BPR through
   ``recommendation_loss``), fed a plain ``edge_index``, a torch CSR adjacency and (when
@@ -66,12 +68,14 @@ def ours(
     seed: int,
     graphs: bool = False,
     rows_only: bool = True,
+    slice_rows: bool | None = None,
 ) -> Callable[[], None] | None:
     tr = bpr_trainer(
         data, "lightgcn", seed, {"num_layers": K}, mode=mode, num_neighbors=fanout,
         cuda_graphs=graphs,
     )  # fmt: skip
     tr.rows_only = rows_only
+    tr.model.slice_rows = slice_rows
     step = trainer_stepper(tr)
 
     if graphs:  # the warm-up steps and the capture are not timed
@@ -186,6 +190,11 @@ def main() -> None:
         args.steps, args.rounds, args.edge_index_steps = 2, 1, 1
     variants: list[tuple[str, Callable[[], None] | None, int]] = [
         ("pyg-cf full graph (cached CSR)", ours(data, "full", None, args.seed), args.steps),
+        (
+            "pyg-cf full graph, last hop over whole tables (slice_rows=False, a GPU's default)",
+            ours(data, "full", None, args.seed, slice_rows=False),
+            args.steps,
+        ),
         (
             "pyg-cf full graph, layer sums over whole tables (rows_only=False)",
             ours(data, "full", None, args.seed, rows_only=False),

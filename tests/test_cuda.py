@@ -58,17 +58,20 @@ def test_model_forward_and_backward_match_cpu(model):
         torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("gpu_slices", [None, True])  # a GPU's default: no slices
 @pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item"])
-def test_embed_rows_match_cpu(kind, monkeypatch):
+def test_embed_rows_match_cpu(kind, gpu_slices, monkeypatch):
     """The batch-rows path of a training step (``GraphCF.embed_rows``: layer sums at the
-    rows, Horner backward with ``index_add``; SVD++: a row slice of its product on the CPU,
-    the whole product on a GPU) gives the CPU's rows and table gradients."""
+    rows, Horner backward with ``index_add``, the last hop from row slices on the CPU;
+    SVD++: a row slice of its product on the CPU, the model call on a GPU unless told to
+    slice) gives the CPU's rows and table gradients."""
     monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)  # the CPU slices
     data = random_data(seed=3)
     seed_everything(0)
     layers = {"num_layers": 3} if kind == "lightgcn" else {}
     cpu = GraphCF.from_data(data, kind, embedding_dim=16, **layers)
     gpu = copy.deepcopy(cpu).to(DEVICE)
+    gpu.slice_rows = gpu_slices
     users = torch.randint(cpu.num_users, (50,))
     items = torch.randint(cpu.num_items, (70,))
     u_c, i_c = cpu.embed_rows(users, items)
@@ -86,7 +89,8 @@ def test_embed_rows_match_cpu(kind, monkeypatch):
 def test_an_in_batch_step_with_collision_masking_reads_the_host_once_on_a_gpu():
     """The collision mask is built with fixed shapes on a GPU and its count stays on the
     device (read once an epoch): the step's one host read is the loss. On the CPU the
-    mask's gather reads its look-up count too (free there)."""
+    mask's gather reads its look-up count too, and the last hop's two row slices their
+    sizes (free there)."""
     from tests.host_syncs import HostSyncs
 
     data = random_data(num_items=300, num_edges=3000, seed=4)
@@ -97,7 +101,7 @@ def test_an_in_batch_step_with_collision_masking_reads_the_host_once_on_a_gpu():
     tr.train_step(next(it))
     with HostSyncs() as s:
         tr.train_step(next(it))
-    expected = ["_local_scalar_dense"] * (1 if KIND == "cuda" else 2)
+    expected = ["_local_scalar_dense"] * (1 if KIND == "cuda" else 4)
     assert s.syncs == expected, s.syncs
 
 

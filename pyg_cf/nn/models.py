@@ -75,6 +75,12 @@ class GraphCF(nn.Module):
             draws :math:`\sigma = 0.1`, ≈ 14× Xavier's scale on Gowalla's item table).
     """
 
+    #: :meth:`embed_rows` forms the products that only the batch's rows need from row slices
+    #: of the adjacency: ``None`` (default) on the CPU (a GPU keeps whole products, which
+    #: need no host read), or ``True`` / ``False``. A class default, so models pickled
+    #: before it existed load with it.
+    slice_rows: bool | None = None
+
     def __init__(
         self,
         num_users: int,
@@ -337,11 +343,14 @@ class GraphCF(nn.Module):
         When both sides propagate, the layer-weighted sum is formed only at these rows
         (:func:`~pyg_cf.nn.layer_sum.layer_sum_rows`: the same products, no table-sized
         sums, a linear backward that saves nothing but the ids), which is what a training
-        step needs. When one side propagates (SVD++), its hops all equal one product
-        :math:`\mathbf{A}\mathbf{X}^{(0)}` of the other side's layer 0, and on the CPU only
-        the requested rows of it are formed (:func:`~pyg_cf.nn.spmm.spmm_rows`: work in
-        proportion to those rows' edges; on a GPU the whole product is cheaper than the
-        host read a slice needs). Otherwise the model is called and the rows are gathered
+        step needs; with :attr:`slice_rows` (the CPU's default) the last hop and the
+        backward's first products are formed from the rows' slices of the adjacency. When
+        one side propagates (SVD++), its hops all equal one product
+        :math:`\mathbf{A}\mathbf{X}^{(0)}` of the other side's layer 0, and with
+        :attr:`slice_rows` only the requested rows of it are formed
+        (:func:`~pyg_cf.nn.spmm.spmm_rows`: work in proportion to those rows' edges; on a
+        GPU the whole product is cheaper than the host read a slice needs, and without
+        slicing the model is called). Otherwise the model is called and the rows are gathered
         (an unpropagated model, a subclass that overrides :meth:`forward` or how hops are
         made or combined, swapped or uncached layers, trainable layer weights, forward or
         backward hooks on the model, its layers or all modules).
@@ -360,10 +369,13 @@ class GraphCF(nn.Module):
             items = self._check_ids(items, self.num_items, "item")
         w: Tensor = self.layer_weights  # type: ignore[assignment]
         one_sided = self.propagate_users != self.propagate_items
-        fused = (
-            (self.propagate_users and self.propagate_items)
-            or (one_sided and self.user_embedding.weight.device.type == "cpu")
-        ) and (
+        if self.slice_rows is None:
+            slicing = self.user_embedding.weight.device.type == "cpu"
+        elif isinstance(self.slice_rows, bool):
+            slicing = self.slice_rows
+        else:
+            raise ConfigError(f"slice_rows must be None, True or False, got {self.slice_rows!r}")
+        fused = ((self.propagate_users and self.propagate_items) or (one_sided and slicing)) and (
             not w.requires_grad  # the fused backward gives the weights no gradient
             and not _hooked(self, self.user_conv, self.item_conv)  # hooks see forward
             and all(
@@ -390,7 +402,7 @@ class GraphCF(nn.Module):
         )
         # a cached layer builds a CachedAdjacency from a [2, E] index (the attached graph)
         assert isinstance(a_ui, CachedAdjacency) and isinstance(a_iu, CachedAdjacency)
-        return layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu)
+        return layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu, slice_last_hop=slicing)
 
     def _one_sided_rows(
         self, x_u: Tensor, x_i: Tensor, users: Tensor, items: Tensor, edge_index: Tensor, w: Tensor

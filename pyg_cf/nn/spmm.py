@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch_geometric
@@ -38,8 +38,10 @@ from pyg_cf.errors import ConfigError
 
 __all__ = [
     "CachedAdjacency",
+    "RowSlice",
     "csr_from_edges",
     "csr_matrix",
+    "row_slice",
     "spmm_cached",
     "spmm_edge_index",
     "spmm_rows",
@@ -172,38 +174,95 @@ def spmm_cached(adj: CachedAdjacency, x: Tensor) -> Tensor:
     return _SpMM.apply(x, adj.matrix, adj.matrix_t)
 
 
-class _RowsSpMM(torch.autograd.Function):
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, sub: Tensor, seg: Tensor
-    ) -> Tensor:
-        ctx.sub, ctx.seg = sub, seg
-        return _mm(sub, x)
+class RowSlice(NamedTuple):
+    """The distinct requested rows of a CSR matrix, as a smaller CSR matrix
+    (:func:`row_slice`)."""
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
-        # the slice's transpose, by a stable sort of its columns (its rows stay in order);
-        # a CSR product is several times faster than an index_add of the rows on the CPU
-        sub, seg = ctx.sub, ctx.seg
-        num_rows, num_cols = sub.shape
-        cols = sub.col_indices()
+    #: ``[R, M]`` CSR: the distinct rows, in ascending order of their ids.
+    matrix: Tensor
+    #: ``[nnz]`` the slice's row of each of its non-zeros (the transpose's column ids).
+    row_of: Tensor
+    #: ``[B]`` the slice's row of each requested row.
+    inverse: Tensor
+
+    def transpose(self) -> Tensor:
+        """The ``[M, R]`` CSR transpose, by a stable sort of the columns (each column's
+        rows stay in ascending order, as in the whole matrix's cached transpose)."""
+        cols = self.matrix.col_indices()
+        num_rows, num_cols = self.matrix.shape
         perm = torch.argsort(cols, stable=True)
         crow_t = torch.zeros(num_cols + 1, dtype=torch.long, device=cols.device)
         torch.cumsum(torch.bincount(cols, minlength=num_cols), 0, out=crow_t[1:])
-        sub_t = csr_matrix(
-            crow_t, seg.index_select(0, perm), sub.values().index_select(0, perm),
-            (num_cols, num_rows),
+        return csr_matrix(
+            crow_t, self.row_of.index_select(0, perm),
+            self.matrix.values().index_select(0, perm), (num_cols, num_rows),
         )  # fmt: skip
-        return _mm(sub_t, grad.contiguous()), None, None
 
 
-#: :func:`spmm_rows` slices the matrix when the rows hold at most this share of its non-zeros
-#: (on Gowalla's user rows at one CPU thread, forward and backward: 4.1 ms for 2,048 rows,
-#: 54 k non-zeros, vs 18.7 ms for the whole cached product of 810 k: ≈ 3× more per non-zero)
+#: :func:`row_slice` slices the matrix when the distinct rows hold at most this share of its
+#: non-zeros (on Gowalla's user rows at one CPU thread, forward and backward: 4.1 ms for
+#: 2,048 rows, 54 k non-zeros, vs 18.7 ms for the whole cached product of 810 k: ≈ 3× more
+#: per non-zero)
 ROWS_MAX_SHARE = 0.25
+
+
+def row_slice(
+    adj: CachedAdjacency, rows: Tensor, max_share: float | None = None
+) -> RowSlice | None:
+    r"""The distinct rows ``rows`` of ``adj.matrix`` as a :class:`RowSlice`, or ``None`` when
+    they hold more than ``max_share`` of its non-zeros (then the whole cached product costs
+    less than slicing, which is ≈ 3× dearer per non-zero).
+
+    Repeated ids are sliced once (a batch's positive items repeat: on Gowalla 4,096 item
+    rows of a BPR batch hold ≈ 24 % of the edges, their distinct ids ≈ 17 %). Reads the
+    slice's size on the host once (free on the CPU; on a GPU a synchronisation, and not
+    capturable in a CUDA graph).
+
+    Args:
+        adj: The cached ``[N, M]`` adjacency.
+        rows: ``[B]`` int64 row ids (repeats allowed; not range-checked).
+        max_share: The largest share of the non-zeros that is sliced (``None``:
+            :data:`ROWS_MAX_SHARE`).
+    """
+    share = ROWS_MAX_SHARE if max_share is None else max_share
+    if not share >= 0:  # also refuses NaN
+        raise ConfigError(f"row_slice: max_share must be a number >= 0, got {share!r}")
+    matrix = adj.matrix
+    distinct, inverse = torch.unique(rows, sorted=True, return_inverse=True)
+    crow = matrix.crow_indices()
+    start = crow.index_select(0, distinct).long()
+    count = crow.index_select(0, distinct + 1).long() - start
+    sub_crow = torch.zeros(distinct.numel() + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(count, 0, out=sub_crow[1:])
+    total = int(sub_crow[-1])  # the slice's size: one read
+    if total > share * matrix.values().numel():
+        return None
+    row_of = torch.repeat_interleave(
+        torch.arange(distinct.numel(), device=rows.device), count, output_size=total
+    )
+    # position of each kept non-zero in the matrix: its row's start plus its rank in it
+    pos = torch.arange(total, device=rows.device) + (start - sub_crow[:-1]).index_select(0, row_of)
+    sub = csr_matrix(
+        sub_crow, matrix.col_indices().index_select(0, pos), matrix.values().index_select(0, pos),
+        (distinct.numel(), matrix.size(1)),
+    )  # fmt: skip
+    return RowSlice(sub, row_of, inverse)
+
+
+class _RowsSpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, rows: RowSlice) -> Tensor:  # type: ignore[override]
+        ctx.rows = rows
+        return _mm(rows.matrix, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        # a CSR product with the slice's transpose: several times faster than an
+        # index_add of the rows on the CPU
+        return _mm(ctx.rows.transpose(), grad.contiguous()), None
 
 
 def spmm_rows(
@@ -214,12 +273,10 @@ def spmm_rows(
     selection, and the gradient :math:`(\mathbf{S}\mathbf{A})^{\top}\mathbf{G}` through the
     slice's transpose.
 
-    The work is proportional to the selected rows' non-zeros instead of the whole matrix's
-    (a batch of 2,048 Gowalla users holds ≈ 6 % of the training edges). When the rows
-    hold more than ``max_share`` of the matrix's non-zeros, the whole product is formed
-    and its rows gathered instead (slicing costs more per non-zero than the cached
-    product). The slice's size is read on the host once per call (free on the CPU; on a
-    GPU a synchronisation, and not capturable in a CUDA graph).
+    The work is proportional to the distinct selected rows' non-zeros instead of the whole
+    matrix's (a batch of 2,048 Gowalla users holds ≈ 7 % of the training edges). When the
+    rows hold more than ``max_share`` of the matrix's non-zeros, the whole product is
+    formed and its rows gathered instead (:func:`row_slice`).
 
     Args:
         adj: The cached ``[N, M]`` adjacency.
@@ -233,29 +290,11 @@ def spmm_rows(
     """
     if x.dtype != adj.matrix.dtype:
         raise TypeError(f"spmm: adjacency is {adj.matrix.dtype} but features are {x.dtype}")
-    share = ROWS_MAX_SHARE if max_share is None else max_share
-    if not share >= 0:  # also refuses NaN
-        raise ConfigError(f"spmm_rows: max_share must be a number >= 0, got {share!r}")
-    matrix = adj.matrix
-    crow = matrix.crow_indices()
-    start = crow.index_select(0, rows).long()
-    count = crow.index_select(0, rows + 1).long() - start
-    sub_crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
-    torch.cumsum(count, 0, out=sub_crow[1:])
-    total = int(sub_crow[-1])  # the slice's size: one read
-    if total > share * matrix.values().numel():
+    sliced = row_slice(adj, rows, max_share)
+    if sliced is None:
         return spmm_cached(adj, x).index_select(0, rows)
-    seg = torch.repeat_interleave(
-        torch.arange(rows.numel(), device=rows.device), count, output_size=total
-    )
-    # position of each kept non-zero in the matrix: its row's start plus its rank in it
-    pos = torch.arange(total, device=rows.device) + (start - sub_crow[:-1]).index_select(0, seg)
-    sub = csr_matrix(
-        sub_crow, matrix.col_indices().index_select(0, pos), matrix.values().index_select(0, pos),
-        (rows.numel(), matrix.size(1)),
-    )  # fmt: skip
-    out: Tensor = _RowsSpMM.apply(x, sub, seg)
-    return out
+    out: Tensor = _RowsSpMM.apply(x, sliced)
+    return out.index_select(0, sliced.inverse)
 
 
 def _ptr(sorted_index: Tensor, size: int) -> Tensor:

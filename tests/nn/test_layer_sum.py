@@ -48,10 +48,12 @@ def rows_and_grads(m: GraphCF, users: Tensor, items: Tensor, fused: bool) -> lis
     return [u.detach(), i.detach(), m.user_embedding.weight.grad, m.item_embedding.weight.grad]
 
 
+@pytest.mark.parametrize("share", [1.0, 0.0])  # the last hop from slices; whole products
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("alphas", [(0.5, 0.5), (1.0, 0.0), (0.3, 0.8)])
 @pytest.mark.parametrize("weights", ["mean", "sum", "custom"])
-def test_rows_equal_the_full_forward_gathered(num_layers, alphas, weights):
+def test_rows_equal_the_full_forward_gathered(num_layers, alphas, weights, share, monkeypatch):
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", share)
     lw = [0.7, -0.2, 1.5, 0.1][: num_layers + 1] if weights == "custom" else weights
     m = model(num_layers=num_layers, alpha0=alphas[0], alpha1=alphas[1], layer_weights=lw)
     users = torch.tensor([3, 0, 3, 12, 7, 3])  # repeats: their gradients add up
@@ -62,17 +64,90 @@ def test_rows_equal_the_full_forward_gathered(num_layers, alphas, weights):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_gradcheck_of_the_linear_backward():
-    m = model(num_layers=3, alpha0=0.4, alpha1=0.9)
+def adjacencies(m: GraphCF) -> tuple[CachedAdjacency, CachedAdjacency]:
     a_ui = m.user_conv.normalized_adjacency(m.graph.flip(0), (NI, NU), torch.float64)
     a_iu = m.item_conv.normalized_adjacency(m.graph, (NU, NI), torch.float64)
+    assert isinstance(a_ui, CachedAdjacency) and isinstance(a_iu, CachedAdjacency)
+    return a_ui, a_iu
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])
+@pytest.mark.parametrize("hops", [1, 3])
+def test_gradcheck_of_the_linear_backward(hops, share, monkeypatch):
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", share)
+    m = model(num_layers=3, alpha0=0.4, alpha1=0.9)
+    a_ui, a_iu = adjacencies(m)
     users, items = torch.tensor([1, 1, 5]), torch.tensor([0, 2, 8, 2])
-    w = torch.tensor([0.3, 0.2, -0.4, 1.1])
+    w = torch.tensor([0.3, 0.2, -0.4, 1.1])[: hops + 1]
     x_u = torch.randn(NU, 3, dtype=torch.float64, requires_grad=True)
     x_i = torch.randn(NI, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda a, b: layer_sum_rows(a, b, users, items, w, a_ui, a_iu), (x_u, x_i)
     )
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2, 3])
+@pytest.mark.parametrize("slice_users, slice_items", [(True, True), (True, False), (False, True)])
+def test_the_sliced_last_hop_equals_the_whole_products(hops, slice_users, slice_items, monkeypatch):
+    """Each side slices on its own (the other may fall back); values and gradients equal
+    the unsliced path's, and the slices are really used."""
+    import pyg_cf.nn.layer_sum as ls
+
+    m = model(num_layers=3)
+    a_ui, a_iu = adjacencies(m)
+    users, items = torch.tensor([4, 0, 4, 12, 7]), torch.tensor([8, 8, 1, 3])
+    w = torch.tensor([0.3, 0.2, -0.4, 1.1])[: hops + 1]
+    calls: list[bool] = []
+    real = ls.row_slice
+
+    def row_slice(a: CachedAdjacency, rows: Tensor):  # type: ignore[no-untyped-def]
+        wanted = slice_users if a is a_ui else slice_items
+        sliced = real(a, rows, 1.0 if wanted else 0.0)
+        calls.append(sliced is not None)
+        return sliced
+
+    monkeypatch.setattr(ls, "row_slice", row_slice)
+    x_u = torch.randn(NU, 3, dtype=torch.float64, requires_grad=True)
+    x_i = torch.randn(NI, 3, dtype=torch.float64, requires_grad=True)
+    g_u, g_i = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    got, want = [], []
+    for sliced, out in ((True, got), (False, want)):
+        u, i = layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu, slice_last_hop=sliced)
+        out += [u, i, *torch.autograd.grad((u * g_u).sum() + (i * g_i).sum(), (x_u, x_i))]
+    assert calls == ([] if hops == 0 else [slice_users, slice_items])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("slice_rows, slices", [(None, 2), (True, 2), (False, 0)])
+def test_the_last_hop_is_sliced_by_default_on_the_cpu(slice_rows, slices, monkeypatch):
+    import pyg_cf.nn.layer_sum as ls
+
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)
+    calls: list[int] = []
+    real = ls.row_slice
+    monkeypatch.setattr(ls, "row_slice", lambda *a: calls.append(1) or real(*a))
+    m = model(num_layers=2)
+    m.slice_rows = slice_rows
+    users, items = torch.tensor([1, 2, 1]), torch.tensor([0, 5])
+    got = rows_and_grads(m, users, items, fused=True)
+    assert len(calls) == slices
+    want = rows_and_grads(m, users, items, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["svdpp_user", "svdpp_item"])
+def test_one_sided_models_without_slicing_take_the_model_call(kind):
+    torch.manual_seed(0)
+    m = getattr(GraphCF, kind)(NU, NI, embedding_dim=4, edge_index=graph()).double()
+    calls: list[int] = []
+    m.forward = lambda *a, **k: calls.append(1) or GraphCF.forward(m, *a, **k)  # type: ignore[method-assign]
+    m.embed_rows(torch.tensor([1]), torch.tensor([2]))
+    assert calls == []  # sliced (the CPU's default)
+    m.slice_rows = False
+    m.embed_rows(torch.tensor([1]), torch.tensor([2]))
+    assert calls == [1]
 
 
 def test_an_unpropagated_model_gathers_its_forward():
@@ -240,5 +315,15 @@ def test_spmm_rows_refuses_a_share_that_is_not_a_number():
 
     m = model(num_layers=1)
     a = m.user_conv.normalized_adjacency(m.graph.flip(0), (NI, NU), torch.float64)
-    with pytest.raises(ConfigError, match="max_share"):
+    with pytest.raises(ConfigError, match="row_slice: max_share"):
         spmm_rows(a, torch.tensor([0]), m.item_embedding.weight, max_share=float("nan"))
+
+
+def test_slice_rows_is_checked_and_has_a_class_default():
+    m = model(num_layers=1)
+    m.slice_rows = "no"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="slice_rows must be None, True or False, got 'no'"):
+        m.embed_rows(torch.tensor([0]), torch.tensor([0]))
+    del m.slice_rows  # a model pickled before the attribute existed
+    u, _ = m.embed_rows(torch.tensor([0]), torch.tensor([0]))
+    torch.testing.assert_close(u, m()[0][:1])

@@ -124,3 +124,35 @@ def test_spmm_rows_in_float32_and_a_dtype_mismatch_is_named():
     torch.testing.assert_close(spmm_rows(adj, idx, x), (dense @ x)[idx])
     with pytest.raises(TypeError, match=r"float32 but features are torch\.float64"):
         spmm_rows(adj, idx, x.double())
+
+
+def test_row_slice_counts_each_distinct_row_once():
+    """The share compares the distinct rows' non-zeros: a popular row repeated in a batch is
+    sliced (and multiplied) once."""
+    from pyg_cf.nn.spmm import row_slice
+
+    adj, dense = _adjacency()
+    nnz = int((dense != 0).sum())
+    row3 = int((dense[3] != 0).sum())
+    rows = torch.tensor([3] * 50 + [4])  # 50 copies: far above the share if counted each time
+    sliced = row_slice(adj, rows, max_share=row3 / nnz)
+    assert sliced is not None
+    assert sliced.matrix.shape == (2, 5)  # rows 3 and 4 (empty), ascending
+    torch.testing.assert_close(sliced.matrix.to_dense(), dense[[3, 4]])
+    assert sliced.inverse.tolist() == [0] * 50 + [1]
+    torch.testing.assert_close(sliced.transpose().to_dense(), dense[[3, 4]].t())
+    assert row_slice(adj, rows, max_share=(row3 - 1) / nnz) is None
+
+
+def test_row_slice_transpose_keeps_each_columns_rows_in_order():
+    from pyg_cf.nn.spmm import row_slice
+
+    adj, dense = _adjacency()
+    sliced = row_slice(adj, torch.tensor([6, 0, 2, 0]), max_share=1.0)
+    assert sliced is not None
+    t = sliced.transpose()
+    torch.testing.assert_close(t.to_dense(), dense[[0, 2, 6]].t())
+    crow, col = t.crow_indices(), t.col_indices()
+    for j in range(t.size(0)):  # ascending slice rows within each column, as the cached one
+        seg = col[crow[j] : crow[j + 1]]
+        assert torch.equal(seg, seg.sort().values)

@@ -48,8 +48,10 @@ def train(
     return tr, calls
 
 
+@pytest.mark.parametrize("share", [1.0, 0.0])  # the last hop sliced; whole products
 @pytest.mark.parametrize("loss_key", sorted(LOSSES))
-def test_rows_only_trains_as_the_full_forward(loss_key):
+def test_rows_only_trains_as_the_full_forward(loss_key, share, monkeypatch):
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", share)
     fast, calls = train(loss_key, True)
     ref, ref_calls = train(loss_key, False)
     assert calls > 0 and ref_calls == 0
@@ -123,13 +125,17 @@ def test_a_model_without_embed_rows_trains_through_forward():
     assert batch.user_emb.shape == (32, 8)
 
 
+@pytest.mark.parametrize("slice_last_hop", [False, True])
 @pytest.mark.parametrize("loss_key", ["bpr", "ssm-shared"])
-def test_a_rows_only_step_syncs_once(loss_key):
-    """The loss read, as on the reference path: the row ids are not checked again."""
+def test_a_rows_only_step_syncs_once(loss_key, slice_last_hop, monkeypatch):
+    """The loss read, as on the reference path: the row ids are not checked again. Slicing
+    the last hop (the CPU's default, not a GPU's) adds one read of each slice's size."""
     from tests.host_syncs import HostSyncs
 
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)
     tr, _ = train(loss_key, True)
+    tr.model.slice_rows = slice_last_hop
     it = iter(tr.batches())
     with HostSyncs() as s:
         tr.train_step(next(it))
-    assert s.syncs == ["_local_scalar_dense"]
+    assert s.syncs == ["_local_scalar_dense"] * (3 if slice_last_hop else 1)
