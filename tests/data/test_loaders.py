@@ -125,3 +125,34 @@ def test_validation_carve_never_changes_the_given_test_split(tmp_path, cold_star
             for seed in range(8):
                 data = load(val_ratio, seed)
                 assert raw_pairs(data, held_out_edges(data, "test")) == base, (val_ratio, seed)
+
+
+# -- bad input named: the checks that had no test -------------------------------------------
+def test_frames_and_files_that_cannot_be_read_are_named(tmp_path):
+    import pandas as pd
+
+    from pyg_cf.data import from_dataframe, from_splits
+    from pyg_cf.data.io import read_adjacency_list, read_edge_list
+    from pyg_cf.errors import ConfigError
+
+    df = pd.DataFrame({"u": [0, 0, 1, 1, 2], "i": [0, 1, 1, 2, 0], "rating": [5, 1, 4, 2, 3]})
+    with pytest.raises(ConfigError, match="user_col and item_col are the same column 'u'"):
+        from_dataframe(df, user_col="u", item_col="u")
+    with pytest.raises(ConfigError, match="min_rating needs a 'rating' column"):
+        from_dataframe(df.drop(columns="rating"), user_col="u", item_col="i", min_rating=3)
+    with pytest.raises(ConfigError, match="no interactions left after filtering"):
+        from_dataframe(df, user_col="u", item_col="i", min_rating=6)
+    with pytest.raises(ConfigError, match="cold_start must be 'keep', 'drop' or 'error'"):
+        frame = df.rename(columns={"u": "user", "i": "item"})
+        from_splits(frame, test=frame, cold_start="skip")
+    with pytest.raises(DataFormatError, match="expected a file but found a directory"):
+        read_edge_list(tmp_path)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("3\n4\n")  # users without items, skipped when allowed
+    with pytest.raises(DataFormatError, match="file holds no interactions") as err:
+        read_adjacency_list(empty, allow_empty=True)
+    assert "empty.txt" in str(err.value)
+    edges = tmp_path / "edges.txt"
+    edges.write_text("0 1\n")
+    with pytest.raises(DataFormatError, match="columns must start with 'user', 'item'"):
+        read_edge_list(edges, columns=("item", "user"))

@@ -106,6 +106,10 @@ def test_popularity_sampler_refuses_degrees_that_do_not_fit_the_catalogue():
         NegativeSampler(4, torch.zeros(4), kind="popularity")
     with pytest.raises(ConfigError, match="num_items"):
         NegativeSampler(0)
+    with pytest.raises(ConfigError, match="popularity sampling needs item_degree"):
+        NegativeSampler(4, kind="popularity")
+    with pytest.raises(ConfigError, match="sampler must be 'uniform' or 'popularity'"):
+        NegativeSampler(4, kind="popular")
     s = NegativeSampler(4, torch.tensor([0.0, 1.0, 0.0, 3.0]), kind="popularity")
     items, _ = s.sample(torch.arange(50), 4, torch.Generator().manual_seed(0))
     assert set(items.unique().tolist()) == {1, 3}
@@ -166,3 +170,21 @@ def test_last_collisions_is_counted_when_read_not_per_draw():
     # shared negatives skip rejection: the count stays that of the last rejecting draw
     s.sample(users, 3, torch.Generator().manual_seed(1), shared=True)
     assert s.last_collisions == left
+
+
+def test_a_moved_sampler_draws_the_same_items():
+    """``to`` moves the popularity table and the positives (the CPU here: a no-op move that
+    must keep every table usable, and rejection working)."""
+    pos = UserItemIndex(torch.tensor([[0, 0, 1], [3, 1, 3]]), 2, 4)
+    make = lambda: NegativeSampler(  # noqa: E731
+        4, torch.tensor([1.0, 2.0, 0.5, 3.0]), kind="popularity", positives=pos, max_rounds=200
+    )
+    ref, moved = make(), make().to("cpu")
+    assert moved.probs is not None and moved.log_probs is not None
+    assert moved.positives is not None
+    users = torch.tensor([0, 1, 0, 1, 0])
+    a, _ = ref.sample(users, 3, torch.Generator().manual_seed(2))
+    b, _ = moved.sample(users, 3, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    own = {0: {1, 3}, 1: {3}}
+    assert all(int(i) not in own[int(u)] for u, row in zip(users, b) for i in row)

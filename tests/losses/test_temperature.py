@@ -314,6 +314,38 @@ def test_schedule_factory_and_errors():
         AdapTau(scope="positives")
     with pytest.raises(ConfigError, match="temperature"):
         AdapTau0().on_epoch_start(fake_trainer(get_loss("mml")), 1)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: FixedTemperature(0.0), r"tau must be > 0, got 0\.0"),
+        (lambda: FixedTemperature(float("nan")), "tau must be > 0, got nan"),
+        (lambda: AdapTau0(quantile=1.0), r"quantile must be in \[0, 1\), got 1\.0"),
+        (lambda: AdapTau0(quantile=-0.1), "quantile must be in"),
+        (lambda: AdapTau0(warmup_epochs=-1), "warmup_epochs must be >= 0, got -1"),
+        (lambda: AdapTau0(tau_min=0.5, tau_max=0.1), "need 0 < tau_min <= tau_max"),
+        (lambda: AdapTau0(tau_min=0.0), "need 0 < tau_min <= tau_max"),
+        (lambda: AdapTau(divisor=0), "divisor must be > 0, got 0"),
+        (lambda: AdapTau(divisor=float("nan")), "divisor must be > 0, got nan"),
+        (lambda: AdapTau(method="numpy"), "method must be 'torch' or 'scipy', got 'numpy'"),
+        (lambda: AdapTau(base=1.0), "base must be 'mean' or a quantile in"),
+        (lambda: AdapTau(base="median"), "base must be 'mean' or a quantile in"),
+        (
+            lambda: per_user_temperature(torch.ones(3, dtype=D), 0.1, method="numpy"),
+            "method must be 'torch' or 'scipy'",
+        ),
+    ],
+)
+def test_schedule_settings_are_checked_by_name(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_adaptive_tau0_without_training_pairs_is_refused():
+    emb = torch.randn(4, 3, dtype=D)
+    with pytest.raises(ConfigError, match="no training pairs"):
+        adaptive_tau0(emb, emb, torch.empty(2, 0, dtype=torch.long))
     loss = get_loss("ssm", tau=0.3)
     loss.user_tau_table = torch.ones(5)
     FixedTemperature(0.2).on_epoch_start(fake_trainer(loss), 1)

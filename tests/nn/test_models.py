@@ -226,6 +226,22 @@ def test_non_finite_layer_weights_are_rejected():
         GraphCF(NU, NI, 4, 2, layer_weights=[1.0, float("nan"), 1.0])
 
 
+def test_layer_weights_models_and_a_missing_graph_are_named():
+    from torch_geometric.data import HeteroData
+
+    with pytest.raises(ConfigError, match="layer_weights must be 'mean', 'sum' or a list"):
+        GraphCF(NU, NI, 4, 2, layer_weights="max")
+    with pytest.raises(ConfigError, match="layer_weights needs 3 values, got 2"):
+        GraphCF(NU, NI, 4, 2, layer_weights=[0.5, 0.5])
+    data = HeteroData()
+    data["user"].num_nodes, data["item"].num_nodes = NU, NI
+    data["user", "rates", "item"].edge_index = EI
+    with pytest.raises(ConfigError, match="unknown model 'ngcf'; choose one of"):
+        GraphCF.from_data(data, "ngcf")
+    with pytest.raises(PygCFError, match="no training graph: pass edge_index or call set_graph"):
+        GraphCF.lightgcn(NU, NI, 4, 2)()
+
+
 def test_layer0_sparse_lookup_gives_a_sparse_gradient_of_the_same_rows():
     m = GraphCF.mf(5, 7, embedding_dim=4)
     users, items = torch.tensor([0, 3, 3]), torch.tensor([6, 1, 6, 2])
