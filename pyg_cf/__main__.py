@@ -34,9 +34,17 @@ def _patience(text: str) -> int | None:
 _MODELS = ("mf", "svdpp-user", "svdpp-item", "lightgcn")
 
 
+def _loss_names() -> list[str]:
+    from pyg_cf.losses import list_losses  # imported with the package already
+
+    return list_losses()
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     """``--model`` and the model flags (checked by :func:`_model_kwargs`)."""
-    p.add_argument("--model", default="lightgcn", choices=list(_MODELS))
+    p.add_argument(
+        "--model", default="lightgcn", choices=list(_MODELS), help="default: %(default)s"
+    )
     p.add_argument(
         "--layers", type=int, default=None, help="LightGCN layers (default 3; lightgcn only)"
     )
@@ -67,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train and evaluate a model")
-    t.add_argument("--dataset", default="ml-1m", help="gowalla | ml-1m | citeulike")
+    t.add_argument(
+        "--dataset", default="ml-1m", help="gowalla | ml-1m | citeulike (default: %(default)s)"
+    )
     t.add_argument("--root", default=None, help="directory with the data set's files")
     t.add_argument(
         "--val-ratio",
@@ -76,14 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="carve this fraction of each user's training items as validation",
     )
     _add_model_arguments(t)
-    t.add_argument("--dim", type=int, default=64)
+    t.add_argument("--dim", type=int, default=64, help="embedding size (default: %(default)s)")
     t.add_argument(
         "--init-std",
         type=float,
         default=None,
         help="draw the embedding tables from N(0, STD^2) instead of Xavier-uniform",
     )
-    t.add_argument("--loss", default="ssm")
+    t.add_argument(
+        "--loss",
+        default="ssm",
+        help="a registered loss: "
+        + ", ".join(_loss_names())
+        + " (default: %(default)s; settings with --tau, --train-sim, --loss-arg)",
+    )
     t.add_argument("--tau", type=float, default=None, help="softmax temperature")
     t.add_argument(
         "--train-sim", default=None, choices=["ip", "cos"], help="similarity inside the loss"
@@ -112,9 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="schedule argument (JSON value), e.g. divisor=0.25, base=0.9; repeatable",
     )
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=2048)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument(
+        "--epochs", type=int, default=10, help="most epochs to train (default: %(default)s)"
+    )
+    t.add_argument(
+        "--batch-size", type=int, default=2048, help="rows per step (default: %(default)s)"
+    )
+    t.add_argument(
+        "--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)"
+    )
     t.add_argument(
         "--lr-milestones",
         type=int,
@@ -122,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="epochs after which the learning rate is multiplied by --lr-gamma",
     )
-    t.add_argument("--lr-gamma", type=float, default=0.1)
+    t.add_argument(
+        "--lr-gamma",
+        type=float,
+        default=0.1,
+        help="factor of each --lr-milestones step (default: %(default)s)",
+    )
     t.add_argument("--l2", type=float, default=0.0, help="L2 weight (see --l2-layers)")
     t.add_argument(
         "--l2-layers",
@@ -151,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="dropout on the batch's user embeddings in training (Adap-tau authors' MF: 0.1)",
     )
-    t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument(
+        "--eval-every",
+        type=int,
+        default=1,
+        help="epochs between evaluations (and checkpoints; default: %(default)s)",
+    )
     t.add_argument(
         "--patience",
         type=_patience,
@@ -170,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the model's initialisation and training, and also of the --val-ratio "
         "validation carve (another seed carves another validation split)",
     )
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     t.add_argument("--output", default=None, help="write history and summary JSON here")
     t.add_argument(
         "--checkpoint-dir",
@@ -191,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "optimizer, schedule, epochs) from these arguments; ignored when --resume finds a "
         "checkpoint to continue",
     )
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     return p
 
 

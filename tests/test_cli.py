@@ -340,6 +340,20 @@ def test_seed_help_says_it_also_seeds_the_validation_carve(capsys):
     assert "also of the --val-ratio validation carve" in text
 
 
+def test_every_train_flag_says_what_it_does_and_losses_are_listed():
+    import argparse
+
+    from pyg_cf.losses import list_losses
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    silent = [a.option_strings[0] for a in train._actions if a.option_strings and not a.help]
+    assert silent == []
+    (loss,) = (a for a in train._actions if "--loss" in a.option_strings)
+    assert all(name in loss.help for name in list_losses())
+
+
 def test_the_data_summary_is_printed_once(tmp_path, monkeypatch, capsys, caplog):
     # without --quiet it used to appear twice: load's INFO log line and the CLI's print
     import logging
