@@ -287,7 +287,7 @@ class BipartiteNeighborSampler(BaseSampler):
         if backend == "pyg" and not _pyg_lib() and any(n >= 0 for n in self.num_neighbors):
             log.warning(
                 "backend='pyg' without pyg-lib samples through torch-sparse, whose draw is not "
-                "uniform (Floyd's step takes rand() %% j instead of %% (j + 1): some neighbors "
+                "uniform (Floyd's step takes rand() % j instead of % (j + 1): some neighbors "
                 "are drawn less often, some never), so sampled neighborhoods are biased and "
                 "degree_correction does not make them unbiased; backend='torch' samples "
                 "uniformly (fan-out -1 is exact in both)"
