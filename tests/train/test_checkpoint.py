@@ -219,6 +219,20 @@ def test_model_of_other_size_is_refused(tmp_path):
         load_checkpoint(tr2, tmp_path / "last.pt")
 
 
+def test_a_callback_state_that_cannot_be_saved_safely_is_named(tmp_path):
+    class Unsafe(Callback):
+        def state_dict(self):
+            return {"fn": print}  # not plain data: a weights-only load could not read it
+
+        def load_state_dict(self, state):
+            pass
+
+    tr = build(clustered(), CASES["mf-bpr-sampled"], None, extra_callbacks=[Unsafe()])
+    with pytest.raises(PygCFError, match=r"Unsafe\.state_dict\(\) returned objects that cannot"):
+        save_checkpoint(tr, tmp_path / "last.pt")
+    assert not (tmp_path / "last.pt").exists()
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     data = clustered()
     tr = build(data, CASES["mf-bpr-sampled"], None)

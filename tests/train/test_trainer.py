@@ -149,6 +149,38 @@ def test_a_loss_or_config_of_the_wrong_kind_is_named():
 
 
 @pytest.mark.skipif(data_dir("ml-1m") is None, reason="ML-1M not present")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_gpu_is_named():
+    data = synthetic()
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    with pytest.raises(ConfigError, match="device='cuda' but CUDA is not available"):
+        Trainer(model, data, get_loss("bpr"), TrainConfig(device="cuda", progress=False))
+
+
+def test_sparse_gradients_need_a_model_of_embeddings_only():
+    class WithHead(GraphCF):
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self.head = torch.nn.Linear(8, 8)
+
+    data = synthetic()
+    model = WithHead(data["user"].num_nodes, data["item"].num_nodes, 8, 1)
+    cfg = TrainConfig(mode="sampled", sparse_grad=True, progress=False)
+    with pytest.raises(ConfigError, match="needs a model whose parameters are all embeddings"):
+        Trainer(model, data, get_loss("bpr"), cfg)
+
+
+def test_a_fanout_with_fewer_hops_than_the_model_warns(caplog):
+    import logging
+
+    data = synthetic()
+    model = GraphCF.from_data(data, "lightgcn", embedding_dim=8, num_layers=3)
+    cfg = TrainConfig(mode="sampled", num_neighbors=(5, 5), progress=False)
+    with caplog.at_level(logging.WARNING, logger="pyg_cf.train.trainer"):
+        Trainer(model, data, get_loss("bpr"), cfg)
+    assert "num_neighbors has 2 hops but the model propagates 3" in caplog.text
+
+
 def test_short_real_data_run_beats_popularity_ml1m():
     """CI's short real-data run: LightGCN + in-batch SSM on ML-1M for 150 steps."""
     data = datasets.load("ml-1m")
