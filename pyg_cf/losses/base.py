@@ -348,6 +348,20 @@ class CFLoss(nn.Module):
                 "so positives cannot be rejected per row: set reject_positives=False"
             )
 
+    def _sampling_repr(self) -> str:
+        """``extra_repr``'s tail: the sampled-negative settings that differ from their
+        defaults (``''`` for in-batch or full-catalogue negatives)."""
+        if self.negatives != "sampled" or not hasattr(self, "sampler"):
+            return ""
+        parts = []
+        if self.sampler != "uniform":
+            parts.append(f"sampler={self.sampler!r}, pop_beta={self.pop_beta:g}")
+        if self.reject_positives:
+            parts.append("reject_positives=True")
+        if self.shared_negatives is not False:
+            parts.append(f"shared_negatives={self.shared_negatives!r}")
+        return "".join(", " + p for p in parts)
+
     def temperatures(
         self, batch: LossBatch, tau: float | Tensor | None = None
     ) -> tuple[float | Tensor, float | Tensor]:

@@ -153,6 +153,7 @@ class CosineContrastiveLoss(SampledScoreLoss):
         return (
             f"margin={self.margin}, neg_weight={self.neg_weight}, "
             f"num_negatives={self.num_negatives}, similarity={self.similarity!r}"
+            + self._sampling_repr()
         )
 
 
@@ -247,6 +248,7 @@ class MultiMarginLoss(SampledScoreLoss):
         return (
             f"margins={self.margins}, weights={self.weights}, neg_weight={self.neg_weight}, "
             f"num_negatives={self.num_negatives}, similarity={self.similarity!r}"
+            + self._sampling_repr()
         )
 
 
@@ -298,5 +300,5 @@ class HingeLoss(SampledScoreLoss):
     def extra_repr(self) -> str:
         return (
             f"margin={self.margin}, num_negatives={self.num_negatives}, "
-            f"similarity={self.similarity!r}"
+            f"similarity={self.similarity!r}" + self._sampling_repr()
         )

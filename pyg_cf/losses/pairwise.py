@@ -77,3 +77,9 @@ class BPRLoss(CFLoss):
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_negatives={self.num_negatives}, similarity={self.similarity!r}"
+            + self._sampling_repr()
+        )

@@ -123,7 +123,10 @@ class BinaryCrossEntropyLoss(SampledScoreLoss):
         b = self.logit_bias
         learned = isinstance(b, Tensor)
         value = float(b.detach()) if isinstance(b, Tensor) else b
-        return f"num_negatives={self.num_negatives}, logit_bias={value:g}, learn_bias={learned}"
+        return (
+            f"num_negatives={self.num_negatives}, logit_bias={value:g}, learn_bias={learned}"
+            + self._sampling_repr()
+        )
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""
@@ -173,3 +176,9 @@ class MeanSquaredErrorLoss(SampledScoreLoss):
         """Loss of each row ``[B]``."""
         pos, neg = self._pos_neg(batch)
         return mse_loss(pos, neg, self.neg_weight, "none")
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_negatives={self.num_negatives}, neg_weight={self.neg_weight}, "
+            f"similarity={self.similarity!r}" + self._sampling_repr()
+        )

@@ -395,7 +395,7 @@ class SampledSoftmaxLoss(CFLoss):
     def extra_repr(self) -> str:
         return (
             f"tau={self.tau}, similarity={self.similarity!r}, negatives={self.negatives!r}"
-            f", num_negatives={self.num_negatives}"
+            f", num_negatives={self.num_negatives}" + self._sampling_repr()
         )
 
 
@@ -675,5 +675,5 @@ class BSLLoss(CFLoss):
         return (
             f"tau1={self.tau}, tau2={self.tau2}, form={self.form!r}, "
             f"similarity={self.similarity!r}, negatives={self.negatives!r}, "
-            f"num_negatives={self.num_negatives}"
+            f"num_negatives={self.num_negatives}" + self._sampling_repr()
         )

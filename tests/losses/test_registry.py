@@ -100,3 +100,49 @@ def test_temperature_schedules_are_checked_too(name, kwargs, message):
     with pytest.raises(ConfigError, match=expected):
         get_temperature_schedule(name, **kwargs)
     get_temperature_schedule("adap-tau", base="mean", divisor=0.6, warmup_epochs=3)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("pyg_cf.losses").losses.list_losses()))
+def test_every_registered_loss_prints_its_settings(name):
+    """``print(loss)`` in a notebook shows the settings that define it."""
+    loss = get_loss(name)
+    text = repr(loss)
+    assert text.startswith(type(loss).__name__ + "(")
+    for attr in ("tau", "margin", "margins", "num_negatives"):
+        value = getattr(loss, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert f"{value:g}" in text or str(value) in text, (attr, text)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,shown",
+    [
+        ("bpr", {"reject_positives": True}, "reject_positives=True"),
+        ("ccl", {"shared_negatives": 16}, "shared_negatives=16"),
+        ("mse", {"sampler": "popularity", "pop_beta": 0.5}, "sampler='popularity', pop_beta=0.5"),
+        ("ssm", {"negatives": "sampled", "num_negatives": 8, "shared_negatives": True}, "=True"),
+        ("bsl", {"negatives": "sampled", "num_negatives": 8, "reject_positives": True}, "=True"),
+    ],
+)
+def test_a_loss_prints_its_sampled_negative_settings_that_differ_from_the_defaults(
+    name, kwargs, shown
+):
+    assert shown in repr(get_loss(name, **kwargs))
+    assert "reject_positives" not in repr(get_loss(name))
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("mml", {"margins": [0.5, 0.9], "weights": [1.0, -0.5]}, r"weights must be >= 0"),
+        ("bce", {"logit_bias": float("inf")}, "logit_bias must be a finite number, got inf"),
+    ],
+)
+def test_get_loss_refuses_a_value_out_of_range_by_name(name, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        get_loss(name, **kwargs)
+
+
+def test_register_loss_refuses_a_class_that_is_not_a_loss():
+    with pytest.raises(ConfigError, match=r"register_loss\('not-a-loss'\) expects a CFLoss"):
+        register_loss("not-a-loss")(dict)
