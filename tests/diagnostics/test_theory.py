@@ -218,3 +218,25 @@ def test_a_discrete_pareto_moment_needs_an_integer_scale():
         pareto_moment(1.5, 0.5, 1.5, discrete=True)
     assert pareto_moment(1.5, 0.5, 2.0, discrete=True) == pareto_moment(1.5, 0.5, 2, True)
     assert pareto_moment(1.5, 0.5, 1.5) == pytest.approx(1.5 * 1.5**-0.5 / 2.0)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: theory_coefficients(0.5, -0.3, 0.1, 1.0), "alpha \\+ 2 \\* alpha1 must be > 0"),
+        (lambda: theory_coefficients(2.0, 0.5, 0.1, 1.0, x_min=0.0), "x_min must be > 0"),
+        (lambda: empirical_coefficients(np.array([1.0, 2.0]), 0.5, 0.1, -1.0), "sigma0_sq"),
+        (lambda: pareto_shape_mle(np.array([])), "values is empty"),
+        (lambda: pareto_shape_mle(np.array([1.0, 2.0]), x_min=0.0), "x_min must be > 0"),
+    ],
+)
+def test_theory_settings_out_of_range_are_named(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_simulation_and_neighbor_degrees_name_a_bad_node_type_or_dim(tiny_data):
+    with pytest.raises(ConfigError, match="node_type must be 'user' or 'item', got 'users'"):
+        neighbor_degrees(tiny_data, "users")
+    with pytest.raises(ConfigError, match="dim must be >= 1, got 0"):
+        simulate_propagation(tiny_data, 0.5, 0.5, dim=0)

@@ -284,3 +284,21 @@ def test_evaluate_reuses_the_device_copies_of_the_pair_indexes(tiny_data, monkey
     train[1, 0] = train[1, 0]
     evaluate(u, i, tiny_data, "test", ks=(2,))
     assert built[0] == 1
+
+
+def test_evaluate_names_a_bad_similarity_an_empty_split_and_a_scorer_of_the_wrong_shape(
+    tiny_data,
+):
+    from pyg_cf.data import from_splits
+
+    nu, ni = tiny_data["user"].num_nodes, tiny_data["item"].num_nodes
+    u, i = torch.randn(nu, 4), torch.randn(ni, 4)
+    with pytest.raises(ConfigError, match="similarity must be 'ip' or 'cos', got 'dot'"):
+        evaluate(u, i, tiny_data, "test", similarity="dot")
+    frame = pd.DataFrame({"user": [0, 0, 1], "item": [0, 1, 1]})
+    no_val = from_splits(frame, test=frame.iloc[:1], keep_dense=True)
+    with pytest.raises(ConfigError, match="data has no val positives"):
+        evaluate(torch.randn(2, 4), torch.randn(2, 4), no_val, "val")
+    pos = torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(ConfigError, match=r"score_fn returned shape \(2, 6\), expected \(2, 5\)"):
+        evaluate_scores(lambda users: torch.zeros(users.numel(), ni + 1), nu, ni, pos, ks=(2,))
