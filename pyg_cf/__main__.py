@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint to continue",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    t.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also log each epoch's full history row (every metric; --output keeps them too)",
+    )
     return p
 
 
@@ -408,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "command", None) == "train" and args.quiet and args.verbose:
+        build_parser().error("--quiet and --verbose exclude each other")
+    # the trainer logs each epoch's history row at INFO; the command prints its own line
+    trainer_log = logging.getLogger("pyg_cf.train.trainer")
+    level = trainer_log.level
+    trainer_log.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
     from pyg_cf.errors import PygCFError
 
     try:
@@ -416,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PygCFError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:  # a caller's own logging (main() called in a notebook or a test) is left as found
+        trainer_log.setLevel(level)
     return 0
 
 

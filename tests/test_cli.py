@@ -354,6 +354,25 @@ def test_every_train_flag_says_what_it_does_and_losses_are_listed():
     assert all(name in loss.help for name in list_losses())
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_epoch_is_one_line_unless_verbose(tmp_path, capsys, caplog, verbose):
+    import logging
+
+    argv = [*BASE.replace(" --quiet", "").split(), "--epochs", "1"]
+    with caplog.at_level(logging.INFO):
+        assert cli.main(argv + (["--verbose"] if verbose else [])) == 0
+    rows = [r for r in caplog.records if r.name == "pyg_cf.train.trainer"]
+    assert len(rows) == (1 if verbose else 0)
+    assert capsys.readouterr().out.count("epoch   1  loss") == 1
+    assert logging.getLogger("pyg_cf.train.trainer").level == logging.NOTSET  # restored
+
+
+def test_quiet_and_verbose_together_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main([*BASE.split(), "--verbose"])
+    assert "--quiet and --verbose exclude each other" in capsys.readouterr().err
+
+
 def test_the_data_summary_is_printed_once(tmp_path, monkeypatch, capsys, caplog):
     # without --quiet it used to appear twice: load's INFO log line and the CLI's print
     import logging
