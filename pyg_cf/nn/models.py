@@ -518,10 +518,11 @@ class GraphCF(nn.Module):
         out_u = x_u * w[0] if self.propagate_users else x_u
         out_i = x_i * w[0] if self.propagate_items else x_i
         for k, (h_u, h_i) in enumerate(it, 1):
+            # one fused pass (out + h·w_k) instead of a product and a sum over the table
             if self.propagate_users:
-                out_u = out_u + w[k] * h_u
+                out_u = torch.addcmul(out_u, h_u, w[k])
             if self.propagate_items:
-                out_i = out_i + w[k] * h_i
+                out_i = torch.addcmul(out_i, h_i, w[k])
         return out_u, out_i
 
     def layer0(self, users: Tensor, items: Tensor, sparse: bool = False) -> tuple[Tensor, Tensor]:
