@@ -358,7 +358,7 @@ class CFLoss(nn.Module):
             parts.append(f"sampler={self.sampler!r}, pop_beta={self.pop_beta:g}")
         if self.reject_positives:
             parts.append("reject_positives=True")
-        if self.shared_negatives is not False:
+        if self.shared_negatives:  # False or 0: per-row negatives
             parts.append(f"shared_negatives={self.shared_negatives!r}")
         return "".join(", " + p for p in parts)
 
