@@ -408,17 +408,18 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m pyg_cf`` and the ``pyg-cf`` script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose exclude each other")
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if getattr(args, "command", None) == "train" and args.quiet and args.verbose:
-        build_parser().error("--quiet and --verbose exclude each other")
     # the trainer logs each epoch's history row at INFO; the command prints its own line
     trainer_log = logging.getLogger("pyg_cf.train.trainer")
     level = trainer_log.level
-    trainer_log.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
+    trainer_log.setLevel(logging.INFO if args.verbose else logging.WARNING)
     from pyg_cf.errors import PygCFError
 
     try:
