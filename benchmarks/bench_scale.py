@@ -68,7 +68,7 @@ def single(
         sparse_grad=True,
         progress=False,
         device=device,
-        max_steps_per_epoch=steps + 2,
+        max_steps_per_epoch=2 * steps + 3,
     )
     tr = Trainer(model, data, get_loss("bpr"), cfg)
     setup_s = time.perf_counter() - t0
@@ -103,6 +103,22 @@ def single(
             node_bounds.append((1 + reach) * seeds)
     e = int(tr.train_ei.size(1))
     step_s = sum(times) / len(times)
+    # the same steps through forward() over the whole subgraph, then the rows gathered
+    # (Trainer.rows_only = False, the path before sampled steps formed the layer sums at
+    # the batch's rows): one warm-up step, then as many timed ones
+    tr.rows_only = False
+    gather = []
+    for k in range(steps + 1):
+        idx = next(it)
+        s0 = time.perf_counter()
+        batch, reg = tr.make_batch(idx)
+        loss = tr.loss(batch)
+        tr.optimizer.zero_grad(set_to_none=True)
+        (loss + reg).backward()
+        tr.optimizer.step()
+        float(loss.detach())
+        if k:
+            gather.append(time.perf_counter() - s0)
     mem = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else peak_rss_gib()
     full_ms = None
     if full_max is not None and num_edges <= full_max:  # the exact full-graph step, for scale
@@ -129,6 +145,7 @@ def single(
         "items": ni,
         "setup_s": setup_s,
         "step_ms": step_s * 1e3,
+        "gather_ms": sum(gather) / len(gather) * 1e3,
         "epoch_s": step_s * math.ceil(e / 2048),
         "sub_edges": sum(sub_edges) / len(sub_edges),
         "sub_nodes": sum(sub_nodes) / len(sub_nodes),
@@ -176,7 +193,7 @@ def main() -> None:
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-            rows.append([size, "failed", *["-"] * 13, f"rc={proc.returncode}"])
+            rows.append([size, "failed", *["-"] * 15, f"rc={proc.returncode}"])
             continue
         r = json.loads(line[0][len("RESULT ") :])
         results.append(r)
@@ -187,6 +204,8 @@ def main() -> None:
                 f"{r['users']} / {r['items']}",
                 r["setup_s"],
                 r["step_ms"],
+                r["gather_ms"],
+                f"{r['step_ms'] / r['gather_ms']:.2f}",
                 r["sub_edges"],
                 r["sub_nodes"],
                 f"{100 * r['sub_node_frac']:.0f} %",
@@ -207,6 +226,8 @@ def main() -> None:
         "users / items",
         "setup s",
         "ms/step",
+        "ms/step, forward() then gather",
+        "ratio",
         "subgraph edges/step",
         "subgraph nodes/step",
         "graph's nodes in the subgraph",
@@ -268,7 +289,10 @@ def main() -> None:
         "",
         f"LightGCN K=3 d=64, BPR, batch 2048, fan-out {list(fanout)}, sparse "
         f"embedding gradients + LazyAdam (pyg_cf.train.optim); {args.steps} timed steps per "
-        f"size after 2 warm-up steps, on {args.device}.",
+        f"size after 2 warm-up steps, on {args.device}. ms/step: the trainer's default, the "
+        f"layer sums formed at the batch's rows of its subgraph (GraphCF.embed_rows); then as "
+        f"many steps (after one warm-up) through forward() over the whole subgraph and the "
+        f"rows gathered (Trainer.rows_only = False), and the ratio of the two.",
         "",
         tab,
         "",

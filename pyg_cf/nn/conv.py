@@ -60,6 +60,14 @@ def check_edge_index(edge_index: Any, size: tuple[int, int] | None = None) -> Te
         raise TypeError(f"edge_index must hold torch.long indices, got dtype {edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ConfigError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+    if size is not None and isinstance(edge_index, EdgeIndex):
+        # PyG's message passing would stop on it with the features' sizes unnamed
+        declared = tuple(edge_index.sparse_size())
+        if any(d is not None and d != n for d, n in zip(declared, size)):
+            raise ConfigError(
+                f"edge_index is an EdgeIndex of sparse_size {declared} but the features give "
+                f"{tuple(size)} (sources, targets)"
+            )
     if (
         size is not None
         and edge_index.numel()

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from pyg_cf.nn.spmm import CachedAdjacency, RowSlice, _mm, row_slice
+from pyg_cf.nn.spmm import Adjacency, RowSlice, _mm, row_slice
 
 __all__ = ["layer_sum_rows"]
 
@@ -67,8 +67,8 @@ class _LayerSumRows(torch.autograd.Function):
         users: Tensor,
         items: Tensor,
         weights: Tensor,
-        a_ui: CachedAdjacency,
-        a_iu: CachedAdjacency,
+        a_ui: Adjacency,
+        a_iu: Adjacency,
         last_u: RowSlice | None,
         last_i: RowSlice | None,
     ) -> tuple[Tensor, Tensor]:
@@ -119,9 +119,7 @@ class _LayerSumRows(torch.autograd.Function):
         return (big_u, big_i, *nones)
 
 
-def _rows_of_product(
-    a: CachedAdjacency, sliced: RowSlice | None, h: Tensor, rows: Tensor
-) -> Tensor:
+def _rows_of_product(a: Adjacency, sliced: RowSlice | None, h: Tensor, rows: Tensor) -> Tensor:
     """Rows ``rows`` of ``a.matrix @ h``: from the slice when there is one."""
     if sliced is None:
         return _mm(a.matrix, h).index_select(0, rows)
@@ -129,7 +127,7 @@ def _rows_of_product(
 
 
 def _product_t_of_rows(
-    a: CachedAdjacency, sliced: RowSlice | None, g: Tensor, rows: Tensor, n: int
+    a: Adjacency, sliced: RowSlice | None, g: Tensor, rows: Tensor, n: int
 ) -> Tensor:
     r""":math:`\mathbf{A}^{\top}\mathbf{S}^{\top}\mathbf{g}` (``S`` the selection ``rows``
     of the ``n`` rows of ``a``): through the slice's transpose when there is one."""
@@ -145,8 +143,8 @@ def layer_sum_rows(
     users: Tensor,
     items: Tensor,
     weights: Tensor,
-    a_ui: CachedAdjacency,
-    a_iu: CachedAdjacency,
+    a_ui: Adjacency,
+    a_iu: Adjacency,
     slice_last_hop: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Rows ``users`` of :math:`\sum_k w_k\mathbf{P}^{(k)}` and rows ``items`` of

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
+from torch_geometric import EdgeIndex
 from torch_geometric.data import HeteroData
 
 from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.nn.conv import BipartiteNormConv, check_node_ids
 from pyg_cf.nn.layer_sum import layer_sum_rows
-from pyg_cf.nn.spmm import CachedAdjacency, spmm_rows
+from pyg_cf.nn.spmm import Adjacency, CachedAdjacency, EdgeIndexAdjacency, spmm_rows
 
 __all__ = ["MODELS", "GraphCF"]
 
@@ -336,9 +337,20 @@ class GraphCF(nn.Module):
         """
         return self._combine(self._hops(edge_index, user_nodes, item_nodes, edge_weight))
 
-    def embed_rows(self, users: Tensor, items: Tensor, check: bool = True) -> tuple[Tensor, Tensor]:
-        r"""Final embeddings of the rows ``users`` and ``items`` (repeats allowed) over the
-        attached graph: ``forward()[0][users], forward()[1][items]``.
+    def embed_rows(
+        self,
+        users: Tensor,
+        items: Tensor,
+        check: bool = True,
+        edge_index: Tensor | None = None,
+        user_nodes: Tensor | None = None,
+        item_nodes: Tensor | None = None,
+        edge_weight: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        r"""Rows ``users`` and ``items`` (repeats allowed) of the final embeddings:
+        ``forward(...)[0][users], forward(...)[1][items]``, over the attached graph or, given
+        the last four arguments (those of :meth:`forward`), over a subgraph, whose local
+        ids ``users`` and ``items`` then are.
 
         When both sides propagate, the layer-weighted sum is formed only at these rows
         (:func:`~pyg_cf.nn.layer_sum.layer_sum_rows`: the same products, no table-sized
@@ -350,23 +362,34 @@ class GraphCF(nn.Module):
         :attr:`slice_rows` only the requested rows of it are formed
         (:func:`~pyg_cf.nn.spmm.spmm_rows`: work in proportion to those rows' edges; on a
         GPU the whole product is cheaper than the host read a slice needs, and without
-        slicing the model is called). Otherwise the model is called and the rows are gathered
-        (an unpropagated model, a subclass that overrides :meth:`forward` or how hops are
+        slicing the model is called). A subgraph takes these paths when its products would
+        be :func:`~pyg_cf.nn.spmm.spmm_edge_index` ones (a sorted
+        :class:`~torch_geometric.EdgeIndex` of the subgraph's size with constant weights
+        for both directions, as :class:`~pyg_cf.loader.InteractionLoader` gives), and
+        shares their matrices. Otherwise the model is called and the rows are gathered (an
+        unpropagated model, a subclass that overrides :meth:`forward` or how hops are
         made or combined, swapped or uncached layers, trainable layer weights, forward or
-        backward hooks on the model, its layers or all modules).
+        backward hooks on the model, its layers or all modules, other subgraph inputs).
 
         Args:
-            users: ``[B_u]`` user ids.
-            items: ``[B_i]`` item ids.
+            users: ``[B_u]`` user ids (of ``user_nodes`` when given).
+            items: ``[B_i]`` item ids (of ``item_nodes`` when given).
             check: Check the ids' type and range (one host read; a trainer passes its own
                 loader's ids with ``check=False``).
+            edge_index: As in :meth:`forward` (``None``: the attached graph).
+            user_nodes: As in :meth:`forward`.
+            item_nodes: As in :meth:`forward`.
+            edge_weight: As in :meth:`forward`.
 
         Returns:
             ``([B_u, d], [B_i, d])``.
         """
+        sub = edge_index is not None or user_nodes is not None or item_nodes is not None
         if check:
-            users = self._check_ids(users, self.num_users, "user")
-            items = self._check_ids(items, self.num_items, "item")
+            n_u = self.num_users if user_nodes is None else len(user_nodes)
+            n_i = self.num_items if item_nodes is None else len(item_nodes)
+            users = self._check_ids(users, n_u, "user")
+            items = self._check_ids(items, n_i, "item")
         w: Tensor = self.layer_weights  # type: ignore[assignment]
         one_sided = self.propagate_users != self.propagate_items
         if self.slice_rows is None:
@@ -383,47 +406,113 @@ class GraphCF(nn.Module):
                 for name in ("forward", "_hops", "_combine")
             )
             and all(
-                type(conv) is BipartiteNormConv and conv.cached
+                type(conv) is BipartiteNormConv and (sub or conv.cached)
                 for conv in (self.user_conv, self.item_conv)
             )
         )
+        adj: tuple[Adjacency | None, Adjacency | None] | None = None
+        if fused and sub:
+            table = self.user_embedding.weight
+            size = (
+                self.num_users if user_nodes is None else len(user_nodes),
+                self.num_items if item_nodes is None else len(item_nodes),
+            )
+            adj = self._subgraph_adjacency(
+                edge_index, edge_weight, size, table, self.propagate_users, self.propagate_items
+            )
+            fused = adj is not None
         if not fused:
-            u, i = self()
+            u, i = self(edge_index, user_nodes, item_nodes, edge_weight)
             return u.index_select(0, users), i.index_select(0, items)
-        x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
-        edge_index = self._graph_on(x_u.device)
+        # forward()'s checks of the nodes and its layer-0 lookups
+        x_u, x_i = next(self._hops(edge_index, user_nodes, item_nodes, edge_weight))
         if one_sided:
-            return self._one_sided_rows(x_u, x_i, users, items, edge_index, w)
-        a_ui = self.user_conv.normalized_adjacency(
-            self._reverse(edge_index), (self.num_items, self.num_users), x_u.dtype
-        )
-        a_iu = self.item_conv.normalized_adjacency(
-            edge_index, (self.num_users, self.num_items), x_u.dtype
-        )
-        # a cached layer builds a CachedAdjacency from a [2, E] index (the attached graph)
-        assert isinstance(a_ui, CachedAdjacency) and isinstance(a_iu, CachedAdjacency)
+            side = None if adj is None else adj[0 if self.propagate_users else 1]
+            return self._one_sided_rows(x_u, x_i, users, items, w, side)
+        a_ui, a_iu = self._graph_adjacency(x_u) if adj is None else adj
+        assert a_ui is not None and a_iu is not None
         return layer_sum_rows(x_u, x_i, users, items, w, a_ui, a_iu, slice_last_hop=slicing)
 
+    def _subgraph_adjacency(
+        self,
+        edge_index: Tensor | None,
+        edge_weight: tuple[Tensor, Tensor] | None,
+        size: tuple[int, int],
+        table: Tensor,
+        users: bool,
+        items: bool,
+    ) -> tuple[EdgeIndexAdjacency | None, EdgeIndexAdjacency | None] | None:
+        """``(A_UI, A_IU)`` of a subgraph as its layers' products would build them
+        (:func:`~pyg_cf.nn.spmm.spmm_edge_index`: a sorted ``EdgeIndex`` of ``size`` on the
+        table's device, a pair of constant floating ``[E]`` weights), only the sides asked
+        for; ``None`` when a layer would take another path (then :meth:`forward` runs, and
+        raises on inputs it refuses)."""
+        if not (
+            isinstance(edge_index, EdgeIndex)
+            and edge_index.is_sorted
+            and tuple(edge_index.sparse_size()) == size
+            and edge_index.device == table.device
+            and isinstance(edge_weight, (tuple, list))
+            and len(edge_weight) == 2
+        ):
+            return None
+        for wt in edge_weight:
+            if not (
+                isinstance(wt, Tensor)
+                and wt.is_floating_point()
+                and wt.dim() == 1
+                and wt.numel() == edge_index.size(1)
+                and wt.device == table.device
+                and not (wt.requires_grad and torch.is_grad_enabled())
+            ):
+                return None
+        w_ui, w_iu = edge_weight
+        return (
+            EdgeIndexAdjacency(self._reverse(edge_index), w_iu, table.dtype) if users else None,
+            EdgeIndexAdjacency(edge_index, w_ui, table.dtype) if items else None,
+        )
+
+    def _graph_adjacency(
+        self, x: Tensor, users: bool = True, items: bool = True
+    ) -> tuple[CachedAdjacency, CachedAdjacency]:
+        """The layers' cached adjacencies of the attached graph, ``(A_UI, A_IU)`` (items to
+        users, users to items), in the dtype of ``x``; only the sides asked for are built
+        (the others are returned as ``None``)."""
+        edge_index = self._graph_on(x.device)
+        a_ui = a_iu = None
+        if users:
+            a_ui = self.user_conv.normalized_adjacency(
+                self._reverse(edge_index), (self.num_items, self.num_users), x.dtype
+            )
+            # a cached layer builds a CachedAdjacency from a [2, E] index (the attached graph)
+            assert isinstance(a_ui, CachedAdjacency)
+        if items:
+            a_iu = self.item_conv.normalized_adjacency(
+                edge_index, (self.num_users, self.num_items), x.dtype
+            )
+            assert isinstance(a_iu, CachedAdjacency)
+        return a_ui, a_iu  # type: ignore[return-value]
+
     def _one_sided_rows(
-        self, x_u: Tensor, x_i: Tensor, users: Tensor, items: Tensor, edge_index: Tensor, w: Tensor
+        self,
+        x_u: Tensor,
+        x_i: Tensor,
+        users: Tensor,
+        items: Tensor,
+        w: Tensor,
+        adj: Adjacency | None,
     ) -> tuple[Tensor, Tensor]:
         r""":meth:`embed_rows` of a one-sided model: the propagated side's rows are
         :math:`w_0\mathbf{x}^{(0)} + (\sum_{k \ge 1} w_k)\,\mathbf{A}\mathbf{X}^{(0)}`
         (every hop aggregates the other side's unchanged layer 0), the other side's are its
-        layer 0."""
+        layer 0. ``adj``: that side's adjacency (``None``: the attached graph's)."""
         w = w.to(x_u.dtype)
         if self.propagate_users:
             # in the dtype of the features it multiplies, as forward() builds it
-            a = self.user_conv.normalized_adjacency(
-                self._reverse(edge_index), (self.num_items, self.num_users), x_i.dtype
-            )
-            assert isinstance(a, CachedAdjacency)
+            a = adj if adj is not None else self._graph_adjacency(x_i, items=False)[0]
             out_u = x_u.index_select(0, users) * w[0] + spmm_rows(a, users, x_i) * w[1:].sum()
             return out_u, x_i.index_select(0, items)
-        a = self.item_conv.normalized_adjacency(
-            edge_index, (self.num_users, self.num_items), x_u.dtype
-        )
-        assert isinstance(a, CachedAdjacency)
+        a = adj if adj is not None else self._graph_adjacency(x_u, users=False)[1]
         out_i = x_i.index_select(0, items) * w[0] + spmm_rows(a, items, x_u) * w[1:].sum()
         return x_u.index_select(0, users), out_i
 

@@ -14,7 +14,9 @@ is another CSR product:
 some rows of its product from a row slice (a one-sided model's training step, on the CPU).
 :func:`spmm_edge_index` is the cached-transpose product for a per-batch subgraph given as
 a sorted :class:`~torch_geometric.EdgeIndex` whose CSR and CSC orderings are cached on the
-index (neighbor-sampled training).
+index (neighbor-sampled training); :class:`EdgeIndexAdjacency` gives the same two matrices
+the :class:`Adjacency` interface of a cached pair, so that the batch-rows products
+(:func:`spmm_rows`, :func:`~pyg_cf.nn.layer_sum.layer_sum_rows`) run on a subgraph too.
 
 Backend: on CPU the products run through MKL's CSR kernel with ``int32`` indices (kept in
 that dtype so that no index copy happens per call) and write into a fresh output without
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch_geometric
@@ -37,7 +39,9 @@ from torch.autograd.function import once_differentiable
 from pyg_cf.errors import ConfigError
 
 __all__ = [
+    "Adjacency",
     "CachedAdjacency",
+    "EdgeIndexAdjacency",
     "RowSlice",
     "csr_from_edges",
     "csr_matrix",
@@ -101,6 +105,17 @@ def _mm(matrix: Tensor, x: Tensor) -> Tensor:
         # no CPU CSR kernel for float16 / bfloat16: multiply in float32, round once
         return _mm(matrix.to(torch.float32), x.float()).to(x.dtype)
     return torch.sparse.mm(matrix, x)
+
+
+class Adjacency(Protocol):
+    """What the cached-transpose products read: a CSR matrix ``A`` (``[num_dst, num_src]``)
+    and its CSR transpose (:class:`CachedAdjacency`, :class:`EdgeIndexAdjacency`)."""
+
+    @property
+    def matrix(self) -> Tensor: ...  # pragma: no cover - a protocol
+
+    @property
+    def matrix_t(self) -> Tensor: ...  # pragma: no cover - a protocol
 
 
 class CachedAdjacency:
@@ -167,7 +182,7 @@ class _SpMM(torch.autograd.Function):
         return gx, None, None
 
 
-def spmm_cached(adj: CachedAdjacency, x: Tensor) -> Tensor:
+def spmm_cached(adj: Adjacency, x: Tensor) -> Tensor:
     """``adj.matrix @ x`` whose gradient uses the cached transpose."""
     if x.dtype != adj.matrix.dtype:
         raise TypeError(f"spmm: adjacency is {adj.matrix.dtype} but features are {x.dtype}")
@@ -206,9 +221,7 @@ class RowSlice(NamedTuple):
 ROWS_MAX_SHARE = 0.25
 
 
-def row_slice(
-    adj: CachedAdjacency, rows: Tensor, max_share: float | None = None
-) -> RowSlice | None:
+def row_slice(adj: Adjacency, rows: Tensor, max_share: float | None = None) -> RowSlice | None:
     r"""The distinct rows ``rows`` of ``adj.matrix`` as a :class:`RowSlice`, or ``None`` when
     they hold more than ``max_share`` of its non-zeros (then the whole cached product costs
     less than slicing, which is ≈ 3× dearer per non-zero).
@@ -265,9 +278,7 @@ class _RowsSpMM(torch.autograd.Function):
         return _mm(ctx.rows.transpose(), grad.contiguous()), None
 
 
-def spmm_rows(
-    adj: CachedAdjacency, rows: Tensor, x: Tensor, max_share: float | None = None
-) -> Tensor:
+def spmm_rows(adj: Adjacency, rows: Tensor, x: Tensor, max_share: float | None = None) -> Tensor:
     r"""Rows ``rows`` of ``adj.matrix @ x`` (repeats allowed), computed from those rows of the
     matrix only: :math:`\mathbf{S}\mathbf{A}\mathbf{X}` with :math:`\mathbf{S}` the row
     selection, and the gradient :math:`(\mathbf{S}\mathbf{A})^{\top}\mathbf{G}` through the
@@ -320,24 +331,35 @@ class _EdgeIndexCSR:
     use, in the backward pass) its transpose; kept on the index while the same weight
     tensor is used, so the ``K`` layers of a forward/backward pass share one build. It holds
     no reference to the index (which holds it): the pair is freed as soon as the index is
-    unused, without waiting for the cyclic garbage collector."""
+    unused, without waiting for the cyclic garbage collector.
+
+    On the CPU the edges of weight 0 are left out of both matrices: they add nothing, and a
+    sampled subgraph holds many (a node receives messages only along the edges it drew, so
+    an edge that only its user drew weighs 0 from user to item, and the other way round:
+    about half of each direction's edges). On a GPU they are kept, since leaving them out
+    needs their count on the host."""
 
     def __init__(self, edge_index: Any, w: Tensor, n_src: int, n_dst: int) -> None:
         data = edge_index.as_subclass(Tensor)
         check_bounds(data[0], data[1], n_src, n_dst)
         self.w, self.n_src, self.n_dst = w, n_src, n_dst
-        dst, src, perm = _sorted_view(edge_index, 1)
-        self.a = csr_matrix(_ptr(dst, n_dst), src, w if perm is None else w[perm], (n_dst, n_src))
+        self.a = self._csr(edge_index, 1, n_dst, n_src)
         self._a_t: Tensor | None = None
+
+    def _csr(self, edge_index: Any, by: int, n_rows: int, n_cols: int) -> Tensor:
+        """The ``[n_rows, n_cols]`` CSR matrix of the edges sorted by row ``by`` of the
+        index (1: targets, the forward matrix; 0: sources, its transpose)."""
+        key, other, perm = _sorted_view(edge_index, by)
+        w = self.w if perm is None else self.w[perm]
+        if w.device.type == "cpu":
+            kept = w != 0
+            key, other, w = key[kept], other[kept], w[kept]
+        return csr_matrix(_ptr(key, n_rows), other, w, (n_rows, n_cols))
 
     def a_t(self, edge_index: Any) -> Tensor:
         """The transpose, from ``edge_index`` (the index this was built from)."""
         if self._a_t is None:
-            src, dst, perm = _sorted_view(edge_index, 0)
-            w = self.w
-            self._a_t = csr_matrix(
-                _ptr(src, self.n_src), dst, w if perm is None else w[perm], (self.n_src, self.n_dst)
-            )
+            self._a_t = self._csr(edge_index, 0, self.n_src, self.n_dst)
         return self._a_t
 
 
@@ -377,9 +399,18 @@ def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tens
     Returns:
         ``[num_dst, F]`` aggregated features.
     """
-    n_src, n_dst = (int(v) for v in edge_index.get_sparse_size())
+    n_src = int(edge_index.get_sparse_size(0))
     if x_src.size(0) != n_src:
         raise ValueError(f"x_src has {x_src.size(0)} rows but edge_index has {n_src} sources")
+    return _EdgeIndexSpMM.apply(
+        x_src, (_edge_index_csr(edge_index, edge_weight, x_src.dtype), edge_index)
+    )
+
+
+def _edge_index_csr(edge_index: Any, edge_weight: Tensor, dtype: torch.dtype) -> _EdgeIndexCSR:
+    """The cached matrices of ``edge_index`` weighted by ``edge_weight`` (cast to
+    ``dtype``): built on the first call, then reused while the weights, the index and the
+    dtype are unchanged."""
     ident = id(edge_index)
     cache = _CSR_CACHE.get(ident)
     if (
@@ -387,15 +418,43 @@ def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tens
         or cache[0] is not edge_weight
         or cache[1] != edge_weight._version  # the same tensor modified in place
         or cache[2] != edge_index._version  # the index itself modified in place
-        or cache[3].w.dtype != x_src.dtype
+        or cache[3].w.dtype != dtype
     ):
-        w = edge_weight.detach().to(x_src.dtype)
-        mats = _EdgeIndexCSR(edge_index, w, n_src, n_dst)
+        n_src, n_dst = (int(v) for v in edge_index.get_sparse_size())
+        mats = _EdgeIndexCSR(edge_index, edge_weight.detach().to(dtype), n_src, n_dst)
         if ident not in _CSR_CACHE:
             weakref.finalize(edge_index, _CSR_CACHE.pop, ident, None)
         cache = (edge_weight, edge_weight._version, edge_index._version, mats)
         _CSR_CACHE[ident] = cache
-    return _EdgeIndexSpMM.apply(x_src, (cache[3], edge_index))
+    return cache[3]
+
+
+class EdgeIndexAdjacency:
+    r"""The :class:`Adjacency` of a sorted :class:`~torch_geometric.EdgeIndex` (row 0
+    sources, row 1 targets) weighted by ``edge_weight``: ``matrix`` is the ``[num_dst,
+    num_src]`` aggregation :math:`\mathbf{A}` of :func:`spmm_edge_index`, ``matrix_t`` its
+    transpose (built on first read). Both come from, and stay in, the index's cache, so a
+    layer's product and a batch-rows product over the same subgraph and weights share them.
+
+    Args:
+        edge_index: A sorted ``EdgeIndex`` with ``sparse_size`` ``(num_src, num_dst)``.
+        edge_weight: ``[E]`` weights aligned with the columns of ``edge_index``
+            (constants: no gradient flows to them).
+        dtype: The features' dtype (the weights are cast to it).
+    """
+
+    def __init__(self, edge_index: Any, edge_weight: Tensor, dtype: torch.dtype) -> None:
+        self._mats = _edge_index_csr(edge_index, edge_weight, dtype)
+        self._edge_index = edge_index
+        self.shape = (self._mats.n_dst, self._mats.n_src)
+
+    @property
+    def matrix(self) -> Tensor:
+        return self._mats.a
+
+    @property
+    def matrix_t(self) -> Tensor:
+        return self._mats.a_t(self._edge_index)
 
 
 # id(EdgeIndex) -> (weights, their version, the index's version, matrices): kept beside the

@@ -4,6 +4,7 @@ all-ranking evaluation."""
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import os
@@ -75,6 +76,20 @@ def _negative_sets(index: Tensor, shared: bool | int) -> tuple[Tensor, int]:
     return (index[::rows] if rows > 1 else index), rows
 
 
+def _takes_subgraph(embed_rows: Callable[..., Any]) -> bool:
+    """Whether a model's ``embed_rows`` accepts :meth:`~pyg_cf.nn.GraphCF.forward`'s
+    subgraph arguments (:meth:`~pyg_cf.nn.GraphCF.embed_rows` does; another model's may
+    take only ``(users, items, check)``)."""
+    try:
+        params = inspect.signature(embed_rows).parameters
+    except (TypeError, ValueError):
+        return False
+    names = ("edge_index", "user_nodes", "item_nodes", "edge_weight")
+    return all(n in params for n in names) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+
+
 def _gather_items(
     table: Tensor, pos: Tensor, index: Tensor | None, shared: bool | int, cos: bool
 ) -> tuple[Tensor, Tensor | None, bool]:
@@ -128,7 +143,9 @@ class Trainer:
     always propagates over the full graph. A full-graph step of a model with
     ``embed_rows(users, items, check)`` (:meth:`~pyg_cf.nn.GraphCF.embed_rows`) forms the
     final embeddings only at the batch's rows (unless the loss scores every item, the L2
-    penalty needs every hop, or the batch gathers more item rows than there are items);
+    penalty needs every hop, or the batch gathers more item rows than there are items), and
+    so does a sampled step, at the batch's rows of its subgraph, when ``embed_rows`` also
+    takes :meth:`~pyg_cf.nn.GraphCF.forward`'s subgraph arguments;
     setting :attr:`rows_only` to ``False`` runs ``forward()`` and gathers instead (the same
     values and gradients up to float rounding, slower).
 
@@ -199,6 +216,8 @@ class Trainer:
         # at those rows, no table-sized ones); False: forward() then gather, the reference
         # path (same values and gradients up to float rounding; benchmarks time both)
         self.rows_only = callable(getattr(self.model, "embed_rows", None))
+        # ... and sampled steps too when it takes forward()'s subgraph arguments
+        self._rows_on_subgraph = self.rows_only and _takes_subgraph(self.model.embed_rows)
         _, item_deg = degrees(data)
         self.sampler = NegativeSampler(
             ni,
@@ -361,17 +380,25 @@ class Trainer:
         hs: tuple[list[Tensor], list[Tensor]] | None = None
         keep_hops = self.config.l2_reg > 0 and self.config.l2_layers == "all"
         sets = None if neg is None else _negative_sets(neg, shared)[0]
+        sampled = cb.subgraph is not None
+        if sampled:  # the rows' local ids in the subgraph
+            assert cb.user_index is not None and cb.pos_index is not None
+            row_users, row_pos = cb.user_index, cb.pos_index
+            row_sets = None if cb.neg_index is None else _negative_sets(cb.neg_index, shared)[0]
+            table_rows = int(inputs["item_nodes"].numel())
+        else:
+            row_users, row_pos, row_sets, table_rows = users, pos, sets, self.num_items
         if (
             self.rows_only
-            and cb.subgraph is None
+            and (not sampled or self._rows_on_subgraph)
             and not keep_hops
             and self.loss.negatives != "all"
-            and pos.numel() + (0 if sets is None else sets.numel()) <= self.num_items
+            and pos.numel() + (0 if sets is None else sets.numel()) <= table_rows
         ):
             # the batch's rows only (GraphCF.embed_rows): no table-sized layer sums; the
             # loss normalises cosine negatives itself (no more rows than the table has)
-            items = pos if sets is None else torch.cat([pos, sets.reshape(-1)])
-            user_emb, item_emb = self.model.embed_rows(users, items, check=False)
+            items = row_pos if row_sets is None else torch.cat([row_pos, row_sets.reshape(-1)])
+            user_emb, item_emb = self.model.embed_rows(row_users, items, check=False, **inputs)
             pos_emb = item_emb[: pos.numel()]
             if sets is not None:
                 neg_emb = item_emb[pos.numel() :].view(*sets.shape, item_emb.size(-1))

@@ -414,3 +414,14 @@ def test_a_coalesced_adj_t_with_merged_repeats_is_refused():
     torch.testing.assert_close(BipartiteNormConv()((x_u, None), coo), ref)
     with pytest.raises(ConfigError, match=r"values other than 1 \(e.g. 2.0\).* coalesced"):
         BipartiteNormConv()((x_u, None), coo.coalesce())
+
+
+def test_an_edge_index_whose_sparse_size_disagrees_with_the_features_is_named():
+    conv = BipartiteNormConv()
+    ei = EdgeIndex(torch.tensor([[0, 1], [1, 0]]), sparse_size=(5, 2))
+    x_src, x_dst = torch.randn(3, 4), torch.randn(2, 4)
+    with pytest.raises(ConfigError, match=r"sparse_size \(5, 2\) but the features give \(3, 2\)"):
+        conv((x_src, x_dst), ei)
+    # an unknown size is no disagreement
+    out = conv((x_src, x_dst), EdgeIndex(torch.tensor([[0, 1], [1, 0]])))
+    assert out.shape == (2, 4)

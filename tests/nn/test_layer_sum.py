@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.nn import GraphCF
@@ -327,3 +328,120 @@ def test_slice_rows_is_checked_and_has_a_class_default():
     del m.slice_rows  # a model pickled before the attribute existed
     u, _ = m.embed_rows(torch.tensor([0]), torch.tensor([0]))
     torch.testing.assert_close(u, m()[0][:1])
+
+
+# -- over a subgraph (neighbor-sampled steps) ------------------------------------------------
+def subgraph(sort_order: str | None = "row", weights: str = "random") -> dict[str, object]:
+    """The arguments of forward() for the subgraph of users 1..10 and items 0..7 (local ids
+    in reverse order of the global ones), with two different weights per edge."""
+    ei = graph()
+    user_nodes, item_nodes = torch.arange(10, 0, -1), torch.arange(7, -1, -1)
+    keep = (ei[0] >= 1) & (ei[0] <= 10) & (ei[1] <= 7)
+    local = torch.stack([10 - ei[0, keep], 7 - ei[1, keep]])
+    if sort_order == "row":
+        local = local[:, torch.argsort(local[0] * 8 + local[1])]
+    g = torch.Generator().manual_seed(1)
+    w = (torch.rand(local.size(1), generator=g, dtype=torch.float64) + 0.5 for _ in range(2))
+    edge_index = (
+        local
+        if sort_order is None
+        else EdgeIndex(local, sparse_size=(10, 8), sort_order=sort_order)
+    )
+    return {
+        "edge_index": edge_index,
+        "user_nodes": user_nodes,
+        "item_nodes": item_nodes,
+        "edge_weight": tuple(w),
+    }
+
+
+def sub_rows_and_grads(
+    m: GraphCF, users: Tensor, items: Tensor, sub: dict[str, object], fused: bool
+) -> list[Tensor]:
+    m.zero_grad()
+    if fused:
+        u, i = m.embed_rows(users, items, **sub)  # type: ignore[arg-type]
+    else:
+        fu, fi = m(**sub)  # type: ignore[arg-type]
+        u, i = fu[users], fi[items]
+    loss = (u.sin() * torch.arange(1.0, u.numel() + 1).view_as(u).double()).sum() + (
+        i.pow(2) * torch.linspace(-1, 2, i.numel()).view_as(i).double()
+    ).sum()
+    loss.backward()
+    return [u.detach(), i.detach(), m.user_embedding.weight.grad, m.item_embedding.weight.grad]
+
+
+def counting_forward(m: GraphCF) -> list[int]:
+    calls: list[int] = []
+    m.forward = lambda *a, **k: calls.append(1) or GraphCF.forward(m, *a, **k)  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"num_layers": 1},
+        {"num_layers": 3, "layer_weights": [0.7, -0.2, 1.5, 0.1]},
+        {"num_layers": 2, "propagate_items": False},  # user-side SVD++
+        {"num_layers": 1, "propagate_users": False},  # item-side SVD++
+    ],
+)
+def test_subgraph_rows_equal_the_subgraph_forward_gathered(kw, share, monkeypatch):
+    """Local ids of a subgraph whose two directions have different weights (a swap of
+    them, or of the directions, would show)."""
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", share)
+    m = model(**kw)
+    sub = subgraph()
+    users, items = torch.tensor([3, 0, 3, 9, 7, 3]), torch.tensor([7, 7, 1, 0, 4])
+    calls = counting_forward(m)
+    got = sub_rows_and_grads(m, users, items, sub, fused=True)
+    assert calls == []
+    want = sub_rows_and_grads(m, users, items, sub, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["tensor", "unsorted", "trainable", "no weights"])
+def test_other_subgraph_inputs_take_the_model_call(case):
+    """Where a layer would not make a cached CSR product of the subgraph, the rows are
+    gathered from forward(), with its values."""
+    m = model(num_layers=2)
+    sub = subgraph(sort_order=None if case == "tensor" else "row")
+    if case == "unsorted":
+        sub = subgraph(sort_order=None)
+        sub["edge_index"] = EdgeIndex(sub["edge_index"], sparse_size=(10, 8))
+    elif case == "trainable":
+        w_ui, w_iu = sub["edge_weight"]  # type: ignore[misc]
+        sub["edge_weight"] = (w_ui.requires_grad_(), w_iu)
+    elif case == "no weights":
+        sub["edge_weight"] = None
+    users, items = torch.tensor([0, 5]), torch.tensor([2, 2])
+    calls = counting_forward(m)
+    got = sub_rows_and_grads(m, users, items, sub, fused=True)
+    assert calls == [1]
+    want = sub_rows_and_grads(m, users, items, sub, fused=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_subgraph_ids_and_inputs_are_checked_as_forward_checks_them():
+    m = model(num_layers=2)
+    sub = subgraph()
+    with pytest.raises(ConfigError, match=r"user ids must lie in \[0, 10\)"):
+        m.embed_rows(torch.tensor([10]), torch.tensor([0]), **sub)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"item ids must lie in \[0, 8\)"):
+        m.embed_rows(torch.tensor([0]), torch.tensor([8]), **sub)  # type: ignore[arg-type]
+    bad = {**sub, "user_nodes": torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, NU])}
+    with pytest.raises(ConfigError, match=r"user ids must lie in \[0, 13\)"):
+        m.embed_rows(torch.tensor([0]), torch.tensor([0]), **bad)  # type: ignore[arg-type]
+    w = sub["edge_weight"][0]  # type: ignore[index]
+    with pytest.raises(ConfigError, match="edge_weight must be a pair"):
+        m.embed_rows(torch.tensor([0]), torch.tensor([0]), **{**sub, "edge_weight": w})  # type: ignore[arg-type]
+    ei = EdgeIndex(sub["edge_index"].as_subclass(Tensor), sparse_size=(12, 8), sort_order="row")  # type: ignore[union-attr]
+    for call in (m.embed_rows, lambda u, i, **k: m(**k)):
+        with pytest.raises(ConfigError, match=r"EdgeIndex of sparse_size \((12, 8|8, 12)\) but the features"):
+            call(torch.tensor([0]), torch.tensor([0]), **{**sub, "edge_index": ei})
+    short = (w[:-1], w[:-1])
+    with pytest.raises(ConfigError, match="edge_weight must be a floating"):
+        m.embed_rows(torch.tensor([0]), torch.tensor([0]), **{**sub, "edge_weight": short})  # type: ignore[arg-type]

@@ -70,16 +70,60 @@ def test_one_sided_rows_only_trains_as_the_full_forward(kind, loss_key, monkeypa
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize(
-    "loss_key, cfg",
-    [
-        ("bpr", {"l2_layers": "all"}),  # the penalty needs every hop
-        ("bpr", {"mode": "sampled", "num_neighbors": (3, 3)}),  # a subgraph per batch
-    ],
-)
-def test_steps_that_need_more_than_the_rows_take_the_forward(loss_key, cfg):
-    _, calls = train(loss_key, True, **cfg)
+def test_steps_that_need_more_than_the_rows_take_the_forward():
+    _, calls = train("bpr", True, l2_layers="all")  # the penalty needs every hop
     assert calls == 0
+
+
+SAMPLED = {"mode": "sampled", "num_neighbors": (3, 3)}
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])  # the last hop sliced; whole products
+@pytest.mark.parametrize("loss_key", sorted(LOSSES))
+def test_sampled_rows_only_trains_as_the_subgraph_forward(loss_key, share, monkeypatch):
+    """A neighbor-sampled step forms the layer sums at the batch's rows of its subgraph."""
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", share)
+    fused = []
+    real = GraphCF._subgraph_adjacency
+
+    def spy(self: GraphCF, *a: Any, **k: Any) -> Any:
+        out = real(self, *a, **k)
+        fused.append(out is not None)
+        return out
+
+    monkeypatch.setattr(GraphCF, "_subgraph_adjacency", spy)
+    fast, calls = train(loss_key, True, **SAMPLED)
+    assert calls > 0 and len(fused) == calls and all(fused)
+    ref, ref_calls = train(loss_key, False, **SAMPLED)
+    assert ref_calls == 0 and len(fused) == calls
+    for a, b in zip(fast.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["svdpp-user", "svdpp-item"])
+def test_sampled_one_sided_rows_only_trains_as_the_subgraph_forward(kind, monkeypatch):
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)
+    fast, calls = train("ssm-shared", True, kind, **SAMPLED)
+    ref, _ = train("ssm-shared", False, kind, **SAMPLED)
+    assert calls > 0
+    for a, b in zip(fast.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_a_model_whose_embed_rows_takes_no_subgraph_samples_through_forward():
+    class Rows(GraphCF):
+        def embed_rows(  # type: ignore[override]
+            self, users: torch.Tensor, items: torch.Tensor, check: bool = True
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            raise AssertionError("a sampled step must not call it without the subgraph")
+
+    data = synthetic(n_users=60, n_items=200)
+    m = Rows.lightgcn(data["user"].num_nodes, data["item"].num_nodes, 8, num_layers=2)
+    cfg = TrainConfig(batch_size=32, progress=False, **SAMPLED)  # type: ignore[arg-type]
+    tr = Trainer(m, data, get_loss("bpr"), cfg)
+    assert tr.rows_only
+    batch, _ = tr.make_batch(next(iter(tr.batches())))
+    assert batch.user_emb.shape == (32, 8)
 
 
 def test_the_full_softmax_and_wide_negative_sets_take_the_forward():
