@@ -16,9 +16,11 @@ into the step size, :math:`\epsilon` added to the uncorrected :math:`\sqrt{v}`).
 builds it from ``sparse_mask`` gathers and sparse-into-dense additions: six row-sized
 temporaries and three scatter passes per table. :class:`LazyAdam` gathers the two moments
 once, updates them in place, writes them back with ``index_copy_`` and adds the step with one
-``index_add_``: two temporaries. Each row-sized temporary of a large sampled subgraph is a
-fresh allocation of tens of MB, so the saving grows with the graph
-(``benchmarks/bench_scale.py`` measures it).
+``index_add_``: two temporaries, made a chunk of rows at a time on the CPU (so that they stay
+in cache between passes). A gradient whose row ids are distinct and sorted (the embedding
+lookup of a sampled subgraph's nodes) is used without coalescing it (a sort).
+``benchmarks/bench_optim.py`` times it against SparseAdam (0.54–0.57× for such a gradient of
+210 k rows of a 500 k × 64 table at one thread).
 
 It accepts sparse COO gradients (``nn.Embedding(sparse=True)``) and dense ones (all rows
 are then updated, as :class:`torch.optim.Adam` without ``amsgrad`` or weight decay but with
@@ -129,13 +131,32 @@ def _update(
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         p.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(eps), value=-step_size)
         return
-    grad = grad.coalesce()  # the update is non-linear in g: one row per index
-    rows = grad._indices()[0]
-    if rows.numel() == 0:
-        return
-    g = grad._values()
-    m = exp_avg.index_select(0, rows).lerp_(g, 1 - beta1)
-    v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    exp_avg.index_copy_(0, rows, m)
-    exp_avg_sq.index_copy_(0, rows, v)
-    p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
+    rows, g = _rows_and_values(grad)
+    # in chunks on the CPU; one pass on a GPU (each chunk costs kernel launches there)
+    chunk = _CHUNK_ROWS if p.device.type == "cpu" else max(rows.numel(), 1)
+    for start in range(0, rows.numel(), chunk):
+        r, gc = rows[start : start + chunk], g[start : start + chunk]
+        m = exp_avg.index_select(0, r).lerp_(gc, 1 - beta1)
+        v = exp_avg_sq.index_select(0, r).mul_(beta2).addcmul_(gc, gc, value=1 - beta2)
+        exp_avg.index_copy_(0, r, m)
+        exp_avg_sq.index_copy_(0, r, v)
+        p.index_add_(0, r, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
+
+
+#: Rows updated together on the CPU: each chunk's temporaries (moments, step) stay in the
+#: cache between the passes over them (≈ 8 % less time than whole-gradient temporaries for
+#: 210 k rows of 64 floats at one thread).
+_CHUNK_ROWS = 4096
+
+
+def _rows_and_values(grad: Tensor) -> tuple[Tensor, Tensor]:
+    """One row id per gradient row and the rows' values: a sparse gradient's own when its
+    ids are strictly increasing (an embedding lookup of distinct sorted ids, as a sampled
+    subgraph's layer 0: no coalescing sort), else those of its coalesced form (the update is
+    non-linear in ``g``: repeated rows must be summed first)."""
+    if not grad.is_coalesced():
+        ids = grad._indices()[0]
+        if ids.numel() < 2 or bool((ids[1:] > ids[:-1]).all()):
+            return ids, grad._values()
+        grad = grad.coalesce()
+    return grad._indices()[0], grad._values()

@@ -18,6 +18,7 @@ SCRIPTS = [
     "bench_softmax",
     "bench_svdpp_step",
     "bench_table_grads",
+    "bench_optim",
 ]
 
 
@@ -42,6 +43,7 @@ def test_quick_mode_writes_a_table(name, tmp_path):
     if name == "bench_scale":  # the cost model: per-node cost and the linear bound
         assert "µs per subgraph node" in text and "nodes / fan-out bound" in text
         assert "Cost model" in text and "s per million interactions" in text
+        assert "forward() then gather" in text  # the sampled step's path before the rows
 
 
 def test_rewriting_results_keeps_the_notes(tmp_path, monkeypatch):

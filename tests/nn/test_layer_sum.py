@@ -440,7 +440,8 @@ def test_subgraph_ids_and_inputs_are_checked_as_forward_checks_them():
         m.embed_rows(torch.tensor([0]), torch.tensor([0]), **{**sub, "edge_weight": w})  # type: ignore[arg-type]
     ei = EdgeIndex(sub["edge_index"].as_subclass(Tensor), sparse_size=(12, 8), sort_order="row")  # type: ignore[union-attr]
     for call in (m.embed_rows, lambda u, i, **k: m(**k)):
-        with pytest.raises(ConfigError, match=r"EdgeIndex of sparse_size \((12, 8|8, 12)\) but the features"):
+        named = r"EdgeIndex of sparse_size \((12, 8|8, 12)\) but the features"
+        with pytest.raises(ConfigError, match=named):
             call(torch.tensor([0]), torch.tensor([0]), **{**sub, "edge_index": ei})
     short = (w[:-1], w[:-1])
     with pytest.raises(ConfigError, match="edge_weight must be a floating"):

@@ -11,8 +11,13 @@ def _sparse(rows: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     return torch.sparse_coo_tensor(rows[None], values, (n, values.size(1)), check_invariants=True)
 
 
+@pytest.mark.parametrize("chunk", [4096, 7])  # one chunk; several, the last one short
+@pytest.mark.parametrize("rows_kind", ["random", "sorted", "sorted-distinct"])
 @pytest.mark.parametrize("coalesced", [True, False])
-def test_lazy_adam_matches_sparse_adam(coalesced):
+def test_lazy_adam_matches_sparse_adam(coalesced, rows_kind, chunk, monkeypatch):
+    """Repeated rows are summed (random, or sorted with repeats: not taken for distinct);
+    distinct sorted ids of an uncoalesced gradient are used as they are."""
+    monkeypatch.setattr("pyg_cf.train.optim._CHUNK_ROWS", chunk)
     gen = torch.Generator().manual_seed(0)
     n, d = 50, 4
     init = torch.randn(n, d, generator=gen, dtype=torch.float64)
@@ -22,6 +27,10 @@ def test_lazy_adam_matches_sparse_adam(coalesced):
     ours = LazyAdam([b], lr=0.01)
     for _ in range(6):
         rows = torch.randint(0, n, (30,), generator=gen)  # duplicates: must be summed
+        if rows_kind == "sorted":
+            rows = rows.sort().values
+        elif rows_kind == "sorted-distinct":
+            rows = torch.randperm(n, generator=gen)[:30].sort().values
         vals = torch.randn(30, d, generator=gen, dtype=torch.float64)
         g = _sparse(rows, vals, n)
         a.grad = g.coalesce() if coalesced else g
