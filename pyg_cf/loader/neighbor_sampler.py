@@ -102,7 +102,7 @@ def _edge_index_with_caches(
     ei = EdgeIndex(torch.stack([row, col]), sparse_size=(num_rows, num_cols), sort_order="row")
     if hasattr(ei, "_T_perm") and hasattr(ei, "_T_index"):
         ei._T_perm = t_perm
-        ei._T_index = (row[t_perm], col[t_perm])
+        ei._T_index = (row.index_select(0, t_perm), col.index_select(0, t_perm))
         return ei
     return ei.fill_cache_()  # pragma: no cover - other PyG versions
 
@@ -318,9 +318,9 @@ class BipartiteNeighborSampler(BaseSampler):
         ``values`` is small, else a scan of the (all-False, restored) ``mask``."""
         if values.numel() * 16 < mask.numel():
             return torch.unique(values)
-        mask[values] = True
+        mask.index_fill_(0, values, True)
         out = torch.nonzero(mask).view(-1)
-        mask[out] = False
+        mask.index_fill_(0, out, False)
         return out
 
     @property
@@ -348,8 +348,8 @@ class BipartiteNeighborSampler(BaseSampler):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, list[int]]]:
         g = self.graph
         seen_u, seen_i = self._seen_u, self._seen_i
-        seen_u[users] = True
-        seen_i[items] = True
+        seen_u.index_fill_(0, users, True)
+        seen_i.index_fill_(0, items, True)
         counts = {"user": [int(users.numel())], "item": [int(items.numel())]}
         by_u: list[Tensor] = []  # canonical ids of the edges drawn by users
         by_i: list[Tensor] = []  # ... and by items
@@ -359,21 +359,21 @@ class BipartiteNeighborSampler(BaseSampler):
             _, pos_u = sample_neighbors(g.user_rowptr, front_u, k, generator)
             _, pos_i = sample_neighbors(g.item_rowptr, front_i, k, generator)
             by_u.append(pos_u)  # user-major position == canonical edge id
-            by_i.append(g.item_eid[pos_i])
-            nbr_i = g.user_col[pos_u]
-            nbr_u = g.item_col[pos_i]
-            front_i = self._sorted_unique(nbr_i[~seen_i[nbr_i]], self._new_i)
-            front_u = self._sorted_unique(nbr_u[~seen_u[nbr_u]], self._new_u)
-            seen_i[front_i] = True
-            seen_u[front_u] = True
+            by_i.append(g.item_eid.index_select(0, pos_i))
+            nbr_i = g.user_col.index_select(0, pos_u)
+            nbr_u = g.item_col.index_select(0, pos_i)
+            front_i = self._sorted_unique(nbr_i[~seen_i.index_select(0, nbr_i)], self._new_i)
+            front_u = self._sorted_unique(nbr_u[~seen_u.index_select(0, nbr_u)], self._new_u)
+            seen_i.index_fill_(0, front_i, True)
+            seen_u.index_fill_(0, front_u, True)
             touched_u.append(front_u)
             touched_i.append(front_i)
             counts["user"].append(int(front_u.numel()))
             counts["item"].append(int(front_i.numel()))
             front_u, front_i = self._drawing(front_u, "user"), self._drawing(front_i, "item")
         all_u, all_i = torch.cat(touched_u), torch.cat(touched_i)
-        seen_u[all_u] = False
-        seen_i[all_i] = False
+        seen_u.index_fill_(0, all_u, False)
+        seen_i.index_fill_(0, all_i, False)
         return all_u, all_i, _cat_ids(by_u, users.device), _cat_ids(by_i, users.device), counts
 
     def _pyg_sampler(self) -> Any:
@@ -473,23 +473,25 @@ class BipartiteNeighborSampler(BaseSampler):
         e = self._sorted_unique(torch.cat([e_u, e_i]), self._edge_mask)
         n_u, n_i, n_e = user_id.numel(), item_id.numel(), e.numel()
         dev = g.device
-        self._local_u[user_id] = torch.arange(n_u, device=dev)
-        self._local_i[item_id] = torch.arange(n_i, device=dev)
-        row = self._local_u[g.users[e]]
-        col = self._local_i[g.items[e]]
+        # gathers by index_select: 2-4x faster than advanced indexing on the CPU
+        self._local_u.index_copy_(0, user_id, torch.arange(n_u, device=dev))
+        self._local_i.index_copy_(0, item_id, torch.arange(n_i, device=dev))
+        row = self._local_u.index_select(0, g.users.index_select(0, e))
+        col = self._local_i.index_select(0, g.items.index_select(0, e))
         # The item-major (CSC) order: item-major positions of the edges, sorted.
-        self._local_e[e] = torch.arange(n_e, device=dev)
+        self._local_e.index_copy_(0, e, torch.arange(n_e, device=dev))
         drawn_by_user = torch.zeros(n_e, dtype=torch.bool, device=dev)
-        drawn_by_user[self._local_e[e_u]] = True
+        drawn_by_user.index_fill_(0, self._local_e.index_select(0, e_u), True)
         drawn_by_item = torch.zeros(n_e, dtype=torch.bool, device=dev)
-        drawn_by_item[self._local_e[e_i]] = True
-        t_pos = torch.sort(g.item_pos[e]).values  # distinct edges: distinct positions
-        t_perm = self._local_e[g.item_eid[t_pos]]
+        drawn_by_item.index_fill_(0, self._local_e.index_select(0, e_i), True)
+        # distinct edges: distinct positions
+        t_pos = torch.sort(g.item_pos.index_select(0, e)).values
+        t_perm = self._local_e.index_select(0, g.item_eid.index_select(0, t_pos))
         ei = _edge_index_with_caches(row, col, t_perm, n_u, n_i)
         w_ui, w_iu = self.edge_weights(
             user_id, item_id, row, col, drawn_by_user, drawn_by_item, check=False
         )
-        e_id = e if g.perm is None else g.perm[e]
+        e_id = e if g.perm is None else g.perm.index_select(0, e)
         # built here from valid ids: the model need not read them back from the device
         mark_validated(user_id, ("ids", g.num_users))
         mark_validated(item_id, ("ids", g.num_items))
@@ -520,8 +522,8 @@ class BipartiteNeighborSampler(BaseSampler):
             drawn_by_user = torch.ones_like(row, dtype=torch.bool)
         if drawn_by_item is None:
             drawn_by_item = torch.ones_like(col, dtype=torch.bool)
-        du = self.graph.user_deg[user_id]
-        di = self.graph.item_deg[item_id]
+        du = self.graph.user_deg.index_select(0, user_id)
+        di = self.graph.item_deg.index_select(0, item_id)
         n_u, n_i = user_id.numel(), item_id.numel()
         ei = torch.stack([row, col])
         a0, a1 = self.alpha0, self.alpha1
@@ -543,8 +545,8 @@ class BipartiteNeighborSampler(BaseSampler):
                 0, row, drawn_by_user.to(calc)
             )
             sub_i, sub_u = sub_i.clamp_(min=1), sub_u.clamp_(min=1)
-            w_ui = w_ui * (di / sub_i)[col]
-            w_iu = w_iu * (du / sub_u)[row]
+            w_ui = w_ui * (di / sub_i).index_select(0, col)
+            w_iu = w_iu * (du / sub_u).index_select(0, row)
         return w_ui.to(self.dtype), w_iu.to(self.dtype)
 
     # -- PyG sampler interface ------------------------------------------------------------

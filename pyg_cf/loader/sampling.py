@@ -65,8 +65,8 @@ def sample_neighbors(
         ``(row, pos)``: for every sampled entry, its position in ``nodes`` and its position
         in the CSR arrays (index ``col`` / edge ids with it).
     """
-    start = rowptr[nodes]
-    deg = rowptr[nodes + 1] - start
+    start = rowptr.index_select(0, nodes)
+    deg = rowptr.index_select(0, nodes + 1) - start
     take = deg if fanout < 0 else deg.clamp(max=fanout)
     total = int(take.sum())
     row = torch.repeat_interleave(
@@ -87,6 +87,6 @@ def sample_neighbors(
             slot = torch.cumsum(big, 0) - 1  # row -> index among the sampled rows
             # gathered for every entry (offs < fanout always; rows before the first big row
             # have slot -1, clamped), kept only for the big rows
-            cand = picked[slot[row].clamp(min=0), offs]
-            offs = torch.where(big[row], cand, offs)
-    return row, start[row] + offs
+            cand = picked[slot.index_select(0, row).clamp(min=0), offs]
+            offs = torch.where(big.index_select(0, row), cand, offs)
+    return row, start.index_select(0, row) + offs
