@@ -11,7 +11,9 @@ embeddings and gradients for the batch):
 * ``mode='full'`` as it runs by default: only the batch's user rows of the product are
   formed (``GraphCF.embed_rows``, :func:`~pyg_cf.nn.spmm.spmm_rows`), from the same graph;
 * ``mode='sampled'``, fan-out ``[-1]``: the batch's 1-hop neighborhood, only users drawing
-  (the trainer passes ``targets=('user',)`` for a one-sided model);
+  (the trainer passes ``targets=('user',)`` for a one-sided model), the batch's rows
+  formed over the subgraph (``GraphCF.embed_rows`` with its arguments);
+* the same through ``forward()`` over the subgraph, then gathered (``rows_only=False``);
 * the same, both sides drawing (``targets=('user', 'item')``, what the sampler did before):
   the popular positive items bring their whole user lists.
 
@@ -82,12 +84,14 @@ def main() -> None:
         "full graph (forward, then the batch's rows)",
         "full graph, the batch's rows only (default)",
         "exact neighborhood, users draw (one-sided)",
+        "exact neighborhood, users draw, forward then gather (rows_only=False)",
         "exact neighborhood, both sides draw",
     ]
     runs = [
         variant(data, "full", False, args.seed, rows_only=False),
         variant(data, "full", False, args.seed),
         variant(data, "sampled", False, args.seed),
+        variant(data, "sampled", False, args.seed, rows_only=False),
         variant(data, "sampled", True, args.seed),
     ]
     trainers = {n: tr for n, (_, tr) in zip(names, runs, strict=True)}

@@ -443,7 +443,9 @@ class BipartiteNeighborSampler(BaseSampler):
         # device-side assert on a GPU); read where the seeds are (no device sync for seeds
         # on the CPU)
         check_node_ids((users, g.num_users, "user seeds"), (items, g.num_items, "item seeds"))
-        users, items = torch.unique(users.to(g.device)), torch.unique(items.to(g.device))
+        # int64, as the work buffers' index_fill_ / index_copy_ need (int32 seeds allowed)
+        users = torch.unique(users.to(g.device)).long()
+        items = torch.unique(items.to(g.device)).long()
         try:
             return self._sample(users, items, generator)
         except BaseException:

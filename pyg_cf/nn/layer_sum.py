@@ -36,7 +36,7 @@ products from the slices' transposes, :math:`(\mathbf{S}_U\mathbf{A}_{UI})^{\top
 (w_K\mathbf{g}_U)` (:func:`~pyg_cf.nn.spmm.row_slice`: distinct rows only; a side whose
 rows hold more than :data:`~pyg_cf.nn.spmm.ROWS_MAX_SHARE` of the non-zeros keeps the
 whole product). On Gowalla a BPR batch's users hold 7–19 % of the edges and its distinct
-items ≈ 17 %: a LightGCN + BPR step takes 0.87× the time at one thread, 0.95× at two.
+items ≈ 17 %: a LightGCN + BPR step takes 0.87–0.90× the time at one thread, 0.94–0.95× at two.
 
 Same values and gradients as ``GraphCF.forward()`` followed by ``index_select`` (up to the
 order of floating-point additions), without its table-sized elementwise passes:

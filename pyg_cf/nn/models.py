@@ -400,26 +400,27 @@ class GraphCF(nn.Module):
             raise ConfigError(f"slice_rows must be None, True or False, got {self.slice_rows!r}")
         fused = ((self.propagate_users and self.propagate_items) or (one_sided and slicing)) and (
             not w.requires_grad  # the fused backward gives the weights no gradient
+            # two-sided sums in one dtype (forward() would promote mixed tables)
+            and (one_sided or self.user_embedding.weight.dtype == self.item_embedding.weight.dtype)
             and not _hooked(self, self.user_conv, self.item_conv)  # hooks see forward
             and all(
                 getattr(type(self), name) is getattr(GraphCF, name)
                 for name in ("forward", "_hops", "_combine")
             )
             and all(
-                type(conv) is BipartiteNormConv and (sub or conv.cached)
+                type(conv) is BipartiteNormConv
+                # a subgraph's products: spmm_edge_index, taken for sums only
+                and (conv.aggr == "add" if sub else conv.cached)
                 for conv in (self.user_conv, self.item_conv)
             )
         )
         adj: tuple[Adjacency | None, Adjacency | None] | None = None
         if fused and sub:
-            table = self.user_embedding.weight
             size = (
                 self.num_users if user_nodes is None else len(user_nodes),
                 self.num_items if item_nodes is None else len(item_nodes),
             )
-            adj = self._subgraph_adjacency(
-                edge_index, edge_weight, size, table, self.propagate_users, self.propagate_items
-            )
+            adj = self._subgraph_adjacency(edge_index, edge_weight, size)
             fused = adj is not None
         if not fused:
             u, i = self(edge_index, user_nodes, item_nodes, edge_weight)
@@ -438,20 +439,19 @@ class GraphCF(nn.Module):
         edge_index: Tensor | None,
         edge_weight: tuple[Tensor, Tensor] | None,
         size: tuple[int, int],
-        table: Tensor,
-        users: bool,
-        items: bool,
     ) -> tuple[EdgeIndexAdjacency | None, EdgeIndexAdjacency | None] | None:
         """``(A_UI, A_IU)`` of a subgraph as its layers' products would build them
         (:func:`~pyg_cf.nn.spmm.spmm_edge_index`: a sorted ``EdgeIndex`` of ``size`` on the
-        table's device, a pair of constant floating ``[E]`` weights), only the sides asked
-        for; ``None`` when a layer would take another path (then :meth:`forward` runs, and
+        tables' device, a pair of constant floating ``[E]`` weights), each in the dtype of
+        the table it multiplies, for the propagated sides only (``None`` for the other);
+        ``None`` when a layer would take another path (then :meth:`forward` runs, and
         raises on inputs it refuses)."""
+        x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
         if not (
             isinstance(edge_index, EdgeIndex)
             and edge_index.is_sorted
             and tuple(edge_index.sparse_size()) == size
-            and edge_index.device == table.device
+            and edge_index.device == x_u.device
             and isinstance(edge_weight, (tuple, list))
             and len(edge_weight) == 2
         ):
@@ -462,14 +462,16 @@ class GraphCF(nn.Module):
                 and wt.is_floating_point()
                 and wt.dim() == 1
                 and wt.numel() == edge_index.size(1)
-                and wt.device == table.device
+                and wt.device == x_u.device
                 and not (wt.requires_grad and torch.is_grad_enabled())
             ):
                 return None
         w_ui, w_iu = edge_weight
         return (
-            EdgeIndexAdjacency(self._reverse(edge_index), w_iu, table.dtype) if users else None,
-            EdgeIndexAdjacency(edge_index, w_ui, table.dtype) if items else None,
+            EdgeIndexAdjacency(self._reverse(edge_index), w_iu, x_i.dtype)
+            if self.propagate_users
+            else None,
+            EdgeIndexAdjacency(edge_index, w_ui, x_u.dtype) if self.propagate_items else None,
         )
 
     def _graph_adjacency(

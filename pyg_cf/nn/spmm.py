@@ -336,8 +336,9 @@ class _EdgeIndexCSR:
     On the CPU the edges of weight 0 are left out of both matrices: they add nothing, and a
     sampled subgraph holds many (a node receives messages only along the edges it drew, so
     an edge that only its user drew weighs 0 from user to item, and the other way round:
-    about half of each direction's edges). On a GPU they are kept, since leaving them out
-    needs their count on the host."""
+    about half of each direction's edges; a non-finite feature then adds nothing across
+    such an edge, where ``0 * inf`` would give NaN). On a GPU they are kept, since leaving
+    them out needs their count on the host."""
 
     def __init__(self, edge_index: Any, w: Tensor, n_src: int, n_dst: int) -> None:
         data = edge_index.as_subclass(Tensor)

@@ -647,3 +647,14 @@ def test_csr_and_sampler_refuse_floating_edge_ids():
         BipartiteCSR([[0, 1], [0, 1]], 3, 3)
     csr = BipartiteCSR(torch.tensor([[0, 1, 2], [0, 1, 2]], dtype=torch.int32), 3, 3)
     assert torch.equal(csr.items, torch.tensor([0, 1, 2]))
+
+
+def test_int32_seeds_sample_as_int64_ones():
+    ei = torch.tensor([[0, 1, 1, 2, 3, 3], [0, 0, 1, 2, 1, 2]])
+    s = BipartiteNeighborSampler(ei, [2, 2], num_users=4, num_items=3)
+    a = s.sample(torch.tensor([1, 3], dtype=torch.int32), torch.tensor([2], dtype=torch.int32))
+    b = s.sample(torch.tensor([1, 3]), torch.tensor([2]))
+    assert torch.equal(a.user_id, b.user_id) and torch.equal(a.item_id, b.item_id)
+    assert torch.equal(
+        a.edge_index.as_subclass(torch.Tensor), b.edge_index.as_subclass(torch.Tensor)
+    )

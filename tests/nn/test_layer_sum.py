@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric import EdgeIndex
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.nn import GraphCF
+from pyg_cf.nn import BipartiteNormConv, GraphCF
 from pyg_cf.nn.layer_sum import layer_sum_rows
 from pyg_cf.nn.spmm import CachedAdjacency
 
@@ -446,3 +446,32 @@ def test_subgraph_ids_and_inputs_are_checked_as_forward_checks_them():
     short = (w[:-1], w[:-1])
     with pytest.raises(ConfigError, match="edge_weight must be a floating"):
         m.embed_rows(torch.tensor([0]), torch.tensor([0]), **{**sub, "edge_weight": short})  # type: ignore[arg-type]
+
+
+def test_subgraph_rows_of_tables_of_two_dtypes_as_forward():
+    """One-sided: each side's matrix in the dtype of the table it multiplies; two-sided
+    with mixed tables: the model call (forward() promotes)."""
+    sub = subgraph()
+    users, items = torch.tensor([1, 5]), torch.tensor([2, 2, 0])
+    for kw in ({"propagate_items": False}, {"propagate_users": False}, {}):
+        torch.manual_seed(0)
+        m = GraphCF(NU, NI, embedding_dim=3, num_layers=2, edge_index=graph(), **kw)  # type: ignore[arg-type]
+        (m.user_embedding if kw.get("propagate_users", True) else m.item_embedding).double()
+        calls = counting_forward(m)
+        u, i = m.embed_rows(users, items, **sub)  # type: ignore[arg-type]
+        assert calls == ([1] if not kw else [])
+        fu, fi = GraphCF.forward(m, **sub)  # type: ignore[arg-type]
+        torch.testing.assert_close(u, fu[users])
+        torch.testing.assert_close(i, fi[items])
+
+
+def test_a_layer_that_does_not_sum_takes_the_model_call_on_a_subgraph():
+    m = model(num_layers=1, propagate_users=False)
+    m.item_conv = BipartiteNormConv(aggr="mean")
+    sub = subgraph()
+    users, items = torch.tensor([0, 5]), torch.tensor([2, 2, 7])
+    calls = counting_forward(m)
+    _u, i = m.embed_rows(users, items, **sub)  # type: ignore[arg-type]
+    assert calls == [1]
+    _fu, fi = GraphCF.forward(m, **sub)  # type: ignore[arg-type]
+    torch.testing.assert_close(i, fi[items], rtol=0, atol=0)
