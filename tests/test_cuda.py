@@ -86,6 +86,46 @@ def test_embed_rows_match_cpu(kind, gpu_slices, monkeypatch):
         torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item"])
+def test_embed_rows_over_a_sampled_subgraph_match_cpu(kind, monkeypatch):
+    """A sampled step's batch rows (``GraphCF.embed_rows`` with the subgraph's arguments:
+    the subgraph's cached CSR matrices, zero-weight edges kept on a GPU, left out on the
+    CPU) give the CPU's rows and table gradients."""
+    from pyg_cf.loader import BipartiteNeighborSampler
+
+    monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)
+    data = random_data(seed=3)
+    seed_everything(0)
+    layers = {"num_layers": 3} if kind == "lightgcn" else {}
+    cpu = GraphCF.from_data(data, kind, embedding_dim=16, **layers)
+    gpu = copy.deepcopy(cpu).to(DEVICE)
+    ei = data["user", "rates", "item"].edge_index
+    sampler = BipartiteNeighborSampler(
+        ei, [3, 3, 3], num_users=cpu.num_users, num_items=cpu.num_items
+    )
+    seeds_u, seeds_i = torch.arange(0, cpu.num_users, 3), torch.arange(0, cpu.num_items, 4)
+    sub = sampler.sample(seeds_u, seeds_i, torch.Generator().manual_seed(0))
+    inputs = {
+        "edge_index": sub.edge_index,
+        "user_nodes": sub.user_id,
+        "item_nodes": sub.item_id,
+        "edge_weight": (sub.edge_weight, sub.rev_edge_weight),
+    }
+    users, items = sub.local_users(seeds_u), sub.local_items(seeds_i)
+    u_c, i_c = cpu.embed_rows(users, items, **inputs)
+    moved = {k: v.to(DEVICE) if isinstance(v, torch.Tensor) else tuple(w.to(DEVICE) for w in v)
+             for k, v in inputs.items()}  # fmt: skip
+    u_g, i_g = gpu.embed_rows(users.to(DEVICE), items.to(DEVICE), **moved)
+    assert u_g.device.type == KIND
+    torch.testing.assert_close(u_g.cpu(), u_c, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i_g.cpu(), i_c, atol=1e-5, rtol=1e-4)
+    ((u_c**2).sum() + i_c.sin().sum()).backward()
+    ((u_g**2).sum() + i_g.sin().sum()).backward()
+    for p_c, p_g in zip(cpu.parameters(), gpu.parameters()):
+        assert p_c.grad is not None and p_g.grad is not None
+        torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
+
+
 def test_an_in_batch_step_with_collision_masking_reads_the_host_once_on_a_gpu():
     """The collision mask is built with fixed shapes on a GPU and its count stays on the
     device (read once an epoch): the step's one host read is the loss. On the CPU the
