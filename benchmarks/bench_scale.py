@@ -48,6 +48,18 @@ from pyg_cf.nn import GraphCF
 from pyg_cf.train import TrainConfig, Trainer
 
 
+def timed_step(tr: Trainer, idx: torch.Tensor) -> float:
+    """Wall seconds of one training step on batch ``idx`` (the loss read back)."""
+    s0 = time.perf_counter()
+    batch, reg = tr.make_batch(idx)
+    loss = tr.loss(batch)
+    tr.optimizer.zero_grad(set_to_none=True)
+    (loss + reg).backward()
+    tr.optimizer.step()
+    float(loss.detach())
+    return time.perf_counter() - s0
+
+
 def single(
     num_edges: int,
     steps: int,
@@ -79,16 +91,9 @@ def single(
     # at most seeds · (1 + f1 + f1·f2 + ...) nodes)
     reach = sum(math.prod(fanout[: h + 1]) for h in range(len(fanout)))
     for k in range(steps + 2):
-        idx = next(it)
-        s0 = time.perf_counter()
-        batch, reg = tr.make_batch(idx)
-        loss = tr.loss(batch)
-        tr.optimizer.zero_grad(set_to_none=True)
-        (loss + reg).backward()
-        tr.optimizer.step()
-        float(loss.detach())
+        dt = timed_step(tr, next(it))
         if k >= 2:  # warm-up
-            times.append(time.perf_counter() - s0)
+            times.append(dt)
             sg = tr.last_batch.subgraph
             sub_edges.append(sg["user", "rates", "item"].num_edges)
             sub_nodes.append(sg["user"].num_nodes + sg["item"].num_nodes)
@@ -109,16 +114,9 @@ def single(
     tr.rows_only = False
     gather = []
     for k in range(steps + 1):
-        idx = next(it)
-        s0 = time.perf_counter()
-        batch, reg = tr.make_batch(idx)
-        loss = tr.loss(batch)
-        tr.optimizer.zero_grad(set_to_none=True)
-        (loss + reg).backward()
-        tr.optimizer.step()
-        float(loss.detach())
+        dt = timed_step(tr, next(it))
         if k:
-            gather.append(time.perf_counter() - s0)
+            gather.append(dt)
     mem = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else peak_rss_gib()
     full_ms = None
     if full_max is not None and num_edges <= full_max:  # the exact full-graph step, for scale
@@ -129,15 +127,9 @@ def single(
         it = tr.batches()
         ft = []
         for k in range(3):
-            s0 = time.perf_counter()
-            batch, reg = tr.make_batch(next(it))
-            loss = tr.loss(batch)
-            tr.optimizer.zero_grad(set_to_none=True)
-            (loss + reg).backward()
-            tr.optimizer.step()
-            float(loss.detach())
+            dt = timed_step(tr, next(it))
             if k:
-                ft.append(time.perf_counter() - s0)
+                ft.append(dt)
         full_ms = sum(ft) / len(ft) * 1e3
     return {
         "interactions": e,

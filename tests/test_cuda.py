@@ -58,6 +58,24 @@ def test_model_forward_and_backward_match_cpu(model):
         torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
 
 
+def _assert_rows_and_table_grads_match(
+    cpu: GraphCF,
+    gpu: GraphCF,
+    rows_c: tuple[torch.Tensor, torch.Tensor],
+    rows_g: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """The device's rows equal the CPU's, and so do the tables' gradients of one loss."""
+    (u_c, i_c), (u_g, i_g) = rows_c, rows_g
+    assert u_g.device.type == KIND
+    torch.testing.assert_close(u_g.cpu(), u_c, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i_g.cpu(), i_c, atol=1e-5, rtol=1e-4)
+    ((u_c**2).sum() + i_c.sin().sum()).backward()
+    ((u_g**2).sum() + i_g.sin().sum()).backward()
+    for p_c, p_g in zip(cpu.parameters(), gpu.parameters()):
+        assert p_c.grad is not None and p_g.grad is not None
+        torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
+
+
 @pytest.mark.parametrize("gpu_slices", [None, True])  # a GPU's default: no slices
 @pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item"])
 def test_embed_rows_match_cpu(kind, gpu_slices, monkeypatch):
@@ -76,14 +94,7 @@ def test_embed_rows_match_cpu(kind, gpu_slices, monkeypatch):
     items = torch.randint(cpu.num_items, (70,))
     u_c, i_c = cpu.embed_rows(users, items)
     u_g, i_g = gpu.embed_rows(users.to(DEVICE), items.to(DEVICE))
-    assert u_g.device.type == KIND
-    torch.testing.assert_close(u_g.cpu(), u_c, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(i_g.cpu(), i_c, atol=1e-5, rtol=1e-4)
-    ((u_c**2).sum() + i_c.sin().sum()).backward()
-    ((u_g**2).sum() + i_g.sin().sum()).backward()
-    for p_c, p_g in zip(cpu.parameters(), gpu.parameters()):
-        assert p_c.grad is not None and p_g.grad is not None
-        torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
+    _assert_rows_and_table_grads_match(cpu, gpu, (u_c, i_c), (u_g, i_g))
 
 
 @pytest.mark.parametrize("kind", ["lightgcn", "svdpp-user", "svdpp-item"])
@@ -116,14 +127,7 @@ def test_embed_rows_over_a_sampled_subgraph_match_cpu(kind, monkeypatch):
     moved = {k: v.to(DEVICE) if isinstance(v, torch.Tensor) else tuple(w.to(DEVICE) for w in v)
              for k, v in inputs.items()}  # fmt: skip
     u_g, i_g = gpu.embed_rows(users.to(DEVICE), items.to(DEVICE), **moved)
-    assert u_g.device.type == KIND
-    torch.testing.assert_close(u_g.cpu(), u_c, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(i_g.cpu(), i_c, atol=1e-5, rtol=1e-4)
-    ((u_c**2).sum() + i_c.sin().sum()).backward()
-    ((u_g**2).sum() + i_g.sin().sum()).backward()
-    for p_c, p_g in zip(cpu.parameters(), gpu.parameters()):
-        assert p_c.grad is not None and p_g.grad is not None
-        torch.testing.assert_close(p_g.grad.cpu(), p_c.grad, atol=1e-4, rtol=1e-3)
+    _assert_rows_and_table_grads_match(cpu, gpu, (u_c, i_c), (u_g, i_g))
 
 
 def test_an_in_batch_step_with_collision_masking_reads_the_host_once_on_a_gpu():

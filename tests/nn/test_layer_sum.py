@@ -34,6 +34,16 @@ def model(**kw: object) -> GraphCF:
     return m
 
 
+def _backward_of_weighted_loss(m: GraphCF, u: Tensor, i: Tensor) -> list[Tensor]:
+    """``[u, i, user table grad, item table grad]`` after the backward of a loss with
+    different weights per row, so that every row's gradient matters."""
+    loss = (u.sin() * torch.arange(1.0, u.numel() + 1).view_as(u).double()).sum() + (
+        i.pow(2) * torch.linspace(-1, 2, i.numel()).view_as(i).double()
+    ).sum()
+    loss.backward()
+    return [u.detach(), i.detach(), m.user_embedding.weight.grad, m.item_embedding.weight.grad]
+
+
 def rows_and_grads(m: GraphCF, users: Tensor, items: Tensor, fused: bool) -> list[Tensor]:
     m.zero_grad()
     if fused:
@@ -41,12 +51,7 @@ def rows_and_grads(m: GraphCF, users: Tensor, items: Tensor, fused: bool) -> lis
     else:
         fu, fi = m()
         u, i = fu[users], fi[items]
-    # a loss with different weights per row, so that every row's gradient matters
-    loss = (u.sin() * torch.arange(1.0, u.numel() + 1).view_as(u).double()).sum() + (
-        i.pow(2) * torch.linspace(-1, 2, i.numel()).view_as(i).double()
-    ).sum()
-    loss.backward()
-    return [u.detach(), i.detach(), m.user_embedding.weight.grad, m.item_embedding.weight.grad]
+    return _backward_of_weighted_loss(m, u, i)
 
 
 @pytest.mark.parametrize("share", [1.0, 0.0])  # the last hop from slices; whole products
@@ -364,11 +369,7 @@ def sub_rows_and_grads(
     else:
         fu, fi = m(**sub)  # type: ignore[arg-type]
         u, i = fu[users], fi[items]
-    loss = (u.sin() * torch.arange(1.0, u.numel() + 1).view_as(u).double()).sum() + (
-        i.pow(2) * torch.linspace(-1, 2, i.numel()).view_as(i).double()
-    ).sum()
-    loss.backward()
-    return [u.detach(), i.detach(), m.user_embedding.weight.grad, m.item_embedding.weight.grad]
+    return _backward_of_weighted_loss(m, u, i)
 
 
 def counting_forward(m: GraphCF) -> list[int]:
