@@ -100,6 +100,17 @@ def test_sampled_rows_only_trains_as_the_subgraph_forward(loss_key, share, monke
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("loss_key", ["bpr", "ssm-shared"])
+def test_sampled_rows_only_with_sparse_gradients_trains_as_the_subgraph_forward(loss_key):
+    """LazyAdam's rows: the subgraph lookup's distinct sorted ids (not coalesced) plus the
+    L2 penalty's lookups (repeats: coalesced)."""
+    fast, calls = train(loss_key, True, sparse_grad=True, **SAMPLED)
+    ref, _ = train(loss_key, False, sparse_grad=True, **SAMPLED)
+    assert calls > 0 and type(fast.optimizer).__name__ == "LazyAdam"
+    for a, b in zip(fast.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
 @pytest.mark.parametrize("kind", ["svdpp-user", "svdpp-item"])
 def test_sampled_one_sided_rows_only_trains_as_the_subgraph_forward(kind, monkeypatch):
     monkeypatch.setattr("pyg_cf.nn.spmm.ROWS_MAX_SHARE", 1.0)
