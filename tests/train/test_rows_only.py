@@ -102,8 +102,8 @@ def test_sampled_rows_only_trains_as_the_subgraph_forward(loss_key, share, monke
 
 @pytest.mark.parametrize("loss_key", ["bpr", "ssm-shared"])
 def test_sampled_rows_only_with_sparse_gradients_trains_as_the_subgraph_forward(loss_key):
-    """LazyAdam's rows: the subgraph lookup's distinct sorted ids (not coalesced) plus the
-    L2 penalty's lookups (repeats: coalesced)."""
+    """Both paths hand LazyAdam the same sparse gradients (the subgraph's lookup plus the
+    L2 penalty's lookups); LazyAdam's own update is checked in tests/train/test_optim.py."""
     fast, calls = train(loss_key, True, sparse_grad=True, **SAMPLED)
     ref, _ = train(loss_key, False, sparse_grad=True, **SAMPLED)
     assert calls > 0 and type(fast.optimizer).__name__ == "LazyAdam"
