@@ -30,6 +30,16 @@ def _patience(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
+def _fanouts(text: str) -> tuple[int, ...]:
+    """``--num-neighbors``: comma-separated integers (``10,10,10``; ``-1`` = all)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 10,10,10, got {text!r}"
+        ) from None
+
+
 #: the ``--model`` choices (the names :meth:`pyg_cf.nn.GraphCF.from_data` builds)
 _MODELS = ("mf", "svdpp-user", "svdpp-item", "lightgcn")
 
@@ -171,6 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --sampling user_blocks: at most this many of a user's interactions per "
         "block, blocks shuffled apart (more direct updates per user; default: whole users)",
+    )
+    t.add_argument(
+        "--mode",
+        default="full",
+        choices=["full", "sampled"],
+        help="propagate every step over the whole training graph (exact) or over the "
+        "batch's sampled K-hop neighborhood (see --num-neighbors; default: %(default)s)",
+    )
+    t.add_argument(
+        "--num-neighbors",
+        type=_fanouts,
+        default=None,
+        metavar="F1,F2,...",
+        help="with --mode sampled: fan-out per hop, e.g. 10,10,10 (-1: all neighbors; "
+        "default: 10 per layer)",
+    )
+    t.add_argument(
+        "--sparse-grad",
+        action="store_true",
+        help="with --mode sampled: sparse embedding gradients and lazy Adam (a step touches "
+        "only its subgraph's rows; for graphs of millions of nodes)",
     )
     t.add_argument(
         "--user-dropout",
@@ -318,6 +349,12 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         mkw["init_std"] = args.init_std
     mkw.update(_model_kwargs(args))
     # the settings that need no data first: a wrong one fails before a minute of loading
+    for flag, given in (
+        ("--num-neighbors", args.num_neighbors),
+        ("--sparse-grad", args.sparse_grad),
+    ):
+        if given not in (None, False) and args.mode != "sampled":
+            raise ConfigError(f"{flag} needs --mode sampled")
     loss = get_loss(args.loss, **_loss_kwargs(args))
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -329,6 +366,9 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         l2_layers=args.l2_layers,
         sampling=args.sampling,
         user_block_size=args.user_block_size,
+        mode=args.mode,
+        num_neighbors=args.num_neighbors,
+        sparse_grad=args.sparse_grad,
         user_dropout=args.user_dropout,
         eval_every=args.eval_every,
         patience=args.patience,

@@ -415,3 +415,52 @@ def test_output_is_strict_json(tmp_path):
     rows = json.loads(out.read_text(), parse_constant=refuse)["history"]
     assert [("val_ndcg@20" in r) for r in rows] == [False, True, True]  # 2, then the last
     assert all("loss" in r for r in rows)
+
+
+def test_sampled_mode_flags_reach_the_trainer(monkeypatch):
+    lightgcn = BASE.replace("--model mf", "--model lightgcn --layers 2").split()
+    argv = [*lightgcn, "--epochs", "1", "--mode", "sampled", "--num-neighbors", "5,-1"]
+    cfg = _config_of(monkeypatch, [*argv, "--sparse-grad"])
+    assert (cfg.mode, cfg.num_neighbors, cfg.sparse_grad) == ("sampled", (5, -1), True)
+    cfg = _config_of(monkeypatch, [*lightgcn, "--epochs", "1"])
+    assert (cfg.mode, cfg.num_neighbors, cfg.sparse_grad) == ("full", None, False)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--num-neighbors", "5,5"], "--num-neighbors needs --mode sampled"),
+        (["--sparse-grad"], "--sparse-grad needs --mode sampled"),
+        (["--mode", "sampled", "--num-neighbors", "5,0"], "num_neighbors"),
+    ],
+)
+def test_bad_sampled_mode_flags_are_named(monkeypatch, capsys, extra, message):
+    from pyg_cf import datasets
+
+    def load(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the settings were checked")
+
+    monkeypatch.setattr(datasets, "load", load)
+    assert cli.main([*BASE.split(), "--epochs", "1", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fan_outs_that_are_not_integers_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([*BASE.split(), "--num-neighbors", "5,x"])
+    assert (
+        "expected comma-separated integers such as 10,10,10, got '5,x'" in capsys.readouterr().err
+    )
+
+
+def test_a_sampled_run_on_real_data(tmp_path):
+    """ML-1M, LightGCN over sampled neighborhoods with sparse gradients: three steps and
+    an evaluation, its history written."""
+    out = tmp_path / "s.json"
+    argv = [
+        *BASE.replace("--model mf", "--model lightgcn --layers 2").split(), "--epochs", "1",
+        "--mode", "sampled", "--num-neighbors", "5,5", "--sparse-grad", "--output", str(out),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    s = json.loads(out.read_text())
+    assert s["args"]["mode"] == "sampled" and s["history"][0]["test_recall@20"] > 0
