@@ -490,13 +490,7 @@ class BipartiteNormConv(MessagePassing):
         if edge_weight is not None:
             if is_sparse:
                 raise ConfigError("edge_weight is only accepted with an [2, E] edge_index")
-            if (
-                isinstance(edge_index, EdgeIndex)
-                and not (edge_weight.requires_grad and torch.is_grad_enabled())
-                and edge_index.is_sorted
-                and self.aggr == "add"
-                and tuple(edge_index.sparse_size()) == tuple(size)
-            ):
+            if self.products_by_csr(edge_index, edge_weight, size):
                 # A sorted subgraph index of known size (neighbor-sampled batches): one CSR
                 # product whose backward uses the index's cached transpose ordering (for
                 # constant weights: learnable ones take the message-passing path below).
@@ -515,6 +509,19 @@ class BipartiteNormConv(MessagePassing):
             edge_index, size, self.alpha0, self.alpha1, dtype=x_src.dtype, check=False
         )
         return self.propagate(edge_index, x=(x_src, x_dst), edge_weight=w, size=size)
+
+    def products_by_csr(self, edge_index: Any, edge_weight: Tensor, size: tuple[int, int]) -> bool:
+        """Whether :meth:`forward` aggregates over ``edge_index`` with the given (checked)
+        weights as one cached CSR product (:func:`~pyg_cf.nn.spmm.spmm_edge_index`): a
+        sorted :class:`~torch_geometric.EdgeIndex` of ``size``, constant weights, sums.
+        :meth:`~pyg_cf.nn.GraphCF.embed_rows` asks it before using the same matrices."""
+        return (
+            isinstance(edge_index, EdgeIndex)
+            and not (edge_weight.requires_grad and torch.is_grad_enabled())
+            and edge_index.is_sorted
+            and self.aggr == "add"
+            and tuple(edge_index.sparse_size()) == tuple(size)
+        )
 
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
         return edge_weight.view(-1, 1) * x_j

@@ -408,9 +408,8 @@ class GraphCF(nn.Module):
                 for name in ("forward", "_hops", "_combine")
             )
             and all(
-                type(conv) is BipartiteNormConv
-                # a subgraph's products: spmm_edge_index, taken for sums only
-                and (conv.aggr == "add" if sub else conv.cached)
+                # a subgraph's products: _subgraph_adjacency asks the layers
+                type(conv) is BipartiteNormConv and (sub or conv.cached)
                 for conv in (self.user_conv, self.item_conv)
             )
         )
@@ -441,16 +440,15 @@ class GraphCF(nn.Module):
         size: tuple[int, int],
     ) -> tuple[EdgeIndexAdjacency | None, EdgeIndexAdjacency | None] | None:
         """``(A_UI, A_IU)`` of a subgraph as its layers' products would build them
-        (:func:`~pyg_cf.nn.spmm.spmm_edge_index`: a sorted ``EdgeIndex`` of ``size`` on the
-        tables' device, a pair of constant floating ``[E]`` weights), each in the dtype of
-        the table it multiplies, for the propagated sides only (``None`` for the other);
-        ``None`` when a layer would take another path (then :meth:`forward` runs, and
-        raises on inputs it refuses)."""
+        (:func:`~pyg_cf.nn.spmm.spmm_edge_index`, where the layers'
+        ``products_by_csr`` says so: a sorted ``EdgeIndex`` of ``size`` on the tables'
+        device, a pair of constant floating ``[E]`` weights, sums), each in the dtype of the
+        table it multiplies, for the propagated sides only (``None`` for the other); ``None``
+        when a layer would take another path (then :meth:`forward` runs, and raises on
+        inputs it refuses)."""
         x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
         if not (
             isinstance(edge_index, EdgeIndex)
-            and edge_index.is_sorted
-            and tuple(edge_index.sparse_size()) == size
             and edge_index.device == x_u.device
             and isinstance(edge_weight, (tuple, list))
             and len(edge_weight) == 2
@@ -463,16 +461,20 @@ class GraphCF(nn.Module):
                 and wt.dim() == 1
                 and wt.numel() == edge_index.size(1)
                 and wt.device == x_u.device
-                and not (wt.requires_grad and torch.is_grad_enabled())
             ):
                 return None
         w_ui, w_iu = edge_weight
-        return (
-            EdgeIndexAdjacency(self._reverse(edge_index), w_iu, x_i.dtype)
-            if self.propagate_users
-            else None,
-            EdgeIndexAdjacency(edge_index, w_ui, x_u.dtype) if self.propagate_items else None,
-        )
+        a_ui = a_iu = None
+        if self.propagate_users:  # items to users, over the flipped index
+            rev = self._reverse(edge_index)
+            if not self.user_conv.products_by_csr(rev, w_iu, (size[1], size[0])):
+                return None
+            a_ui = EdgeIndexAdjacency(rev, w_iu, x_i.dtype)
+        if self.propagate_items:
+            if not self.item_conv.products_by_csr(edge_index, w_ui, size):
+                return None
+            a_iu = EdgeIndexAdjacency(edge_index, w_ui, x_u.dtype)
+        return a_ui, a_iu
 
     def _graph_adjacency(
         self, x: Tensor, users: bool = True, items: bool = True
