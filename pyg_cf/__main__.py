@@ -30,8 +30,9 @@ def _patience(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
-def _fanouts(text: str) -> tuple[int, ...]:
-    """``--num-neighbors``: comma-separated integers (``10,10,10``; ``-1`` = all)."""
+def fan_outs(text: str) -> tuple[int, ...]:
+    """``--num-neighbors`` (here and in :mod:`pyg_cf.train.distributed`): comma-separated
+    integers (``10,10,10``; ``-1`` = all)."""
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--num-neighbors",
-        type=_fanouts,
+        type=fan_outs,
         default=None,
         metavar="F1,F2,...",
         help="with --mode sampled: fan-out per hop, e.g. 10,10,10 (-1: all neighbors; "

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from pyg_cf.__main__ import fan_outs
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.errors import ConfigError
 from pyg_cf.loader.interaction_loader import CFBatch
@@ -375,16 +376,6 @@ class DistributedTrainer(Trainer):
 
 
 # -- command line ------------------------------------------------------------------------------
-def _fan_outs(text: str) -> tuple[int, ...]:
-    """``--num-neighbors``: comma-separated integers."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 10,5, got {text!r}"
-        ) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``torchrun ... -m pyg_cf.train.distributed``.
 
@@ -411,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--mode", default="full", choices=["full", "sampled"])
-    p.add_argument("--num-neighbors", type=_fan_outs, default=None, help="comma-separated fan-outs")
+    p.add_argument("--num-neighbors", type=fan_outs, default=None, help="comma-separated fan-outs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default=None, choices=["nccl", "gloo"])
     p.add_argument("--checkpoint-dir", default=None)
