@@ -54,6 +54,16 @@ class _Stop(Exception):
     """Raised by the Trainer spy of :func:`_config_of`: the run ends before training."""
 
 
+def _refuse_loading(monkeypatch):
+    """Make loading a data set fail the test: settings must be checked before it."""
+    from pyg_cf import datasets
+
+    def load(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the settings were checked")
+
+    monkeypatch.setattr(datasets, "load", load)
+
+
 def _config_of(monkeypatch, argv):
     """The :class:`TrainConfig` the CLI hands to its Trainer for ``argv``, on tiny synthetic
     data and without training."""
@@ -252,12 +262,7 @@ def test_patience_flag_reaches_the_trainer(monkeypatch, flag, patience):
     ],
 )
 def test_bad_loss_settings_fail_before_the_data_is_loaded(monkeypatch, capsys, extra, message):
-    from pyg_cf import datasets
-
-    def load(*args, **kwargs):
-        raise AssertionError("the data set was loaded before the settings were checked")
-
-    monkeypatch.setattr(datasets, "load", load)
+    _refuse_loading(monkeypatch)
     argv = [*BASE.replace("--loss bpr", "--loss ssm").split(), "--epochs", "1", *extra]
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
@@ -435,12 +440,7 @@ def test_sampled_mode_flags_reach_the_trainer(monkeypatch):
     ],
 )
 def test_bad_sampled_mode_flags_are_named(monkeypatch, capsys, extra, message):
-    from pyg_cf import datasets
-
-    def load(*args, **kwargs):
-        raise AssertionError("the data set was loaded before the settings were checked")
-
-    monkeypatch.setattr(datasets, "load", load)
+    _refuse_loading(monkeypatch)
     assert cli.main([*BASE.split(), "--epochs", "1", *extra]) == 2
     assert message in capsys.readouterr().err
 
