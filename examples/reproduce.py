@@ -1513,9 +1513,14 @@ def adaptau_section() -> list[str]:
             if not evals:
                 continue
             best = max(evals, key=lambda r: r["val_ndcg@20"])
-            taus = [r["tau0"] for r in history if r.get("tau0") is not None]
+            # the τ0 in force at the epoch the row reports (the last one computed by then)
+            taus = [
+                (r["epoch"], r["tau0"])
+                for r in history
+                if r.get("tau0") is not None and r["epoch"] <= best["epoch"]
+            ]
             if taus:
-                tau = f"τ0 {taus[-1]:.4f} (computed)"
+                tau = f"τ0 {taus[-1][1]:.4f} (computed, epoch {taus[-1][0]})"
             else:  # the grid's choice, recorded with the run
                 tau = f"{rec['loss_kwargs']['tau']:g}" if rec else "from the grid"
             by_epoch = {r["epoch"]: r.get("test_recall@20") for r in evals}

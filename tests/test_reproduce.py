@@ -648,11 +648,15 @@ def test_the_page_sets_adaptau_beside_its_fixed_tau_run(repro, monkeypatch):
     assert cells[4:6] == [f"{first['test_recall@20']:.4f}", "·"]
     assert cells[6:] == ["finished", "not run |"]
     assert (repro.OUT / "adaptau_vs_fixed.png").stat().st_size > 0
-    for r in rec["history"]:  # an Adap-τ run shows the τ0 it computed last
+    for r in rec["history"]:  # an Adap-τ run shows the τ0 of the epoch the row reports
         r["tau0"] = 0.05 + 0.01 * r["epoch"]
+    last = rec["history"][-1]  # and an epoch past the reported one, not evaluated: not shown
+    after = {k: v for k, v in last.items() if not k.startswith(("val_", "test_"))}
+    rec["history"].append({**after, "epoch": last["epoch"] + 1, "tau0": 0.9})
     path.write_text(json.dumps(rec))
     assert repro.main(["--page"]) == 0
-    assert row()[1] == f"τ0 {0.05 + 0.01 * rec['history'][-1]['epoch']:.4f} (computed)"
+    assert row()[1] == f"τ0 {0.05 + 0.01 * best['epoch']:.4f} (computed, epoch {best['epoch']})"
+    rec["history"].pop()
     path.unlink()  # unfinished: its checkpoint's history
     assert repro.main(["--page"]) == 0
     assert row()[-2] == f"in progress (epoch {rec['epochs_run']})"
