@@ -1756,7 +1756,10 @@ def write_page() -> None:
     lines += convergence_section()
     lines += adaptau_section()
     lines += long_tail_section()
-    machines = sorted({rec["machine"] for c in CELLS if (rec := load_record(c))})
+    # every machine a number on the page ran on: the validation runs' and the refits'
+    machines = sorted(
+        {rec["machine"] for c in CELLS for rec in (load_record(c), load_refit(c)) if rec}
+    )
     lines += ["Machines: " + ("; ".join(machines) if machines else "–"), ""]
     PAGE.write_text("\n".join(lines))
     print(f"wrote {PAGE}")

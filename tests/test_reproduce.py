@@ -992,3 +992,16 @@ def test_the_page_gives_the_computed_tau0_of_the_reported_epoch(repro):
     assert repro.main(["--page"]) == 0
     page = repro.PAGE.read_text()
     assert f"computed τ0 {0.1 + rec['best_epoch'] / 1000:.4f} (epoch {rec['best_epoch']})" in page
+
+
+def test_the_page_names_the_machines_of_refits_too(repro):
+    assert repro.main(["--cell", "t9-mf-ssm"]) == 0
+    assert repro.main(["--cell", "t9-mf-ssm", "--refit"]) == 0
+    path = repro.OUT / "refit" / "t9-mf-ssm.json"
+    refit = json.loads(path.read_text())
+    path.write_text(json.dumps({**refit, "machine": "the refit's own machine"}))
+    assert repro.main(["--page"]) == 0
+    machines = next(r for r in repro.PAGE.read_text().splitlines() if r.startswith("Machines: "))
+    assert "the refit's own machine" in machines
+    validation = json.loads((repro.OUT / "t9-mf-ssm.json").read_text())["machine"]
+    assert validation in machines
