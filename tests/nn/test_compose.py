@@ -208,3 +208,19 @@ def test_torch_compile_of_graphcf(graph):
     u, i = torch.compile(model, backend="aot_eager")()
     torch.testing.assert_close(u, ru)
     torch.testing.assert_close(i, ri)
+
+
+def test_torch_compile_of_a_sparse_csr_adj_t(graph):
+    # docs/compat.md: torch sparse CSR adj_t works with fullgraph=False
+    torch._dynamo.reset()
+    ei = graph[UI].edge_index
+    adj_t = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (NI, NU)).to_sparse_csr()
+    xs = graph["user"].x.clone().requires_grad_()
+    ref = BipartiteNormConv(0.5, 0.5)((xs, None), adj_t)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), xs)
+    compiled = torch.compile(BipartiteNormConv(0.5, 0.5), backend="aot_eager")
+    for _ in range(2):
+        out = compiled((xs, None), adj_t)
+        (g,) = torch.autograd.grad(out.square().sum(), xs)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(g, g_ref)
