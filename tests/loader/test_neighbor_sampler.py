@@ -390,6 +390,27 @@ def test_pyg_backend_samples_the_same_structure(fanout):
             assert (per_user >= deg.clamp(max=fanout[0])).all()
 
 
+@pytest.mark.skipif(not pyg_sampler_available(), reason="needs pyg-lib or torch-sparse")
+@pytest.mark.filterwarnings("ignore:backend='pyg' without pyg-lib")
+@pytest.mark.parametrize("k", [2, 4])
+def test_pyg_backend_draws_exactly_the_fanout_per_seed(k):
+    """One hop from user seeds alone: every seed holds exactly min(deg, k) of its edges in
+    both backends (the test above only bounds the two-hop case from below)."""
+    ei = random_edges(25, 20, 160, 7)
+    data = as_hetero(ei, 25, 20)
+    users, items = torch.tensor([0, 1, 2, 3]), torch.tensor([], dtype=torch.long)
+    want = torch.bincount(ei[0], minlength=25)[users].clamp(max=k)
+    ours = BipartiteNeighborSampler(data, [k]).sample(
+        users, items, torch.Generator().manual_seed(0)
+    )
+    theirs = BipartiteNeighborSampler(data, [k], backend="pyg").sample(users, items)
+    for sub in (ours, theirs):
+        check_maps(sub, ei)
+        loc = sub.edge_index.as_subclass(torch.Tensor)
+        assert torch.equal(torch.bincount(sub.user_id[loc[0]], minlength=25)[users], want)
+        assert loc.size(1) == int(want.sum())
+
+
 def floyd_law(deg, k, off_by_one):
     """Exact per-offset inclusion probabilities of Floyd's algorithm, drawing from
     ``[0, j]`` (correct) or ``[0, j)`` (``rand() % j`` as in torch-sparse's sampler)."""

@@ -1,8 +1,10 @@
 import math
+import re
 
 import pytest
 import torch
 
+from pyg_cf.errors import ConfigError
 from pyg_cf.losses import LossBatch, get_loss
 from pyg_cf.losses.pointwise import BinaryCrossEntropyLoss, MeanSquaredErrorLoss
 
@@ -88,9 +90,19 @@ def test_bce_learned_bias_is_a_parameter_with_the_analytic_gradient():
     assert list(get_loss("bce", logit_bias=-0.5).parameters()) == []
 
 
-@pytest.mark.parametrize("bad", [{"learn_bias": "yes"}, {"logit_bias": "x"}])
-def test_bce_bias_arguments_are_checked(bad):
-    with pytest.raises(Exception, match="must be"):
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ({"learn_bias": "yes"}, "learn_bias must be True or False, got 'yes'"),
+        ({"logit_bias": "x"}, "logit_bias must be a finite number, got 'x'"),
+        ({"logit_bias": math.inf}, "logit_bias must be a finite number, got inf"),
+    ],
+)
+def test_bce_bias_arguments_are_checked(bad, msg):
+    # the class's own checks (the registry's type check stands before them in get_loss)
+    with pytest.raises(ConfigError, match=re.escape(msg)):
+        BinaryCrossEntropyLoss(**bad)
+    with pytest.raises(ConfigError):
         get_loss("bce", **bad)
 
 

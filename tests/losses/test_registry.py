@@ -109,9 +109,12 @@ def test_every_registered_loss_prints_its_settings(name):
     text = repr(loss)
     assert text.startswith(type(loss).__name__ + "(")
     for attr in ("tau", "margin", "margins", "num_negatives"):
-        value = getattr(loss, attr, None)
+        # the settings its constructor sets (a class-level num_negatives = 0 means "draws none")
+        value = vars(loss).get(attr)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            assert f"{value:g}" in text or str(value) in text, (attr, text)
+            # as "name=value" (BSL names its first temperature tau1)
+            shown = "|".join(re.escape(v) for v in {f"{value:g}", str(value)})
+            assert re.search(rf"\b{attr}1?=({shown})(?=[,)\s]|$)", text), (attr, text)
 
 
 @pytest.mark.parametrize(

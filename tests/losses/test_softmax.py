@@ -418,12 +418,16 @@ def test_unit_temperature_loss_is_recorded(name):
     loss.user_tau_table = torch.tensor([0.05, 0.3, 0.2, 0.7], dtype=D)
     loss.record_unit_loss = True
     loss(b)
+    assert loss.last_unit_loss is not None  # recorded by forward
     recorded = loss.unit_temperature_loss(b)
+    assert recorded is loss.last_unit_loss  # served from the record, not recomputed
     assert torch.allclose(recorded, loss.per_row(b, tau=1.0))
     assert not recorded.requires_grad
     # a new batch object is recomputed, not served from the record
     b2 = make_batch(seed=3)
-    assert torch.allclose(loss.unit_temperature_loss(b2), loss.per_row(b2, tau=1.0))
+    fresh = loss.unit_temperature_loss(b2)
+    assert fresh is not loss.last_unit_loss
+    assert torch.allclose(fresh, loss.per_row(b2, tau=1.0))
 
 
 # -- gradients and extremes ----------------------------------------------------------------

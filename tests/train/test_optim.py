@@ -86,9 +86,16 @@ def test_lazy_adam_state_loads_into_sparse_adam():
     ours = LazyAdam([w], lr=0.01)
     w.grad = _sparse(torch.tensor([1, 3]), torch.randn(2, 2), 6)
     ours.step()
-    ref = torch.optim.SparseAdam([w], lr=0.01)
-    ref.load_state_dict(ours.state_dict())
-    assert torch.equal(ref.state[w]["exp_avg"], ours.state[w]["exp_avg"])
+    twin = torch.nn.Parameter(w.detach().clone())
+    ref = torch.optim.SparseAdam([twin], lr=0.01)
+    ref.load_state_dict(copy.deepcopy(ours.state_dict()))  # as from a file: no shared tensors
+    # the loaded state carries on: one more step of each from it moves both alike
+    grad = _sparse(torch.tensor([0, 3]), torch.randn(2, 2), 6)
+    w.grad, twin.grad = grad, grad.clone()
+    ours.step()
+    ref.step()
+    torch.testing.assert_close(twin, w)
+    torch.testing.assert_close(ref.state[twin]["exp_avg_sq"], ours.state[w]["exp_avg_sq"])
 
 
 _BAD_HYPERPARAMETERS = [

@@ -9,7 +9,6 @@ from pyg_cf.losses import get_loss
 from pyg_cf.metrics import popularity_baseline
 from pyg_cf.nn import GraphCF
 from pyg_cf.train import Callback, NonFiniteLossError, TrainConfig, Trainer, seed_everything
-from tests.conftest import data_dir
 
 
 def synthetic(n_users=60, n_items=40, seed=0, ratios=(0.7, 0.1, 0.2)):
@@ -148,7 +147,6 @@ def test_a_loss_or_config_of_the_wrong_kind_is_named():
         Trainer(model, data, get_loss("bpr"), {"epochs": 1})
 
 
-@pytest.mark.skipif(data_dir("ml-1m") is None, reason="ML-1M not present")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 def test_cuda_without_a_gpu_is_named():
     data = synthetic()
