@@ -1,7 +1,8 @@
 r"""Use pyg-cf's :class:`~pyg_cf.nn.BipartiteNormConv` inside your own PyG models.
 
 Three compositions, each run forward on the data; the third is also checked against a
-reference (the same pipeline written with PyG's own layers) and trained for a few steps:
+reference (:meth:`GraphCF.lightgcn <pyg_cf.nn.GraphCF.lightgcn>` with one-hot item features)
+and trained for a few steps:
 
 1. **HeteroConv** – the layer on ``user -> item`` next to a ``SAGEConv`` on
    ``item -> user`` in one :class:`torch_geometric.nn.HeteroConv`.

@@ -17,10 +17,13 @@ interactions are carved (seed 0) as a validation split; early stopping and every
 validation NDCG@20, the reported number is the test metric of the best-validation weights.
 
 Tuning: fixed-τ softmax cells (SSM, SM) first run the paper's coarse τ grid {0.1, 0.2, 0.5,
-1.0}, then a finer step on each side of the winner, each point for ``grid_epochs`` epochs
+1.0}, then finer steps on each side of the winner (two per side by default, one for the
+LightGCN cells), each point for ``grid_epochs`` epochs
 (``--grid-budget`` seconds at most), chosen on validation NDCG@20 only; every point is cached
 as ``results/repro/grid/<cell>/<point>.json`` and the page lists them beside the cell.
-Other cells use the papers' published settings.
+Selection cells (``select_from``) choose among other cells' runs on validation NDCG@20 (SVD++'s
+α0 among {0, 0.5, 1}, as the paper tunes it; CCL's negative weight). Other cells use the
+papers' published settings.
 
 Refit (``--refit``, after a cell's validation run): the papers train on the whole training
 split, the validation protocol on 90 % of it. A refit retrains the cell on the full training
@@ -41,8 +44,8 @@ train similarity trains once and logs its evaluations under both test similariti
 (``extra_test_similarities``). The cell with the other test similarity (``read_similarity``)
 reads the run's history: the evaluation with the best validation NDCG@20 under *its*
 similarity, and that evaluation's test metrics — what a separate run with the same training
-would report. The τ grid and a refit's epoch count are the source cell's (chosen under its own
-test similarity).
+would report. The τ grid is the source cell's (chosen under its own test similarity); a
+refit's epoch count is the reading cell's own best-validation epoch under its similarity.
 """
 
 from __future__ import annotations

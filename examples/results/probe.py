@@ -6,7 +6,8 @@ Runs the cell of ``examples/reproduce.py`` with one setting changed — a field 
 keys and values change several at once (``lr,mask_positives 1e-4,true``) — for ``EPOCHS``
 epochs (or until its early stopping, or a ``BUDGET`` in seconds), on the same seed and
 validation carve as the cell itself. The record (validation and test history; test is read,
-never used for a choice) goes to ``OUT_DIR/<cell>-<key>=<value>-<epochs>ep[-<budget>s].json``;
+never used for a choice) goes to ``OUT_DIR/<cell>-<key>=<value>-<epochs>ep[-<budget>s].json``
+(several settings joined by ``+``, numbers as ``:g``: ``lr=0.0001+mask_positives=True``);
 compare it with the same epochs of ``results/repro/<cell>.json``. With ``--refit`` it then
 retrains the probed setting on the full training split for the probe's best-validation epoch
 count (as ``reproduce.py --refit`` does for a cell) and writes ``<probe record>-refit.json``.
