@@ -843,6 +843,66 @@ def test_a_probe_refit_ahead_is_read_at_the_chosen_epoch(
     )
 
 
+def test_a_stopped_refit_ahead_is_closed_at_its_checkpoint_and_read(
+    repro, probe, tmp_path, val_ratios
+):
+    """What ``results/bpr_long/finish.sh`` does once validation has chosen: a refit ahead
+    stopped at a checkpoint (here epoch 2 of a 5-epoch run) is closed there by
+    ``--refit-ahead 2`` without training another epoch, and ``--refit`` reads the chosen
+    epoch from it."""
+    name, _, ahead_path = probe.probe_names("t9-mf-ssm", {"tau": 0.5}, 2, tmp_path / "p", None)
+    probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit_ahead=2)
+    first = json.loads(ahead_path.read_text())
+    # as if it had been a longer run ahead, stopped after epoch 2: its record not written
+    ahead_path.unlink()
+    root = repro.CHECKPOINTS / name
+    (root / "refit-epochs=2,similarity=cos,tau=0.5").rename(
+        root / "refit-epochs=5,similarity=cos,tau=0.5"
+    )
+    before = list(val_ratios)
+    probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit_ahead=2)
+    closed = json.loads(ahead_path.read_text())
+    assert val_ratios == [*before, 0.0]
+    assert closed["epochs_run"] == 2
+    # nothing retrained: the same history, times included, from the checkpoint
+    assert closed["history"] == first["history"]
+    assert closed["test"] == first["test"]
+    out = probe.probe("t9-mf-ssm", "tau", 0.5, 2, tmp_path / "p", refit=True)
+    rec = json.loads(out.read_text())
+    n = rec["selected_from"]["best_epoch"]
+    row = next(r for r in closed["history"] if r["epoch"] == n)
+    assert rec["read_from_ahead"]["epoch"] == n
+    assert rec["test"]["recall@20"] == row["test_recall@20"]
+
+
+def test_the_bpr_pairs_finish_script_names_the_pairs_own_files(monkeypatch):
+    """``results/bpr_long/finish.sh`` hard-codes the pair's record and checkpoint (it runs
+    in the pinned worktree): they must be the names probe.py and reproduce.py give them."""
+    mods = {}
+    for name, path in [
+        ("reproduce", ROOT / "examples" / "reproduce.py"),
+        ("probe", ROOT / "examples" / "results" / "probe.py"),
+    ]:
+        spec = importlib.util.spec_from_file_location(f"_finish_{name}", path)
+        mods[name] = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, mods[name])  # for its dataclasses
+        spec.loader.exec_module(mods[name])
+    script = (ROOT / "examples" / "results" / "bpr_long" / "finish.sh").read_text()
+    resume = (ROOT / "examples" / "results" / "bpr_long" / "resume.sh").read_text()
+    args_line = next(ln for ln in script.splitlines() if ln.startswith("args=("))
+    assert args_line in resume.splitlines()  # the same runs as resume.sh starts
+    cell_id, key, value, epochs, out_dir, budget = args_line.removeprefix("args=(")[:-1].split()
+    run, record, _ = mods["probe"].probe_names(
+        cell_id, {key: int(value)}, int(epochs), Path(out_dir), float(budget)
+    )
+    cell = mods["reproduce"].BY_ID[cell_id]
+    tag = mods["reproduce"].point_tag({**cell.loss_kwargs, "epochs": int(epochs)})
+    ckpt = f"runs/repro_checkpoints/{run}/refit-{tag}/last.pt"
+    assert f'record="$main/{record.as_posix()}"' in script
+    assert f'ahead_ckpt="$main/{ckpt}"' in script
+    assert "--refit-ahead 1000" in script and f" {epochs} " in args_line
+
+
 def test_a_gpu_run_keeps_out_of_the_equal_time_view(repro):
     """A cell reported from a GPU run shows 'GPU run' for its 600-s column, and the
     equal-training-time section (CPU minutes) shows its earlier CPU run instead, marked."""

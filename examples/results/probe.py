@@ -113,6 +113,19 @@ def _grid_choice(mod: Any, cell_id: str, loss_args: dict[str, Any]) -> dict[str,
     return {k: v for k, v in chosen.items() if k in open_keys}
 
 
+def probe_names(
+    cell_id: str, settings: dict[str, Any], epochs: int, out_dir: Path, budget: float | None
+) -> tuple[str, Path, Path]:
+    """The probe's run name (its checkpoints: ``<CHECKPOINTS>/<name>/``), its record and its
+    refit-ahead record."""
+    suffix = f"-{budget:g}s" if budget else ""
+    tag = "+".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+    )
+    out = out_dir / f"{cell_id}-{tag}-{epochs}ep{suffix}.json"
+    return f"x-{cell_id}-{tag}{suffix}", out, out.with_name(f"{out.stem}-refit_ahead.json")
+
+
 def probe(
     cell_id: str,
     key: str,
@@ -130,12 +143,7 @@ def probe(
     if cell_id not in mod.BY_ID:
         raise SystemExit(f"probe: unknown cell {cell_id!r}; `python examples/reproduce.py --list`")
     settings = _settings(key, value)
-    suffix = f"-{budget:g}s" if budget else ""
-    tag = "+".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
-    )
-    out = out_dir / f"{cell_id}-{tag}-{epochs}ep{suffix}.json"
-    ahead_out = out.with_name(f"{out.stem}-refit_ahead.json")
+    name, out, ahead_out = probe_names(cell_id, settings, epochs, out_dir, budget)
     cmd = _command(cell_id, settings, epochs, out_dir, budget)
     names = {f.name for f in dataclasses.fields(mod.BY_ID[cell_id])}
     fields = {k: v for k, v in settings.items() if k in names or k.startswith("model.")}
@@ -145,7 +153,7 @@ def probe(
         if ahead_out.exists():
             print(f"{ahead_out} exists: nothing to do")
             return ahead_out
-        cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", refit_ahead)
+        cell = _probed_cell(mod, cell_id, fields, name, refit_ahead)
         chosen = {**cell.loss_kwargs, **loss_args}
         rec = mod.run_cell(
             cell, None, overrides=chosen, epochs=refit_ahead, refit=True,
@@ -160,7 +168,7 @@ def probe(
     if out.exists():
         print(f"{out} exists: nothing to train for the probe")
     else:
-        cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", epochs)
+        cell = _probed_cell(mod, cell_id, fields, name, epochs)
         rec = mod.run_cell(cell, budget, overrides=loss_args or None)
         rec["probe"] = {"base_cell": cell_id, **settings}
         rec["command"] = cmd
@@ -175,7 +183,7 @@ def probe(
         return refit_out
     source = json.loads(out.read_text())
     n = int(source["best_epoch"])
-    cell = _probed_cell(mod, cell_id, fields, f"x-{cell_id}-{tag}{suffix}", n)
+    cell = _probed_cell(mod, cell_id, fields, name, n)
     chosen = source.get("loss_kwargs") or dict(cell.loss_kwargs)
     rec = mod.refit_from_ahead(cell, chosen, n, path=ahead_out)
     if rec is None:
