@@ -169,8 +169,8 @@ class MultiMarginLoss(SampledScoreLoss):
     Defaults are the paper's Gowalla settings: margins :math:`[0.7, 0.8, 0.9]`, weights
     :math:`[0.10, 0.15, 0.75]`, :math:`w_{neg} = 700`, :math:`w_{pos} = 1`, 100 uniform
     negatives, cosine (Yelp2018: margins :math:`[0.6, 0.7, 0.8, 0.9]`, weights
-    :math:`[0.05, 0.15, 0.20, 0.60]`, :math:`w_{neg}` 350–400). With one margin it is
-    :class:`CosineContrastiveLoss`.
+    :math:`[0.05, 0.15, 0.20, 0.60]`, :math:`w_{neg}` 350–400). With one margin, weight
+    :math:`w_1 = 1` and :math:`w_{pos} = 1` it is :class:`CosineContrastiveLoss`.
 
     Args:
         margins: The margins :math:`m_k`.

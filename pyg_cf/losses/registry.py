@@ -55,11 +55,54 @@ def get_loss(name: str, **kwargs: Any) -> CFLoss:
     key = name.lower()
     if key not in _REGISTRY:
         raise ConfigError(f"unknown loss {name!r}; registered losses: {list_losses()}")
-    check_argument_types(_REGISTRY[key], kwargs, f"loss {name!r}")
+    return construct(_REGISTRY[key], kwargs, f"loss {name!r}")
+
+
+def _accepted_names(factory: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments ``factory`` takes — for a class, those of its ``__init__`` and,
+    while that passes ``**kwargs`` up, its bases' — or ``None`` where it takes any."""
+    targets: list[Any] = [factory]
+    if isinstance(factory, type):
+        targets = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)]  # type: ignore[misc]
+    names: set[str] = set()
+    for target in targets:
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):  # no signature to read: the factory judges
+            return None
+        names.update(
+            k
+            for k, p in params.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k != "self"
+        )
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names
+    return None
+
+
+def construct(factory: Callable[..., Any], kwargs: dict[str, Any], what: str) -> Any:
+    """``factory(**kwargs)`` after checking the arguments: their types
+    (:func:`check_argument_types`), that each is one ``factory`` takes, and that none it
+    requires is missing — each refused with a :class:`ConfigError` that names it. An error
+    raised inside the constructor itself is not caught (it is not a bad argument).
+
+    Raises:
+        ConfigError: ``"bad arguments for <what>: ..."``.
+    """
+    check_argument_types(factory, kwargs, what)
+    accepted = _accepted_names(factory)
+    if accepted is not None and (unknown := sorted(set(kwargs) - accepted)):
+        raise ConfigError(
+            f"bad arguments for {what}: it takes no argument {', '.join(map(repr, unknown))}; "
+            f"it takes {sorted(accepted)}"
+        )
     try:
-        return _REGISTRY[key](**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"bad arguments for loss {name!r}: {e}") from None
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as e:  # e.g. a required argument missing
+        raise ConfigError(f"bad arguments for {what}: {e}") from None
+    except ValueError:  # no signature to read: the factory judges
+        pass
+    return factory(**kwargs)
 
 
 def _conforms(value: Any, hint: Any) -> bool | None:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import CFLoss, LossBatch
-from pyg_cf.losses.registry import check_argument_types
+from pyg_cf.losses.registry import construct
 from pyg_cf.train.trainer import Callback
 
 if TYPE_CHECKING:
@@ -156,9 +156,13 @@ def adaptive_tau0(
         \tau_0 = \frac{(\mu^+ - \mu) + \sqrt{(\mu^+ - \mu)^2 - 2(\sigma^2 - \sigma^{+2})
         \log\frac{|U'||I|}{2|D'|}}}{2\log\frac{|U'||I|}{2|D'|}}
 
-    (a negative discriminant is clamped at 0, as in the authors' code); it reduces to
-    eq. 14 when the variances are equal. This quadratic is the one the authors' code solves
-    (there with the :math:`w^2` coefficient fixed at :math:`10^{-10}`, i.e. eq. 14); its
+    (a negative discriminant, where no real root exists, is clamped at 0: :math:`\tau_0 =
+    (\mu^+ - \mu) / (2\log\frac{|U'||I|}{2|D'|})`, the vertex of the quadratic in
+    :math:`\tau`; the authors' code clamps it in :math:`w` instead, which would give
+    :math:`w = (\mu^+ - \mu) / (\sigma^2 - \sigma^{+2})`, a case its fixed coefficient
+    never reaches); it reduces to eq. 14 when the variances are equal. This quadratic is the
+    one the authors' code solves (there with the :math:`w^2` coefficient fixed at
+    :math:`10^{-10}`, i.e. eq. 14); its
     coefficient :math:`\sigma^2 - \sigma^{+2}` comes from matching the Gaussian log-moment
     generating functions of the positive and all-pair scores, our reading of eq. 13.
 
@@ -170,8 +174,8 @@ def adaptive_tau0(
         use_variance: Use the variance form (eq. 13) instead of eq. 14.
         gap: Use this value of :math:`\mu^+ - \mu` instead of measuring it (the warm-up of
             the authors' code assumes 0.7).
-        tau_min: Lower clamp of :math:`\tau_0` (a gap :math:`\le 0`, e.g. at random
-            initialisation, gives ``tau_min``).
+        tau_min: Lower clamp of :math:`\tau_0` (under eq. 14 a gap :math:`\le 0`, e.g. at
+            random initialisation, gives ``tau_min``; the variance form can stay above it).
         tau_max: Upper clamp of :math:`\tau_0`.
     """
     num_users, num_items = user_emb.size(0), item_emb.size(0)
@@ -501,8 +505,4 @@ def get_temperature_schedule(name: str, **kwargs: Any) -> TemperatureSchedule:
     key = name.lower()
     if key not in _SCHEDULES:
         raise ConfigError(f"unknown temperature schedule {name!r}; known: {sorted(_SCHEDULES)}")
-    check_argument_types(_SCHEDULES[key], kwargs, f"temperature schedule {name!r}")
-    try:
-        return _SCHEDULES[key](**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"bad arguments for temperature schedule {name!r}: {e}") from None
+    return construct(_SCHEDULES[key], kwargs, f"temperature schedule {name!r}")

@@ -75,6 +75,49 @@ def test_a_user_loss_is_checked_from_its_annotations():
     get_loss("test-typed", anything="goes to **extra")  # not annotated by name: not checked
 
 
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: get_loss("ssm", bogus=1), "bad arguments for loss 'ssm': it takes no argument "),
+        # AdapTau passes its other arguments up to AdapTau0: both name what they take
+        (
+            lambda: get_temperature_schedule("adap-tau", bogus=1),
+            "bad arguments for temperature schedule 'adap-tau': it takes no argument ",
+        ),
+    ],
+)
+def test_an_unknown_argument_is_named_with_those_taken(make, message):
+    with pytest.raises(ConfigError, match=re.escape(message + "'bogus'; it takes [")) as e:
+        make()
+    taken = str(e.value).split("it takes [")[1]
+    assert "'tau'" in taken or "'divisor'" in taken
+    if "adap-tau" in message:  # its own and its base's
+        assert "'divisor'" in taken and "'warmup_epochs'" in taken
+
+
+def test_a_missing_argument_is_a_config_error_and_a_constructors_own_error_is_not():
+    @register_loss("test-required", overwrite=True)
+    class Required(CFLoss):
+        negatives = "none"
+
+        def __init__(self, scale: float, broken: bool = False):
+            super().__init__()
+            if broken:  # a bug inside the constructor, not a bad argument
+                raise TypeError("unsupported operand type(s) inside __init__")
+            self.scale = scale
+
+        def forward(self, batch):
+            return batch.user_emb.sum() * self.scale
+
+    with pytest.raises(ConfigError, match=r"bad arguments for loss 'test-required': .*'scale'"):
+        get_loss("test-required")
+    assert get_loss("test-required", scale=2.0).scale == 2.0
+    with pytest.raises(TypeError, match="inside __init__") as e:
+        get_loss("test-required", scale=1.0, broken=True)
+    assert not isinstance(e.value, ConfigError)
+    assert e.traceback[-1].name == "__init__"  # the traceback reaches the constructor
+
+
 def test_unresolvable_annotations_are_left_to_the_constructor():
     def factory(x: "NotAType" = 1):  # noqa: F821
         return x
