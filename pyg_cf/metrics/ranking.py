@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -174,19 +175,34 @@ def positive_index(
 ) -> UserItemIndex:
     """The index of the held-out pairs :math:`T_u`, each ``(user, item)`` pair once:
     :math:`T_u` is a set, and a repeated pair would count twice in :math:`|T_u|` but could
-    only be hit once. A repeat is logged (naming ``caller``), never an error. The index is
-    on ``device`` (``positives``' own when ``None``), cached for the source tensor."""
+    only be hit once. A repeat is logged (once per ``caller`` and source), never an error.
+    The index is on ``device`` (``positives``' own when ``None``), cached for the source
+    tensor with the check for repeats, so an evaluation every few epochs repeats neither."""
     dev = positives.device if device is None else torch.device(device)
     pos = UserItemIndex.cached_on(positives, dev, num_users, num_items)
-    if pos.keys.numel() > 1 and bool((pos.keys[1:] == pos.keys[:-1]).any()):
-        unique = torch.unique(positives.to(dev), dim=1)
+    if pos not in _DEDUPED:
+        unique: UserItemIndex | None = None
+        if pos.keys.numel() > 1 and bool((pos.keys[1:] == pos.keys[:-1]).any()):
+            pairs = torch.unique(positives.to(dev), dim=1)
+            unique = UserItemIndex(pairs, num_users, num_items)
+        _DEDUPED[pos] = (unique, positives.size(1), set())
+    unique, total, warned = _DEDUPED[pos]
+    if unique is None:
+        return pos
+    if caller not in warned:
+        warned.add(caller)
         log.warning(
             "%s: positives repeat %d (user, item) pair(s); each is counted once",
             caller,
-            positives.size(1) - unique.size(1),
+            total - unique.keys.numel(),
         )
-        pos = UserItemIndex(unique, num_users, num_items)
-    return pos
+    return unique
+
+
+# per cached index of held-out pairs: its deduplicated index (``None``: no repeats), the
+# number of pairs given and the callers already warned (weak keys: entries go with the index)
+_DEDUPED: weakref.WeakKeyDictionary[UserItemIndex, tuple[UserItemIndex | None, int, set[str]]]
+_DEDUPED = weakref.WeakKeyDictionary()
 
 
 def masked_hits(

@@ -13,6 +13,7 @@ from pyg_cf.metrics import (
     popularity_baseline,
     ranking_metrics_from_hits,
 )
+from pyg_cf.metrics.ranking import positive_index
 
 
 def test_hand_computed_metrics():
@@ -171,6 +172,22 @@ def test_repeated_positives_count_once_and_no_positives_are_refused(caplog):
     assert "repeat 1" in caplog.text
     with pytest.raises(ConfigError, match="empty"):
         evaluate_scores(_const_scores, 1, 5, torch.empty(2, 0, dtype=torch.long), ks=(1,))
+
+
+def test_repeated_positives_are_checked_and_logged_once_per_source_and_caller(caplog):
+    """An evaluation every few epochs on the same held-out pairs: the repeats are found
+    once (cached with the pairs' index) and logged once per caller, with the same metrics."""
+    pairs = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1]])
+    first = evaluate_scores(_const_scores, 2, 5, pairs, ks=(1,))
+    again = evaluate_scores(_const_scores, 2, 5, pairs, ks=(1,))
+    assert first == again and first["recall@1"] == 0.5
+    assert caplog.text.count("positives repeat 2") == 1
+    idx = positive_index(pairs, 2, 5, "another caller")
+    assert idx.keys.numel() == 2  # each pair once
+    assert caplog.text.count("another caller: positives repeat 2") == 1
+    pairs[1, 3] = 2  # edited in place: a new index, checked again (one repeat left)
+    assert positive_index(pairs, 2, 5, "another caller").keys.numel() == 3
+    assert "another caller: positives repeat 1" in caplog.text
 
 
 @pytest.mark.parametrize("ks", [(), (0,), (6,), (2.0,), (True,)])
