@@ -221,6 +221,8 @@ class DistributedTrainer(Trainer):
                 dist.broadcast(t, src=dist.get_global_rank(group, 0) if group else 0, group=group)
         self.local_generator = torch.Generator(device=self.device)
         self._weight = 1.0
+        # split -> (its held-out pairs, their version, this rank's share of them)
+        self._shares: dict[str, tuple[Tensor | None, int, Tensor]] = {}
         self.optimizer.register_step_pre_hook(self._average_gradients)
 
     # -- sharding --------------------------------------------------------------------------
@@ -344,13 +346,19 @@ class DistributedTrainer(Trainer):
         if (similarity or self.config.test_similarity) == "cos":
             u, i = F.normalize(u, dim=-1), F.normalize(i, dim=-1)
         it = i.t().contiguous()
-        positives = held_out_edges(self.data, split).to(u.device)
+        positives = held_out_edges(self.data, split)
         if positives.numel() == 0:
             raise ConfigError(f"data has no {split} positives")
-        seen = [train_edges(self.data).to(u.device)]
+        # the data's own tensors (and this rank's share, kept while its source is unchanged):
+        # evaluate_scores caches their sorted indexes on u's device per source tensor, so an
+        # evaluation every few epochs does not copy and sort the pairs again
+        seen = [train_edges(self.data)]
         if split == "test":
-            seen.append(held_out_edges(self.data, "val").to(u.device))
-        mine = positives[:, positives[0] % self.world_size == self.rank]
+            seen.append(held_out_edges(self.data, "val"))
+        source, version, mine = self._shares.get(split, (None, -1, positives))
+        if source is not positives or version != positives._version:
+            mine = positives[:, positives[0] % self.world_size == self.rank]
+            self._shares[split] = (positives, positives._version, mine)
         ks = self.config.ks
         keys = [f"{m}@{k}" for k in ks for m in _METRICS]
         sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=u.device)

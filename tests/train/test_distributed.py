@@ -117,6 +117,34 @@ def test_one_rank_equals_plain_trainer(one_process_group):
         assert out[0][1][key].tolist() == pytest.approx(out[1][1][key].tolist(), abs=1e-6)
 
 
+def test_evaluating_again_sorts_no_pairs_again(one_process_group, monkeypatch):
+    """Each evaluation used to copy the held-out and training pairs and cut this rank's
+    share anew, so their sorted indexes (cached per source tensor) were rebuilt every time;
+    now a second evaluation builds none, and gives the same metrics."""
+    from pyg_cf.data import pairs
+
+    data = clustered()
+    tr = DistributedTrainer(GraphCF.from_data(data, "mf", embedding_dim=4), data,
+                            get_loss("bpr"), _cfg())  # fmt: skip
+    first = {s: tr.evaluate(s) for s in ("val", "test")}
+    built = []
+    init = pairs.UserItemIndex.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(args[0].shape)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(pairs.UserItemIndex, "__init__", spy)
+    again = {s: tr.evaluate(s) for s in ("val", "test")}
+    assert again == first
+    assert built == []
+    data["user", "rates", "item"].test_edge_index = (
+        data["user", "rates", "item"].test_edge_index[:, :-1].clone()
+    )  # new held-out pairs: a new share and index
+    tr.evaluate("test")
+    assert len(built) == 1
+
+
 def test_one_rank_trains_a_loss_parameter_like_the_plain_trainer(one_process_group):
     data = clustered()
     learned = []
