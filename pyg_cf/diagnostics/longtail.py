@@ -132,7 +132,9 @@ def long_tail_recall(
             ``(user_emb, item_emb)``, or that pair.
         data: The pyg-cf data object.
         k: Cut-off :math:`K`.
-        groups: Number of groups :math:`G` (:func:`item_groups`).
+        groups: Number of groups :math:`G` (:func:`item_groups`), formed on the items'
+            degrees in ``data``'s training edges — with a validation carve, those of the
+            training split without it (the popularity the model was trained on).
         split: ``'test'`` or ``'val'``.
         similarity: ``'ip'`` or ``'cos'`` at prediction time.
         mask_val_at_test: Mask validation positives when ``split='test'`` (as
@@ -165,8 +167,8 @@ def long_tail_recall(
     positives = held_out_edges(data, split)
     if positives.numel() == 0:
         raise ConfigError(f"data has no {split} positives")
-    pos = positive_index(positives.to(dev), nu, ni, "long_tail_recall")
-    masks = [UserItemIndex(s.to(dev), nu, ni) for s in seen if s.numel()]
+    pos = positive_index(positives, nu, ni, "long_tail_recall", dev)
+    masks = [UserItemIndex.cached_on(s, dev, nu, ni) for s in seen if s.numel()]
     users_all = torch.nonzero(pos.counts > 0).view(-1)
     chunk = _chunk_size(memory_budget_mb, ni, dev)
     scorer = _GemmScores(u_emb, i_emb, chunk)
