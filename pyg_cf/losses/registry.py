@@ -58,14 +58,19 @@ def get_loss(name: str, **kwargs: Any) -> CFLoss:
     return construct(_REGISTRY[key], kwargs, f"loss {name!r}")
 
 
+def _constructors(factory: Callable[..., Any]) -> list[Any]:
+    """``[factory]``, or for a class the ``__init__`` of it and of its bases, most derived
+    first (a subclass passing ``**kwargs`` up: its bases name them)."""
+    if isinstance(factory, type):
+        return [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)]  # type: ignore[misc]
+    return [factory]
+
+
 def _accepted_names(factory: Callable[..., Any]) -> set[str] | None:
     """The keyword arguments ``factory`` takes — for a class, those of its ``__init__`` and,
     while that passes ``**kwargs`` up, its bases' — or ``None`` where it takes any."""
-    targets: list[Any] = [factory]
-    if isinstance(factory, type):
-        targets = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)]  # type: ignore[misc]
     names: set[str] = set()
-    for target in targets:
+    for target in _constructors(factory):
         try:
             params = inspect.signature(target).parameters
         except (TypeError, ValueError):  # no signature to read: the factory judges
@@ -161,11 +166,8 @@ def check_argument_types(factory: Callable[..., Any], kwargs: dict[str, Any], wh
     Raises:
         ConfigError: ``"<what>: argument <key>=<value> must be <type>"``.
     """
-    targets: list[Any] = [factory]
-    if isinstance(factory, type):  # a subclass passing **kwargs up: its bases name them
-        targets = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)]  # type: ignore[misc]
     hints: dict[str, Any] = {}
-    for target in reversed(targets):  # the class's own annotation wins over a base's
+    for target in reversed(_constructors(factory)):  # the class's own annotation wins over a base's
         try:
             params = inspect.signature(target).parameters
             found = typing.get_type_hints(target)

@@ -162,9 +162,9 @@ def adaptive_tau0(
     :math:`w = (\mu^+ - \mu) / (\sigma^2 - \sigma^{+2})`, a case its fixed coefficient
     never reaches); it reduces to eq. 14 when the variances are equal. This quadratic is the
     one the authors' code solves (there with the :math:`w^2` coefficient fixed at
-    :math:`10^{-10}`, i.e. eq. 14); its
-    coefficient :math:`\sigma^2 - \sigma^{+2}` comes from matching the Gaussian log-moment
-    generating functions of the positive and all-pair scores, our reading of eq. 13.
+    :math:`10^{-10}`, i.e. eq. 14); its coefficient :math:`\sigma^2 - \sigma^{+2}` comes
+    from matching the Gaussian log-moment generating functions of the positive and all-pair
+    scores, our reading of eq. 13.
 
     Args:
         user_emb: ``[num_users, d]`` final user embeddings.
