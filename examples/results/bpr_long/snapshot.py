@@ -10,7 +10,9 @@ the results pages quote before the cell finishes are in the repository::
     python examples/results/bpr_long/snapshot.py
 
 A snapshot never replaces one that reached further (a run restarted from epoch 1 after its
-checkpoints were lost) unless ``--force`` is given.
+checkpoints were lost) unless ``--force`` is given. ``--out NAME`` writes ``NAME`` beside this
+file instead (the rerun of 2026-12-07 writes ``rerun_progress.json``, keeping the lost runs'
+``cpu_progress.json`` as it was).
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ def main() -> int:
         print(f"no checkpoint of the pair under {CKPT / RUN}: nothing to snapshot")
         return 1
     runs = {name: run_summary(path, cmd) for name, (path, cmd) in RUNS.items() if path.exists()}
-    saved = HERE / "cpu_progress.json"
-    if saved.exists() and "--force" not in sys.argv[1:]:
+    args = sys.argv[1:]
+    name = args[args.index("--out") + 1] if "--out" in args[:-1] else "cpu_progress.json"
+    saved = HERE / Path(name).name
+    if saved.exists() and "--force" not in args:
         before = json.loads(saved.read_text())
         behind = [
             f"{name} at epoch {run['epoch']} < {before[name]['epoch']} saved"
@@ -95,7 +99,8 @@ def main() -> int:
         "machine": machine(),
         **runs,
     }
-    (HERE / "cpu_progress.json").write_text(json.dumps(out, indent=1) + "\n")
+    saved.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {saved}")
     for name in RUNS:
         if name in out:
             last = out[name]["evaluations"][-1]
