@@ -10,6 +10,8 @@
 # another commit is replaced (it holds nothing else).
 #
 #   bash examples/results/bpr_long/resume.sh SUFFIX   # logs: runs/lightgcn_bpr_*_SUFFIX.log
+#   nohup bash examples/results/bpr_long/finish.sh > runs/bpr_finish_SUFFIX.log 2>&1 &
+#       # then: reads the refit at the chosen epoch once validation has ended (finish.sh)
 #
 # Refuses to start a second copy of a run that is already going.
 set -euo pipefail
