@@ -80,8 +80,8 @@ def main() -> int:
         return 1
     runs = {name: run_summary(path, cmd) for name, (path, cmd) in RUNS.items() if path.exists()}
     args = sys.argv[1:]
-    name = args[args.index("--out") + 1] if "--out" in args[:-1] else "cpu_progress.json"
-    saved = HERE / Path(name).name
+    out_name = args[args.index("--out") + 1] if "--out" in args[:-1] else "cpu_progress.json"
+    saved = HERE / Path(out_name).name
     if saved.exists() and "--force" not in args:
         before = json.loads(saved.read_text())
         behind = [
