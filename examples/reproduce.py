@@ -1019,8 +1019,9 @@ def refit_from_ahead(
     trained the same loss arguments at least that long and evaluated at exactly that epoch;
     else ``None`` (a validation run stopped by its budget may choose an epoch between two of
     the ahead run's evaluations: the refit is then trained, since an earlier evaluation is
-    another epoch count than the one validation chose). Its long-tail groups are not
-    available (measured at the ahead run's end). ``path``: the ahead run's record (default:
+    another epoch count than the one validation chose). Its long-tail groups are the ahead
+    run's when that run ended at exactly the chosen epoch (they are measured on its last
+    weights), else not available. ``path``: the ahead run's record (default:
     the cell's, :func:`ahead_path`; a probe keeps its own)."""
     path = path or ahead_path(cell)
     ahead = _read_json(path)
@@ -1047,7 +1048,8 @@ def refit_from_ahead(
         "epochs_run": read,
         "wall_s": float(row["elapsed_s"]),
         "converged": True,
-        "long_tail": None,
+        # measured on the ahead run's last weights: the chosen epoch's only if it ended there
+        "long_tail": ahead.get("long_tail") if read == ahead["epochs_run"] else None,
         "history": [r for r in ahead["history"] if r["epoch"] <= read],
         # the run that trained it, then the command that read it at the chosen epoch
         "command": f"{ahead['command']} then {command(cell)} --refit",

@@ -229,9 +229,11 @@ def test_a_refit_ahead_is_read_at_exactly_the_chosen_epoch_or_not_at_all(repro):
         {"epoch": e, "elapsed_s": float(e), "test_recall@20": e / 100, "test_ndcg@20": e / 200}
         for e in (5, 10, 15)
     ]
+    tail = {"recall@20": 0.15, "groups": {"group": [0, 1], "recall@20": [0.05, 0.1]}}
     ahead = {
         "loss_kwargs": {"k": 1}, "epochs_run": 15, "history": rows, "machine": "m",
         "test": {"recall@20": 0.15, "ndcg@20": 0.075}, "command": "ahead-cmd",
+        "long_tail": tail,
     }  # fmt: skip
     repro.ahead_path(cell).parent.mkdir(parents=True)
     repro.ahead_path(cell).write_text(json.dumps(ahead))
@@ -239,6 +241,9 @@ def test_a_refit_ahead_is_read_at_exactly_the_chosen_epoch_or_not_at_all(repro):
     assert exact["test"] == {"recall@20": 0.10, "ndcg@20": 0.05} and exact["epochs_run"] == 10
     assert exact["read_from_ahead"]["epoch"] == exact["read_from_ahead"]["chosen_epoch"] == 10
     assert [r["epoch"] for r in exact["history"]] == [5, 10]
+    assert exact["long_tail"] is None  # measured at epoch 15, not 10
+    # read at the ahead run's last epoch: its long-tail groups are those weights'
+    assert repro.refit_from_ahead(cell, {"k": 1}, 15)["long_tail"] == tail
     assert repro.refit_from_ahead(cell, {"k": 1}, 13) is None  # was read at epoch 10
     assert repro.refit_from_ahead(cell, {"k": 1}, 21) is None
     # an ahead run that stopped at 15 never trained 18 epochs: reading its epoch 15 as the
