@@ -18,6 +18,7 @@ stored beside them and read with :func:`held_out_edges`.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import numpy as np
 import pandas as pd
@@ -39,13 +40,28 @@ __all__ = [
     "train_edges",
 ]
 
+log = logging.getLogger(__name__)
+
 USER_ITEM = ("user", "rates", "item")
 REV_EDGE = ("item", "rated_by", "user")
 
 
-def _edge_tensor(df: pd.DataFrame | None) -> Tensor:
+def _edge_tensor(df: pd.DataFrame | None, split: str) -> Tensor:
+    """The ``(user, item)`` pairs of ``df`` as a sorted ``[2, E]`` tensor; ``split`` names
+    the split in errors.
+
+    Raises:
+        DataFormatError: for an id column that is not of an integer dtype (a float id
+            would be truncated to another id).
+    """
     if df is None or len(df) == 0:
         return torch.empty(2, 0, dtype=torch.long)
+    for col in ("user", "item"):
+        if not pd.api.types.is_integer_dtype(df[col]):
+            raise DataFormatError(
+                f"{split}: column '{col}' holds {df[col].dtype} ids, but build_graph takes "
+                "integer dense ids (encode the raw ids with encode_ids first)"
+            )
     ei = torch.from_numpy(np.stack([df["user"].to_numpy(np.int64), df["item"].to_numpy(np.int64)]))
     # Sort by (user, item) so CSR conversion is a no-op and runs are deterministic.
     key = ei[0] * (int(ei[1].max()) + 1) + ei[1]
@@ -68,22 +84,35 @@ def build_graph(
         test: Test positives, or ``None``.
         name: A name stored as ``data.name``.
 
+    A validation or test pair given more than once is kept once: the repeats are dropped
+    and counted in a WARNING log line, as :func:`~pyg_cf.data.interactions.drop_duplicates`
+    does for the loaders (a repeated training pair is refused).
+
     Raises:
-        DataFormatError: if an id is outside ``[0, num_users)`` / ``[0, num_items)`` or a
-            training pair is repeated, if a held-out pair is also a training pair, or
-            if a test pair is also a validation pair.
+        DataFormatError: if an id column is not of an integer dtype, if an id is outside
+            ``[0, num_users)`` / ``[0, num_items)`` or a training pair is repeated, if a
+            held-out pair is also a training pair, or if a test pair is also a validation
+            pair.
     """
     nu, ni = id_map.num_users, id_map.num_items
     parts = {"train": train, "val": val, "test": test}
     tensors = {}
     for key, df in parts.items():
-        ei = _edge_tensor(df)
+        ei = _edge_tensor(df, key)
         if ei.numel():
             if int(ei.min()) < 0 or int(ei[0].max()) >= nu or int(ei[1].max()) >= ni:
                 raise DataFormatError(
                     f"{key} ids out of range for {nu} users / {ni} items "
                     "(encode ids with encode_ids first)"
                 )
+            if key != "train" and ei.size(1) > 1:
+                # sorted: a repeated pair sits next to its first copy
+                first = torch.ones(ei.size(1), dtype=torch.bool)
+                first[1:] = (ei[:, 1:] != ei[:, :-1]).any(0)
+                n = int((~first).sum())
+                if n:
+                    log.warning("%s: dropped %d duplicate interaction(s) of %d", key, n, ei.size(1))
+                    ei = ei[:, first].contiguous()
         tensors[key] = ei
     tr = tensors["train"]
     if tr.size(1) > 1:

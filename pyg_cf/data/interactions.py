@@ -7,7 +7,7 @@ All functions take and return :class:`pandas.DataFrame` objects with at least th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -41,27 +41,37 @@ def dense_id_limit(num_distinct: int) -> int:
     return 2 * num_distinct + DENSE_ID_SLACK
 
 
-def validate_frame(df: pd.DataFrame, name: str = "frame") -> None:
+def validate_frame(
+    df: pd.DataFrame, name: str = "frame", *, labels: Mapping[str, str] | None = None
+) -> None:
     """Check that ``df`` has ``user`` and ``item`` columns without missing values.
+
+    Args:
+        df: The frame.
+        name: Names the frame in errors.
+        labels: The names the caller gave the ``user`` and ``item`` columns, used in
+            errors in their place (``from_dataframe`` renames the caller's columns).
 
     Raises:
         DataFormatError: naming the missing column, or the first row with a missing id.
     """
+    labels = labels or {}
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{name}: expected a pandas DataFrame, got {type(df).__name__}")
     repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
     if repeated:
         raise DataFormatError(f"{name}: repeated column name(s) {repeated}; rename or drop them")
     for col in ("user", "item"):
+        label = labels.get(col, col)
         if col not in df.columns:
             raise DataFormatError(
-                f"{name}: missing column '{col}' (columns are {list(df.columns)}); "
+                f"{name}: missing column '{label}' (columns are {list(df.columns)}); "
                 "rename your columns or pass user_col/item_col"
             )
         na = df[col].isna().to_numpy()
         if na.any():
             row = df.index[int(np.argmax(na))]
-            raise DataFormatError(f"{name}: column '{col}' has a missing value at row {row!r}")
+            raise DataFormatError(f"{name}: column '{label}' has a missing value at row {row!r}")
     if "rating" in df.columns:
         r = pd.to_numeric(df["rating"], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(r)
@@ -100,10 +110,18 @@ class IdMap:
 
 
 def _lookup(table: np.ndarray, raw: Sequence[object] | np.ndarray, kind: str) -> np.ndarray:
-    idx = pd.Index(table).get_indexer(pd.Index(np.asarray(raw)))
+    """Positions of the ``raw`` ids in ``table``; a list or tuple is looked up as Python
+    objects (``np.asarray`` would turn ``["a", 1]`` into the strings ``"a"``, ``"1"``)."""
+    if isinstance(raw, (list, tuple)):
+        query = pd.Index(list(raw), dtype=object)
+    elif isinstance(raw, (np.ndarray, pd.Index, pd.Series)):
+        query = pd.Index(raw)
+    else:
+        query = pd.Index(np.asarray(raw))
+    idx = pd.Index(table).get_indexer(query)
     if (idx < 0).any():
-        bad = np.asarray(raw)[idx < 0][:5]
-        raise KeyError(f"unknown raw {kind} id(s): {list(bad)}")
+        bad = query[idx < 0][:5].tolist()
+        raise KeyError(f"unknown raw {kind} id(s): {bad}")
     return idx.astype(np.int64)
 
 
@@ -214,6 +232,7 @@ def align_id_dtypes(
 def encode_ids(
     *frames: pd.DataFrame,
     keep_dense: bool = False,
+    check_dense_limit: bool = True,
 ) -> tuple[list[pd.DataFrame], IdMap]:
     """Remap raw user and item ids of one or more frames to dense 0-based ids.
 
@@ -228,6 +247,9 @@ def encode_ids(
             negative id the ids are mapped as without ``keep_dense``). The ids must be
             close to dense: ``max id + 1`` may be at most ``2 * distinct + 1,000,000``
             (:func:`dense_id_limit`).
+        check_dense_limit: Whether ``keep_dense`` checks that limit here (default). The
+            file loaders pass ``False``: they check it once on the files as read, so that
+            pairs dropped later (cold-start, overlaps) never change whether a load passes.
 
     Returns:
         The re-encoded frames (same order) and the :class:`IdMap`.
@@ -255,7 +277,7 @@ def encode_ids(
         ):
             n = int(values.max()) + 1
             distinct = int(values.nunique())
-            if n > dense_id_limit(distinct):
+            if check_dense_limit and n > dense_id_limit(distinct):
                 raise ConfigError(
                     f"keep_dense: the largest {col} id is {n - 1}, but there are only "
                     f"{distinct} distinct {col} ids (at most {dense_id_limit(distinct)} "
@@ -316,6 +338,19 @@ def k_core(df: pd.DataFrame, user_k: int = 10, item_k: int = 10) -> pd.DataFrame
             return cur.reset_index(drop=True)
 
 
+def _ratios(ratios: object) -> np.ndarray | None:
+    """``ratios`` as a ``float64`` array, or ``None`` when they are not finite numbers
+    (strings, ``None``, NaN or infinity; numpy would read ``"0.8"`` as ``0.8``)."""
+    try:
+        raw = np.asarray(ratios)
+        if raw.dtype.kind in "USV":
+            return None
+        r = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        return None
+    return r if np.isfinite(r).all() else None
+
+
 def random_split(
     df: pd.DataFrame,
     ratios: Sequence[float] = (0.7, 0.1, 0.2),
@@ -341,13 +376,19 @@ def random_split(
 
     Returns:
         One frame per ratio, in order. The parts are disjoint and their union is ``df``.
+
+    Raises:
+        ConfigError: for ``ratios`` that are not a sequence of at least two finite
+            non-negative numbers with a positive sum, or a bad ``seed``.
     """
     validate_frame(df, "random_split input")
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    r = np.asarray(ratios, dtype=np.float64)
-    if r.ndim != 1 or len(r) < 2 or not np.isfinite(r).all() or (r < 0).any() or r.sum() <= 0:
-        raise ConfigError(f"ratios must be >= 2 finite non-negative numbers, got {list(ratios)}")
+    r = _ratios(ratios)
+    if r is None or r.ndim != 1 or len(r) < 2 or (r < 0).any() or r.sum() <= 0:
+        raise ConfigError(
+            f"ratios must be a sequence of >= 2 finite non-negative numbers, got {ratios!r}"
+        )
     r = r / r.sum()
     rng = np.random.default_rng(seed)
     n = len(df)

@@ -256,7 +256,8 @@ def read_edge_list(
     Raises:
         DataFormatError: naming the file and line for a missing or empty file, a wrong number
             of fields, an empty, non-integer or negative id, a header line found when
-            ``header`` is ``False``, mixed separators, a rating that is not a plain finite
+            ``header`` is ``False``, a first line of numbers only (data, not a header) when
+            ``header`` is ``True``, mixed separators, a rating that is not a plain finite
             decimal number, or a timestamp that is not an integer.
         ConfigError: for an empty ``sep`` or a name repeated in ``columns``.
     """
@@ -293,7 +294,12 @@ def read_edge_list_with_lines(
             continue
         if not skipped_header:
             skipped_header = True
-            if all(_is_number(f) for f in _FIELDS.split(line)):
+            # split at sep as the data lines are (with sep=None also at ',' and ';': a
+            # comma-separated line read without sep is data too); empty fields (a
+            # separator doubled or at an end) say nothing about whether this is a header
+            head = _FIELDS.split(line) if sep is None else [f.strip() for f in line.split(sep)]
+            tokens = [f for f in head if f]
+            if tokens and all(_is_number(f) for f in tokens):
                 raise DataFormatError(
                     "header=True but this line is all numbers, i.e. data: it would be "
                     "dropped; pass header=False",

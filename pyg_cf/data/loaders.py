@@ -1,18 +1,24 @@
 """From files or frames to a pyg-cf :class:`HeteroData`.
 
-Three entry points share one pipeline (encode ids → drop duplicates → optional k-core →
-split or given split → :func:`build_graph`):
+Three entry points share one pipeline:
 
 * :func:`from_dataframe` – one interaction table, split here at random (7:1:2 by default).
 * :func:`from_lightgcn_files` – LightGCN ``train.txt`` / ``test.txt`` adjacency lists with the
   given split (a validation part can be carved from training with a seed).
 * :func:`from_edge_list_files` – ``user item [rating] [timestamp]`` edge lists, one file per
   split.
+
+The pipeline, in order: the splits (:func:`from_dataframe`: optional ``min_rating``
+filter → drop duplicates → optional k-core → random split; the file loaders: the files'
+split, a validation part optionally carved from training) → drop duplicates in each split
+→ align the id dtypes of the splits → drop cold-start (by ``cold_start``) and overlapping
+held-out pairs → encode ids → :func:`build_graph`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from numbers import Real
@@ -148,7 +154,7 @@ def from_splits(
             beyond ±2**53: float64 could merge distinct ids).
     """
     _check_policy(cold_start)
-    return _from_frames(train, val, test, name, keep_dense, cold_start, cold_start, train)
+    return _from_frames(train, val, test, name, keep_dense, False, cold_start, cold_start, train)
 
 
 def _check_policy(cold_start: str) -> None:
@@ -168,6 +174,7 @@ def _from_frames(
     test: pd.DataFrame | None,
     name: str | None,
     keep_dense: bool,
+    dense_checked: bool,
     val_policy: str,
     test_policy: str,
     test_reference: pd.DataFrame,
@@ -182,6 +189,10 @@ def _from_frames(
     The id columns of all frames are first cast so that ids compare exactly across
     frames (:func:`~pyg_cf.data.interactions.align_id_dtypes`: integer ids beyond ±2**53
     beside float ids are refused unless the floats are whole numbers below 2**53).
+
+    ``dense_checked``: the file loaders checked the ``keep_dense`` limit on the files as
+    read (:func:`_check_dense_ids`), so :func:`encode_ids` does not check it again on the
+    frames left after the drops (the result would then depend on ``cold_start``).
     """
     train = drop_duplicates(train, "train")
     val = drop_duplicates(val, "val") if val is not None else None
@@ -195,7 +206,7 @@ def _from_frames(
     if val is not None and test is not None:
         test = _remove_overlap(val, test, "test", "validation")
     frames = [f for f in (train, val, test) if f is not None]
-    enc, id_map = encode_ids(*frames, keep_dense=keep_dense)
+    enc, id_map = encode_ids(*frames, keep_dense=keep_dense, check_dense_limit=not dense_checked)
     it = iter(enc)
     tr = next(it)
     va = next(it) if val is not None else None
@@ -217,14 +228,17 @@ def _carved(
     ``train`` when none was given and ``val_ratio > 0``, then build. ``cold_start`` is the
     policy for the given files; pairs the carve itself leaves cold in validation are kept
     (``'error'``) or dropped (``'drop'``), never an error the caller could not fix, and test
-    pairs are judged against the training file as given."""
+    pairs are judged against the training file as given. With ``keep_dense`` the caller
+    has checked the dense-id limit on the files (:func:`_check_dense_ids`)."""
     full_train, val_policy = train, cold_start
     if val is None and val_ratio > 0:
         # de-duplicate first: a repeated pair carved into validation would be dropped again
         # as a training pair, silently shrinking validation below val_ratio
         train, val = _carve(drop_duplicates(train, "train"), val_ratio, seed)
         val_policy = "keep" if cold_start == "error" else cold_start
-    return _from_frames(train, val, test, name, keep_dense, val_policy, cold_start, full_train)
+    return _from_frames(
+        train, val, test, name, keep_dense, keep_dense, val_policy, cold_start, full_train
+    )
 
 
 def from_dataframe(
@@ -250,8 +264,15 @@ def from_dataframe(
         per_user: Split each user's interactions (default) or the whole table.
         user_k: k-core threshold for users (0 = no filtering).
         item_k: k-core threshold for items.
-        min_rating: Keep only rows whose ``rating`` column is at least this value.
+        min_rating: Keep only rows whose ``rating`` column is at least this value (a
+            finite number).
         name: Data set name.
+
+    Raises:
+        ConfigError: for bad arguments (columns, ``ratios``, ``min_rating``, k-core
+            thresholds) or when no interaction is left after filtering.
+        DataFormatError: for a ``df`` that is not a frame, or a missing id (naming the
+            caller's column).
     """
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"dataframe: expected a pandas DataFrame, got {type(df).__name__}")
@@ -267,8 +288,14 @@ def from_dataframe(
                 f"{col!r} is to be read as {target!r}, but the frame already has a "
                 f"{target!r} column; drop or rename it first"
             )
+    if min_rating is not None and (
+        isinstance(min_rating, bool)
+        or not isinstance(min_rating, Real)
+        or not math.isfinite(min_rating)
+    ):
+        raise ConfigError(f"min_rating must be a finite number or None, got {min_rating!r}")
     frame = df.rename(columns={user_col: "user", item_col: "item"})
-    validate_frame(frame, "dataframe")
+    validate_frame(frame, "dataframe", labels={"user": user_col, "item": item_col})
     if min_rating is not None:
         if "rating" not in frame.columns:
             raise ConfigError("min_rating needs a 'rating' column")
@@ -325,8 +352,9 @@ def from_lightgcn_files(
             under ``'drop'``).
         keep_dense: Keep the ids as they are (default). The largest id plus one may then
             be at most ``2 * distinct + 1,000,000`` (distinct ids of both files, see
-            :func:`~pyg_cf.data.interactions.dense_id_limit`). ``False`` maps the ids
-            to ``0..n-1`` like the other loaders.
+            :func:`~pyg_cf.data.interactions.dense_id_limit`), checked once on the files
+            as read, so the pairs ``cold_start`` or the carve drop never change it.
+            ``False`` maps the ids to ``0..n-1`` like the other loaders.
         allow_empty: If ``False`` (default), a line of ``train_file`` holding a user but
             no items is a :class:`~pyg_cf.errors.DataFormatError` naming the file and
             line; if ``True`` such lines are skipped, and counted in an INFO log line (the
@@ -379,7 +407,19 @@ def from_edge_list_files(
         cold_start: Policy for held-out pairs whose user or item never occurs in
             ``train_path`` (``'keep'``, ``'drop'``, ``'error'``); validation pairs a carve
             leaves cold are kept (dropped under ``'drop'``).
+
+    Every row is a positive interaction: a ``rating`` column is read (and checked) but
+    then dropped, so a row of any rating, 0 or negative included, becomes a positive;
+    remove the rows that are not positives from the files first.
+
+    Raises:
+        ConfigError: for bad arguments (no ``train_path``, ``cold_start``, ``val_ratio``,
+            or both ``val_path`` and ``val_ratio``).
+        DataFormatError: naming the file and line, for a malformed file, or, with
+            ``cold_start='error'``, for a cold-start pair.
     """
+    if train_path is None:
+        raise ConfigError("train_path is required (the training edge list), got None")
     _check_policy(cold_start)
     _check_val_ratio(val_ratio)
     if val_path is not None and val_ratio > 0:
@@ -392,7 +432,7 @@ def from_edge_list_files(
         return df[["user", "item"]], lines
 
     train, _ = read(train_path)
-    assert train is not None
+    assert train is not None  # train_path is not None: checked above
     (val, val_lines), (test, test_lines) = read(val_path), read(test_path)
     if cold_start == "error":
         _check_cold_lines(train, val, val_lines, os.fspath(val_path) if val_path else None)

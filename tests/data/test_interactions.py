@@ -1,4 +1,5 @@
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -319,3 +320,30 @@ def test_object_id_columns_with_big_ints_beside_floats_stay_exact():
     assert len(m.users) == 2
     assert etr["user"].tolist() != [0, 0] and sorted(etr["user"].tolist()) == [0, 1]
     assert ete["user"].tolist() == [etr["user"].tolist()[1]]
+
+
+@pytest.mark.parametrize("ratios", [0.8, ("a", "b"), "0.8", None, (0.8, "x"), [[0.5], [0.5]]])
+def test_scalar_or_non_numeric_ratios_are_a_config_error(ratios):
+    # a scalar failed inside the message (list(0.8): TypeError), strings in np.asarray
+    df = pd.DataFrame({"user": np.repeat(np.arange(10), 10), "item": np.arange(100)})
+    msg = "ratios must be a sequence of >= 2 finite non-negative numbers, got "
+    msg = re.escape(msg + repr(ratios))
+    with pytest.raises(ConfigError, match=msg):
+        random_split(df, ratios)
+    with pytest.raises(ConfigError, match=msg):
+        from_dataframe(df, ratios=ratios)
+    assert [len(p) for p in random_split(df, np.array([0.8, 0.2]))] == [80, 20]
+
+
+def test_id_map_looks_up_mixed_type_ids():
+    # np.asarray(["a", 1]) made the strings 'a' and '1', and '1' is not the id 1
+    df = pd.DataFrame({"user": [1, "a", 1, "a"], "item": [0, "x", 2, 0]})
+    (enc,), m = encode_ids(df)
+    dense = dict(zip(df["user"], enc["user"]))
+    assert m.user_index(["a", 1]).tolist() == [dense["a"], dense[1]]
+    assert m.user_index((1, "a", 1)).tolist() == [dense[1], dense["a"], dense[1]]
+    assert m.user_index(np.array(["a", 1], dtype=object)).tolist() == [dense["a"], dense[1]]
+    items = dict(zip(df["item"], enc["item"]))
+    assert m.item_index(["x", 0, 2]).tolist() == [items["x"], items[0], items[2]]
+    with pytest.raises(KeyError, match=r"unknown raw user id\(s\): \['1', 'b'\]"):
+        m.user_index([1, "1", "b"])  # the string '1' is not the id 1

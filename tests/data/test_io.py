@@ -175,3 +175,32 @@ def test_header_with_string_ids_and_header_false_is_an_error(tmp_path, text, sep
     # string ids that merely resemble column names are still ids
     df = read_edge_list(write(tmp_path, "ok.txt", "user1 item9\na b\n"), numeric_ids=False)
     assert df["user"].tolist() == ["user1", "a"]
+
+
+@pytest.mark.parametrize(
+    "sep,head,text",
+    [
+        (
+            "::",
+            "user::item::rating::timestamp",
+            "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978300000\n",
+        ),
+        ("|", "user|item|rating", "1|1193|5\n1|661|3\n"),
+        (":", "user:item:rating", "1:1193:5\n1:661:3\n"),
+        (",", "user,item,rating", "1,1193,5\n1,661,3\n"),
+        (None, "user item rating", "1 1193 5\n1 661 3\n"),
+    ],
+)
+def test_header_true_refuses_a_numeric_first_line_whatever_the_sep(tmp_path, sep, head, text):
+    # the header check split the line at white space, ',' and ';' only: with '::', '|' or
+    # ':' a line of numbers was one token, "not a number", and was dropped as a header
+    p = write(tmp_path, "ratings.dat", text)
+    with pytest.raises(
+        DataFormatError, match=r"ratings\.dat, line 1: header=True but this line is all numbers"
+    ):
+        read_edge_list(p, sep=sep, header=True)
+    rows = read_edge_list(p, sep=sep)  # header=False: every line is a row
+    assert rows["user"].tolist()[:2] == [1, 1] and len(rows) == text.count("\n")
+    # a real header is still skipped with the same sep
+    df = read_edge_list(write(tmp_path, "h.dat", f"{head}\n{text}"), sep=sep, header=True)
+    assert df.equals(rows)

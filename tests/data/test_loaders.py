@@ -1,11 +1,20 @@
 """The file loaders: arguments that must reach the readers, and LightGCN's dense ids."""
 
 import logging
+import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from pyg_cf.data import from_edge_list_files, from_lightgcn_files, held_out_edges, train_edges
-from pyg_cf.errors import DataFormatError
+from pyg_cf.data import (
+    from_dataframe,
+    from_edge_list_files,
+    from_lightgcn_files,
+    held_out_edges,
+    train_edges,
+)
+from pyg_cf.errors import ConfigError, DataFormatError
 
 
 def pairs(ei):
@@ -156,3 +165,62 @@ def test_frames_and_files_that_cannot_be_read_are_named(tmp_path):
     edges.write_text("0 1\n")
     with pytest.raises(DataFormatError, match="columns must start with 'user', 'item'"):
         read_edge_list(edges, columns=("item", "user"))
+
+
+# -- review of pyg_cf/data: fixes -----------------------------------------------------------
+def _lightgcn_at_the_dense_limit(tmp_path, largest):
+    # items 1..10 occur only in test.txt: 12 distinct items in the two files, so the
+    # dense-id limit is 2 * 12 + 1,000,000 = 1,000,024 ids (the largest id 1,000,023)
+    (tmp_path / "train.txt").write_text(f"0 0 {largest}\n1 0\n")
+    (tmp_path / "test.txt").write_text("0 " + " ".join(map(str, range(1, 11))) + "\n")
+
+
+@pytest.mark.parametrize("cold_start,val_ratio", [("keep", 0.0), ("drop", 0.0), ("drop", 0.5)])
+def test_lightgcn_dense_id_limit_is_checked_on_the_files_whatever_cold_start(
+    tmp_path, cold_start, val_ratio
+):
+    # encode_ids checked the limit again after the cold test pairs were dropped: with
+    # 'drop' only 2 distinct items were left and the same files failed, naming no file
+    _lightgcn_at_the_dense_limit(tmp_path, 1_000_023)
+    data = from_lightgcn_files(tmp_path, cold_start=cold_start, val_ratio=val_ratio, seed=1)
+    assert data["user"].num_nodes == 2
+    if val_ratio == 0:  # (a carve may move item 1,000,023 into validation, and drop it)
+        assert data["item"].num_nodes == 1_000_024
+    assert held_out_edges(data, "test").size(1) == (10 if cold_start == "keep" else 0)
+    _lightgcn_at_the_dense_limit(tmp_path, 1_000_024)  # one past the limit: the file is named
+    for policy in ("keep", "drop"):
+        with pytest.raises(DataFormatError, match=r"train\.txt, line 1: item id 1000024 is far"):
+            from_lightgcn_files(tmp_path, cold_start=policy)
+
+
+def test_edge_list_files_need_a_train_path(tmp_path):
+    with pytest.raises(ConfigError, match="train_path is required"):
+        from_edge_list_files(None)  # was a bare AssertionError
+
+
+def test_edge_list_files_read_every_row_as_a_positive(tmp_path):
+    tr = tmp_path / "train.txt"
+    tr.write_text("0 0 5\n0 1 0\n1 1 -1\n")  # as documented: ratings are read, then dropped
+    assert pairs(train_edges(from_edge_list_files(tr))) == [(0, 0), (0, 1), (1, 1)]
+
+
+@pytest.mark.parametrize("bad", ["4", True, float("nan"), float("inf"), [4]])
+def test_from_dataframe_min_rating_must_be_a_finite_number(bad):
+    df = pd.DataFrame({"user": [0, 0, 1, 1], "item": [0, 1, 0, 1], "rating": [5, 1, 4, 2]})
+    with pytest.raises(
+        ConfigError, match=re.escape(f"min_rating must be a finite number or None, got {bad!r}")
+    ):
+        from_dataframe(df, ratios=(1, 0), min_rating=bad)
+    for ok in (4, 4.0, np.float64(4), np.int64(4)):
+        data = from_dataframe(df, ratios=(1, 0), min_rating=ok)
+        assert pairs(train_edges(data)) == [(0, 0), (1, 0)]
+
+
+@pytest.mark.parametrize("col", ["uid", "iid"])
+def test_from_dataframe_names_the_callers_column_for_a_missing_id(col):
+    df = pd.DataFrame({"uid": [1, 2], "iid": [2, 3]})
+    df[col] = df[col].astype(object)
+    df.loc[1, col] = None
+    # the message named the internal column ('user' / 'item') the frame was renamed to
+    with pytest.raises(DataFormatError, match=f"dataframe: column '{col}' has a missing value"):
+        from_dataframe(df, user_col="uid", item_col="iid")
