@@ -21,7 +21,7 @@ from pyg_cf.losses.temperature import AdapTau, lambertw, lambertw_scipy
 from pyg_cf.metrics import popularity_baseline
 from pyg_cf.nn import GraphCF
 from pyg_cf.train import TrainConfig, Trainer, seed_everything
-from pyg_cf.train.checkpoint import load_checkpoint, save_checkpoint
+from pyg_cf.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tests.loader.conftest import random_data
 
 # PYG_CF_TEST_DEVICE=cpu runs the same checks against the CPU (a dry run of this file where
@@ -271,9 +271,16 @@ def test_checkpoint_moves_between_cuda_and_cpu(tmp_path):
     save_checkpoint(gpu, path)
     cpu = _small_lightgcn(data, "ssm")
     assert load_checkpoint(cpu, path) == 2
-    for p_g, p_c in zip(gpu.model.parameters(), cpu.model.parameters()):
+    # a checkpoint holds the last epoch's weights (the run resumes from them), which fit()
+    # keeps aside when it restores the best ones; load_weights(which="best") reads those
+    last = gpu._last_state["model"] if gpu._last_state is not None else gpu.model.state_dict()
+    for name, p_c in cpu.model.state_dict().items():
         assert p_c.device.type == "cpu"
-        torch.testing.assert_close(p_c, p_g.detach().cpu())
+        torch.testing.assert_close(p_c, last[name].detach().cpu())
+    best = _small_lightgcn(data, "ssm")
+    load_weights(best, path, which="best")
+    for p_g, p_b in zip(gpu.model.parameters(), best.model.parameters()):
+        torch.testing.assert_close(p_b, p_g.detach().cpu())
     back = _small_lightgcn(data, "ssm", epochs=3, device=DEVICE)
     assert load_checkpoint(back, path) == 2
     assert len(back.fit()) == 3  # resumes on CUDA: one more epoch

@@ -9,14 +9,16 @@ had never stopped:
   torch's CPU (and, when present, CUDA) generators and the trainer's own generator
   (shuffling, negatives, neighbor sampling);
 * the loss's state (``state_dict`` and plain attributes such as a scheduled ``tau``) and
-  the state of the callbacks (e.g. the per-user losses of an adaptive temperature);
+  the state of the callbacks (e.g. the per-user losses of an adaptive temperature), and
+  the settings of callbacks without a ``state_dict`` as they were built;
 * the data fingerprint (:func:`~pyg_cf.data.data_fingerprint`), the model's settings
   (class, layers, exponents), the loss's class and settings as built, and the
   configuration.
 
 The file is written to a temporary name in the target directory and renamed over the
 target (:func:`os.replace`), so a crash leaves either the previous checkpoint or the new
-one, never half a file. It contains only tensors and plain Python containers, and is read
+one, never half a file; it gets the mode a plain ``open`` would give (``0o666`` less the
+process's umask). It contains only tensors and plain Python containers, and is read
 with ``torch.load(weights_only=True)``: loading never unpickles arbitrary objects.
 
 Resuming a seeded CPU run from the checkpoint of epoch :math:`e` gives bit-identical
@@ -30,16 +32,18 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
+import re
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from pyg_cf.data.graph import data_fingerprint
-from pyg_cf.errors import PygCFError
+from pyg_cf.errors import ConfigError, PygCFError
 
 if TYPE_CHECKING:
     from pyg_cf.train.trainer import Trainer
@@ -53,7 +57,9 @@ _WARNED_DROPPED: set[tuple[str, tuple[str, ...]]] = set()
 FORMAT = "pyg-cf-checkpoint-2"
 
 # Settings that may change between the interrupted and the resumed run without changing
-# what is computed (a longer run, a later or earlier early stop, another output folder, ...).
+# what is computed (a longer run, a later or earlier early stop, another output folder, ...;
+# retain_cpu_memory tunes only the process's allocator, and cuda_graphs launches the same
+# kernels on the same numbers: fused Adam ignores `capturable`).
 _FREE_SETTINGS = {
     "epochs",
     "min_epochs",
@@ -63,6 +69,8 @@ _FREE_SETTINGS = {
     "time_budget_s",
     "device",
     "extra",
+    "retain_cpu_memory",
+    "cuda_graphs",
 }
 
 
@@ -149,6 +157,37 @@ def loss_settings(loss: torch.nn.Module) -> dict[str, Any]:
     return _attributes(loss, private=False)
 
 
+def _has_tensor(value: Any) -> bool:
+    """Whether plain data ``value`` holds a tensor (at any depth)."""
+    if isinstance(value, Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_has_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensor(v) for v in value)
+    return False
+
+
+def callback_settings(cb: Any) -> dict[str, Any] | None:
+    """The settings of callback ``cb`` as built: its public plain-data attributes other than
+    tensors (a temperature schedule's ``tau``, ``warmup_epochs``, ...).
+    :class:`~pyg_cf.train.Trainer` records them before any epoch runs, and a resume compares
+    them with the saved ones. ``None`` for a callback with a ``state_dict()``, whose
+    ``load_state_dict`` compares its own settings."""
+    if hasattr(cb, "state_dict") and callable(cb.state_dict):
+        return None
+    return {k: v for k, v in _attributes(cb, private=False).items() if not _has_tensor(v)}
+
+
+def _built_settings(trainer: Trainer, cb: Any) -> dict[str, Any] | None:
+    """The settings of ``trainer``'s callback ``cb`` as the trainer recorded them when it was
+    built (``None``: not recorded, e.g. a callback appended later: nothing to compare)."""
+    for other, settings in getattr(trainer, "_callback_settings", ()):
+        if other is cb:
+            return settings
+    return None
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equality of plain data (tensors by value)."""
     if isinstance(a, Tensor) or isinstance(b, Tensor):
@@ -189,12 +228,53 @@ def _callback_state(cb: Any) -> dict[str, Any]:
     return {"kind": "attributes", "state": state}
 
 
-def _set_callback_state(cb: Any, saved: dict[str, Any]) -> None:
+def _set_callback_state(cb: Any, saved: dict[str, Any], keep: set[str] | None = None) -> None:
+    """Restore ``cb`` from its saved entry; attributes named in ``keep`` (settings this
+    trainer's callback was built with other values of) keep their current values."""
     if saved["kind"] == "state_dict" and hasattr(cb, "load_state_dict"):
         cb.load_state_dict(saved["state"])
         return
     for k, v in saved["state"].items():
-        setattr(cb, k, v)
+        if keep is None or k not in keep:
+            setattr(cb, k, v)
+
+
+def _callback_changes(
+    trainer: Trainer, state: dict[str, Any]
+) -> tuple[dict[str, dict[str, tuple[Any, Any]]], list[set[str]], dict[str, list[str]]]:
+    """How ``trainer``'s callbacks were built otherwise than the saved run's: ``(changes,
+    keep, restored)``. ``changes`` maps a callback (its class, ``#i`` added when the class
+    occurs twice) to its changed settings (saved vs this); ``keep`` names, per callback, the
+    changed settings that did not change during the saved run (plain settings: this
+    callback's values stay); ``restored`` the changed ones that did (run state: restored).
+    Checkpoints written before the settings were recorded give nothing to compare."""
+    callbacks = trainer.callbacks
+    keep: list[set[str]] = [set() for _ in callbacks]
+    changes: dict[str, dict[str, tuple[Any, Any]]] = {}
+    restored: dict[str, list[str]] = {}
+    saved_settings = state.get("callback_settings")
+    if not isinstance(saved_settings, list) or len(saved_settings) != len(callbacks):
+        return changes, keep, restored
+    names = [type(cb).__name__ for cb in callbacks]
+    for i, (cb, was, saved) in enumerate(zip(callbacks, saved_settings, state["callbacks"])):
+        now = _built_settings(trainer, cb)
+        if was is None or now is None or saved["kind"] != "attributes":
+            continue
+        # only settings both versions have: an attribute a newer callback class added is
+        # not in the saved state either
+        diff = {
+            k: (was[k], now[k]) for k in sorted(set(was) & set(now)) if not _same(was[k], now[k])
+        }
+        if not diff:
+            continue
+        name = names[i] if names.count(names[i]) == 1 else f"{names[i]}#{i}"
+        changes[name] = diff
+        st = saved["state"]
+        run_state = sorted(k for k in diff if k in st and not _same(st[k], was[k]))
+        keep[i] = set(diff) - set(run_state)
+        if run_state:
+            restored[name] = run_state
+    return changes, keep, restored
 
 
 # -- random states ---------------------------------------------------------------------------
@@ -262,10 +342,30 @@ def _set_rng_state(trainer: Trainer, rng: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
 
-def _is_writer() -> bool:
-    """Only rank 0 writes when running under :mod:`torch.distributed`."""
+def _is_writer(trainer: Trainer) -> bool:
+    """Whether this process writes ``trainer``'s checkpoints: always outside
+    :mod:`torch.distributed`; under it, rank 0 of the trainer's process group
+    (``trainer.group``; the world for a trainer without one), and no process outside it
+    (``get_rank`` gives -1 there)."""
     dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    return dist.get_rank(getattr(trainer, "group", None)) == 0
+
+
+def _umask() -> int:
+    """The process's file mode creation mask, read from ``/proc`` where it is shown (setting
+    the mask to read it back would change it for a moment for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -274,18 +374,24 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
 
     The file is first written to a temporary file in the same directory, flushed to disk,
     then renamed over ``path``; an interrupted save leaves the previous checkpoint intact.
-    Under :mod:`torch.distributed` only rank 0 writes (all ranks hold the same state).
+    Under :mod:`torch.distributed` only rank 0 of the trainer's process group writes (all
+    its ranks hold the same state). After :meth:`~pyg_cf.train.Trainer.fit` has restored the
+    best weights, the last epoch's weights (which it keeps aside) are saved as the model's,
+    so that the file resumes the run, as the one ``fit()`` wrote after its last epoch does.
 
     Args:
         trainer: The trainer to save.
         path: The checkpoint file (its directory is created if needed).
     """
-    if not _is_writer():
-        return
     path = os.fspath(path)
+    if not _is_writer(trainer):
+        trainer._checkpoint = os.path.abspath(path)  # the group's writer writes it
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     model = trainer.model
+    # after fit() restored the best weights: the last epoch's, which a resume continues from
+    last = getattr(trainer, "_last_state", None)
     ok, history = _plain(trainer.history)
     if not ok:  # keep each row's storable values, converted; name what is left out
         history, dropped = [], set()
@@ -307,7 +413,7 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
     state: dict[str, Any] = {
         "format": FORMAT,
         "torch_version": str(torch.__version__),
-        "model": model.state_dict(),
+        "model": model.state_dict() if last is None else last["model"],
         "model_sizes": [
             int(getattr(model, "num_users", -1)),
             int(getattr(model, "num_items", -1)),
@@ -328,12 +434,14 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
         "config": json.dumps(trainer.config.to_dict(), default=repr, sort_keys=True),
         "rng": _rng_state(trainer),
         "loss": {
-            "state_dict": trainer.loss.state_dict(),
+            "state_dict": trainer.loss.state_dict() if last is None else last["loss"],
             "attributes": _attributes(trainer.loss, private=False),
         },
         "callbacks": [
             {"type": type(cb).__name__, **_callback_state(cb)} for cb in trainer.callbacks
         ],
+        # optional (older checkpoints lack it): the settings as built, compared on resume
+        "callback_settings": [_built_settings(trainer, cb) for cb in trainer.callbacks],
     }
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".last-", suffix=".tmp")
     try:
@@ -341,6 +449,8 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -353,7 +463,46 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
             os.close(dfd)
     except OSError:
         pass
+    trainer._checkpoint = os.path.abspath(path)
     log.debug("checkpoint of epoch %d written to %s", trainer.epoch, path)
+
+
+# lines of torch's weights_only messages that say nothing about the file (among them the
+# advice to load with weights_only=False: unsafe, and no help for a damaged file)
+_TORCH_ADVICE = (
+    "Weights only load failed",
+    "weights_only",
+    "Please file an issue",
+    "Check the documentation",
+    "WeightsUnpickler error:",
+)
+
+
+def _unreadable(path: str, e: Exception) -> PygCFError:
+    """The error for a checkpoint ``torch.load(weights_only=True)`` failed on: a refusal of
+    an object that is not plain data (a global: a class or function) is named as such;
+    anything else is a damaged file (truncated, empty, not written by ``torch.save``)."""
+    text = str(e)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if isinstance(e, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
+        refused = [ln for ln in lines if re.search(r"\bglobal\b", ln, re.IGNORECASE)]
+        if refused:
+            why = refused[0].removeprefix("WeightsUnpickler error:").strip()
+            why = why.split(". Please use", 1)[0]  # not the advice to allowlist it
+            return PygCFError(
+                f"checkpoint {path} could not be read safely (weights_only=True refuses "
+                f"anything but tensors and plain containers): {why}"
+            )
+    detail = [ln for ln in lines if not any(a in ln for a in _TORCH_ADVICE)]
+    if detail:
+        why = f"{type(e).__name__}: {detail[0].split('. ', 1)[0]}"
+    elif os.path.getsize(path) == 0:
+        why = "the file is empty"
+    else:
+        why = type(e).__name__
+    return PygCFError(
+        f"checkpoint {path} is corrupt or truncated, or was not written by torch.save ({why})"
+    )
 
 
 def read_checkpoint(
@@ -363,7 +512,8 @@ def read_checkpoint(
     ``torch.load(weights_only=True)`` (no arbitrary unpickling) and check its format.
 
     Raises:
-        PygCFError: if the file is missing, cannot be read safely or is not a pyg-cf
+        PygCFError: if the file is missing, holds objects that cannot be read safely
+            (classes or functions: named), is corrupt or truncated, or is not a pyg-cf
             checkpoint.
     """
     path = os.fspath(path)
@@ -372,13 +522,7 @@ def read_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # any failure is reported as ours
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        why = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
-        first = (why or lines or [type(e).__name__])[0]
-        raise PygCFError(
-            f"checkpoint {path} could not be read safely (weights_only=True refuses "
-            f"anything but tensors and plain containers): {first}"
-        ) from None
+        raise _unreadable(path, e) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise PygCFError(f"{path} is not a pyg-cf checkpoint (format {fmt!r}, expected {FORMAT})")
@@ -424,27 +568,54 @@ def _load_error(e: Exception) -> str:
     return "; ".join(shown) if shown else (lines[0] if lines else type(e).__name__)
 
 
-def load_weights(trainer: Trainer, path: str | os.PathLike[str]) -> int:
+def load_weights(
+    trainer: Trainer, path: str | os.PathLike[str], which: Literal["last", "best"] = "last"
+) -> int:
     """Warm start: copy only the model weights of the checkpoint at ``path`` into
     ``trainer.model``; the optimizer, loss, callbacks, history and epoch counter stay as
     built, so training starts at epoch 1 with the trainer's own settings (e.g. another
     loss, more negatives or a lower learning rate after a first run).
 
+    Args:
+        trainer: The trainer whose model gets the weights.
+        path: The checkpoint file.
+        which: ``'last'`` (default): the weights of the epoch the checkpoint was written
+            after (after an early stop, ``patience`` evaluations past the best one);
+            ``'best'``: the selected weights stored in the same file, those of the best
+            validation evaluation so far (what :meth:`~pyg_cf.train.Trainer.fit` restores
+            at its end). Only the model's weights are copied, not the loss's.
+
     Returns:
-        The epoch the checkpoint was written after.
+        The epoch the loaded weights are from: the checkpoint's last epoch, or for
+        ``'best'`` the selected epoch (the last history row marked ``best``).
 
     Raises:
         PygCFError: as :func:`load_checkpoint` for unreadable files, other data or other
-            model sizes.
+            model sizes; for ``'best'``, if the checkpoint holds no best weights (a run
+            without a validation split selects none).
     """
+    if which not in ("last", "best"):
+        raise ConfigError(f"which must be 'last' or 'best', got {which!r}")
     path = os.fspath(path)
     state = read_checkpoint(path, map_location=trainer.device)
     _check_fits(trainer, state, path)
+    weights, epoch = state["model"], int(state["epoch"])
+    if which == "best":
+        weights = state.get("best_state")
+        if weights is None:
+            raise PygCFError(
+                f"checkpoint {path} holds no best weights (its run selected none: the data "
+                "had no validation split); load its last weights with which='last'"
+            )
+        marked = [r.get("epoch") for r in state["history"] if r.get("best") is True]
+        epoch = int(marked[-1]) if marked and marked[-1] is not None else epoch
     try:
-        trainer.model.load_state_dict(state["model"])
+        trainer.model.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError) as e:
         raise PygCFError(f"checkpoint {path} does not fit this model: {_load_error(e)}") from None
-    return int(state["epoch"])
+    # the model holds other weights now: a later fit() must not put back the last epoch's
+    trainer._last_state = None
+    return epoch
 
 
 def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool = False) -> int:
@@ -458,10 +629,13 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
         path: The checkpoint file.
         strict: Refuse a trainer whose :class:`TrainConfig` differs from the saved one in
             a setting that changes the run (anything but ``epochs``, ``min_epochs``,
-            ``patience``, ``time_budget_s``, ``checkpoint_dir``, ``progress``, ``device``
-            and ``extra``). By default such a change is logged as a warning and the run
-            goes on with the new settings (e.g. a later ``eval_every``), which will then
-            not equal an uninterrupted run.
+            ``patience``, ``time_budget_s``, ``checkpoint_dir``, ``progress``, ``device``,
+            ``extra``, ``retain_cpu_memory`` and ``cuda_graphs``), or whose callbacks
+            (those without a ``state_dict``) were built with other settings (e.g. another
+            ``warmup_epochs``). By default such a change is logged as a warning naming it
+            and the run goes on with the new settings (e.g. a later ``eval_every``), which
+            will then not equal an uninterrupted run; a callback's run state (attributes
+            that changed during the saved run) is restored either way.
 
     Returns:
         The epoch the checkpoint was written after.
@@ -471,8 +645,8 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
             written for other data (fingerprint mismatch), for a model of other sizes or
             settings (class, layers, exponents) or with a loss of another class or other
             settings (as built, e.g. another ``tau`` or number of negatives), or, with
-            ``strict``, with other training settings. Nothing in ``trainer`` is changed
-            then.
+            ``strict``, with other training or callback settings. Nothing in ``trainer``
+            is changed then.
     """
     path = os.fspath(path)
     state = read_checkpoint(path, map_location=trainer.device)
@@ -525,6 +699,13 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
             f"checkpoint {path} was written with callbacks {[c['type'] for c in saved_cbs]}, "
             f"this trainer has {names}"
         )
+    cb_changes, cb_keep, cb_restored = _callback_changes(trainer, state)
+    if cb_changes and strict:
+        raise PygCFError(
+            f"checkpoint {path} was written with other callback settings (saved vs this: "
+            f"{cb_changes}); resume with the same callbacks, or pass strict=False to go on "
+            "with this trainer's settings"
+        )
     # the last check (whether the weights fit) loads them: undo it if it fails half-way
     model_before = _cpu_copy(trainer.model.state_dict())
     opt_before = _cpu_copy(trainer.optimizer.state_dict())
@@ -544,6 +725,14 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
             "resuming %s with changed settings %s: the run will not equal an uninterrupted one",
             path,
             changed,
+        )
+    if cb_changes:
+        log.warning(
+            "resuming %s with changed callback settings (saved vs this: %s): this trainer's "
+            "settings are kept%s; the run will not equal an uninterrupted one",
+            path,
+            cb_changes,
+            f" (run state restored from the checkpoint: {cb_restored})" if cb_restored else "",
         )
     trainer.epoch = int(state["epoch"])
     trainer.history = [dict(r) for r in state["history"]]
@@ -569,8 +758,11 @@ def load_checkpoint(trainer: Trainer, path: str | os.PathLike[str], strict: bool
     trainer.loss.load_state_dict(loss_state["state_dict"])
     for k, v in loss_state["attributes"].items():
         setattr(trainer.loss, k, v)
-    for cb, saved in zip(trainer.callbacks, saved_cbs):
-        _set_callback_state(cb, saved)
+    for cb, saved, keep in zip(trainer.callbacks, saved_cbs, cb_keep):
+        _set_callback_state(cb, saved, keep)
     _set_rng_state(trainer, state["rng"])
+    # the model holds the checkpoint's last weights: nothing for a later fit() to put back
+    trainer._last_state = None
+    trainer._checkpoint = os.path.abspath(path)
     log.info("resumed from %s after epoch %d", path, trainer.epoch)
     return trainer.epoch

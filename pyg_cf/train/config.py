@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,9 @@ from pyg_cf.loader.interaction_loader import SAMPLINGS, check_user_block_size
 from pyg_cf.loader.neighbor_sampler import check_fanouts
 
 __all__ = ["TrainConfig"]
+
+log = logging.getLogger(__name__)
+_WARNED_NO_PATIENCE: set[int] = set()
 
 
 def _check_integer(name: str, value: Any) -> None:
@@ -80,10 +84,12 @@ class TrainConfig:
         ks: Cut-offs of the metrics.
         monitor: Validation metric for early stopping and best-weight selection.
         patience: Evaluations without improvement before stopping, at least 1 (``None``:
-            never stop).
+            never stop). With ``eval_every=0`` the only evaluation is the last epoch's, so
+            it has no effect (a warning says so).
         min_epochs: Early stopping never stops before this epoch (the evaluations still
             count): a schedule that changes the loss late (Adap-τ's warm-up) is trained
-            into its second phase before a plateau in the first can end the run.
+            into its second phase before a plateau in the first can end the run. At most
+            ``epochs`` when ``patience`` is set (early stopping could never act).
         test_similarity: ``'ip'`` or ``'cos'`` at prediction time.
         extra_test_similarities: Also evaluate under these prediction similarities at each
             evaluation, logged as ``val_<sim>_<metric>`` / ``test_<sim>_<metric>`` (for
@@ -101,9 +107,10 @@ class TrainConfig:
         checkpoint_dir: Save a checkpoint after every evaluation into this directory.
         time_budget_s: Stop after the epoch whose training ends at or past this many
             seconds since :meth:`~pyg_cf.train.Trainer.fit` started (evaluations count
-            toward the clock, but the budget is checked when an epoch's training ends, and
-            that epoch is still evaluated: a run can end up to one epoch and one
-            evaluation past the budget).
+            toward the clock, but the budget is checked only when an epoch's training
+            ends, and that epoch is still evaluated). A run can therefore end up to one
+            epoch and two evaluations past the budget: when the budget runs out during a
+            scheduled evaluation, one more epoch is trained and evaluated.
         mode: ``'full'`` (every step propagates over the whole training graph with a
             cached, pre-normalized adjacency; exact) or ``'sampled'`` (every step
             propagates over the batch's sampled K-hop neighborhood, see
@@ -148,6 +155,7 @@ class TrainConfig:
             Batches of another shape run eagerly; a step that cannot be captured falls back
             to eager execution with a warning. Python state that the loss reads must not
             change within an epoch (per-epoch schedules are fine).
+        extra: Free-form settings of the caller's (a dict; recorded, never read).
     """
 
     epochs: int = 100
@@ -244,6 +252,12 @@ class TrainConfig:
             raise ConfigError(f"user_dropout must be in [0, 1), got {self.user_dropout}")
         if self.min_epochs < 0:
             raise ConfigError(f"min_epochs must be >= 0, got {self.min_epochs}")
+        if self.patience is not None and self.min_epochs > self.epochs:
+            raise ConfigError(
+                f"min_epochs ({self.min_epochs}) is more than epochs ({self.epochs}): early "
+                f"stopping (patience={self.patience}) could never stop the run; lower "
+                "min_epochs, or set patience=None"
+            )
         if not 0 <= self.l2_reg < math.inf:
             raise ConfigError(f"l2_reg must be >= 0 and finite, got {self.l2_reg}")
         if self.l2_layers not in ("input", "all"):
@@ -279,10 +293,25 @@ class TrainConfig:
             )
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.eval_every == 0 and self.patience is not None:
+            # a warning, not an error: patience is set by default (10), and eval_every=0
+            # with it is the common way to ask for one final evaluation
+            if self.patience not in _WARNED_NO_PATIENCE:  # once per value and process
+                _WARNED_NO_PATIENCE.add(self.patience)
+                log.warning(
+                    "eval_every=0 evaluates only the last epoch: patience=%d has no effect "
+                    "(pass patience=None to say so)",
+                    self.patience,
+                )
         if not isinstance(self.monitor, str):
             raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
         name, _, k = self.monitor.partition("@")
-        if name not in ("recall", "ndcg", "precision", "hitrate") or not k.isdigit() or int(k) < 1:
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+        if (
+            name not in ("recall", "ndcg", "precision", "hitrate")
+            or not (k.isascii() and k.isdigit())
+            or int(k) < 1
+        ):
             raise ConfigError(f"monitor must look like 'ndcg@20', got {self.monitor!r}")
         self.monitor = f"{name}@{int(k)}"  # 'ndcg@020' is the metric named 'ndcg@20'
         if int(k) not in self.ks:
@@ -303,6 +332,8 @@ class TrainConfig:
         check_user_block_size(self.user_block_size, self.sampling)
         if self.sparse_grad and self.mode != "sampled":
             raise ConfigError("sparse_grad=True needs mode='sampled'")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a dict, got {self.extra!r}")
         if self.cuda_graphs and (kind != "cuda" or self.mode != "full"):
             raise ConfigError(
                 "cuda_graphs=True needs a CUDA device and mode='full' (sampled subgraphs "

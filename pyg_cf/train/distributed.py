@@ -167,8 +167,8 @@ class DistributedTrainer(Trainer):
     Call :func:`init_distributed` first (every rank builds the same model, data, loss and
     config; ``config.device`` should be ``f"cuda:{local_rank}"`` with NCCL). Parameters
     are broadcast from rank 0 at construction. ``config.batch_size`` is the *global*
-    batch size. Only rank 0 writes checkpoints; every rank can resume from one
-    (:func:`~pyg_cf.train.load_checkpoint`).
+    batch size. Only rank 0 of ``group`` writes checkpoints; every rank can resume from
+    one (:func:`~pyg_cf.train.load_checkpoint`).
 
     Args:
         model: The model (replicated on every rank).

@@ -3,6 +3,7 @@ all-ranking evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -30,7 +31,7 @@ from pyg_cf.losses.base import CFLoss, LossBatch, negative_sets
 from pyg_cf.losses.negatives import NegativeSampler
 from pyg_cf.metrics.ranking import check_ks, evaluate
 from pyg_cf.nn.models import GraphCF
-from pyg_cf.train.checkpoint import loss_settings
+from pyg_cf.train.checkpoint import _cpu_copy, callback_settings, loss_settings
 from pyg_cf.train.config import TrainConfig
 from pyg_cf.train.cuda_graph import GraphedStep
 from pyg_cf.train.memory import MMAP_THRESHOLD_MAX, retain_freed_memory
@@ -203,6 +204,8 @@ class Trainer:
         # as built, before any schedule changes them: a checkpoint checks them on resume
         self.loss_settings = loss_settings(self.loss)
         self.callbacks = list(callbacks or [])
+        # ... and the callbacks' settings (those without a state_dict), compared likewise
+        self._callback_settings = [(cb, callback_settings(cb)) for cb in self.callbacks]
         self.train_ei = train_edges(data).to(self.device)
         self.model.set_graph(self.train_ei)
         self.num_users, self.num_items = nu, ni
@@ -228,6 +231,9 @@ class Trainer:
         )
         self.generator = torch.Generator(device=self.device)
         self.loader = self._make_loader()
+        # sparse_grad: the embedding tables whose lookups give sparse gradients during a
+        # step (set per step and put back: the model is the caller's, see _sparse_lookups)
+        self._sparse_tables: list[torch.nn.Embedding] = []
         self.optimizer = self._make_optimizer()
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
@@ -249,6 +255,13 @@ class Trainer:
         # train_epoch returns excludes it, as the history's "loss" does
         self.last_epoch_l2: float | None = None
         self._l2_total = torch.zeros((), device=self.device)
+        # the last epoch's model and loss state (CPU copies) while fit() has the selected
+        # best ones in place: a later fit() that trains on starts from them, as a resume
+        # from the last checkpoint does (save_checkpoint writes them as the model's)
+        self._last_state: dict[str, Any] | None = None
+        # the checkpoint this trainer last wrote or loaded (absolute path), which a
+        # non-finite loss may name as the last good one
+        self._checkpoint: str | None = None
 
     def _make_loader(self) -> InteractionLoader:
         cfg, model = self.config, self.model
@@ -332,9 +345,26 @@ class Trainer:
         embeddings = [m for m in self.model.modules() if isinstance(m, torch.nn.Embedding)]
         if {id(p) for p in params} != {id(m.weight) for m in embeddings}:
             raise ConfigError("sparse_grad=True needs a model whose parameters are all embeddings")
-        for m in embeddings:
-            m.sparse = True
+        # not m.sparse = True for good: the flag would stay on the caller's model, and a
+        # later dense trainer's Adam would fail on its sparse gradients
+        self._sparse_tables = embeddings
         return LazyAdam(params, lr=self.config.lr)
+
+    @contextlib.contextmanager
+    def _sparse_lookups(self) -> Iterator[None]:
+        """The embedding tables' lookups give sparse gradients inside the block
+        (``config.sparse_grad``); their ``sparse`` flags are put back after it, so the model
+        is left as it was found. A lookup reads the flag when it runs: the backward pass
+        after the block still gets sparse gradients."""
+        tables = self._sparse_tables
+        before = [m.sparse for m in tables]
+        for m in tables:
+            m.sparse = True
+        try:
+            yield
+        finally:
+            for m, flag in zip(tables, before):
+                m.sparse = flag
 
     # -- batches ---------------------------------------------------------------------------
     def batches(self) -> Iterator[Tensor]:
@@ -370,7 +400,14 @@ class Trainer:
     def embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
         """The :class:`~pyg_cf.losses.LossBatch` of ``cb`` (the model's forward pass) and
         the L2 penalty: pure tensor work, which :class:`~pyg_cf.train.cuda_graph.GraphedStep`
-        can capture."""
+        can capture. With ``config.sparse_grad`` the embedding lookups give sparse
+        gradients."""
+        if not self._sparse_tables:
+            return self._embed_batch(cb)
+        with self._sparse_lookups():
+            return self._embed_batch(cb)
+
+    def _embed_batch(self, cb: CFBatch) -> tuple[LossBatch, Tensor]:
         _, shared = self._negatives(cb.users.numel())
         cos = getattr(self.loss, "similarity", None) == "cos"
         unit = False
@@ -562,8 +599,9 @@ class Trainer:
             if self.config.checkpoint_dir is not None
             else None
         )
-        if last is not None and os.path.exists(last):
-            kept = f"the last good checkpoint is {last}"
+        # only a checkpoint of this run: another run's last.pt in the folder is not one
+        if self._checkpoint is not None and os.path.exists(self._checkpoint):
+            kept = f"the last good checkpoint is {self._checkpoint}"
         elif last is not None:
             kept = f"no checkpoint was written yet (it would be {last})"
         elif stepped:  # a CUDA graph replay steps before the loss can be read
@@ -710,7 +748,14 @@ class Trainer:
         """Train until ``epochs``, early stopping or the time budget; returns the history
         (one row per epoch: the mean loss without the L2 penalty, ``l2`` — the mean L2
         penalty per step, when ``l2_reg`` > 0; reference codes such as LightGCN's log their
-        sum — time, and metrics at evaluation epochs)."""
+        sum — time, and metrics at evaluation epochs).
+
+        With a validation split the model (and loss) end with the selected best weights;
+        the last epoch's are kept aside, and a later ``fit()`` on this trainer that trains
+        on (e.g. after raising ``config.epochs``) puts them back first: it continues the
+        run exactly as a resume from the last checkpoint does
+        (:func:`~pyg_cf.train.load_checkpoint`, which drops them, as
+        :func:`~pyg_cf.train.load_weights` does: the model then holds other weights)."""
         cfg = self.config
         if self.epoch == 0:
             seed_everything(cfg.seed)
@@ -729,6 +774,12 @@ class Trainer:
         # a run resumed from the checkpoint of its early stop, or of its time budget's end,
         # stays stopped (another epoch could move the weights the run would have kept)
         stopped = self.stopped_early or self.budget_reached
+        if self._last_state is not None and not stopped and self.epoch < cfg.epochs:
+            # an earlier fit() restored the best weights: train on from the last epoch's,
+            # as the optimizer's moments and the random state are the last epoch's too
+            self.model.load_state_dict(self._last_state["model"])
+            self.loss.load_state_dict(self._last_state["loss"])
+            self._last_state = None
         while not stopped and self.epoch < cfg.epochs:
             self.epoch += 1
             lr = cfg.lr_at(self.epoch)
@@ -803,6 +854,11 @@ class Trainer:
             if stop or last:
                 break
         if self.has_val and self.best_state is not None:
+            if self._last_state is None:  # else the model holds the best weights already
+                self._last_state = {
+                    "model": _cpu_copy(self.model.state_dict()),
+                    "loss": _cpu_copy(self.loss.state_dict()),
+                }
             self.model.load_state_dict(self.best_state)
             if self.best_loss_state is not None:
                 self.loss.load_state_dict(self.best_loss_state)

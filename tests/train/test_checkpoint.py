@@ -182,7 +182,13 @@ def test_arbitrary_pickles_are_refused(tmp_path, monkeypatch):
         pickle.dump({"format": "pyg-cf-checkpoint-2", "x": Evil()}, f)
     data = clustered()
     tr = build(data, CASES["mf-bpr-sampled"], None)
-    with pytest.raises(PygCFError, match="could not be read safely"):
+    # a plain pickle is no torch.save file: weights_only loading stops at its framing
+    with pytest.raises(PygCFError, match=r"not written by torch\.save"):
+        load_checkpoint(tr, path)
+    assert not (tmp_path / "pwned").exists()
+    # written by torch.save, the object is refused by name
+    torch.save({"format": "pyg-cf-checkpoint-2", "x": Evil()}, path)
+    with pytest.raises(PygCFError, match=r"could not be read safely .*GLOBAL \w+\.system"):
         load_checkpoint(tr, path)
     assert not (tmp_path / "pwned").exists()
 
@@ -319,6 +325,17 @@ def _two_cluster_data():
     return from_dataframe(df, ratios=(0.7, 0.1, 0.2), seed=0)
 
 
+def _mf_bpr_trainer(data, epochs: int, patience, ckpt) -> Trainer:
+    """A seeded MF + BPR trainer on ``data`` (8-dimensional, batch 64, lr 0.05)."""
+    torch.manual_seed(0)
+    model = GraphCF.from_data(data, "mf", embedding_dim=8)
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=64, lr=0.05, patience=patience, progress=False,
+        checkpoint_dir=ckpt,
+    )  # fmt: skip
+    return Trainer(model, data, get_loss("bpr"), cfg)
+
+
 def test_resuming_an_early_stopped_run_stays_stopped(tmp_path):
     """The checkpoint of the evaluation that stopped a run resumes to the same run: no
     further epoch is trained (it could even move the selected best weights)."""
@@ -413,13 +430,7 @@ def test_a_larger_patience_on_resume_continues_as_an_uninterrupted_run(tmp_path,
     data = _two_cluster_data()
 
     def make(patience, ckpt):
-        torch.manual_seed(0)
-        model = GraphCF.from_data(data, "mf", embedding_dim=8)
-        cfg = TrainConfig(
-            epochs=30, batch_size=64, lr=0.05, patience=patience, progress=False,
-            checkpoint_dir=ckpt,
-        )  # fmt: skip
-        return Trainer(model, data, get_loss("bpr"), cfg)
+        return _mf_bpr_trainer(data, 30, patience, ckpt)
 
     straight = make(4, None)
     hist = straight.fit()
@@ -632,3 +643,177 @@ def test_weights_of_other_sizes_are_named_in_the_error(tmp_path):
     wide = _trained_mf(data, None, dim=16)
     with pytest.raises(PygCFError, match=r"size mismatch for .*torch.Size\(\[\d+, 8\]\)"):
         load_weights(wide, tmp_path / "last.pt")
+
+
+def test_a_damaged_checkpoint_is_named_as_such_not_as_an_unsafe_one(tmp_path):
+    """Truncated, empty and garbage files were all reported as "could not be read safely
+    (weights_only=True refuses ...)", with torch's advice to load with weights_only=False:
+    unsafe, and no help for a damaged file."""
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    raw = (tmp_path / "last.pt").read_bytes()
+    for name, blob in [("truncated", raw[: len(raw) // 2]), ("empty", b""), ("zeros", bytes(100))]:
+        path = tmp_path / f"{name}.pt"
+        path.write_bytes(blob)
+        with pytest.raises(PygCFError) as err:
+            load_checkpoint(build(data, CASES["mf-bpr-sampled"], None), path)
+        message = str(err.value)
+        assert message.startswith(f"checkpoint {path} is corrupt or truncated"), message
+        assert "weights_only" not in message and "safely" not in message
+        assert ("(the file is empty)" in message) == (name == "empty")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_a_checkpoint_gets_the_mode_the_umask_gives(tmp_path, umask):
+    """mkstemp made the file 0600 and the rename kept it: others the umask lets read a
+    file could not read the checkpoints."""
+    import stat
+
+    tr = build(clustered(), CASES["mf-bpr-sampled"], None)
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tr, tmp_path / "last.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "last.pt").st_mode) == 0o666 & ~umask
+
+
+def test_the_writer_is_rank_0_of_the_trainers_process_group(tmp_path, monkeypatch):
+    """Only world rank 0 wrote: a trainer on a process group without it never saved."""
+    import torch.distributed as dist
+
+    tr = build(clustered(), CASES["mf-bpr-sampled"], None)
+    group, other = object(), object()
+    ranks = {None: 1, group: 0, other: -1}  # world rank 1; rank 0 of group; not in other
+    monkeypatch.setattr(dist, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda g=None: ranks[g])
+    tr.group = group
+    save_checkpoint(tr, tmp_path / "group.pt")
+    tr.group = other
+    save_checkpoint(tr, tmp_path / "other.pt")
+    tr.group = None
+    save_checkpoint(tr, tmp_path / "world.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["group.pt"]
+
+
+def test_nan_loss_names_only_a_checkpoint_of_this_run(tmp_path):
+    """Another run's last.pt in the folder was named "the last good checkpoint"; one this
+    trainer loaded is (and stays so until the run writes its own)."""
+    data = clustered()
+    first = build(data, CASES["mf-bpr-sampled"], tmp_path, extra_callbacks=[PoisonAt(-1)])
+    first.config.epochs = 1
+    first.fit()
+    ckpt = tmp_path / "last.pt"
+    other = build(clustered(n_users=50, seed=1), CASES["mf-bpr-sampled"], tmp_path, [PoisonAt(1)])
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet") as err:
+        other.fit()
+    assert "last good checkpoint" not in str(err.value)
+    resumed = build(data, CASES["mf-bpr-sampled"], None, extra_callbacks=[PoisonAt(2)])
+    assert load_checkpoint(resumed, ckpt) == 1
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 0; the last good checkpoint is"):
+        resumed.fit()
+
+
+def test_changed_callback_settings_warn_or_are_refused_and_run_state_is_restored(tmp_path, caplog):
+    """A callback's saved attributes replaced the resumed callback's settings silently
+    (another ``tau``, another warm-up). Changed settings now warn, naming the callback and
+    setting, and stay; ``strict`` refuses them; what changed during the run (AdapTau0's
+    ``records``) is restored. Checkpoints without the recorded settings load as before."""
+    from pyg_cf.losses.temperature import AdapTau0, FixedTemperature
+
+    data = clustered()
+    case = CASES["lightgcn-ssm-inbatch"]
+
+    def make(tau, warmup, ckpt=None):
+        cbs = [FixedTemperature(tau), AdapTau0(warmup_epochs=warmup)]
+        tr = build(data, case, ckpt, extra_callbacks=cbs)
+        tr.config.epochs = 2
+        return tr
+
+    first = make(0.1, 3, tmp_path)
+    first.fit()
+    records = first.callbacks[1].records
+    assert len(records) == 2
+    ckpt = tmp_path / "last.pt"
+    changed = make(0.5, 1)
+    with pytest.raises(
+        PygCFError,
+        match=r"other callback settings .*'FixedTemperature': \{'tau': \(0\.1, 0\.5\)\}, "
+        r"'AdapTau0': \{'warmup_epochs': \(3, 1\)\}",
+    ):
+        load_checkpoint(changed, ckpt, strict=True)
+    assert changed.epoch == 0 and changed.callbacks[1].records == []
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        assert load_checkpoint(changed, ckpt) == 2
+    assert "changed callback settings" in caplog.text
+    assert "'tau': (0.1, 0.5)" in caplog.text and "'warmup_epochs': (3, 1)" in caplog.text
+    assert changed.callbacks[0].tau == 0.5 and changed.callbacks[1].warmup_epochs == 1
+    assert changed.callbacks[1].records == records
+    caplog.clear()
+    same = make(0.1, 3)
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        assert load_checkpoint(same, ckpt, strict=True) == 2
+    assert "callback settings" not in caplog.text and same.callbacks[1].records == records
+    # a checkpoint written before the settings were recorded: nothing to compare
+    state = torch.load(ckpt, weights_only=True)
+    del state["callback_settings"]
+    torch.save(state, tmp_path / "older.pt")
+    older = make(0.5, 1)
+    assert load_checkpoint(older, tmp_path / "older.pt", strict=True) == 2
+    assert older.callbacks[1].warmup_epochs == 3 and older.callbacks[1].records == records
+
+
+def test_load_weights_loads_the_last_or_the_selected_best_weights(tmp_path):
+    """After an early stop last.pt holds weights ``patience`` evaluations past the best
+    ones, which sat unused in the same file."""
+    from pyg_cf.errors import ConfigError
+    from pyg_cf.train.checkpoint import load_weights
+
+    data = _two_cluster_data()
+
+    def make(ckpt, patience, data=data):
+        return _mf_bpr_trainer(data, 40, patience, ckpt)
+
+    first = make(str(tmp_path), 1)
+    hist = first.fit()
+    best = int(hist.loc[hist["best"].eq(True), "epoch"].iloc[-1])
+    assert best < len(hist) < 40
+    ckpt = tmp_path / "last.pt"
+    warm = make(None, 1)
+    assert load_weights(warm, ckpt) == len(hist)
+    last = read_checkpoint(ckpt)["model"]["user_embedding.weight"]
+    assert torch.equal(warm.model.user_embedding.weight, last)
+    assert load_weights(warm, ckpt, which="best") == best
+    assert torch.equal(warm.model.user_embedding.weight, first.model.user_embedding.weight)
+    with pytest.raises(ConfigError, match="which must be 'last' or 'best'"):
+        load_weights(warm, ckpt, which="first")  # type: ignore[arg-type]
+    # without a validation split no weights are selected
+    users = torch.randint(60, (1500,), generator=torch.Generator().manual_seed(0))
+    items = torch.randint(40, (1500,), generator=torch.Generator().manual_seed(1))
+    df = pd.DataFrame({"user": users.numpy(), "item": items.numpy()})
+    no_val = from_dataframe(df, ratios=(0.8, 0.2), seed=0)
+    run = make(str(tmp_path / "no_val"), None, no_val)
+    run.config.epochs = 1
+    run.fit()
+    with pytest.raises(PygCFError, match="holds no best weights"):
+        load_weights(make(None, None, no_val), tmp_path / "no_val" / "last.pt", which="best")
+
+
+def test_resume_with_other_allocator_or_cuda_graph_settings_is_no_change(tmp_path, caplog):
+    """``retain_cpu_memory`` tunes the allocator and ``cuda_graphs`` launches the same
+    kernels on the same numbers: a strict resume refused them as changed settings."""
+    import json
+
+    data = _two_cluster_data()
+    _trained_mf(data, str(tmp_path)).fit()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    saved = json.loads(state["config"])
+    saved.update(retain_cpu_memory=True, cuda_graphs=True)  # as a GPU run would save them
+    state["config"] = json.dumps(saved, sort_keys=True)
+    torch.save(state, tmp_path / "gpu.pt")
+    with caplog.at_level("WARNING", logger="pyg_cf"):
+        assert load_checkpoint(_trained_mf(data, None), tmp_path / "gpu.pt", strict=True) == 2
+    assert "changed settings" not in caplog.text

@@ -765,3 +765,73 @@ def test_sampled_subgraph_weights_follow_a_float64_model(tiny_data, dtype, weigh
     assert tr.loader.sampler is not None and tr.loader.sampler.dtype == weights
     cb = tr.collate(next(iter(tr.batches())))
     assert all(w.dtype == weights for w in cb.model_inputs()["edge_weight"])
+
+
+def test_a_sparse_gradient_trainer_leaves_the_models_embeddings_as_found():
+    """``sparse_grad=True`` set ``nn.Embedding.sparse`` on the caller's model for good: a
+    later dense trainer on the same model then failed in Adam ("does not support sparse
+    gradients"). The flags are now set for the step's lookups only."""
+    data = synthetic()
+    seed_everything(0)
+    m = GraphCF.from_data(data, "mf", embedding_dim=8)
+    m.item_embedding.sparse = True  # a caller's own setting is put back too
+    base = dict(
+        epochs=1, batch_size=128, mode="sampled", num_neighbors=(3,), patience=None,
+        progress=False,
+    )  # fmt: skip
+    sparse = Trainer(m, data, get_loss("bpr"), TrainConfig(sparse_grad=True, **base))
+    batch, reg = sparse.make_batch(next(iter(sparse.batches())))
+    (sparse.loss(batch) + reg).backward()
+    assert m.user_embedding.weight.grad.is_sparse and m.item_embedding.weight.grad.is_sparse
+    m.zero_grad(set_to_none=True)
+    sparse.fit()
+    assert (m.user_embedding.sparse, m.item_embedding.sparse) == (False, True)
+    m.item_embedding.sparse = False
+    hist = Trainer(m, data, get_loss("bpr"), TrainConfig(**base)).fit()  # failed in Adam
+    assert len(hist) == 1 and not m.user_embedding.weight.grad.is_sparse
+
+
+def test_a_second_fit_continues_as_a_resume_from_the_last_checkpoint(tmp_path):
+    """``fit()`` ends with the best weights in the model; a second ``fit()`` with more
+    epochs trained on from them with the last epoch's optimizer moments and random state,
+    a run that was neither the uninterrupted one nor its resume. It now continues from the
+    last epoch's weights, exactly as ``load_checkpoint`` of the last checkpoint does; a
+    checkpoint saved by hand after ``fit()`` holds those weights too."""
+    import dataclasses
+
+    from pyg_cf.train import load_checkpoint, save_checkpoint
+    from pyg_cf.train.checkpoint import read_checkpoint
+
+    data = synthetic()
+
+    def make(epochs, ckpt=None):
+        torch.manual_seed(0)
+        model = GraphCF.from_data(data, "lightgcn", embedding_dim=8)
+        cfg = TrainConfig(
+            epochs=epochs, batch_size=64, lr=0.3, l2_reg=1e-4, seed=3, patience=None,
+            progress=False, checkpoint_dir=ckpt,
+        )  # fmt: skip
+        return Trainer(model, data, get_loss("bpr"), cfg)
+
+    def metrics(hist):
+        return hist[[c for c in hist.columns if not c.endswith("_s")]]
+
+    again = make(3)
+    first = again.fit()
+    best = first.loc[first["best"].eq(True), "epoch"].tolist()
+    assert best[-1] < 3  # the best weights are not the last ones: fit() swapped them in
+    save_checkpoint(again, tmp_path / "by_hand.pt")
+    again.config = dataclasses.replace(again.config, epochs=6)
+    continued = again.fit()
+
+    make(3, str(tmp_path)).fit()  # the same first 3 epochs, with their checkpoint
+    resumed = make(6)
+    assert load_checkpoint(resumed, tmp_path / "last.pt") == 3
+    hist = resumed.fit()
+    pd.testing.assert_frame_equal(metrics(continued), metrics(hist))
+    assert len(continued) == 6
+    for a, b in zip(again.model.embeddings(), resumed.model.embeddings()):
+        assert torch.equal(a, b)
+    by_hand = read_checkpoint(tmp_path / "by_hand.pt")["model"]
+    written = read_checkpoint(tmp_path / "last.pt")["model"]  # after epoch 3, by fit()
+    assert all(torch.equal(by_hand[k], written[k]) for k in written)
