@@ -139,10 +139,11 @@ class InteractionLoader:
             pos, neg = item_emb[batch.pos_index], item_emb[batch.neg_index]
 
     Negatives: ``num_negatives`` items per row from ``negative_sampler`` (uniform by
-    default; with ``reject_positives`` a user's own training positives are re-drawn), and/or
-    in-batch negatives (the other rows' positives), whose collisions with a user's own
-    positives are flagged in ``in_batch_collision`` when ``mask_in_batch`` is set. The
-    loader counts them in :attr:`num_collisions`.
+    default; with ``reject_positives`` a user's own training positives are re-drawn, a
+    bounded number of times: see ``reject_positives``), and/or in-batch negatives (the
+    other rows' positives), whose collisions with a user's own positives are flagged in
+    ``in_batch_collision`` when ``mask_in_batch`` is set. The loader counts them in
+    :attr:`num_collisions`.
 
     Args:
         edge_index: ``[2, E]`` training (user, item) pairs.
@@ -161,7 +162,13 @@ class InteractionLoader:
         negative_sampler: A :class:`~pyg_cf.losses.negatives.NegativeSampler`; uniform
             when ``None``.
         reject_positives: Re-draw sampled negatives that are training positives of the
-            row's user (with the default uniform sampler).
+            row's user (with the default uniform sampler; a ``negative_sampler`` given
+            here rejects by its own ``positives``, whatever this flag). Best effort, not
+            a guarantee: after the sampler's ``max_rounds`` (default 5) re-draws,
+            positives still drawn are kept silently (a user owning most of the catalogue
+            keeps many), and :meth:`collate` with ``shared`` skips rejection altogether
+            (shared sets are not per row). ``negative_sampler.last_collisions`` counts
+            the positives left among the last batch's negatives, shared or not.
         mask_in_batch: Compute ``in_batch_collision`` for in-batch negatives.
         positives: The training pairs as a :class:`~pyg_cf.data.pairs.UserItemIndex`
             (built from ``edge_index`` when needed and not given).
@@ -378,7 +385,10 @@ class InteractionLoader:
             shared: One set of negatives for all rows: ``neg_items`` (and ``neg_index``)
                 are stride-0 expanded ``[B, M]`` views of one ``[M]`` draw; an integer
                 ``G``: ``G`` sets, each repeated over its block of rows
-                (:func:`~pyg_cf.losses.base.negative_sets`).
+                (:func:`~pyg_cf.losses.base.negative_sets`). Shared negatives are not
+                rejected against the rows' positives, even with ``reject_positives``
+                (``negative_sampler.last_collisions`` then counts the positives among
+                them).
         """
         users, pos = self.edge_index[0, idx], self.edge_index[1, idx]
         m = self.num_negatives if num_negatives is None else num_negatives

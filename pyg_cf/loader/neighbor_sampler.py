@@ -218,8 +218,19 @@ class BipartiteNeighborSampler(BaseSampler):
     This class implements :class:`torch_geometric.sampler.BaseSampler`, so it plugs into
     :class:`torch_geometric.loader.LinkLoader` / :class:`~torch_geometric.loader.NodeLoader`
     (``sample_from_edges`` / ``sample_from_nodes``, seeds first in the returned node
-    lists, edge ids in ``e_id``); :class:`~pyg_cf.loader.InteractionLoader` calls
-    :meth:`sample` directly.
+    lists, edge ids in ``e_id``; each edge type holds the edges its targets drew:
+    ``USER_ITEM`` the items' draws, ``REV_EDGE`` the users');
+    :class:`~pyg_cf.loader.InteractionLoader` calls :meth:`sample` directly.
+
+    The weights above reach a model through :meth:`sample` (a :class:`BipartiteSubgraph`,
+    as :class:`~pyg_cf.loader.InteractionLoader` gives) or :meth:`add_edge_weights`, not
+    through the loaders alone: PyG's sampler output has no slot for per-batch edge
+    attributes (the loaders copy edge attributes from the input graph by ``e_id`` and fill
+    ``metadata`` with their own entries), so a loader's batch holds ``edge_index`` and
+    ``e_id`` only, and a layer run on it normalizes by the *subgraph's* degrees: the
+    exactness above does not hold. Pass ``transform=sampler.add_edge_weights`` to the
+    loader to give each edge type its ``edge_weight`` (the values :meth:`sample` computes
+    for the same draws).
 
     Args:
         graph: A pyg-cf :class:`HeteroData`, a :class:`BipartiteCSR`, or ``[2, E]``
@@ -238,9 +249,18 @@ class BipartiteNeighborSampler(BaseSampler):
             :meth:`sample_from_nodes` (``None``: torch's global one).
         targets: The node types that receive messages, so draw neighbors: ``('user',
             'item')`` (default), ``('user',)`` or ``('item',)`` (a one-sided model, see
-            above). With the ``'pyg'`` backend PyG draws both directions and the other
-            side's draws are dropped from the subgraph (the nodes they reached stay,
-            isolated).
+            above). With the ``'pyg'`` backend PyG's sampler draws in both directions at
+            every hop and only the edges that a ``targets`` node drew are kept. The nodes
+            that the other side's draws reached still stay in the subgraph, and PyG
+            expands them at the next hop: with ``K = 1`` they are isolated, but with
+            ``K >= 2`` the ``targets`` nodes among them (e.g. with ``('user',)``, the
+            users of a seed item, and from ``K = 3`` on the other users of the seed
+            users' items) draw their own neighbors at the later hops, and those edges
+            are kept. So the subgraph is larger than the ``'torch'`` backend's (more
+            nodes, more edges, more work), while the seeds' embeddings are unchanged
+            (exact with ``-1``): the extra edges carry messages only into those extra
+            ``targets`` nodes, and the other side, receiving nothing, passes nothing on
+            from them.
         dtype: Floating type of the subgraph's edge weights: the model's dtype
             (``torch.float64`` for a ``.double()`` model, whose full-neighbourhood batches
             then equal the full graph to float64 rounding, not float32's). Below float32
@@ -552,6 +572,63 @@ class BipartiteNeighborSampler(BaseSampler):
         return w_ui.to(self.dtype), w_iu.to(self.dtype)
 
     # -- PyG sampler interface ------------------------------------------------------------
+    def add_edge_weights(self, data: HeteroData) -> HeteroData:
+        r"""Set ``edge_weight`` on both edge types of a batch that
+        :class:`~torch_geometric.loader.NodeLoader` /
+        :class:`~torch_geometric.loader.LinkLoader` made with this sampler (pass it as the
+        loader's ``transform``; in place, returns ``data``).
+
+        In such a batch ``data[USER_ITEM]`` holds exactly the edges its items drew and
+        ``data[REV_EDGE]`` those its users drew (:meth:`sample_from_nodes`), so the
+        weights of :meth:`edge_weights` follow from the batch itself: with full-graph
+        degrees,
+
+        .. math::
+            w_{u \to i} = \frac{1}{|\mathcal{P}_i|^{\alpha_0}\, |\mathcal{P}_u|^{\alpha_1}}
+            \Big(\frac{|\mathcal{P}_i|}{|\mathcal{D}(i)|}\Big)^{c}
+
+        on a ``USER_ITEM`` edge, :math:`|\mathcal{D}(i)|` its item's ``USER_ITEM`` edges in
+        the batch (:math:`c = 1` with ``degree_correction``), and the mirror image on a
+        ``REV_EDGE`` edge: the values :meth:`sample` gives the same draws. With
+        ``num_neighbors = [-1] * K``, ``K`` hops of :class:`~pyg_cf.nn.BipartiteNormConv`
+        per edge type (e.g. in a :class:`~torch_geometric.nn.HeteroConv`, with
+        ``edge_weight_dict``) then give the seeds their full-graph embeddings.
+
+        Args:
+            data: A loader's batch: ``['user'].n_id``, ``['item'].n_id`` (global ids) and
+                the local ``edge_index`` of ``USER_ITEM`` and/or ``REV_EDGE``.
+
+        Returns:
+            ``data``, each present edge type with an ``[E]`` ``edge_weight`` in
+            :attr:`dtype` on its ``edge_index``'s device.
+
+        Raises:
+            ConfigError: if ``n_id`` is missing, or an id lies outside the graph or the
+                batch's nodes.
+        """
+        g = self.graph
+        for key in ("user", "item"):
+            if "n_id" not in data[key]:
+                raise ConfigError(
+                    f"add_edge_weights needs data['{key}'].n_id (the global ids a NodeLoader "
+                    "or LinkLoader batch carries)"
+                )
+        user_id, item_id = data["user"].n_id, data["item"].n_id
+        check_node_ids((user_id, g.num_users, "user n_id"), (item_id, g.num_items, "item n_id"))
+        user_id, item_id = user_id.to(g.device).long(), item_id.to(g.device).long()
+        for et in (USER_ITEM, REV_EDGE):
+            if et not in data.edge_types or "edge_index" not in data[et]:
+                continue
+            ei = data[et].edge_index
+            local = ei.as_subclass(Tensor).to(g.device).long()
+            row, col = (local[0], local[1]) if et == USER_ITEM else (local[1], local[0])
+            drew = torch.ones_like(row, dtype=torch.bool)
+            # USER_ITEM: every edge drawn by its item, by no user; REV_EDGE: the other way
+            by_user, by_item = (~drew, drew) if et == USER_ITEM else (drew, ~drew)
+            w_ui, w_iu = self.edge_weights(user_id, item_id, row, col, by_user, by_item)
+            data[et].edge_weight = (w_ui if et == USER_ITEM else w_iu).to(ei.device)
+        return data
+
     def _draw_generator(self) -> torch.Generator | None:
         """``self.generator``, or in a :class:`~torch.utils.data.DataLoader` worker a copy
         reseeded once from the generator's seed and the worker's seed. Each forked worker

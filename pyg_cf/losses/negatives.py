@@ -22,8 +22,15 @@ class NegativeSampler:
         item_degree: ``[I]`` training degrees (needed for ``'popularity'``).
         kind: ``'uniform'`` or ``'popularity'``.
         beta: Popularity exponent :math:`\beta` (``p_j \propto |P_j|^\beta``).
-        positives: Training pairs to reject (a user's own positives are re-drawn, up to
-            ``max_rounds`` times), or ``None`` for no rejection.
+        positives: Training pairs to reject, or ``None`` for no rejection. A sampled
+            negative that is a training positive of its row's user is re-drawn, for at
+            most ``max_rounds`` rounds. Rejection is best effort: a negative still
+            colliding after the last round is *kept*, without a warning or an error
+            (under uniform draws, with probability :math:`(|\mathcal{P}_u| / I)^{R+1}`
+            for a user with :math:`|\mathcal{P}_u|` of the :math:`I` items and
+            :math:`R` = ``max_rounds``), and shared negatives (:meth:`sample` with
+            ``shared``) are not rejected at all. :attr:`last_collisions` counts the
+            positives left in the last draw.
         max_rounds: Rejection rounds; collisions left after them are kept (counted by
             :attr:`last_collisions`).
     """
@@ -67,9 +74,11 @@ class NegativeSampler:
 
     @property
     def last_collisions(self) -> int:
-        """Positives left among the negatives of the last :meth:`sample` call that rejected
-        positives (after ``max_rounds`` rounds), ``0`` before any. Counted when read (a host
-        sync then, none per step), on the returned ``items`` as they are now."""
+        """Training positives of the row's user among the negatives of the last
+        :meth:`sample` call: those left after ``max_rounds`` rejection rounds for per-row
+        draws, all of them for a shared draw (which is not rejected); ``0`` before any
+        call, or without ``positives``. Counted when read (a host sync then, none per
+        step), on the returned ``items`` as they are now."""
         last = getattr(self, "_last_draw", None)
         if last is None or self.positives is None:
             return 0
@@ -110,7 +119,13 @@ class NegativeSampler:
                 expanded view; the rows share the same negatives, which saves memory). An
                 integer ``G``: draw ``G`` sets, each given to a block of rows
                 (:func:`~pyg_cf.losses.base.negative_sets`; row ``r`` gets set ``r // S``).
-                Rejection of positives is per row and so is skipped for shared negatives.
+                Rejection of positives is per row and so is skipped for shared negatives,
+                silently: they may hold positives of the rows' users (counted by
+                :attr:`last_collisions`).
+
+        With ``positives``, per-row negatives are re-drawn while they collide, for at most
+        ``max_rounds`` rounds; collisions left after them are returned as they are (see
+        the class's ``positives``).
         """
         shape = (users.numel(), num)
         if shared:
@@ -128,7 +143,9 @@ class NegativeSampler:
                 # the same writes as ``items[bad] = draw`` (row-major order of the mask),
                 # without the hidden nonzero (a second host sync) of boolean-mask indexing
                 items.masked_scatter_(bad, self._draw((nbad,), users.device, generator))
-            self._last_draw = (users, items)
+        # what last_collisions counts: this draw (also a shared one, not rejected), never
+        # an earlier one
+        self._last_draw = (users, items) if self.positives is not None else None
         if self.log_probs is None:
             logp = torch.full(shape, -math.log(self.num_items), device=users.device)
         else:

@@ -338,7 +338,17 @@ class BipartiteNormConv(MessagePassing):
             (a CSR matrix and its transpose, used for forward and backward SpMM) and reused
             while the same ``edge_index`` tensor is passed. Use it for full-graph
             (transductive) training; leave it ``False`` for sampled subgraphs.
-        **kwargs: Passed to :class:`~torch_geometric.nn.conv.MessagePassing`.
+        **kwargs: Passed to :class:`~torch_geometric.nn.conv.MessagePassing` (e.g.
+            ``node_dim``, ``decomposed_layers``). The layer is defined as the normalized
+            *sum* above, from row 0 (sources) into row 1 (targets), and its sparse-product
+            paths (``cached=True``, a torch sparse ``adj_t``, a sorted ``EdgeIndex`` with
+            ``edge_weight``) compute exactly that; so ``aggr`` may only be ``"add"`` (or its
+            alias ``"sum"``) and ``flow`` only ``"source_to_target"``. For the other
+            direction pass ``edge_index.flip(0)``.
+
+    Raises:
+        ConfigError: if ``alpha0`` / ``alpha1`` lie outside :math:`[-1, 2]`, or ``aggr`` /
+            ``flow`` is given another value than the supported one (see ``**kwargs``).
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F)` or
@@ -358,7 +368,21 @@ class BipartiteNormConv(MessagePassing):
     def __init__(
         self, alpha0: float = 0.5, alpha1: float = 0.5, cached: bool = False, **kwargs: Any
     ):
-        kwargs.setdefault("aggr", "add")
+        aggr = kwargs.setdefault("aggr", "add")
+        # every path must compute the same sum: refuse what only message passing would honour
+        if not (isinstance(aggr, str) and aggr in ("add", "sum")):
+            raise ConfigError(
+                f"BipartiteNormConv: aggr must be 'add' (the normalized sum; 'sum' is accepted "
+                f"as an alias), got {aggr!r}"
+            )
+        kwargs["aggr"] = "add"  # one spelling, which products_by_csr checks
+        flow = kwargs.get("flow", "source_to_target")
+        if flow != "source_to_target":
+            raise ConfigError(
+                f"BipartiteNormConv: flow must be 'source_to_target' (messages go from row 0 "
+                f"to row 1 of edge_index), got {flow!r}; pass edge_index.flip(0) for the "
+                "other direction"
+            )
         super().__init__(**kwargs)
         self.alpha0 = _check_alpha("alpha0", alpha0)
         self.alpha1 = _check_alpha("alpha1", alpha1)

@@ -371,6 +371,11 @@ class GraphCF(nn.Module):
         made or combined, swapped or uncached layers, trainable layer weights, forward or
         backward hooks on the model, its layers or all modules, other subgraph inputs).
 
+        When both sides propagate, the fused path is differentiable once (its backward is
+        marked ``once_differentiable``: differentiating its gradient again raises); for
+        higher-order gradients (``create_graph=True``) take rows of :meth:`forward`,
+        whose products are differentiable to any order.
+
         Args:
             users: ``[B_u]`` user ids (of ``user_nodes`` when given).
             items: ``[B_i]`` item ids (of ``item_nodes`` when given).

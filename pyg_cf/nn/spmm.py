@@ -23,6 +23,15 @@ that dtype so that no index copy happens per call) and write into a fresh output
 zero-filling it (``addmm(..., beta=0)``). ``torch-sparse``'s ``SparseTensor`` SpMM was
 measured slower for this workload on CPU (``benchmarks/bench_train_step.py`` reports both),
 so it is not used for the cached path even when it is installed.
+
+Higher-order gradients: the backward of each product is the product with the transpose,
+linear in the incoming gradient, so under ``create_graph=True`` it is recorded as another
+cached-pair product (the pair swapped): :func:`spmm_cached`, :func:`spmm_rows` and
+:func:`spmm_edge_index` are differentiable in the features to any order (Hessian-vector
+products, gradient penalties), with the same values as the plain message-passing path.
+The matrices are constants (no gradient flows to the edge weights). Only the fused
+:func:`~pyg_cf.nn.layer_sum.layer_sum_rows` is differentiable once (marked
+``once_differentiable``: a second differentiation raises).
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ from typing import Any, NamedTuple, Protocol
 import torch
 import torch_geometric
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from pyg_cf.errors import ConfigError
 
@@ -171,19 +179,42 @@ class CachedAdjacency:
 
 
 class _SpMM(torch.autograd.Function):
+    r""":math:`\mathbf{Y} = \mathbf{A}\mathbf{X}` with the gradient
+    :math:`\mathbf{A}^{\top}\mathbf{G}` from the cached transpose; the matrices are
+    constants (no gradient flows to them).
+
+    The backward is linear in :math:`\mathbf{G}`, so under ``create_graph=True`` (grad mode
+    on inside the backward: double backward, Hessian-vector products, gradient penalties)
+    it is this same function applied to the pair swapped,
+    :math:`\mathbf{A}^{\top}\mathbf{G}` whose own gradient is :math:`\mathbf{A}(\cdot)`:
+    differentiable to any order. Otherwise it calls the product directly (``_mm``'s
+    ``addmm(..., out=...)``, which autograd cannot record)."""
+
     @staticmethod
     def forward(ctx: Any, x: Tensor, matrix: Tensor, matrix_t: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.matrix_t = matrix_t
+        ctx.matrix, ctx.matrix_t = matrix, matrix_t
         return _mm(matrix, x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
-        gx = _mm(ctx.matrix_t, grad.contiguous()) if ctx.needs_input_grad[0] else None
-        return gx, None, None
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        return _transposed_product(ctx.matrix_t, ctx.matrix, grad), None, None
+
+
+def _transposed_product(matrix_t: Tensor, matrix: Tensor, grad: Tensor) -> Tensor:
+    r""":math:`\mathbf{A}^{\top}\mathbf{G}`, the gradient of a product with ``matrix``
+    (:math:`\mathbf{A}`): recorded by autograd (as :class:`_SpMM` over the swapped pair)
+    when grad mode is on, i.e. in a backward pass run with ``create_graph=True``."""
+    if torch.is_grad_enabled():
+        out: Tensor = _SpMM.apply(grad.contiguous(), matrix_t, matrix)
+        return out
+    return _mm(matrix_t, grad.contiguous())
 
 
 def spmm_cached(adj: Adjacency, x: Tensor) -> Tensor:
-    """``adj.matrix @ x`` whose gradient uses the cached transpose."""
+    """``adj.matrix @ x`` whose gradient uses the cached transpose (differentiable in ``x``
+    to any order: the module docstring)."""
     if x.dtype != adj.matrix.dtype:
         raise TypeError(f"spmm: adjacency is {adj.matrix.dtype} but features are {x.dtype}")
     return _SpMM.apply(x, adj.matrix, adj.matrix_t)
@@ -269,13 +300,12 @@ class _RowsSpMM(torch.autograd.Function):
         return _mm(rows.matrix, x)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
         if not ctx.needs_input_grad[0]:
             return None, None
         # a CSR product with the slice's transpose: several times faster than an
-        # index_add of the rows on the CPU
-        return _mm(ctx.rows.transpose(), grad.contiguous()), None
+        # index_add of the rows on the CPU; differentiable again under create_graph=True
+        return _transposed_product(ctx.rows.transpose(), ctx.rows.matrix, grad), None
 
 
 def spmm_rows(adj: Adjacency, rows: Tensor, x: Tensor, max_share: float | None = None) -> Tensor:
@@ -376,7 +406,8 @@ class _EdgeIndexSpMM(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
         if not ctx.needs_input_grad[0]:
             return None, None
-        return _mm(ctx.mats.a_t(ctx.edge_index), grad.contiguous()), None
+        # differentiable again under create_graph=True (see _SpMM)
+        return _transposed_product(ctx.mats.a_t(ctx.edge_index), ctx.mats.a, grad), None
 
 
 def spmm_edge_index(edge_index: Any, edge_weight: Tensor, x_src: Tensor) -> Tensor:

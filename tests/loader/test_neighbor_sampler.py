@@ -679,3 +679,129 @@ def test_int32_seeds_sample_as_int64_ones():
     assert torch.equal(
         a.edge_index.as_subclass(torch.Tensor), b.edge_index.as_subclass(torch.Tensor)
     )
+
+
+def _per_edge_type_hops(model, batch, weighted=True):
+    """``model``'s final embeddings over a loader batch: its hops as one
+    :class:`BipartiteNormConv` per edge type with the batch's ``edge_weight`` (or, not
+    ``weighted``, the weights the layer computes from the batch's own degrees)."""
+    from pyg_cf.nn import BipartiteNormConv
+
+    conv = BipartiteNormConv(model.alpha0, model.alpha1)
+    w = model.layer_weights.to(model.user_embedding.weight.dtype)
+    h_u = model.user_embedding.weight[batch["user"].n_id]
+    h_i = model.item_embedding.weight[batch["item"].n_id]
+    out_u, out_i = h_u * w[0], h_i * w[0]
+    ui, iu = batch[USER_ITEM], batch[REV_EDGE]
+    for k in range(1, model.num_layers + 1):
+        h_u, h_i = (
+            conv((h_i, h_u), iu.edge_index, iu.edge_weight if weighted else None),
+            conv((h_u, h_i), ui.edge_index, ui.edge_weight if weighted else None),
+        )
+        out_u, out_i = out_u + h_u * w[k], out_i + h_i * w[k]
+    return out_u, out_i
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_loader_batches_get_the_full_graph_weights_and_stay_exact(side):
+    """A NodeLoader / LinkLoader batch carried ``edge_index`` and ``e_id`` only: the weights
+    the sampler computed were dropped, so a model on it normalized by subgraph degrees.
+    ``transform=sampler.add_edge_weights`` restores them: full fan-out is exact again."""
+    ei = sparse_graph()
+    data = as_hetero(ei, NU, NI)
+    torch.manual_seed(0)
+    model = GraphCF(NU, NI, 8, num_layers=2, alpha0=0.3, alpha1=0.8, edge_index=ei).double()
+    sampler = BipartiteNeighborSampler(data, [-1, -1], 0.3, 0.8, dtype=torch.float64)
+    seeds = torch.tensor([0, 5, 9]) if side == "user" else torch.tensor([3, 8])
+    kw = dict(node_sampler=sampler, input_nodes=(side, seeds), batch_size=seeds.numel())
+    u_full, i_full = model()
+    want = (u_full if side == "user" else i_full)[seeds]
+    plain = next(iter(NodeLoader(data, **kw)))
+    assert "edge_weight" not in plain[USER_ITEM] and "edge_weight" not in plain[REV_EDGE]
+    # normalized by the subgraph's degrees: not the full-graph embeddings
+    got = _per_edge_type_hops(model, plain, weighted=False)[0 if side == "user" else 1]
+    assert not torch.allclose(got[: seeds.numel()], want)
+    batch = next(iter(NodeLoader(data, transform=sampler.add_edge_weights, **kw)))
+    assert batch[USER_ITEM].edge_weight.dtype == torch.float64
+    got = _per_edge_type_hops(model, batch)[0 if side == "user" else 1]
+    assert batch[side].n_id.numel() > seeds.numel()  # a real subgraph
+    torch.testing.assert_close(got[: seeds.numel()], want, rtol=0, atol=1e-14)
+    # a LinkLoader batch: the seed links' users and items are exact
+    links = LinkLoader(
+        data,
+        link_sampler=sampler,
+        edge_label_index=(USER_ITEM, ei[:, :4]),
+        batch_size=4,
+        transform=sampler.add_edge_weights,
+    )
+    lb = next(iter(links))
+    u, i = _per_edge_type_hops(model, lb)
+    src, dst = lb[USER_ITEM].edge_label_index
+    torch.testing.assert_close(u[src], u_full[lb["user"].n_id[src]], rtol=0, atol=1e-14)
+    torch.testing.assert_close(i[dst], i_full[lb["item"].n_id[dst]], rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("correction", [True, False])
+def test_added_weights_are_those_of_sample_for_the_same_draws(correction):
+    """With sampled fan-outs (and the degree correction, which counts each node's own
+    draws) the batch's weights equal, edge by edge, those :meth:`sample` computes."""
+    ei = random_edges(NU, NI, 400, 6)
+    data = as_hetero(ei, NU, NI)
+
+    def sampler():
+        gen = torch.Generator().manual_seed(3)
+        return BipartiteNeighborSampler(
+            data, [3, 2], 0.5, 0.25, degree_correction=correction, generator=gen
+        )
+
+    seeds = torch.tensor([1, 4, 7, 30])
+    s = sampler()
+    loader = NodeLoader(
+        data, node_sampler=s, input_nodes=("user", seeds), batch_size=4,
+        transform=s.add_edge_weights,
+    )  # fmt: skip
+    batch = next(iter(loader))
+    ref = sampler()
+    sub = ref.sample(seeds, torch.empty(0, dtype=torch.long), ref.generator)
+    loc = sub.edge_index.as_subclass(torch.Tensor)
+    pairs = (sub.user_id[loc[0]] * NI + sub.item_id[loc[1]]).tolist()
+    for et, w_ref in ((USER_ITEM, sub.edge_weight), (REV_EDGE, sub.rev_edge_weight)):
+        want = {p: w for p, w in zip(pairs, w_ref.tolist()) if w != 0}
+        e = batch[et].edge_index
+        u, i = (e[0], e[1]) if et == USER_ITEM else (e[1], e[0])
+        got = (batch["user"].n_id[u] * NI + batch["item"].n_id[i]).tolist()
+        assert len(want) > 0 and dict(zip(got, batch[et].edge_weight.tolist())) == want
+
+
+def test_pyg_backend_with_one_sided_targets_keeps_later_draws_of_reached_nodes():
+    """The docstring said the other side's draws are dropped and the nodes they reached
+    stay isolated. From K = 2 on, PyG expands those nodes: the ``targets`` among them draw
+    at the next hop and their edges are kept (a larger subgraph), while the seeds'
+    embeddings stay exact."""
+    if not pyg_sampler_available():
+        pytest.skip("needs pyg-lib or torch-sparse")
+    ei = sparse_graph()
+    users, items = torch.tensor([0, 5, 9]), torch.tensor([3, 8])
+
+    def sub(backend, k, seed_items):
+        s = BipartiteNeighborSampler(
+            ei, [-1] * k, num_users=NU, num_items=NI, targets=("user",), backend=backend
+        )
+        return s.sample(users, items if seed_items else items[:0], torch.Generator())
+
+    def owners(s):
+        return set(s.user_id[s.edge_index.as_subclass(torch.Tensor)[0]].tolist())
+
+    # K = 1: the seed items' dropped draws leave their users isolated
+    one = sub("pyg", 1, True)
+    assert owners(one) == set(users.tolist()) < set(one.user_id.tolist())
+    assert one.num_edges == sub("torch", 1, True).num_edges
+    # K = 2: the seed items' users draw at hop 2, and those edges are kept
+    two, two_torch = sub("pyg", 2, True), sub("torch", 2, True)
+    assert owners(two) > set(users.tolist()) == owners(two_torch)
+    assert two.num_edges > two_torch.num_edges
+    # without seed items, K = 3: the users reached through the seed users' items
+    assert owners(sub("pyg", 2, False)) == set(users.tolist())
+    assert owners(sub("pyg", 3, False)) > set(users.tolist())
+    model = GraphCF(NU, NI, 8, num_layers=2, propagate_items=False, edge_index=ei)
+    assert_subgraph_is_exact(model, two, users, items)

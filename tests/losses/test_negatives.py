@@ -167,9 +167,12 @@ def test_last_collisions_is_counted_when_read_not_per_draw():
     assert count.syncs == ["_local_scalar_dense"] * 2, count.syncs  # two rounds, each one count
     left = int(UserItemIndex(ei, nu, ni).contains(users.unsqueeze(1), items).sum())
     assert left > 0 and s.last_collisions == left
-    # shared negatives skip rejection: the count stays that of the last rejecting draw
-    s.sample(users, 3, torch.Generator().manual_seed(1), shared=True)
-    assert s.last_collisions == left
+    # shared negatives skip rejection: the count is that of the shared draw (see
+    # test_last_collisions_describes_the_latest_draw_even_a_shared_one)
+    shared, _ = s.sample(users, 3, torch.Generator().manual_seed(1), shared=True)
+    assert s.last_collisions == int(
+        UserItemIndex(ei, nu, ni).contains(users[:, None], shared).sum()
+    )
 
 
 def test_a_moved_sampler_draws_the_same_items():
@@ -188,3 +191,33 @@ def test_a_moved_sampler_draws_the_same_items():
     assert torch.equal(a, b)
     own = {0: {1, 3}, 1: {3}}
     assert all(int(i) not in own[int(u)] for u, row in zip(users, b) for i in row)
+
+
+def test_last_collisions_describes_the_latest_draw_even_a_shared_one():
+    """A shared draw skips rejection (per row by nature) and left the count of the draw
+    before it: ``last_collisions`` reported 7 leftover positives where the shared
+    negatives held 16. Rejection stays best effort: leftovers after ``max_rounds`` are
+    kept and counted."""
+    # user 0 owns items 0..7 of 10, user 1 item 0
+    ei = torch.tensor([[0] * 8 + [1], [*range(8), 0]])
+    index = UserItemIndex(ei, 2, 10)
+    s = NegativeSampler(10, positives=index, max_rounds=1)
+    users = ei[0]
+    gen = torch.Generator().manual_seed(0)
+
+    def positives_among(items):
+        return int(index.contains(users.unsqueeze(1), items).sum())
+
+    items, _ = s.sample(users, 4, gen)
+    left = positives_among(items)
+    assert left > 0 and s.last_collisions == left  # kept after the last round
+    shared, _ = s.sample(users, 4, gen, shared=True)
+    assert (shared == shared[0]).all()
+    assert positives_among(shared) != left
+    assert s.last_collisions == positives_among(shared)
+    again, _ = s.sample(users, 4, gen, shared=2)
+    assert s.last_collisions == positives_among(again)
+    # without positives to reject there is nothing to count
+    plain = NegativeSampler(10)
+    plain.sample(users, 4, gen, shared=True)
+    assert plain.last_collisions == 0

@@ -95,6 +95,31 @@ def test_drop_in_for_lgconv_in_pyg_lightgcn(graph):
     torch.testing.assert_close(torch.cat([u, i]), pyg.get_embedding(hom))
 
 
+def test_lgconv_differs_with_edge_weight_or_a_one_way_edge_as_docs_compat_says():
+    """docs/compat.md: identical to ``LGConv`` only without ``edge_weight`` and with both
+    directions of every edge; ``LGConv`` normalizes given weights by weighted in-degrees
+    (passing them pre-normalized reproduces it) and takes in-degrees at both ends."""
+    from torch_geometric.utils import scatter
+
+    torch.manual_seed(0)
+    one_way = torch.tensor([[0, 0, 1, 2, 3], [1, 2, 2, 0, 0]])  # node 3 has no in-edge
+    both = torch.cat([one_way, one_way.flip(0)], 1)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    ours, lg = BipartiteNormConv(0.5, 0.5), LGConv()
+    torch.testing.assert_close(ours(x, both), lg(x, both))
+    assert not torch.allclose(ours(x, one_way), lg(x, one_way))
+    x2 = x.clone()
+    x2[3] += 1.0  # node 3 sends nothing through LGConv (its in-degree 0 zeroes the weight)
+    assert torch.equal(lg(x2, one_way), lg(x, one_way))
+    assert not torch.equal(ours(x2, one_way)[0], ours(x, one_way)[0])
+    w = torch.rand(both.size(1), dtype=torch.float64) + 0.5
+    assert not torch.allclose(ours(x, both, w), lg(x, both, w))
+    deg = scatter(w, both[1], 0, dim_size=4, reduce="sum")
+    torch.testing.assert_close(
+        ours(x, both, w / (deg[both[0]] * deg[both[1]]).sqrt()), lg(x, both, w)
+    )
+
+
 class FeatureLightGCN(nn.Module):
     """LightGCN propagation with item embeddings from a linear encoder of item features."""
 

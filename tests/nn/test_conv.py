@@ -425,3 +425,31 @@ def test_an_edge_index_whose_sparse_size_disagrees_with_the_features_is_named():
     # an unknown size is no disagreement
     out = conv((x_src, x_dst), EdgeIndex(torch.tensor([[0, 1], [1, 0]])))
     assert out.shape == (2, 4)
+
+
+@pytest.mark.parametrize("aggr", ["mean", "max", "min", ["add", "mean"]])
+def test_an_aggregation_other_than_the_sum_is_refused(aggr):
+    # only message passing honoured it: the cached and adj_t products always summed
+    with pytest.raises(ConfigError, match="aggr must be 'add'"):
+        BipartiteNormConv(aggr=aggr)
+
+
+def test_the_sum_aggregation_may_be_named_either_way():
+    x = torch.randn(NU, 3)
+    ref = BipartiteNormConv()((x, None), EI, size=(NU, NI))
+    for aggr in ("add", "sum"):
+        for cached in (False, True):
+            conv = BipartiteNormConv(aggr=aggr, cached=cached)
+            assert conv.aggr == "add"
+            torch.testing.assert_close(conv((x, None), EI, size=(NU, NI)), ref)
+
+
+def test_the_reverse_flow_is_refused_with_the_way_round_it():
+    # the cached and CSR paths ignored it; the plain path aggregated into row 0 while the
+    # normalization still took row 0 as the sources
+    with pytest.raises(ConfigError, match=r"flow must be 'source_to_target'.*flip"):
+        BipartiteNormConv(flow="target_to_source")
+    conv = BipartiteNormConv(flow="source_to_target")
+    x = torch.randn(NI, 3)
+    ref = dense_reference(x, EI.flip(0), NI, NU, 0.5, 0.5)
+    torch.testing.assert_close(conv((x, None), EI.flip(0), size=(NI, NU)), ref)

@@ -156,3 +156,59 @@ def test_row_slice_transpose_keeps_each_columns_rows_in_order():
     for j in range(t.size(0)):  # ascending slice rows within each column, as the cached one
         seg = col[crow[j] : crow[j + 1]]
         assert torch.equal(seg, seg.sort().values)
+
+
+def _edge_index_adjacency():
+    """A column-sorted ``EdgeIndex`` (3 sources, 2 targets) with float64 weights, one of
+    them 0 (left out of the CPU matrices), and its dense ``[2, 3]`` matrix."""
+    ei = EdgeIndex(EI, sparse_size=(3, 2))
+    ei, perm = ei.sort_by("col")
+    w = torch.tensor([0.5, 0.0, 2.0, 1.5, 0.25], dtype=torch.float64)[perm]
+    dense = torch.zeros(2, 3, dtype=torch.float64)
+    data = ei.as_subclass(torch.Tensor)
+    dense[data[1], data[0]] = w
+    return ei, w, dense
+
+
+@pytest.mark.parametrize("path", ["cached", "rows", "edge_index"])
+def test_the_products_are_differentiable_twice(path):
+    """Their backward wrote through ``addmm(..., out=...)``, which autograd cannot record:
+    ``create_graph=True`` (gradient penalties, Hessian-vector products) raised."""
+    from pyg_cf.nn.spmm import spmm_cached, spmm_rows
+
+    if path == "edge_index":
+        ei, w, dense = _edge_index_adjacency()
+        fn, idx = (lambda t: spmm_edge_index(ei, w, t)), slice(None)
+    else:
+        adj, dense = _adjacency()
+        rows = torch.tensor([3, 0, 3, 6])
+        fn = (
+            (lambda t: spmm_cached(adj, t))
+            if path == "cached"
+            else (lambda t: spmm_rows(adj, rows, t, max_share=1.0))
+        )
+        idx = slice(None) if path == "cached" else rows
+    x = torch.randn(dense.size(1), 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(fn, (x,))
+    # a gradient penalty: the same values as through the dense product
+    (g,) = torch.autograd.grad(fn(x).pow(3).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.pow(2).sum(), x)
+    (g_ref,) = torch.autograd.grad((dense @ x)[idx].pow(3).sum(), x, create_graph=True)
+    (gg_ref,) = torch.autograd.grad(g_ref.pow(2).sum(), x)
+    torch.testing.assert_close(g, g_ref)
+    torch.testing.assert_close(gg, gg_ref)
+
+
+def test_a_first_order_backward_still_takes_the_direct_product(monkeypatch):
+    """Without ``create_graph`` the backward is one product, not another autograd node."""
+    import pyg_cf.nn.spmm as spmm
+
+    adj, dense = _adjacency()
+    x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    out = spmm.spmm_cached(adj, x)
+    applied: list[int] = []
+    apply = spmm._SpMM.apply
+    monkeypatch.setattr(spmm._SpMM, "apply", lambda *a: applied.append(1) or apply(*a))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert applied == []
+    torch.testing.assert_close(g, dense.t() @ torch.ones(7, 2, dtype=torch.float64))
