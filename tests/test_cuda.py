@@ -286,6 +286,30 @@ def test_checkpoint_moves_between_cuda_and_cpu(tmp_path):
     assert len(back.fit()) == 3  # resumes on CUDA: one more epoch
 
 
+def test_resume_with_user_dropout_repeats_the_uninterrupted_run(tmp_path):
+    """User dropout on the GPU draws from the trainer device's CUDA generator, which the
+    checkpoint saves (that device's only) and a resume restores: the resumed run's dropout
+    masks, and so its weights, are the uninterrupted run's (up to the order of atomic adds)."""
+    data = random_data(seed=8, num_edges=1200)
+
+    def trainer(epochs: int, ckpt):  # type: ignore[no-untyped-def]
+        model = GraphCF.from_data(data, "mf", embedding_dim=16)
+        cfg = _cfg(epochs=epochs, device=DEVICE, user_dropout=0.3, checkpoint_dir=ckpt)
+        return Trainer(model, data, get_loss("ssm"), cfg)
+
+    seed_everything(0)
+    full = trainer(4, None)
+    full.fit()
+    seed_everything(0)
+    trainer(2, str(tmp_path)).fit()
+    seed_everything(123)  # disturb every random state the resumed run could inherit
+    resumed = trainer(4, str(tmp_path / "more"))
+    assert load_checkpoint(resumed, tmp_path / "last.pt") == 2
+    resumed.fit()
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_lambertw_on_cuda_matches_scipy():
     x = torch.linspace(-0.3678, 20.0, 1001, device=DEVICE, dtype=torch.float64)
     w = lambertw(x)

@@ -153,13 +153,18 @@ class UserItemIndex:
         return row, self.col[start[row] + offs]
 
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
-        """Boolean membership of the broadcast pairs ``(users, items)``."""
-        q = users.long() * self.num_items + items.long()
+        """Boolean membership of the broadcast pairs ``(users, items)``. A pair with an id
+        outside ``[0, num_users)`` or ``[0, num_items)`` is not a member (its flat key
+        ``user * num_items + item`` could otherwise equal a listed pair's, e.g.
+        ``(u, num_items)`` and ``(u + 1, 0)``)."""
+        users, items = users.long(), items.long()
+        q = users * self.num_items + items
         if self.keys.numel() == 0:
             return torch.zeros_like(q, dtype=torch.bool)
         flat = q.reshape(-1)
         pos = torch.searchsorted(self.keys, flat).clamp_(max=self.keys.numel() - 1)
-        return (self.keys[pos] == flat).view(q.shape)
+        inside = (users >= 0) & (users < self.num_users) & (items >= 0) & (items < self.num_items)
+        return (self.keys[pos] == flat).view(q.shape) & inside
 
     def in_batch_collisions(
         self, users: Tensor, items: Tensor, method: str | None = None

@@ -298,8 +298,20 @@ def _rng_state(trainer: Trainer) -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "generator": trainer.generator.get_state(),
         "generator_device": trainer.generator.device.type,
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **_cuda_rng_state(trainer.device),
     }
+
+
+def _cuda_rng_state(device: torch.device) -> dict[str, Any]:
+    """The CUDA random state a trainer on ``device`` draws from (user dropout on the GPU):
+    that one device's, under ``cuda`` (a list of one state) with its index as
+    ``cuda_device``; nothing for a CPU trainer. Reading every device's state
+    (``get_rng_state_all``) would create a CUDA context on each GPU of the machine — in
+    every process of a multi-GPU run."""
+    if device.type != "cuda":
+        return {"cuda": [], "cuda_device": -1}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"cuda": [torch.cuda.get_rng_state(index)], "cuda_device": int(index)}
 
 
 def _set_rng_state(trainer: Trainer, rng: dict[str, Any]) -> None:
@@ -330,7 +342,20 @@ def _set_rng_state(trainer: Trainer, rng: dict[str, Any]) -> None:
             trainer.generator.device.type,
             saved_on,
         )
-    if rng["cuda"] and torch.cuda.is_available():
+    if "cuda_device" in rng:  # one device's state, restored onto this trainer's device
+        if rng["cuda"] and trainer.device.type == "cuda":
+            index = trainer.device.index
+            torch.cuda.set_rng_state(
+                rng["cuda"][0].cpu(), index if index is not None else torch.cuda.current_device()
+            )
+        elif trainer.config.user_dropout > 0:  # the only CUDA randomness a trainer uses
+            log.warning(
+                "checkpoint was written by a trainer on %s, this one is on %s: CUDA "
+                "randomness (user dropout on the GPU) is not restored",
+                "cuda" if rng["cuda"] else "cpu",
+                trainer.device.type,
+            )
+    elif rng["cuda"] and torch.cuda.is_available():  # older checkpoints: every device's
         if len(rng["cuda"]) != torch.cuda.device_count():
             log.warning(
                 "checkpoint has CUDA random states of %d devices, this machine has %d: "

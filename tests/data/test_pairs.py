@@ -193,3 +193,14 @@ def test_dense_in_batch_collisions_equal_the_gathered_ones_without_a_sync(seed):
     assert index.in_batch_collisions(users, items).shape == (64, 64)
     with pytest.raises(ValueError, match="method must be"):
         index.in_batch_collisions(users, items, method="sparse")
+
+
+def test_contains_is_false_for_ids_out_of_range():
+    # (0, 5) has the flat key of (1, 0) and (2, -1) that of (1, 4) with 5 items
+    idx = UserItemIndex(torch.tensor([[1, 1], [0, 4]]), 3, 5)
+    users = torch.tensor([0, 2, 1, 1, 3, -1])
+    items = torch.tensor([5, -1, 0, 4, 0, 9])
+    assert idx.contains(users, items).tolist() == [False, False, True, True, False, False]
+    # broadcast (the in-batch collision shape) keeps the same rule
+    mask = idx.contains(torch.tensor([[0], [1]]), torch.tensor([[5, 0, 4]]))
+    assert mask.tolist() == [[False, False, False], [False, True, True]]

@@ -163,8 +163,9 @@ def test_checkpoint_is_plain_data_loaded_with_weights_only(tmp_path):
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert set(state["rng"]) == {
-        "python", "numpy", "torch", "generator", "generator_device", "cuda"
+        "python", "numpy", "torch", "generator", "generator_device", "cuda", "cuda_device"
     }  # fmt: skip
+    assert state["rng"]["cuda"] == []  # a CPU trainer holds no CUDA random state
     assert state["rng"]["generator_device"] == "cpu"
     assert "user_embedding.weight" in state["model"]
     assert state["optimizer"]["state"], "Adam moments must be saved"
@@ -817,3 +818,64 @@ def test_resume_with_other_allocator_or_cuda_graph_settings_is_no_change(tmp_pat
     with caplog.at_level("WARNING", logger="pyg_cf"):
         assert load_checkpoint(_trained_mf(data, None), tmp_path / "gpu.pt", strict=True) == 2
     assert "changed settings" not in caplog.text
+
+
+def _no_all_devices(*args, **kwargs):
+    raise AssertionError("get_rng_state_all would create a context on every GPU")
+
+
+def test_cpu_trainer_checkpoint_reads_no_cuda_random_state(tmp_path, monkeypatch):
+    """On a machine with GPUs, a CPU trainer's checkpoint must not touch them (reading
+    every device's state creates a CUDA context on each)."""
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", _no_all_devices)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", _no_all_devices)
+    save_checkpoint(tr, tmp_path / "cpu.pt")
+    state = torch.load(tmp_path / "cpu.pt", weights_only=True)
+    assert state["rng"]["cuda"] == [] and state["rng"]["cuda_device"] == -1
+
+
+@pytest.mark.parametrize(("device", "current", "expected"), [("cuda:1", 0, 1), ("cuda", 2, 2)])
+def test_cuda_trainer_checkpoint_reads_its_own_device_only(monkeypatch, device, current, expected):
+    from types import SimpleNamespace
+
+    from pyg_cf.train import checkpoint
+
+    seen = []
+
+    def one_device(index):
+        seen.append(index)
+        return torch.full((8,), index, dtype=torch.uint8)
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", _no_all_devices)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", one_device)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    fake = SimpleNamespace(device=torch.device(device), generator=torch.Generator())
+    rng = checkpoint._rng_state(fake)  # type: ignore[arg-type]
+    assert seen == [expected] and rng["cuda_device"] == expected
+    assert torch.equal(rng["cuda"][0], torch.full((8,), expected, dtype=torch.uint8))
+    # restored onto the loading trainer's device (here another index)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: restored.append((s, i)))
+    loader = SimpleNamespace(device=torch.device("cuda:3"), generator=torch.Generator())
+    checkpoint._set_rng_state(loader, rng)  # type: ignore[arg-type]
+    assert len(restored) == 1 and restored[0][1] == 3
+    assert torch.equal(restored[0][0], rng["cuda"][0])
+
+
+def test_checkpoint_with_every_devices_cuda_state_still_loads(tmp_path):
+    """Checkpoints written before the one-device CUDA state (a list of every device's
+    states, no ``cuda_device``) load as before."""
+    data = clustered()
+    tr = build(data, CASES["mf-bpr-sampled"], tmp_path)
+    tr.config.epochs = 1
+    tr.fit()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    del state["rng"]["cuda_device"]
+    torch.save(state, tmp_path / "old.pt")
+    other = build(data, CASES["mf-bpr-sampled"], tmp_path / "other")
+    other.config.epochs = 2
+    assert load_checkpoint(other, tmp_path / "old.pt") == 1
+    assert len(other.fit()) == 2
