@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pyg_cf.diagnostics.longtail import LongTailRecall, long_tail_recall
-from pyg_cf.diagnostics.magnitude import NODE_TYPES, magnitude_slopes, magnitude_vs_degree
+from pyg_cf.diagnostics.longtail import LongTailRecall, _check_groups, long_tail_recall
+from pyg_cf.diagnostics.magnitude import (
+    NODE_TYPES,
+    check_node_types,
+    magnitude_slopes,
+    magnitude_vs_degree,
+)
 from pyg_cf.diagnostics.temperature import find_user_tau, temperature_vs_degree
 from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.train.trainer import Callback
@@ -24,6 +30,14 @@ if TYPE_CHECKING:
 __all__ = ["DiagnosticsCallback"]
 
 log = logging.getLogger(__name__)
+
+
+def _check_k(k: object) -> int:
+    """``k`` as an ``int``; a :class:`ConfigError` unless it is a positive integer (NumPy
+    integers included, bools refused)."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or int(k) < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 class DiagnosticsCallback(Callback):
@@ -46,13 +60,18 @@ class DiagnosticsCallback(Callback):
     :meth:`state_dict` / :meth:`load_state_dict` carry what accumulated (records, frames,
     long-tail results) through a checkpoint; a resumed callback keeps its own settings.
 
+    The arguments are checked when the callback is built, and ``k`` against the data's
+    number of items when an epoch starts, so that a bad setting fails before any training
+    rather than at the first recorded epoch.
+
     Args:
         every: Record every this many epochs (the last epoch of a run is not forced).
-        node_types: Node types of the magnitude view.
+        node_types: Node types of the magnitude view (a sequence: ``('item',)``, not
+            ``'item'``).
         keep_frames: Keep every epoch's full :func:`magnitude_vs_degree` frame in
             :attr:`frames`.
         long_tail: Also compute :func:`long_tail_recall` on ``split``.
-        k: Cut-off of the long-tail Recall.
+        k: Cut-off of the long-tail Recall (at most the number of items).
         groups: Number of popularity groups.
         split: Split of the long-tail Recall (``'val'`` to keep the test set unseen).
         temperature: Also record the per-user temperature view when available.
@@ -71,15 +90,30 @@ class DiagnosticsCallback(Callback):
     ) -> None:
         if not isinstance(every, int) or every < 1:
             raise ConfigError(f"every must be a positive integer, got {every!r}")
-        self.every, self.node_types = every, tuple(node_types)
+        if split not in ("val", "test"):
+            raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
+        self.every, self.node_types = every, check_node_types(node_types)
         self.keep_frames, self.do_long_tail = keep_frames, long_tail
-        self.k, self.groups, self.split, self.temperature = k, groups, split, temperature
+        self.k, self.groups = _check_k(k), _check_groups(groups)
+        self.split, self.temperature = split, temperature
         self.records: list[dict[str, Any]] = []
         self.frames: dict[int, pd.DataFrame] = {}
         self.long_tail: dict[int, LongTailRecall] = {}
         self._unfitted: set[str] = set()  # node types whose slope could not be fitted
         self._warned_split = False  # the val -> test fallback was logged
         self._warned_tau = False  # a temperature view failed and was logged
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Check ``k`` against the data's number of items before the epoch trains (the
+        trainer has no earlier hook), rather than at the first recorded epoch."""
+        if not self.do_long_tail:
+            return
+        num_items = trainer.data["item"].num_nodes
+        if self.k > num_items:
+            raise ConfigError(
+                f"k must be at most the number of items ({num_items}) for the long-tail "
+                f"Recall, got {self.k}"
+            )
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
         if epoch % self.every:

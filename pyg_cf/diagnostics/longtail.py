@@ -37,11 +37,13 @@ from pyg_cf.metrics.ranking import (
     _chunk_size,
     _GemmScores,
     check_embedding_pair,
+    check_finite_rows,
     check_ks,
-    check_no_nan_rows,
     mask_seen,
     masked_hits,
+    nonfinite_top_rows,
     positive_index,
+    score_dtype,
     topk_indices,
 )
 
@@ -56,6 +58,33 @@ def _check_groups(groups: int) -> int:
     return int(groups)
 
 
+def _check_degrees(item_degree: Tensor) -> Tensor:
+    """``item_degree`` as an ``int64`` CPU tensor; a :class:`ConfigError` unless it is a
+    non-empty 1-D tensor of non-negative whole numbers, not all zero."""
+    if not isinstance(item_degree, Tensor) or item_degree.dim() != 1 or item_degree.numel() == 0:
+        got = tuple(item_degree.shape) if isinstance(item_degree, Tensor) else item_degree
+        raise ConfigError(f"item_degree must be a non-empty 1-D tensor, got {got!r}")
+    deg = item_degree.detach().cpu()
+    if deg.is_complex():
+        raise ConfigError(f"item_degree must hold whole numbers, got dtype {deg.dtype}")
+    if deg.is_floating_point():
+        bad = ~torch.isfinite(deg) | (deg != deg.round())
+        if bool(bad.any()):
+            first = float(deg[bad][0])
+            raise ConfigError(
+                "item_degree must hold whole numbers (interaction counts), got "
+                f"{int(bad.sum())} non-integer entries, e.g. {first}"
+            )
+    if bool((deg < 0).any()):
+        raise ConfigError("item_degree has negative entries")
+    deg = deg.long()
+    if not bool(deg.any()):
+        raise ConfigError(
+            "item_degree is all zero: no training interactions to split into popularity groups"
+        )
+    return deg
+
+
 def item_groups(item_degree: Tensor, groups: int = 10) -> Tensor:
     r"""Popularity group (``0`` = least popular) of every item, with equal interaction mass.
 
@@ -65,18 +94,15 @@ def item_groups(item_degree: Tensor, groups: int = 10) -> Tensor:
     :math:`E/G` interactions can leave a neighbouring group empty.
 
     Args:
-        item_degree: ``[I]`` training degrees.
+        item_degree: ``[I]`` training degrees: non-negative whole numbers (an integer
+            dtype, or floating point without a fractional part), not all zero.
         groups: Number of groups :math:`G`.
 
     Returns:
         ``[I]`` ``int64`` group ids in ``[0, groups)``, non-decreasing in degree.
     """
     groups = _check_groups(groups)
-    deg = item_degree.detach().cpu().long()
-    if deg.dim() != 1 or deg.numel() == 0:
-        raise ConfigError("item_degree must be a non-empty 1-D tensor")
-    if bool((deg < 0).any()):
-        raise ConfigError("item_degree has negative entries")
+    deg = _check_degrees(item_degree)
     order = torch.from_numpy(np.lexsort((np.arange(deg.numel()), deg.numpy())))
     cum = torch.cumsum(deg[order], 0).double()  # cum[j]: total of the first j + 1 items
     total = float(cum[-1])
@@ -173,18 +199,18 @@ def long_tail_recall(
     chunk = _chunk_size(memory_budget_mb, ni, dev)
     scorer = _GemmScores(u_emb, i_emb, chunk)
     contrib = torch.zeros(groups, dtype=torch.float64, device=dev)
-    nan_rows = torch.zeros((), dtype=torch.long, device=dev)  # read once, after the loop
+    bad_rows = torch.zeros(2, dtype=torch.long, device=dev)  # read once, after the loop
     for start in range(0, users_all.numel(), chunk):
         users = users_all[start : start + chunk]
-        scores = scorer(users).float()
+        scores = score_dtype(scorer(users))
         for m in masks:
             mask_seen(scores, users, m)
         top = topk_indices(scores, k)
-        nan_rows += scores.gather(1, top).isnan().any(dim=1).sum()
+        bad_rows += nonfinite_top_rows(scores, top)
         hits = masked_hits(pos, masks, users, top, ni)
         weight = hits.double() / pos.counts[users].double().unsqueeze(1)  # 1/|T_u| per hit
         contrib.index_add_(0, group[top.clamp(max=ni - 1)].view(-1), weight.view(-1))
-    check_no_nan_rows(nan_rows, users_all.numel())
+    check_finite_rows(bad_rows, users_all.numel())
     contrib /= max(users_all.numel(), 1)
     group_cpu = group.cpu()
     deg = item_deg.cpu()

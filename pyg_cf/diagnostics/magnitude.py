@@ -13,7 +13,7 @@ when the initial embeddings have a non-zero mean, i.e. a log–log slope of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,21 @@ from pyg_cf.errors import ConfigError
 __all__ = ["magnitude_slopes", "magnitude_summary", "magnitude_vs_degree"]
 
 NODE_TYPES = ("user", "item")
+
+
+def check_node_types(node_types: Sequence[str]) -> tuple[str, ...]:
+    """``node_types`` as a tuple; a :class:`ConfigError` unless it is a non-empty sequence
+    of ``'user'`` / ``'item'``. A bare string is refused: ``'item'`` would otherwise read
+    as ``('i', 't', 'e', 'm')``; pass ``('item',)``."""
+    if isinstance(node_types, str) or not isinstance(node_types, Iterable):
+        raise ConfigError(
+            f"node_types must be a non-empty sequence drawn from {NODE_TYPES} "
+            f"(e.g. ('item',)), got {node_types!r}"
+        )
+    types = tuple(node_types)
+    if not types or any(t not in NODE_TYPES for t in types):
+        raise ConfigError(f"node_types must be a non-empty subset of {NODE_TYPES}, got {types!r}")
+    return types
 
 
 def magnitude_vs_degree(
@@ -49,11 +64,7 @@ def magnitude_vs_degree(
         ``df.attrs`` holds ``alpha0``, ``alpha1`` and ``propagated``
         (``{'user': bool, 'item': bool}``).
     """
-    bad = [t for t in node_types if t not in NODE_TYPES]
-    if bad or not node_types:
-        raise ConfigError(
-            f"node_types must be a non-empty subset of {NODE_TYPES}, got {node_types}"
-        )
+    node_types = check_node_types(node_types)
     emb = dict(zip(NODE_TYPES, final_embeddings(model)))
     deg = dict(zip(NODE_TYPES, degrees(data)))
     frames = []

@@ -8,6 +8,7 @@ direction; overlapping distributions leave ranking to the magnitudes.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_cf.data.graph import held_out_edges, train_edges
 from pyg_cf.diagnostics.embeddings import EmbeddingSource, final_embeddings
-from pyg_cf.errors import ConfigError
+from pyg_cf.errors import ConfigError, PygCFError
 
 __all__ = ["SimilarityView", "pair_cosine", "similarity_histograms"]
 
@@ -32,6 +33,26 @@ def pair_cosine(user_emb: Tensor, item_emb: Tensor, pairs: Tensor, chunk: int = 
         p = pairs[:, s : s + chunk].to(user_emb.device)
         out[s : s + chunk] = F.cosine_similarity(user_emb[p[0]], item_emb[p[1]], dim=-1)
     return out
+
+
+def _positive_int(name: str, value: object, or_none: bool = False) -> int:
+    """``value`` as an ``int``; a :class:`ConfigError` naming ``name`` unless it is an
+    integer ``>= 1`` (NumPy integers included, bools refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        also = " or None" if or_none else ""
+        raise ConfigError(f"{name} must be an integer >= 1{also}, got {value!r}")
+    return int(value)
+
+
+def _check_finite_cosines(cos: Tensor, what: str) -> None:
+    """Raise if any cosine of ``what`` pairs is NaN (a NaN or infinite embedding): dropped
+    from the histograms, it would leave densities that silently ignore those pairs."""
+    n = int(cos.isnan().sum())
+    if n:
+        raise PygCFError(
+            f"cosine similarities are NaN for {n} of {cos.numel()} {what} pairs (diverged or "
+            "corrupted embeddings?): the histograms would silently leave them out"
+        )
 
 
 @dataclass
@@ -82,9 +103,12 @@ def similarity_histograms(
             as positive pairs).
         bins: Number of histogram bins over ``[-1, 1]``.
         seed: Seed of the sub-sampling.
+
+    Raises:
+        PygCFError: if a cosine is NaN (NaN or infinite embeddings), as
+            :func:`pyg_cf.metrics.evaluate` refuses NaN scores.
     """
-    if bins < 1:
-        raise ConfigError(f"bins must be >= 1, got {bins}")
+    bins = _positive_int("bins", bins)
     u, i = final_embeddings(model_or_embeddings)
     nu, ni = data["user"].num_nodes, data["item"].num_nodes
     if u.size(0) != nu or i.size(0) != ni:
@@ -99,14 +123,10 @@ def similarity_histograms(
         raise ConfigError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if pos.numel() == 0:
         raise ConfigError(f"data has no {split} pairs")
-    if num_pairs is not None and (
-        isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1
-    ):
-        raise ConfigError(f"num_pairs must be an integer >= 1 or None, got {num_pairs!r}")
-    if num_random is not None and (
-        isinstance(num_random, bool) or not isinstance(num_random, int) or num_random < 1
-    ):
-        raise ConfigError(f"num_random must be an integer >= 1 or None, got {num_random!r}")
+    if num_pairs is not None:
+        num_pairs = _positive_int("num_pairs", num_pairs, or_none=True)
+    if num_random is not None:
+        num_random = _positive_int("num_random", num_random, or_none=True)
     gen = torch.Generator().manual_seed(seed)
     if num_pairs is not None and pos.size(1) > num_pairs:
         pos = pos[:, torch.randperm(pos.size(1), generator=gen)[:num_pairs]]
@@ -119,6 +139,8 @@ def similarity_histograms(
     )
     cos_pos = pair_cosine(u, i, pos).float().cpu()
     cos_rand = pair_cosine(u, i, rand).float().cpu()
+    _check_finite_cosines(cos_pos, "positive")
+    _check_finite_cosines(cos_rand, "random")
     edges = np.linspace(-1.0, 1.0, bins + 1)
     hp, _ = np.histogram(cos_pos.clamp(-1, 1).numpy(), edges, density=True)
     hr, _ = np.histogram(cos_rand.clamp(-1, 1).numpy(), edges, density=True)

@@ -71,7 +71,12 @@ def user_temperatures(source: Any, data: HeteroData) -> pd.DataFrame:
     Returns:
         One row per user with a finite temperature: ``user``, ``degree``, ``tau``.
     """
-    tau = find_user_tau(source).detach().cpu().double().view(-1)
+    tau = find_user_tau(source)
+    if tau.dim() != 1:
+        raise ConfigError(
+            f"per-user temperature must be a 1-D [num_users] tensor, got shape {tuple(tau.shape)}"
+        )
+    tau = tau.detach().cpu().double()
     deg = degrees(data)[0].cpu()
     if tau.numel() != deg.numel():
         raise ConfigError(

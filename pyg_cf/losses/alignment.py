@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import CFLoss, LossBatch
+from pyg_cf.losses.base import CFLoss, LossBatch, check_number
 from pyg_cf.losses.registry import register_loss
 
 __all__ = ["DirectAULoss", "alignment", "directau_loss", "uniformity"]
@@ -77,7 +77,8 @@ class DirectAULoss(CFLoss):
     No negatives are sampled.
 
     Args:
-        gamma: Weight :math:`\gamma` of uniformity (default 1; Gowalla 5 in the paper).
+        gamma: Weight :math:`\gamma` of uniformity (default 1; Gowalla 5 in the paper;
+            finite, ``>= 0``).
         similarity: Only ``'cos'``: the loss is defined on normalized embeddings.
     """
 
@@ -95,9 +96,7 @@ class DirectAULoss(CFLoss):
                 f"directau is defined on normalized embeddings: similarity must be 'cos', "
                 f"got {similarity!r}"
             )
-        if gamma < 0:
-            raise ConfigError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = check_number(gamma, "gamma", low=0.0, strict=False)
         self.similarity = similarity
 
     def forward(self, batch: LossBatch) -> Tensor:

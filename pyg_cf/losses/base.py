@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,11 @@ __all__ = [
     "CFLoss",
     "LossBatch",
     "SampledScoreLoss",
+    "check_number",
     "forward_is_row_mean",
     "masked_logsumexp",
     "negative_scores",
+    "pair_negatives",
     "reduce_loss",
     "row_logsumexp",
     "similarity",
@@ -35,6 +38,48 @@ def check_similarity(kind: str, name: str = "similarity") -> str:
     if kind not in _SIMILARITIES:
         raise ConfigError(f"{name} must be 'ip' or 'cos', got {kind!r}")
     return kind
+
+
+def check_number(value: float, name: str, low: float | None = None, strict: bool = True) -> float:
+    """``float(value)`` if it is a finite number above ``low`` (``> low`` when ``strict``,
+    ``>= low`` otherwise; any finite number when ``low`` is ``None``), else a
+    :class:`ConfigError` naming ``name`` and the value."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if low is None:
+        ok, bound = math.isfinite(x), ""
+    else:
+        ok = math.isfinite(x) and (x > low if strict else x >= low)
+        bound = f" {'>' if strict else '>='} {low:g} and"
+    if not ok:
+        raise ConfigError(f"{name} must be{bound} a finite number, got {value!r}")
+    return x
+
+
+def pair_negatives(pos_score: Tensor, neg_score: Tensor) -> Tensor:
+    """``neg_score`` as ``[B, M]`` negatives of the ``[B]`` rows of ``pos_score``.
+
+    A negative of the same shape as ``pos_score`` is one negative per row and becomes
+    ``[B, 1]``. Otherwise ``neg_score`` must have one axis more than ``pos_score``, with the
+    leading ones equal to those of ``pos_score`` or ``1`` (``[1, M]``: one set of negatives
+    shared by every row). Anything else — a ``[B]`` negative against a ``[B, 1]`` positive,
+    which would broadcast to ``[B, B]``, or a ``[B]`` negative against a ``[B']`` one — is a
+    :class:`ConfigError` naming both shapes, instead of silently mixing rows.
+    """
+    if neg_score.shape == pos_score.shape:
+        return neg_score.unsqueeze(-1)
+    lead = neg_score.shape[:-1]
+    if neg_score.dim() != pos_score.dim() + 1 or any(
+        n not in (p, 1) for n, p in zip(lead, pos_score.shape)
+    ):
+        raise ConfigError(
+            f"neg_score of shape {tuple(neg_score.shape)} does not fit pos_score of shape "
+            f"{tuple(pos_score.shape)}: pass [B] positives with [B, M] (or [1, M] shared) "
+            "negatives, or [B] negatives (one per row)"
+        )
+    return neg_score
 
 
 def similarity(a: Tensor, b: Tensor, kind: str = "ip") -> Tensor:
@@ -150,6 +195,13 @@ def masked_logsumexp(x: Tensor, mask: Tensor | None, dim: int = -1) -> tuple[Ten
     return torch.where(valid, lse, torch.zeros_like(lse)), valid
 
 
+_ONCE = (
+    "row_logsumexp (the log-sum-exp of the full softmax) is differentiable once only: its "
+    "backward ran with create_graph=True, and the gradient would silently lack this term's "
+    "second derivative; use torch.logsumexp where second derivatives are needed"
+)
+
+
 class _RowLogSumExp(torch.autograd.Function):
     """Row log-sum-exp of a ``[B, N]`` tensor whose backward is one product.
 
@@ -158,6 +210,15 @@ class _RowLogSumExp(torch.autograd.Function):
     temporaries per step, and on CPU each fresh one of that size costs page faults. Here the
     row softmax is formed once in forward (one ``[B, N]`` buffer, then in place) and
     backward is one product with it.
+
+    That backward is not differentiable itself (it keeps the softmax, not ``x``), so a
+    backward with ``create_graph=True`` (double backward, Hessian-vector products, gradient
+    penalties) raises a ``RuntimeError`` instead of returning a gradient whose graph
+    silently lacks this term (as it did when summed with other losses, whose gradients do
+    have a graph). ``torch.autograd.function.once_differentiable`` would not do: it marks
+    the gradient only where the incoming one requires a gradient, which that of a loss's
+    mean does not, and a mark off the path to ``x`` is skipped by
+    ``torch.autograd.grad(..., inputs=x)``.
     """
 
     @staticmethod
@@ -174,6 +235,8 @@ class _RowLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        if torch.is_grad_enabled():  # grad mode is on in a backward only with create_graph
+            raise RuntimeError(_ONCE)
         (p,) = ctx.saved_tensors
         return p * grad.unsqueeze(1)
 
@@ -182,7 +245,11 @@ def row_logsumexp(x: Tensor) -> Tensor:
     r"""``torch.logsumexp(x, dim=1)`` of a ``[B, N]`` tensor whose rows each have a finite
     entry, with fewer ``[B, N]`` temporaries (one saved softmax, one gradient): for large
     ``N`` such as full-catalogue logits. Half-precision rows are summed in float32 (where
-    ``torch.logsumexp`` overflows to ``inf`` once :math:`\sum_j e^{x_j - \max x} > 65504`)."""
+    ``torch.logsumexp`` overflows to ``inf`` once :math:`\sum_j e^{x_j - \max x} > 65504`).
+
+    Differentiable once: where ``x`` requires a gradient, a backward with
+    ``create_graph=True`` raises a ``RuntimeError`` (see :class:`_RowLogSumExp`); use
+    ``torch.logsumexp`` for second derivatives."""
     if not x.requires_grad and x.dtype not in (torch.float16, torch.bfloat16):
         return torch.logsumexp(x, dim=1)
     out: Tensor = _RowLogSumExp.apply(x)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import LossBatch, SampledScoreLoss, reduce_loss
+from pyg_cf.losses.base import (
+    LossBatch,
+    SampledScoreLoss,
+    check_number,
+    pair_negatives,
+    reduce_loss,
+)
 from pyg_cf.losses.registry import register_loss
 
 __all__ = [
@@ -36,11 +43,13 @@ def ccl_loss(
 
     Args:
         pos_score: ``[B]`` positive scores (cosine in the paper).
-        neg_score: ``[B, M]`` negative scores.
+        neg_score: ``[B, M]`` negative scores, or ``[B]`` (one per row); see
+            :func:`~pyg_cf.losses.base.pair_negatives`.
         margin: Margin :math:`m` of the negatives.
         neg_weight: Weight :math:`w` of the negative term.
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
     """
+    neg_score = pair_negatives(pos_score, neg_score)
     loss = torch.relu(1 - pos_score) + neg_weight * torch.relu(neg_score - margin).mean(-1)
     return reduce_loss(loss, reduction)
 
@@ -64,13 +73,15 @@ def mml_loss(
 
     Args:
         pos_score: ``[B]`` positive scores.
-        neg_score: ``[B, M]`` negative scores.
+        neg_score: ``[B, M]`` negative scores, or ``[B]`` (one per row); see
+            :func:`~pyg_cf.losses.base.pair_negatives`.
         margins: The margins :math:`m_k`.
         weights: Their weights :math:`w_k` (same length).
         neg_weight: :math:`w_{neg}`.
         pos_weight: :math:`w_{pos}`.
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
     """
+    neg_score = pair_negatives(pos_score, neg_score)
     m = torch.as_tensor(margins, dtype=neg_score.dtype, device=neg_score.device)
     w = torch.as_tensor(weights, dtype=neg_score.dtype, device=neg_score.device)
     neg = (torch.relu(neg_score.unsqueeze(-1) - m) * w).sum(-1).mean(-1)
@@ -88,12 +99,12 @@ def hinge_loss(
 
     Args:
         pos_score: ``[B]`` positive scores.
-        neg_score: ``[B]`` or ``[B, M]`` negative scores.
+        neg_score: ``[B]`` or ``[B, M]`` negative scores; see
+            :func:`~pyg_cf.losses.base.pair_negatives`.
         margin: Margin :math:`m`.
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
     """
-    if neg_score.dim() == pos_score.dim():
-        neg_score = neg_score.unsqueeze(-1)
+    neg_score = pair_negatives(pos_score, neg_score)
     loss = torch.relu(margin + neg_score - pos_score.unsqueeze(-1)).mean(-1)
     return reduce_loss(loss, reduction)
 
@@ -111,8 +122,8 @@ class CosineContrastiveLoss(SampledScoreLoss):
     uniform negatives, cosine.
 
     Args:
-        margin: Margin :math:`m` (default 0.9).
-        neg_weight: Weight :math:`w` (default 150).
+        margin: Margin :math:`m` (default 0.9; finite).
+        neg_weight: Weight :math:`w` (default 150; finite, ``>= 0``).
         num_negatives: :math:`M` (default 800).
         similarity: ``'cos'`` (default) or ``'ip'``.
         sampler: ``'uniform'`` (default) or ``'popularity'``.
@@ -141,8 +152,8 @@ class CosineContrastiveLoss(SampledScoreLoss):
         super().__init__(
             num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
         )
-        self.margin = float(margin)
-        self.neg_weight = float(neg_weight)
+        self.margin = check_number(margin, "margin")
+        self.neg_weight = check_number(neg_weight, "neg_weight", low=0.0, strict=False)
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""
@@ -173,10 +184,10 @@ class MultiMarginLoss(SampledScoreLoss):
     :math:`w_1 = 1` and :math:`w_{pos} = 1` it is :class:`CosineContrastiveLoss`.
 
     Args:
-        margins: The margins :math:`m_k`.
-        weights: Their weights :math:`w_k`.
-        neg_weight: :math:`w_{neg}` (default 700).
-        pos_weight: :math:`w_{pos}` (default 1).
+        margins: The margins :math:`m_k` (finite).
+        weights: Their weights :math:`w_k` (finite, ``>= 0``).
+        neg_weight: :math:`w_{neg}` (default 700; finite, ``>= 0``).
+        pos_weight: :math:`w_{pos}` (default 1; finite, ``>= 0``).
         num_negatives: :math:`M` (default 100).
         similarity: ``'cos'`` (default) or ``'ip'``.
         sampler: ``'uniform'`` (default) or ``'popularity'``.
@@ -217,8 +228,10 @@ class MultiMarginLoss(SampledScoreLoss):
                 f"margins and weights must be non-empty and of the same length, got "
                 f"{len(margins)} margins and {len(weights)} weights"
             )
-        if any(w < 0 for w in weights):
-            raise ConfigError(f"weights must be >= 0, got {weights}")
+        if not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise ConfigError(f"weights must be >= 0 and finite, got {weights}")
+        if not all(math.isfinite(m) for m in margins):
+            raise ConfigError(f"margins must be finite, got {margins}")
         self.margins, self.weights = margins, weights
         # as (non-persistent) buffers too: they follow loss.to(device), so a CUDA step
         # makes no host-to-device copy of them (which a CUDA graph could not record)
@@ -228,8 +241,8 @@ class MultiMarginLoss(SampledScoreLoss):
         self.register_buffer(
             "weight_values", torch.tensor(weights, dtype=torch.float64), persistent=False
         )
-        self.neg_weight = float(neg_weight)
-        self.pos_weight = float(pos_weight)
+        self.neg_weight = check_number(neg_weight, "neg_weight", low=0.0, strict=False)
+        self.pos_weight = check_number(pos_weight, "pos_weight", low=0.0, strict=False)
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""
@@ -261,7 +274,7 @@ class HingeLoss(SampledScoreLoss):
         \mathcal{L} = \operatorname{ReLU}(m + s_{uj} - s_{ui})
 
     Args:
-        margin: Margin :math:`m` (default 1.0, for inner products).
+        margin: Margin :math:`m` (default 1.0, for inner products; finite).
         num_negatives: Negatives per positive (default 1).
         similarity: ``'ip'`` (default) or ``'cos'``.
         sampler: ``'uniform'`` (default) or ``'popularity'``.
@@ -290,7 +303,7 @@ class HingeLoss(SampledScoreLoss):
         super().__init__(
             num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
         )
-        self.margin = float(margin)
+        self.margin = check_number(margin, "margin")
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""

@@ -31,8 +31,13 @@ class NegativeSampler:
             :math:`R` = ``max_rounds``), and shared negatives (:meth:`sample` with
             ``shared``) are not rejected at all. :attr:`last_collisions` counts the
             positives left in the last draw.
-        max_rounds: Rejection rounds; collisions left after them are kept (counted by
-            :attr:`last_collisions`).
+        max_rounds: Rejection rounds (``>= 0``; 0: none); collisions left after them are
+            kept (counted by :attr:`last_collisions`).
+
+    Items are drawn on the device of the rows' ``users`` (as :meth:`sample` returns
+    them): the popularity law moves there at the first draw that needs it (:meth:`to`
+    moves it ahead), so the generator passed to :meth:`sample` must be on that device, as
+    for uniform draws.
     """
 
     def __init__(
@@ -48,6 +53,9 @@ class NegativeSampler:
             raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {kind!r}")
         if int(num_items) < 1:
             raise ConfigError(f"num_items must be >= 1, got {num_items}")
+        if int(max_rounds) < 0:
+            raise ConfigError(f"max_rounds must be >= 0, got {max_rounds}")
+        num_items, max_rounds = int(num_items), int(max_rounds)
         self.num_items, self.kind, self.beta = num_items, kind, beta
         self.positives, self.max_rounds = positives, max_rounds
         self.probs: Tensor | None = None
@@ -99,6 +107,9 @@ class NegativeSampler:
     ) -> Tensor:
         if self.probs is None:
             return torch.randint(self.num_items, shape, device=device, generator=generator)
+        if self.probs.device != torch.device(device):  # moved once, not copied at every draw
+            self.probs = self.probs.to(device)
+            self.log_probs = self.log_probs.to(device)  # type: ignore[union-attr]
         n = math.prod(shape)
         return torch.multinomial(self.probs, n, replacement=True, generator=generator).view(shape)
 

@@ -11,6 +11,7 @@ from pyg_cf.losses.base import (
     LossBatch,
     check_similarity,
     negative_scores,
+    pair_negatives,
     similarity,
 )
 from pyg_cf.losses.registry import register_loss
@@ -26,11 +27,11 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
 
     Args:
         pos_score: ``[B]`` positive scores.
-        neg_score: ``[B]`` or ``[B, M]`` negative scores (averaged over ``M``).
+        neg_score: ``[B]`` or ``[B, M]`` negative scores (averaged over ``M``); see
+            :func:`~pyg_cf.losses.base.pair_negatives`.
     """
-    if neg_score.dim() == pos_score.dim() + 1:
-        return F.softplus(neg_score - pos_score.unsqueeze(-1)).mean()
-    return F.softplus(neg_score - pos_score).mean()
+    neg_score = pair_negatives(pos_score, neg_score)
+    return F.softplus(neg_score - pos_score.unsqueeze(-1)).mean()
 
 
 @register_loss("bpr")

@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import LossBatch, SampledScoreLoss, reduce_loss
+from pyg_cf.losses.base import (
+    LossBatch,
+    SampledScoreLoss,
+    check_number,
+    pair_negatives,
+    reduce_loss,
+)
 from pyg_cf.losses.registry import register_loss
 
 __all__ = ["BinaryCrossEntropyLoss", "MeanSquaredErrorLoss", "bce_loss", "mse_loss"]
@@ -32,7 +38,8 @@ def bce_loss(
 
     Args:
         pos_score: ``[B]`` positive scores (logits).
-        neg_score: ``[B, M]`` negative scores (logits).
+        neg_score: ``[B, M]`` negative scores (logits), or ``[B]`` (one per row); see
+            :func:`~pyg_cf.losses.base.pair_negatives`.
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
         logit_bias: A global logit bias :math:`b` (default 0; a number, or a scalar tensor
             such as a trainable parameter): it leaves every ranking unchanged but lets a
@@ -40,6 +47,7 @@ def bce_loss(
             and item embeddings) reach the base rate :math:`\sigma(b) = 1 / (1 + M)`
             (``b = -log M``).
     """
+    neg_score = pair_negatives(pos_score, neg_score)
     if isinstance(logit_bias, Tensor) or logit_bias != 0:  # no truth test of a tensor
         pos_score, neg_score = pos_score + logit_bias, neg_score + logit_bias
     loss = F.softplus(-pos_score) + F.softplus(neg_score).sum(-1)
@@ -56,10 +64,12 @@ def mse_loss(
 
     Args:
         pos_score: ``[B]`` positive scores.
-        neg_score: ``[B, M]`` negative scores.
+        neg_score: ``[B, M]`` negative scores, or ``[B]`` (one per row); see
+            :func:`~pyg_cf.losses.base.pair_negatives`.
         neg_weight: Weight :math:`w` of the negative terms (default 1).
         reduction: ``'mean'`` (over rows), ``'sum'`` or ``'none'``.
     """
+    neg_score = pair_negatives(pos_score, neg_score)
     loss = 0.5 * (pos_score - 1).pow(2) + 0.5 * neg_weight * neg_score.pow(2).sum(-1)
     return reduce_loss(loss, reduction)
 
@@ -146,7 +156,7 @@ class MeanSquaredErrorLoss(SampledScoreLoss):
     Args:
         num_negatives: Negatives per positive (default 4, uniform).
         similarity: ``'ip'`` (default) or ``'cos'``.
-        neg_weight: Weight :math:`w` of the negative terms (default 1).
+        neg_weight: Weight :math:`w` of the negative terms (default 1; finite, ``>= 0``).
         sampler: ``'uniform'`` (default) or ``'popularity'``.
         pop_beta: Popularity exponent of the ``'popularity'`` sampler.
         reject_positives: Re-draw negatives that are positives of the user.
@@ -170,7 +180,7 @@ class MeanSquaredErrorLoss(SampledScoreLoss):
         super().__init__(
             num_negatives, similarity, sampler, pop_beta, reject_positives, shared_negatives
         )
-        self.neg_weight = float(neg_weight)
+        self.neg_weight = check_number(neg_weight, "neg_weight", low=0.0, strict=False)
 
     def per_row(self, batch: LossBatch) -> Tensor:
         """Loss of each row ``[B]``."""

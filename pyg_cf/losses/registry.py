@@ -11,6 +11,7 @@ from numbers import Integral, Real
 from typing import Any, TypeVar, Union
 
 import torch
+from torch import nn
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import CFLoss
@@ -29,7 +30,7 @@ def register_loss(name: str, *, overwrite: bool = False) -> Callable[[T], T]:
         >>> @register_loss("my-loss")  # doctest: +SKIP
         ... class MyLoss(CFLoss): ...
     """
-    key = name.lower()
+    key = _key(name, "register_loss")
 
     def deco(cls: T) -> T:
         if not (isinstance(cls, type) and issubclass(cls, CFLoss)):
@@ -45,6 +46,14 @@ def register_loss(name: str, *, overwrite: bool = False) -> Callable[[T], T]:
     return deco
 
 
+def _key(name: Any, what: str) -> str:
+    """The registry key of ``name`` (lower case); a :class:`ConfigError` unless it is a
+    string."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{what}: the loss name must be a string, got {name!r}")
+    return name.lower()
+
+
 def list_losses() -> list[str]:
     """Names of all registered losses."""
     return sorted(_REGISTRY)
@@ -52,23 +61,37 @@ def list_losses() -> list[str]:
 
 def get_loss(name: str, **kwargs: Any) -> CFLoss:
     """Instantiate the loss registered as ``name`` with ``kwargs``."""
-    key = name.lower()
+    key = _key(name, "get_loss")
     if key not in _REGISTRY:
         raise ConfigError(f"unknown loss {name!r}; registered losses: {list_losses()}")
     return construct(_REGISTRY[key], kwargs, f"loss {name!r}")
 
 
+# Bases whose ``__init__`` takes no keyword argument a subclass may pass up: the walk over
+# a class's bases stops there (``nn.Module.__init__(*args, **kwargs)`` refuses any)
+_ROOTS = (nn.Module, object)
+
+
 def _constructors(factory: Callable[..., Any]) -> list[Any]:
     """``[factory]``, or for a class the ``__init__`` of it and of its bases, most derived
-    first (a subclass passing ``**kwargs`` up: its bases name them)."""
-    if isinstance(factory, type):
-        return [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)]  # type: ignore[misc]
-    return [factory]
+    first (a subclass passing ``**kwargs`` up: its bases name them), up to but not
+    including ``nn.Module`` or ``object`` (which take none)."""
+    if not isinstance(factory, type):
+        return [factory]
+    inits = []
+    for c in factory.__mro__:
+        if c in _ROOTS:
+            break
+        if "__init__" in vars(c):
+            inits.append(c.__init__)  # type: ignore[misc]
+    return inits
 
 
 def _accepted_names(factory: Callable[..., Any]) -> set[str] | None:
     """The keyword arguments ``factory`` takes — for a class, those of its ``__init__`` and,
-    while that passes ``**kwargs`` up, its bases' — or ``None`` where it takes any."""
+    while that passes ``**kwargs`` up, its bases' (up to ``nn.Module`` or ``object``, which
+    take none: a class without an ``__init__`` of its own takes no argument) — or ``None``
+    where it takes any."""
     names: set[str] = set()
     for target in _constructors(factory):
         try:
@@ -82,7 +105,7 @@ def _accepted_names(factory: Callable[..., Any]) -> set[str] | None:
         )
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return names
-    return None
+    return names if isinstance(factory, type) else None
 
 
 def construct(factory: Callable[..., Any], kwargs: dict[str, Any], what: str) -> Any:

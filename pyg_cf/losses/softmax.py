@@ -17,6 +17,7 @@ from pyg_cf.errors import ConfigError
 from pyg_cf.losses.base import (
     CFLoss,
     LossBatch,
+    check_number,
     check_similarity,
     masked_logsumexp,
     negative_scores,
@@ -112,12 +113,13 @@ def softmax_loss(
         all_score: ``[B, I]`` scores of every item (the positive included).
         tau: Temperature of the positive, float or ``[B]``.
         mask: ``[B, I]`` boolean, ``True`` for items left out of the sum (e.g. the user's
-            other training positives); never mask a row's own positive.
+            other training positives). Never mask a row's own positive (the loss would be
+            unbounded below): with ``pos_items`` it is left in whatever ``mask`` says.
         reduction: ``'mean'``, ``'sum'`` or ``'none'``.
         tau_neg: Temperature of the other items inside the sum (float or ``[B]``; Adap-τ's
             per-user one); default ``tau``. The positive's own term keeps ``tau``.
         pos_items: ``[B]`` column of each row's positive in ``all_score``; needed with
-            ``tau_neg``.
+            ``tau_neg``, and kept out of ``mask`` when given.
     """
     pos = pos_score / tau
     logits = all_score / _col(tau if tau_neg is None else tau_neg)
@@ -131,6 +133,11 @@ def softmax_loss(
         # the loss unbounded below
         rows = torch.arange(logits.size(0), device=logits.device)
         logits = logits.index_put((rows, pos_items.to(logits.device)), pos.to(logits.dtype))
+    if mask is not None and pos_items is not None:  # the row's own positive stays in
+        mask = torch.broadcast_to(mask, logits.shape)
+        rows = torch.arange(mask.size(0), device=mask.device)
+        keep = torch.zeros((), dtype=torch.bool, device=mask.device)
+        mask = mask.index_put((rows, pos_items.to(mask.device)), keep)
     lse, _ = masked_logsumexp(logits, mask)
     return reduce_loss(lse - pos, reduction)
 
@@ -251,8 +258,7 @@ def _distinct_rows(users: Tensor, emb: Tensor, tau: Temperature) -> tuple[Tensor
 
 
 def _check_common(tau: float, negatives: str, allowed: tuple[str, ...]) -> None:
-    if not tau > 0:
-        raise ConfigError(f"tau must be > 0, got {tau}")
+    check_number(tau, "tau", low=0.0)
     if negatives not in allowed:
         raise ConfigError(f"negatives must be one of {allowed}, got {negatives!r}")
 
@@ -377,7 +383,9 @@ class SampledSoftmaxLoss(CFLoss):
         temperature of the batch or of ``user_tau_table`` if any, else ``self.tau``)."""
         tau_p, tau_n = self.temperatures(batch, tau)
         pos, neg, mask, _ = _scores(batch, self.similarity, self.negatives, self.mask_collisions)
-        log_q = batch.neg_log_prob if self.logq_correction and self.negatives == "sampled" else None
+        log_q = None
+        if self.logq_correction and self.negatives == "sampled":
+            log_q = self._log_q(batch, neg)
         rows = sampled_softmax_loss(
             pos, neg, tau_p, self.include_positive, mask, log_q, "none", tau_neg=tau_n
         )
@@ -388,6 +396,24 @@ class SampledSoftmaxLoss(CFLoss):
                 )
             self._record_unit(batch, unit)
         return rows
+
+    def _log_q(self, batch: LossBatch, neg: Tensor) -> Tensor:
+        """``batch.neg_log_prob`` for the logQ correction of the ``[B, M]`` scores ``neg``;
+        a :class:`ConfigError` where it is missing (the correction would silently do
+        nothing) or does not have their shape."""
+        log_q = batch.neg_log_prob
+        if log_q is None:
+            raise ConfigError(
+                "logq_correction=True needs the negatives' draw log-probabilities, but "
+                "batch.neg_log_prob is None (the training would run uncorrected)"
+            )
+        if log_q.shape != neg.shape:
+            raise ConfigError(
+                f"batch.neg_log_prob has shape {tuple(log_q.shape)}, but the negatives' scores "
+                f"have shape {tuple(neg.shape)} (logq_correction needs one log-probability "
+                "per negative)"
+            )
+        return log_q
 
     def forward(self, batch: LossBatch) -> Tensor:
         return self.per_row(batch).mean()
@@ -420,6 +446,10 @@ class SoftmaxLoss(CFLoss):
     while their per-user sums agree).
     Batches grouped by user (``InteractionLoader(sampling='user_blocks')``) make that the
     cheap case: on Gowalla a batch of 2048 interactions holds ≈ 73 users instead of ≈ 1,885.
+
+    The log-sum-exp over the catalogue is differentiable once
+    (:func:`~pyg_cf.losses.base.row_logsumexp`): a backward with ``create_graph=True``
+    (second derivatives) raises a ``RuntimeError``.
 
     Args:
         tau: Temperature (default 0.1).
@@ -614,8 +644,7 @@ class BSLLoss(CFLoss):
         _check_common(tau1, negatives, ("in-batch", "sampled"))
         if form not in ("reweight", "multi"):
             raise ConfigError(f"form must be 'reweight' or 'multi', got {form!r}")
-        if not tau2 > 0:
-            raise ConfigError(f"tau2 must be > 0, got {tau2}")
+        check_number(tau2, "tau2", low=0.0)
         self.similarity = check_similarity(similarity)
         if negatives == "sampled":
             self._set_sampling(num_negatives, sampler, pop_beta, reject_positives, shared_negatives)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pyg_cf.errors import ConfigError
-from pyg_cf.losses.base import CFLoss, LossBatch
+from pyg_cf.losses.base import CFLoss, LossBatch, check_number
 from pyg_cf.losses.registry import construct
 from pyg_cf.train.trainer import Callback
 
@@ -338,7 +338,7 @@ class AdapTau0(TemperatureSchedule):
         warmup_epochs: Epochs (from the first) during which :math:`\mu^+ - \mu` is assumed
             to be ``warmup_gap`` instead of measured. Off (0) by default; the authors' code
             runs used 100 epochs.
-        warmup_gap: The assumed gap during warm-up (0.7 in the authors' code).
+        warmup_gap: The assumed gap during warm-up (0.7 in the authors' code; finite).
         tau_min: Lower clamp of :math:`\tau_0` (default 0.05: at random initialisation the
             measured gap is about 0 and eq. 14 would give :math:`\tau_0 \approx 0`).
         tau_max: Upper clamp of :math:`\tau_0` (default 1).
@@ -362,7 +362,7 @@ class AdapTau0(TemperatureSchedule):
         self.quantile = quantile
         self.use_variance = use_variance
         self.warmup_epochs = int(warmup_epochs)
-        self.warmup_gap = float(warmup_gap)
+        self.warmup_gap = check_number(warmup_gap, "warmup_gap")
         self.tau_min, self.tau_max = float(tau_min), float(tau_max)
         self.records: list[dict[str, Any]] = []
         # recomputed at every epoch start, so not part of a checkpoint (private)

@@ -13,7 +13,7 @@ __all__ = ["popularity_baseline"]
 
 
 def popularity_baseline(
-    data: HeteroData, split: str = "test", ks: Sequence[int] = (20,)
+    data: HeteroData, split: str = "test", ks: int | Sequence[int] = (20,)
 ) -> dict[str, float]:
     """Metrics of recommending the most popular (most trained-on) unseen items to everyone."""
     _, item_deg = degrees(data)

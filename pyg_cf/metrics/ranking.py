@@ -25,9 +25,10 @@ selection; hits are looked up in the sorted pair index of the held-out positives
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -106,12 +107,12 @@ def topk_indices(scores: Tensor, k: int, block: int = TOPK_BLOCK) -> Tensor:
 
 
 def ranking_metrics_from_hits(
-    hits: Tensor, num_pos: Tensor, ks: Sequence[int]
+    hits: Tensor, num_pos: Tensor, ks: int | Sequence[int]
 ) -> dict[str, Tensor]:
     """Per-user metrics from a ``[U, K_max]`` 0/1 hit matrix and ``[U]`` positive counts."""
     hits = hits.float()
     kmax = hits.size(1)
-    check_ks(ks, kmax, "the hit matrix's width")
+    ks = check_ks(ks, kmax, "the hit matrix's width")
     disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, device=hits.device, dtype=torch.float))
     out: dict[str, Tensor] = {}
     for k in ks:
@@ -133,16 +134,21 @@ _DEFAULT_BUDGET_MB = {"cpu": 256.0, "cuda": 1024.0}
 _MAX_CHUNK = {"cpu": 1024, "cuda": 8192}
 
 
-def check_ks(ks: Sequence[int], limit: int, what: str) -> None:
-    """A :class:`ConfigError` unless ``ks`` is a non-empty list of integers in
-    ``[1, limit]``."""
-    ok = bool(ks) and all(
-        isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= k <= limit for k in ks
+def check_ks(ks: int | Iterable[int], limit: int, what: str) -> list[int]:
+    """``ks`` as a list of ``int``; a :class:`ConfigError` unless it is an integer or a
+    non-empty iterable (a list, a NumPy array, ...) of integers in ``[1, limit]``."""
+    items: list[object] = []  # stays empty (refused) unless ks is an int or an iterable
+    if isinstance(ks, numbers.Integral) and not isinstance(ks, bool):
+        items = [ks]
+    elif isinstance(ks, Iterable) and not isinstance(ks, (str, bytes)):
+        items = list(ks)
+    ok = bool(items) and all(
+        isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= int(k) <= limit
+        for k in items
     )
     if not ok:
-        raise ConfigError(
-            f"ks must be positive integers at most {what} ({limit}), got {tuple(ks)!r}"
-        )
+        raise ConfigError(f"ks must be positive integers at most {what} ({limit}), got {ks!r}")
+    return [int(k) for k in items if isinstance(k, numbers.Integral)]
 
 
 def _check_chunk_size(chunk_size: int | None) -> None:
@@ -155,12 +161,27 @@ def _check_chunk_size(chunk_size: int | None) -> None:
         raise ConfigError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
 
 
+def _check_memory_budget(memory_budget_mb: float | None) -> None:
+    """A :class:`ConfigError` unless ``memory_budget_mb`` is ``None`` or a finite number
+    ``> 0``."""
+    if memory_budget_mb is not None and (
+        not isinstance(memory_budget_mb, numbers.Real)
+        or isinstance(memory_budget_mb, bool)
+        or not math.isfinite(memory_budget_mb)
+        or memory_budget_mb <= 0
+    ):
+        raise ConfigError(
+            f"memory_budget_mb must be a finite number > 0 or None, got {memory_budget_mb!r}"
+        )
+
+
 def _chunk_size(
     memory_budget_mb: float | None, num_items: int, device: torch.device | str = "cpu"
 ) -> int:
     """Users per chunk: one float32 score row per user (plus slack for the top-K
     candidates) within ``memory_budget_mb`` (``None``: the device's default), capped where
     larger chunks stop paying off on that device."""
+    _check_memory_budget(memory_budget_mb)
     kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
     budget = _DEFAULT_BUDGET_MB[kind] if memory_budget_mb is None else memory_budget_mb
     return max(1, min(_MAX_CHUNK[kind], int(budget * 2**20 / (num_items * 5))))
@@ -219,13 +240,38 @@ def masked_hits(
     return hits
 
 
-def check_no_nan_rows(nan_rows: Tensor, num_users: int) -> None:
-    """Raise if any ranked user had a NaN among its top-K scores (``nan_rows``: their count,
-    a device scalar read here once)."""
-    if int(nan_rows):
+def score_dtype(scores: Tensor) -> Tensor:
+    """``scores`` as they are ranked: ``float32`` and ``float64`` kept (a ``float64``
+    model's near-ties stay apart), any other dtype (half, bfloat16, integers) cast to
+    ``float32``."""
+    if scores.dtype in (torch.float32, torch.float64):
+        return scores
+    return scores.float()
+
+
+def nonfinite_top_rows(scores: Tensor, top: Tensor) -> Tensor:
+    """``[2]`` counts of the rows of ``scores`` with a NaN, and with a ``+inf``, among their
+    ``top`` columns. :func:`torch.topk` ranks NaN first and ``+inf`` next, so a row holding
+    either anywhere has it in its top K."""
+    val = scores.gather(1, top)
+    return torch.stack([val.isnan().any(dim=1).sum(), val.isposinf().any(dim=1).sum()])
+
+
+def check_finite_rows(bad_rows: Tensor, num_users: int) -> None:
+    """Raise if any ranked user had a NaN or a ``+inf`` among its top-K scores
+    (``bad_rows``: the summed counts of :func:`nonfinite_top_rows`, a device tensor read
+    here once)."""
+    nan_rows, inf_rows = (int(c) for c in bad_rows.tolist())
+    if nan_rows:
         raise PygCFError(
-            f"scores are NaN for {int(nan_rows)} of {num_users} users (diverged or "
+            f"scores are NaN for {nan_rows} of {num_users} users (diverged or "
             "corrupted embeddings?): their rankings, and so the metrics, would be meaningless"
+        )
+    if inf_rows:
+        raise PygCFError(
+            f"scores are +inf for {inf_rows} of {num_users} users (overflowed embeddings, "
+            "e.g. in half precision?): items tied at +inf are ranked arbitrarily, so the "
+            "metrics would be meaningless"
         )
 
 
@@ -267,7 +313,7 @@ def evaluate_scores(
     num_items: int,
     positives: Tensor,
     seen: Sequence[Tensor] = (),
-    ks: Sequence[int] = (20,),
+    ks: int | Sequence[int] = (20,),
     chunk_size: int | None = None,
     memory_budget_mb: float | None = None,
     device: torch.device | str | None = None,
@@ -278,14 +324,16 @@ def evaluate_scores(
     Args:
         score_fn: Maps a ``[C]`` tensor of user ids to ``[C, num_items]`` scores (never
             modified: a returned view of the caller's matrix is copied before masking).
+            ``float32`` and ``float64`` scores are ranked as they are, other dtypes in
+            ``float32``. A user with a NaN or ``+inf`` score is an error.
         num_users: Number of users.
         num_items: Number of items.
         positives: ``[2, E]`` held-out (user, item) pairs to find (a repeated pair counts
             once, with a warning).
-        seen: ``[2, E]`` pair sets to mask (training, and validation at test time). A
-            masked item is never recommended: a positive that is also masked is never a
-            hit, even when a cut-off exceeds the user's unmasked items.
-        ks: Cut-offs.
+        seen: A list of ``[2, E]`` pair sets to mask (training, and validation at test
+            time). A masked item is never recommended: a positive that is also masked is
+            never a hit, even when a cut-off exceeds the user's unmasked items.
+        ks: Cut-offs (one integer, or a list or array of them).
         chunk_size: Users per chunk; derived from ``memory_budget_mb`` when ``None``.
         memory_budget_mb: Memory for one chunk's score and hit matrices (``None``: 256 MB
             on the CPU, 1 GB on a GPU).
@@ -296,8 +344,14 @@ def evaluate_scores(
         Mean of each metric over users with at least one positive (keys like
         ``'recall@20'``), and with ``per_user`` a dict of ``[U]`` tensors plus ``'users'``.
     """
-    check_ks(ks, num_items, "num_items")
+    ks = check_ks(ks, num_items, "num_items")
     _check_chunk_size(chunk_size)
+    _check_memory_budget(memory_budget_mb)
+    if isinstance(seen, Tensor):
+        raise ConfigError(
+            "seen must be a list of [2, E] tensors, got a single tensor of shape "
+            f"{tuple(seen.shape)} (pass [seen])"
+        )
     check_pairs(positives, num_users, num_items, "positives")
     for s in seen:
         check_pairs(s, num_users, num_items, "seen")
@@ -315,7 +369,7 @@ def evaluate_scores(
     # pyg-cf's own GEMM scorer returns rows padded with -inf columns (see _GemmScores).
     width = int(getattr(score_fn, "padded_width", num_items))
     per: dict[str, list[Tensor]] = {}
-    nan_rows = torch.zeros((), dtype=torch.long, device=dev)  # read once, after the loop
+    bad_rows = torch.zeros(2, dtype=torch.long, device=dev)  # read once, after the loop
     for start in range(0, users_all.numel(), chunk_size):
         users = users_all[start : start + chunk_size]
         raw = score_fn(users)
@@ -323,18 +377,17 @@ def evaluate_scores(
             raise ConfigError(
                 f"score_fn returned shape {tuple(raw.shape)}, expected ({users.numel()}, {width})"
             )
-        scores = raw.to(dev).float()
+        scores = score_dtype(raw.to(dev))
         if scores.data_ptr() == raw.data_ptr() and not getattr(score_fn, "scratch", False):
             scores = scores.clone()  # the masking writes in place: never into the caller's
         for m in masks:
             mask_seen(scores, users, m)
         top = topk_indices(scores, kmax)
-        # topk ranks NaN first: a row with a NaN score has one in its top k
-        nan_rows += scores.gather(1, top).isnan().any(dim=1).sum()
+        bad_rows += nonfinite_top_rows(scores, top)
         hits = masked_hits(pos, masks, users, top, num_items)
         for key, val in ranking_metrics_from_hits(hits, pos.counts[users], ks).items():
             per.setdefault(key, []).append(val)
-    check_no_nan_rows(nan_rows, users_all.numel())
+    check_finite_rows(bad_rows, users_all.numel())
     cat = {k: torch.cat(v) for k, v in per.items()}
     means = {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat.items()}
     if per_user:
@@ -348,7 +401,7 @@ def evaluate(
     item_emb: Tensor,
     data: HeteroData,
     split: str = "test",
-    ks: Sequence[int] = (20,),
+    ks: int | Sequence[int] = (20,),
     similarity: str = "ip",
     mask_val_at_test: bool = True,
     chunk_size: int | None = None,
@@ -363,7 +416,7 @@ def evaluate(
         item_emb: ``[num_items, d]`` item embeddings.
         data: A pyg-cf data object.
         split: ``'val'`` or ``'test'``.
-        ks: Cut-offs.
+        ks: Cut-offs (one integer, or a list or array of them).
         similarity: ``'ip'`` (inner product) or ``'cos'`` (cosine) at prediction time.
         mask_val_at_test: Mask validation positives when ``split='test'``.
         chunk_size: Users per chunk (see :func:`evaluate_scores`).
@@ -388,6 +441,7 @@ def evaluate(
     if positives.numel() == 0:
         raise ConfigError(f"data has no {split} positives")
     _check_chunk_size(chunk_size)
+    _check_memory_budget(memory_budget_mb)
     chunk = chunk_size or _chunk_size(memory_budget_mb, ni, u.device)
     res = evaluate_scores(
         _GemmScores(u, i, chunk), nu, ni, positives, seen, ks, chunk, memory_budget_mb, u.device

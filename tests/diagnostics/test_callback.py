@@ -196,3 +196,51 @@ def test_resumed_callback_keeps_its_own_settings(data, tmp_path, caplog):
     tr.fit()
     assert list(resumed.long_tail) == [4] and resumed.long_tail[4].k == 5
     assert list(resumed.frames) == [4]
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"k": 0}, "k must be a positive integer, got 0"),
+        ({"k": 2.5}, "k must be a positive integer, got 2.5"),
+        ({"k": True}, "k must be a positive integer, got True"),
+        ({"groups": 0}, "groups must be a positive integer, got 0"),
+        ({"groups": 2.0}, "groups must be a positive integer, got 2.0"),
+        ({"split": "tset"}, "split must be 'val' or 'test', got 'tset'"),
+        ({"node_types": "item"}, r"node_types must be a non-empty sequence .* got 'item'"),
+        ({"node_types": ()}, "node_types must be a non-empty subset"),
+        ({"node_types": ("movie",)}, "node_types must be a non-empty subset"),
+    ],
+)
+def test_bad_settings_fail_when_the_callback_is_built(kw, match):
+    # they used to fail inside on_epoch_end, after `every` epochs of training
+    with pytest.raises(ConfigError, match=match):
+        DiagnosticsCallback(every=2, long_tail=True, **kw)
+
+
+def test_numpy_integer_settings_are_accepted():
+    import numpy as np
+
+    cb = DiagnosticsCallback(k=np.int64(5), groups=np.int64(3), node_types=["item"])
+    assert (cb.k, cb.groups, cb.node_types) == (5, 3, ("item",))
+    assert type(cb.k) is int and type(cb.groups) is int
+
+
+class _CountBatches(Callback):
+    def __init__(self):
+        self.batches = 0
+
+    def on_batch_end(self, trainer, batch, loss):
+        self.batches += 1
+
+
+def test_a_cutoff_beyond_the_items_fails_before_the_first_epoch_trains(data):
+    num_items = data["item"].num_nodes
+    counter = _CountBatches()
+    cb = DiagnosticsCallback(every=2, long_tail=True, k=num_items + 1)
+    tr = _trainer(data, [cb, counter])
+    with pytest.raises(ConfigError, match=rf"at most the number of items \({num_items}\)"):
+        tr.fit()
+    assert tr.epoch == 1 and counter.batches == 0 and not cb.records
+    # without the long-tail Recall k is not used: no error
+    assert len(_trainer(data, [DiagnosticsCallback(every=2, k=num_items + 1)]).fit()) == 3

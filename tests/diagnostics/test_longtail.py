@@ -170,3 +170,58 @@ def test_a_masked_positive_is_never_a_hit_in_the_long_tail_groups():
     lt = long_tail_recall((u, i), data, k=ni, groups=2)
     assert lt.recall == pytest.approx(0.5)
     assert float(lt.table["recall"].sum()) == pytest.approx(0.5)
+
+
+def test_float64_embeddings_are_ranked_in_float64():
+    # scores 1.000000001 and 1.000000002 tie in float32; in float64 the held-out item 1 is
+    # first, as evaluate ranks it
+    from pyg_cf.data import from_splits
+
+    train = pd.DataFrame({"user": [0, 1], "item": [2, 2]})
+    test = pd.DataFrame({"user": [0], "item": [1]})
+    data = from_splits(train, None, test, keep_dense=True)
+    u = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
+    i = torch.tensor([[1.0 + 1e-9], [1.0 + 2e-9], [0.0]], dtype=torch.float64)
+    res = long_tail_recall((u, i), data, k=1, groups=1)
+    assert res.recall == 1.0
+    assert res.recall == evaluate(u, i, data, ks=(1,))["recall@1"]
+
+
+def test_half_embeddings_are_ranked_in_float32(tiny_data):
+    g = torch.Generator().manual_seed(0)
+    u, i = torch.randn(4, 2, generator=g), torch.randn(5, 2, generator=g)
+    ref = long_tail_recall((u.half().float(), i.half().float()), tiny_data, k=2, groups=2)
+    res = long_tail_recall((u.half(), i.half()), tiny_data, k=2, groups=2)
+    assert res.recall == pytest.approx(ref.recall)
+
+
+def test_item_groups_refuse_fractional_and_all_zero_degrees():
+    # 0.5 1.5 2.7 used to be truncated to 0 1 2 silently
+    with pytest.raises(ConfigError, match=r"whole numbers .* 3 non-integer entries, e\.g\. 0\.5"):
+        item_groups(torch.tensor([0.5, 1.5, 2.7]), 2)
+    with pytest.raises(ConfigError, match="whole numbers"):
+        item_groups(torch.tensor([1.0, float("nan")]), 2)
+    # all zero used to put every item in the most popular group
+    for zeros in (torch.zeros(5, dtype=torch.long), torch.zeros(5)):
+        with pytest.raises(ConfigError, match="item_degree is all zero"):
+            item_groups(zeros, 3)
+    with pytest.raises(ConfigError, match=r"1-D tensor, got \(2, 3\)"):
+        item_groups(torch.ones(2, 3, dtype=torch.long), 2)
+    # whole numbers stored as floats are degrees like any other
+    deg = torch.tensor([4, 1, 8, 1, 1, 4, 1])
+    assert torch.equal(item_groups(deg.double(), 2), item_groups(deg, 2))
+
+
+def test_inf_scores_are_refused_as_in_evaluate(tiny_data):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    u[0] = torch.tensor([float("inf"), 0.0])
+    i[:, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    with pytest.raises(PygCFError, match=r"\+inf for 1 of 4 users"):
+        long_tail_recall((u, i), tiny_data, k=1, groups=2)
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -1.0, 0])
+def test_bad_memory_budget_is_a_config_error(tiny_data, budget):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    with pytest.raises(ConfigError, match="memory_budget_mb must be a finite number > 0"):
+        long_tail_recall((u, i), tiny_data, k=1, memory_budget_mb=budget)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pyg_cf.diagnostics import pair_cosine, similarity_histograms
-from pyg_cf.errors import ConfigError
+from pyg_cf.errors import ConfigError, PygCFError
 from pyg_cf.nn import GraphCF
 
 
@@ -67,3 +67,26 @@ def test_val_split_reads_the_validation_pairs(tiny_data):
     assert view.random.numel() == 2
     test = similarity_histograms((u, i), tiny_data, split="test")
     assert test.positive.numel() == 4
+
+
+def test_nan_cosines_are_refused_not_left_out_of_the_histograms(tiny_data):
+    # the densities still integrated to 1 without the NaN pairs while summary() gave NaN
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    u[0] = float("nan")  # user 0 has two training pairs
+    with pytest.raises(PygCFError, match="NaN for 2 of 8 positive pairs"):
+        similarity_histograms((u, i), tiny_data)
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    i[4] = float("inf")  # item 4 has no training pair: only random pairs meet it
+    with pytest.raises(PygCFError, match=r"NaN for \d+ of 200 random pairs"):
+        similarity_histograms((u, i), tiny_data, num_random=200)
+
+
+def test_numpy_integer_counts_are_accepted_and_bins_must_be_integers(tiny_data):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    view = similarity_histograms(
+        (u, i), tiny_data, num_pairs=np.int64(5), num_random=np.int32(7), bins=np.int64(4)
+    )
+    assert view.positive.numel() == 5 and view.random.numel() == 7 and len(view.table) == 4
+    for bad in (10.5, 4.0, True, "4", None):
+        with pytest.raises(ConfigError, match=r"bins must be an integer >= 1, got"):
+            similarity_histograms((u, i), tiny_data, bins=bad)

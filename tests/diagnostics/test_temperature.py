@@ -1,4 +1,5 @@
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -71,3 +72,13 @@ def test_spearman_is_a_rank_correlation(tiny_data):
     assert view.spearman == pytest.approx(1.0, abs=1e-12)
     falling = temperature_vs_degree(1.0 / tau, tiny_data)
     assert falling.spearman == pytest.approx(-1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (4, 1), (1, 4)])
+def test_temperatures_must_be_one_dimensional(tiny_data, shape):
+    # a [2, 2] tensor for 4 users used to be flattened and read as one tau per user
+    tau = torch.rand(shape)
+    for fn in (user_temperatures, temperature_vs_degree):
+        match = re.escape(f"1-D [num_users] tensor, got shape {shape}")
+        with pytest.raises(ConfigError, match=match):
+            fn(tau, tiny_data)

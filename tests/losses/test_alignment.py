@@ -88,6 +88,11 @@ def test_a_batch_of_one_pair_is_its_alignment():
 def test_validation():
     with pytest.raises(ConfigError, match="'cos'"):
         get_loss("directau", similarity="ip")
+    # NaN passed ``gamma < 0`` and made every loss NaN
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match=f"gamma must be >= 0 and a finite number, got {bad}"):
+            get_loss("directau", gamma=bad)
+    assert get_loss("directau", gamma=0.0).gamma == 0.0
     with pytest.raises(ConfigError, match="at least 2"):
         uniformity(torch.ones(1, 3))
     assert DirectAULoss.paper and ".. math::" in (DirectAULoss.__doc__ or "")

@@ -1,11 +1,19 @@
 import math
+import re
 
 import pytest
 import torch
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses import LossBatch, get_loss
-from pyg_cf.losses.margin import CosineContrastiveLoss, HingeLoss, MultiMarginLoss
+from pyg_cf.losses.margin import (
+    CosineContrastiveLoss,
+    HingeLoss,
+    MultiMarginLoss,
+    ccl_loss,
+    hinge_loss,
+    mml_loss,
+)
 
 D = torch.float64
 
@@ -187,3 +195,77 @@ def test_shared_negatives_equal_the_expanded_per_row_form(name, kind):
 def test_shared_negatives_cannot_reject_positives():
     with pytest.raises(ConfigError, match="shared_negatives"):
         get_loss("mml", shared_negatives=True, reject_positives=True)
+
+
+def _old_mml(pos, neg, margins, weights, neg_weight, pos_weight):
+    m, w = torch.tensor(margins, dtype=neg.dtype), torch.tensor(weights, dtype=neg.dtype)
+    rows = (torch.relu(neg.unsqueeze(-1) - m) * w).sum(-1).mean(-1)
+    return pos_weight * torch.relu(1 - pos) + neg_weight * rows
+
+
+FUNCTIONAL = {
+    "ccl": lambda pos, neg, r: ccl_loss(pos, neg, 0.9, 2.0, r),
+    "mml": lambda pos, neg, r: mml_loss(pos, neg, (0.7, 0.8), (0.5, 0.5), 3.0, 1.5, r),
+    "hinge": lambda pos, neg, r: hinge_loss(pos, neg, 0.5, r),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL))
+def test_one_negative_per_row_as_b_is_that_row_s_not_the_batch_s(name):
+    fn = FUNCTIONAL[name]
+    pos, neg = torch.tensor([0.95, 0.95, 0.95], dtype=D), torch.tensor([0.0, 0.0, 5.0], dtype=D)
+    rows = fn(pos, neg, "none")
+    assert torch.equal(rows, fn(pos, neg.unsqueeze(1), "none"))
+    assert rows.shape == (3,) and rows[0] == rows[1] < rows[2]
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL))
+def test_negative_shapes_that_mix_rows_are_refused(name):
+    fn = FUNCTIONAL[name]
+    # a [B, 1] positive with [B] negatives broadcast to [B, B] (hinge) or mixed rows
+    message = "shape (3,) does not fit pos_score of shape (3, 1)"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        fn(torch.zeros(3, 1), torch.zeros(3), "none")
+    with pytest.raises(ConfigError, match=re.escape("shape (4, 2) does not fit")):
+        fn(torch.zeros(3), torch.zeros(4, 2), "none")
+
+
+def test_valid_negative_shapes_give_the_same_values_as_before():
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(5, generator=g, dtype=D), torch.randn(5, 4, generator=g, dtype=D)
+    for n in (neg, neg[:1]):  # per row, and one set shared by every row
+        ccl = torch.relu(1 - pos) + 2.0 * torch.relu(n - 0.9).mean(-1)
+        assert torch.equal(FUNCTIONAL["ccl"](pos, n, "none"), ccl)
+        mml = _old_mml(pos, n, (0.7, 0.8), (0.5, 0.5), 3.0, 1.5)
+        assert torch.equal(FUNCTIONAL["mml"](pos, n, "none"), mml)
+        hinge = torch.relu(0.5 + n - pos.unsqueeze(-1)).mean(-1)
+        assert torch.equal(FUNCTIONAL["hinge"](pos, n, "none"), hinge)
+    hinge_one = torch.relu(0.5 + neg[:, 0] - pos)  # [B] negatives: one per row, as before
+    assert torch.equal(FUNCTIONAL["hinge"](pos, neg[:, 0], "none"), hinge_one)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("ccl", {"neg_weight": -1.0}, "neg_weight must be >= 0 and a finite number, got -1.0"),
+        ("ccl", {"neg_weight": math.inf}, "neg_weight must be >= 0 and a finite number, got inf"),
+        ("ccl", {"margin": math.nan}, "margin must be a finite number, got nan"),
+        ("hinge", {"margin": math.nan}, "margin must be a finite number, got nan"),
+        ("hinge", {"margin": -math.inf}, "margin must be a finite number, got -inf"),
+        ("mml", {"neg_weight": -5.0}, "neg_weight must be >= 0 and a finite number, got -5.0"),
+        ("mml", {"pos_weight": -1.0}, "pos_weight must be >= 0 and a finite number, got -1.0"),
+        ("mml", {"pos_weight": math.nan}, "pos_weight must be >= 0 and a finite number, got nan"),
+        ("mml", {"margins": [math.nan], "weights": [1.0]}, "margins must be finite, got [nan]"),
+        ("mml", {"margins": [0.5], "weights": [math.nan]}, "weights must be >= 0 and finite"),
+    ],
+)
+def test_values_out_of_range_are_refused_by_name(name, kwargs, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        get_loss(name, **kwargs)
+
+
+def test_boundary_values_stay_accepted():
+    assert get_loss("ccl", neg_weight=0.0, margin=-0.5).margin == -0.5
+    mml = get_loss("mml", margins=[0.0], weights=[0.0], neg_weight=0.0, pos_weight=0.0)
+    assert (mml.neg_weight, mml.pos_weight) == (0.0, 0.0)
+    assert get_loss("hinge", margin=0.0).margin == 0.0

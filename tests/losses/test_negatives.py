@@ -221,3 +221,41 @@ def test_last_collisions_describes_the_latest_draw_even_a_shared_one():
     plain = NegativeSampler(10)
     plain.sample(users, 4, gen, shared=True)
     assert plain.last_collisions == 0
+
+
+def test_max_rounds_must_not_be_negative_and_counts_are_stored_as_ints():
+    # a negative max_rounds silently meant no rejection at all
+    with pytest.raises(ConfigError, match="max_rounds must be >= 0, got -1"):
+        NegativeSampler(4, max_rounds=-1)
+    s = NegativeSampler(torch.tensor(7), max_rounds=0)  # e.g. a 0-dim tensor of a count
+    assert type(s.num_items) is int and s.num_items == 7
+    assert type(s.max_rounds) is int and s.max_rounds == 0
+
+
+def test_popularity_draws_land_on_the_rows_device():
+    """The popularity ``_draw`` drew on the table's device whatever ``device`` it was given:
+    items for rows on another device came back on the table's (here the table is on the
+    CPU and the rows on the ``meta`` device, which every factory op supports)."""
+    s = NegativeSampler(4, torch.tensor([1.0, 2.0, 0.5, 3.0]), kind="popularity")
+    items, logp = s.sample(torch.arange(5, device="meta"), 3)
+    assert items.device.type == "meta" and logp.device.type == "meta"
+    assert items.shape == logp.shape == (5, 3)
+
+
+@pytest.mark.parametrize("shared", [False, True, 2])
+def test_seeded_popularity_draws_on_the_cpu_are_unchanged(shared):
+    """The trainer's draws of a seed: one multinomial over degree^beta on the table's
+    device, with the generator given (what ``_draw`` did before it honoured ``device``)."""
+    deg = torch.tensor([3.0, 0.0, 1.0, 7.0, 2.0, 5.0])
+    s = NegativeSampler(6, deg, kind="popularity", beta=0.75)
+    users = torch.arange(9)
+    items, logp = s.sample(users, 4, torch.Generator().manual_seed(5), shared=shared)
+    w = deg.double().pow(0.75)
+    probs = (w / w.sum()).float()
+    sets = 9 if not shared else negative_sets(9, int(shared))[0]
+    old = torch.multinomial(probs, sets * 4, True, generator=torch.Generator().manual_seed(5))
+    old = old.view(sets, 4)
+    if shared:
+        old = old.repeat_interleave(negative_sets(9, int(shared))[1], dim=0)[:9]
+    assert torch.equal(items, old)
+    assert torch.equal(logp, torch.log(probs.clamp_min(1e-30))[old])

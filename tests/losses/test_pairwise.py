@@ -1,9 +1,12 @@
 import math
+import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from pyg_cf.losses import LossBatch, get_loss
+from pyg_cf.errors import ConfigError
+from pyg_cf.losses import LossBatch, bpr_loss, get_loss
 
 D = torch.float64
 
@@ -50,3 +53,19 @@ def test_bpr_sampling_options():
     train = set(map(tuple, train_edges(data).t().tolist()))
     pairs = zip(cb.users.tolist(), cb.neg_items.view(cb.users.numel(), -1)[:, 0].tolist())
     assert not any(p in train for p in pairs)
+
+
+def test_bpr_loss_refuses_negatives_that_would_broadcast_across_rows():
+    # a [B, 1] positive with [B] negatives became a [B, B] loss matrix, silently
+    with pytest.raises(ConfigError, match=re.escape("(3,) does not fit pos_score of shape (3, 1)")):
+        bpr_loss(torch.zeros(3, 1), torch.zeros(3))
+    with pytest.raises(ConfigError, match=re.escape("(2, 5) does not fit")):
+        bpr_loss(torch.zeros(3), torch.zeros(2, 5))
+
+
+def test_bpr_loss_keeps_its_values_on_valid_shapes():
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(6, generator=g, dtype=D), torch.randn(6, 4, generator=g, dtype=D)
+    assert torch.equal(bpr_loss(pos, neg[:, 0]), F.softplus(neg[:, 0] - pos).mean())
+    assert torch.equal(bpr_loss(pos, neg), F.softplus(neg - pos.unsqueeze(-1)).mean())
+    assert torch.equal(bpr_loss(pos, neg[:1]), F.softplus(neg[:1] - pos.unsqueeze(-1)).mean())

@@ -3,10 +3,16 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pyg_cf.errors import ConfigError
 from pyg_cf.losses import LossBatch, get_loss
-from pyg_cf.losses.pointwise import BinaryCrossEntropyLoss, MeanSquaredErrorLoss
+from pyg_cf.losses.pointwise import (
+    BinaryCrossEntropyLoss,
+    MeanSquaredErrorLoss,
+    bce_loss,
+    mse_loss,
+)
 
 D = torch.float64
 
@@ -150,3 +156,42 @@ def test_finite_at_extreme_inner_products(name):
     assert torch.isfinite(value)
     value.backward()
     assert all(torch.isfinite(t.grad).all() for t in (u, p, n))
+
+
+@pytest.mark.parametrize("fn", [bce_loss, mse_loss])
+def test_one_negative_per_row_as_b_is_that_row_s_not_the_batch_s(fn):
+    # [B] negatives were summed over the batch, and each row got that sum
+    pos, neg = torch.tensor([2.0, 2.0, 2.0], dtype=D), torch.tensor([0.0, 0.0, 5.0], dtype=D)
+    rows = fn(pos, neg, reduction="none")
+    assert torch.equal(rows, fn(pos, neg.unsqueeze(1), reduction="none"))
+    assert rows[0] == rows[1] < rows[2]
+
+
+@pytest.mark.parametrize("fn", [bce_loss, mse_loss])
+def test_negative_shapes_that_mix_rows_are_refused(fn):
+    with pytest.raises(ConfigError, match=re.escape("neg_score of shape (2,) does not fit")):
+        fn(torch.zeros(3), torch.zeros(2))
+    with pytest.raises(ConfigError, match=re.escape("pos_score of shape (3, 1)")):
+        fn(torch.zeros(3, 1), torch.zeros(3))
+
+
+@pytest.mark.parametrize("fn", [bce_loss, mse_loss])
+def test_valid_negative_shapes_give_the_same_values_as_before(fn):
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(5, generator=g, dtype=D), torch.randn(5, 3, generator=g, dtype=D)
+    if fn is bce_loss:
+        old = F.softplus(-pos) + F.softplus(neg).sum(-1)
+        old_shared = F.softplus(-pos) + F.softplus(neg[:1]).sum(-1)
+    else:
+        old = 0.5 * (pos - 1).pow(2) + 0.5 * neg.pow(2).sum(-1)
+        old_shared = 0.5 * (pos - 1).pow(2) + 0.5 * neg[:1].pow(2).sum(-1)
+    assert torch.equal(fn(pos, neg, reduction="none"), old)
+    assert torch.equal(fn(pos, neg[:1], reduction="none"), old_shared)  # [1, M]: shared
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_mse_neg_weight_must_be_finite_and_not_negative(bad):
+    message = f"neg_weight must be >= 0 and a finite number, got {bad}"
+    with pytest.raises(ConfigError, match=message):
+        get_loss("mse", neg_weight=bad)
+    assert get_loss("mse", neg_weight=0.0).neg_weight == 0.0

@@ -72,7 +72,13 @@ def test_a_user_loss_is_checked_from_its_annotations():
     assert get_loss("test-typed", scale=2, steps=None).scale == 2
     with pytest.raises(ConfigError, match=re.escape("steps=1.5 must be int | None")):
         get_loss("test-typed", steps=1.5)
-    get_loss("test-typed", anything="goes to **extra")  # not annotated by name: not checked
+    # not annotated by name: its type is not checked ...
+    check_argument_types(Typed, {"anything": "goes to **extra"}, "loss 'test-typed'")
+    # ... but **extra reaches CFLoss and nn.Module, which take no argument: the walk over
+    # the bases stops there, so the name is refused as unknown (a **kwargs that does pass
+    # it up would otherwise fail inside nn.Module.__init__ with a bare TypeError)
+    with pytest.raises(ConfigError, match=r"bad arguments for loss 'test-typed': .*'anything'"):
+        get_loss("test-typed", anything="goes to **extra")
 
 
 @pytest.mark.parametrize(
@@ -192,3 +198,51 @@ def test_get_loss_refuses_a_value_out_of_range_by_name(name, kwargs, message):
 def test_register_loss_refuses_a_class_that_is_not_a_loss():
     with pytest.raises(ConfigError, match=r"register_loss\('not-a-loss'\) expects a CFLoss"):
         register_loss("not-a-loss")(dict)
+
+
+@pytest.mark.parametrize("name", [None, 3, b"ssm"])
+def test_a_loss_name_that_is_not_a_string_is_refused_by_name(name):
+    # an AttributeError ('NoneType' object has no attribute 'lower') before
+    message = rf"get_loss: the loss name must be a string, got {name!r}"
+    with pytest.raises(ConfigError, match=message):
+        get_loss(name)
+    with pytest.raises(ConfigError, match="register_loss: the loss name must be a string"):
+        register_loss(name)
+
+
+def test_a_user_loss_passing_kwargs_up_or_without_init_refuses_an_unknown_argument():
+    """The walk over the bases reached ``nn.Module.__init__(*args, **kwargs)``, took it for
+    a constructor accepting anything, and skipped the check: the user got torch's bare
+    ``TypeError`` instead of the documented ``ConfigError``."""
+
+    @register_loss("test-no-init", overwrite=True)
+    class NoInit(CFLoss):
+        negatives = "none"
+
+        def forward(self, batch):
+            return batch.user_emb.sum()
+
+    @register_loss("test-passes-up", overwrite=True)
+    class PassesUp(CFLoss):
+        negatives = "none"
+
+        def __init__(self, **kwargs: object):
+            super().__init__(**kwargs)
+
+        def forward(self, batch):
+            return batch.user_emb.sum()
+
+    @register_loss("test-passes-up-twice", overwrite=True)
+    class Sub(PassesUp):
+        def __init__(self, scale: float = 1.0, **kwargs: object):
+            super().__init__(**kwargs)
+            self.scale = scale
+
+    for name in ("test-no-init", "test-passes-up"):
+        message = rf"^bad arguments for loss '{name}': .*'foo'; it takes \[\]$"
+        with pytest.raises(ConfigError, match=message):
+            get_loss(name, foo=1)
+        assert isinstance(get_loss(name), CFLoss)
+    with pytest.raises(ConfigError, match=r"'foo'; it takes \['scale'\]$"):
+        get_loss("test-passes-up-twice", foo=1)
+    assert get_loss("test-passes-up-twice", scale=2.0).scale == 2.0

@@ -1,4 +1,5 @@
 import math
+import re
 from dataclasses import replace
 
 import pytest
@@ -715,3 +716,71 @@ def test_row_mean_is_trusted_only_where_the_forward_in_use_declares_it():
     assert not forward_is_row_mean(WithTerm())
     assert forward_is_row_mean(Declared())
     assert not forward_is_row_mean(get_loss("bpr"))
+
+
+# -- checks added after the review of pyg_cf/losses ----------------------------------------
+def test_logq_correction_without_draw_probabilities_is_refused_not_ignored():
+    """The batch carries no ``neg_log_prob``: the flag read as on while training ran
+    uncorrected (the loss equalled the uncorrected one)."""
+    b = make_batch()
+    assert b.neg_log_prob is None
+    loss = get_loss("ssm", negatives="sampled", num_negatives=5, logq_correction=True)
+    with pytest.raises(ConfigError, match=r"logq_correction=True .*neg_log_prob is None"):
+        loss(b)
+    loss.record_unit_loss = True
+    with pytest.raises(ConfigError, match="neg_log_prob is None"):
+        loss.unit_temperature_loss(b)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (4,), (1, 5)])
+def test_logq_correction_needs_one_log_probability_per_negative(shape):
+    b = make_batch()  # [4, 5] negatives
+    b.neg_log_prob = torch.zeros(shape, dtype=D)
+    loss = get_loss("ssm", negatives="sampled", num_negatives=5, logq_correction=True)
+    message = rf"neg_log_prob has shape {re.escape(str(shape))}, but .* shape \(4, 5\)"
+    with pytest.raises(ConfigError, match=message):
+        loss(b)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("ssm", {"tau": math.inf}, "tau must be > 0 and a finite number, got inf"),
+        ("ssm", {"tau": math.nan}, "tau must be > 0 and a finite number, got nan"),
+        ("ssm", {"tau": 0.0}, "tau must be > 0 and a finite number, got 0.0"),
+        ("softmax", {"tau": math.inf}, "tau must be > 0 and a finite number, got inf"),
+        ("bsl", {"tau1": math.inf}, "tau must be > 0 and a finite number, got inf"),
+        ("bsl", {"tau2": math.inf}, "tau2 must be > 0 and a finite number, got inf"),
+        ("bsl", {"tau2": math.nan}, "tau2 must be > 0 and a finite number, got nan"),
+    ],
+)
+def test_temperatures_must_be_finite_and_positive(name, kwargs, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        get_loss(name, **kwargs)
+
+
+def test_functional_softmax_never_masks_the_row_s_own_positive():
+    b = make_batch()
+    all_s = b.user_emb @ b.all_item_emb.t()
+    rows = torch.arange(4)
+    pos = all_s[rows, b.pos_items]
+    others = torch.zeros_like(all_s, dtype=torch.bool)
+    others[:, 0] = True  # some other item masked in every row ...
+    others[rows, b.pos_items] = False
+    mask = others.clone()
+    mask[rows, b.pos_items] = True  # ... and, wrongly, the row's own positive
+    want = softmax_loss(pos, all_s, 0.3, others, "none", pos_items=b.pos_items)
+    got = softmax_loss(pos, all_s, 0.3, mask, "none", pos_items=b.pos_items)
+    assert torch.equal(got, want)
+    assert (got >= 0).all()  # the own positive is in its sum: -log p >= 0
+    assert mask[rows, b.pos_items].all()  # the caller's mask is left as it was
+    # the same with a per-row temperature of the other items (the positive's logit rewritten)
+    tau_n = torch.tensor([1.0, 0.5, 0.3, 0.2], dtype=D)
+    want = softmax_loss(pos, all_s, 0.1, others, "none", tau_n, b.pos_items)
+    assert torch.equal(softmax_loss(pos, all_s, 0.1, mask, "none", tau_n, b.pos_items), want)
+    # a mask shared by every row ([1, I]) is broadcast, as masked_logsumexp does
+    shared = others[:1] | torch.nn.functional.one_hot(b.pos_items[:1], 7).bool()
+    got = softmax_loss(pos, all_s, 0.3, shared, "none", pos_items=b.pos_items)
+    full = shared.expand(4, -1).clone()
+    full[rows, b.pos_items] = False
+    assert torch.equal(got, softmax_loss(pos, all_s, 0.3, full, "none"))

@@ -324,6 +324,8 @@ def test_schedule_factory_and_errors():
         (lambda: AdapTau0(quantile=1.0), r"quantile must be in \[0, 1\), got 1\.0"),
         (lambda: AdapTau0(quantile=-0.1), "quantile must be in"),
         (lambda: AdapTau0(warmup_epochs=-1), "warmup_epochs must be >= 0, got -1"),
+        (lambda: AdapTau0(warmup_gap=float("nan")), "warmup_gap must be a finite number, got nan"),
+        (lambda: AdapTau0(warmup_gap=float("inf")), "warmup_gap must be a finite number, got inf"),
         (lambda: AdapTau0(tau_min=0.5, tau_max=0.1), "need 0 < tau_min <= tau_max"),
         (lambda: AdapTau0(tau_min=0.0), "need 0 < tau_min <= tau_max"),
         (lambda: AdapTau(divisor=0), "divisor must be > 0, got 0"),

@@ -319,3 +319,98 @@ def test_evaluate_names_a_bad_similarity_an_empty_split_and_a_scorer_of_the_wron
     pos = torch.tensor([[0, 1], [1, 2]])
     with pytest.raises(ConfigError, match=r"score_fn returned shape \(2, 6\), expected \(2, 5\)"):
         evaluate_scores(lambda users: torch.zeros(users.numel(), ni + 1), nu, ni, pos, ks=(2,))
+
+
+def _near_tie_data():
+    """One user, three items: item 2 trained on (masked), item 1 held out."""
+    from pyg_cf.data import from_splits
+
+    train = pd.DataFrame({"user": [0, 1], "item": [2, 2]})
+    test = pd.DataFrame({"user": [0], "item": [1]})
+    return from_splits(train, None, test, keep_dense=True)
+
+
+def test_float64_scores_are_ranked_in_float64():
+    # scores 1.000000001 and 1.000000002 are one float32 value: cast, they tied and item 0
+    # could take the top spot; ranked in float64, item 1 (the held-out one) is first
+    data = _near_tie_data()
+    u = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
+    i = torch.tensor([[1.0 + 1e-9], [1.0 + 2e-9], [0.0]], dtype=torch.float64)
+    assert evaluate(u, i, data, ks=(1,))["recall@1"] == 1.0
+    scores = (u @ i.T)[:1]
+    res = evaluate_scores(lambda users: scores[users], 1, 3, torch.tensor([[0], [1]]), ks=1)
+    assert res["recall@1"] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int64, torch.int32])
+def test_other_score_dtypes_are_ranked_in_float32(dtype):
+    scores = torch.tensor([[1, 5, 3, 2]], dtype=dtype)
+    seen = [torch.tensor([[0], [1]])]  # masked with -inf: needs a floating-point copy
+    res = evaluate_scores(lambda u: scores[u], 1, 4, torch.tensor([[0], [2]]), seen, ks=(1,))
+    assert res["recall@1"] == 1.0
+    assert scores.tolist() == [[1, 5, 3, 2]]  # the caller's scores are left alone
+
+
+def test_a_single_cutoff_and_a_numpy_array_of_cutoffs_are_accepted():
+    import numpy as np
+
+    pos = torch.tensor([[0], [1]])
+    ref = evaluate_scores(_const_scores, 1, 5, pos, ks=(2,))
+    assert evaluate_scores(_const_scores, 1, 5, pos, ks=2) == ref
+    assert evaluate_scores(_const_scores, 1, 5, pos, ks=np.int64(2)) == ref
+    both = evaluate_scores(_const_scores, 1, 5, pos, ks=np.array([1, 2]))
+    assert both == evaluate_scores(_const_scores, 1, 5, pos, ks=(1, 2))
+    hits = torch.tensor([[0, 1]])
+    assert ranking_metrics_from_hits(hits, torch.tensor([1]), 2)["recall@2"] == 1.0
+
+
+@pytest.mark.parametrize("ks", [None, 2.0, "20", "", [[1, 2]], [2.5], True, torch.tensor([2])])
+def test_junk_cutoffs_are_a_config_error(ks):
+    with pytest.raises(ConfigError, match="ks must be positive integers"):
+        evaluate_scores(_const_scores, 1, 5, torch.tensor([[0], [0]]), ks=ks)
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -5, 0, True, "big"])
+def test_bad_memory_budgets_are_refused(tiny_data, budget):
+    # nan and inf used to fail in int(); a negative budget ran one user per chunk
+    pos = torch.tensor([[0], [0]])
+    with pytest.raises(ConfigError, match="memory_budget_mb must be a finite number > 0"):
+        evaluate_scores(_const_scores, 1, 5, pos, ks=(1,), memory_budget_mb=budget)
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    for chunk in (None, 2):  # refused even where a chunk size makes it unused
+        with pytest.raises(ConfigError, match="memory_budget_mb must be a finite number > 0"):
+            evaluate(u, i, tiny_data, chunk_size=chunk, memory_budget_mb=budget)
+
+
+def test_a_bare_seen_tensor_is_named_as_such():
+    seen = torch.tensor([[0, 0], [1, 2]])
+    with pytest.raises(ConfigError, match=r"seen must be a list of \[2, E\] tensors.*\(2, 2\)"):
+        evaluate_scores(_const_scores, 1, 5, torch.tensor([[0], [3]]), seen, ks=(1,))
+    res = evaluate_scores(_const_scores, 1, 5, torch.tensor([[0], [3]]), [seen], ks=(2,))
+    assert res["recall@2"] == 1.0  # items 0 and 1 masked: 2 and 3 are recommended
+
+
+@pytest.mark.parametrize("num_items", [30, 1000])  # plain topk, and the blocked path
+def test_inf_scores_are_refused_like_nan_scores(num_items):
+    # every +inf item ties for the top: which of them is recommended is arbitrary
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, num_items, generator=g)
+    scores[1, [3, 9]] = float("inf")
+    positives = torch.tensor([[0, 1, 2, 3], [1, 2, 7, 4]])
+    with pytest.raises(PygCFError, match=r"\+inf for 1 of 4 users"):
+        evaluate_scores(lambda u: scores[u], 4, num_items, positives, [], ks=(5,))
+    # a +inf score that is masked (a seen item) is never ranked: no error
+    seen = [torch.tensor([[1, 1], [3, 9]])]
+    evaluate_scores(lambda u: scores[u], 4, num_items, positives, seen, ks=(5,))
+    # NaN is reported first when a run has both
+    scores[2, 0] = float("nan")
+    with pytest.raises(PygCFError, match="NaN for 1 of 4 users"):
+        evaluate_scores(lambda u: scores[u], 4, num_items, positives, [], ks=(5,))
+
+
+def test_inf_embeddings_are_refused_by_evaluate(tiny_data):
+    u, i = torch.randn(4, 2), torch.randn(5, 2)
+    u[0] = torch.tensor([float("inf"), 0.0])  # +inf against items with a positive first entry
+    i[:, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    with pytest.raises(PygCFError, match=r"\+inf for 1 of 4 users"):
+        evaluate(u, i, tiny_data, ks=(1,))
