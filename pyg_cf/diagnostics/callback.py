@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pyg_cf.diagnostics.longtail import LongTailRecall, _check_groups, long_tail_recall
+from pyg_cf.diagnostics.longtail import (
+    LongTailRecall,
+    _check_groups,
+    long_tail_recall,
+    positive_int,
+)
 from pyg_cf.diagnostics.magnitude import (
     NODE_TYPES,
     check_node_types,
@@ -30,14 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["DiagnosticsCallback"]
 
 log = logging.getLogger(__name__)
-
-
-def _check_k(k: object) -> int:
-    """``k`` as an ``int``; a :class:`ConfigError` unless it is a positive integer (NumPy
-    integers included, bools refused)."""
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or int(k) < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
-    return int(k)
 
 
 class DiagnosticsCallback(Callback):
@@ -94,7 +90,7 @@ class DiagnosticsCallback(Callback):
             raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
         self.every, self.node_types = every, check_node_types(node_types)
         self.keep_frames, self.do_long_tail = keep_frames, long_tail
-        self.k, self.groups = _check_k(k), _check_groups(groups)
+        self.k, self.groups = positive_int("k", k), _check_groups(groups)
         self.split, self.temperature = split, temperature
         self.records: list[dict[str, Any]] = []
         self.frames: dict[int, pd.DataFrame] = {}

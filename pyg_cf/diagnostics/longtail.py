@@ -50,12 +50,17 @@ from pyg_cf.metrics.ranking import (
 __all__ = ["LongTailRecall", "item_groups", "long_tail_recall"]
 
 
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an ``int``; a :class:`ConfigError` naming ``name`` unless it is a
+    positive integer (NumPy integers included, bools refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or int(value) < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _check_groups(groups: int) -> int:
-    """``groups`` as an ``int``; a :class:`ConfigError` unless it is a positive integer
-    (NumPy integers included, bools refused)."""
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
-        raise ConfigError(f"groups must be a positive integer, got {groups!r}")
-    return int(groups)
+    """``groups`` as an ``int``; a :class:`ConfigError` unless it is a positive integer."""
+    return positive_int("groups", groups)
 
 
 def _check_degrees(item_degree: Tensor) -> Tensor:
